@@ -1,0 +1,46 @@
+# The two commands a newcomer needs are `make run` and `make test`.
+
+CARGO ?= cargo
+# Tests that need PostgreSQL or Redis read these; `make test` makes sure both answer.
+export SWITCHYARD_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export SWITCHYARD_TEST_REDIS_URL ?= redis://127.0.0.1:6379
+
+.PHONY: run test lint fmt bench proto migrate build
+
+## run: build and start all five services in one process (switchyard dev)
+run:
+	$(CARGO) run --bin switchyard -- dev
+
+## test: start PostgreSQL and Redis if needed, then run every test
+test:
+	./scripts/ensure-backing-services.sh
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		echo "cargo-nextest not found; using cargo test"; \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## build: release binaries for every service and the CLI
+build:
+	$(CARGO) build --release --workspace --bins
+
+## bench: criterion benchmarks; results land in bench/results/
+bench:
+	$(CARGO) bench --workspace
+
+## proto: regenerate the API crate from proto/ (it also happens on every build)
+proto:
+	$(CARGO) build -p switchyard-api
+
+## migrate: apply every service's migrations to the databases the settings name
+migrate:
+	$(CARGO) run --bin switchyard -- migrate

@@ -1,0 +1,37 @@
+//! `switchyard`: the operator CLI. `switchyard dev` runs all five services in one process;
+//! `switchyard keys` makes API keys. Later capabilities add their commands here (one module
+//! per command group).
+
+mod dev;
+mod keys;
+mod migrate;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "Switchyard: configuration, feature flags, experiments and realtime push for microservices")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run all five services in one process with embedded defaults (SQLite under ./data,
+    /// in-process change bus, static discovery). Prints the ports and the admin API key.
+    Dev(dev::DevArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Apply every service's database migrations and exit.
+    Migrate(migrate::MigrateArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Keys(command) => keys::run(command),
+        Command::Migrate(args) => migrate::run(args).await,
+    }
+}

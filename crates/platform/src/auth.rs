@@ -1,0 +1,487 @@
+//! Who is calling. Management APIs accept a bearer JWT (HS256 with a shared secret, or
+//! RS256 against configured public keys) or an API key (`sy_…`, stored only as its SHA-256
+//! hash). Either resolves to a [`Principal`]: a tenant, role bindings and scopes. The
+//! [`AuthLayer`] runs in front of every gRPC method (and so every transcoded HTTP route);
+//! handlers then ask the principal whether it may act on a resource.
+//!
+//! No credentials or bad credentials → UNAUTHENTICATED. Good credentials that do not
+//! reach the resource (another tenant, too small a role) → PERMISSION_DENIED.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    str::FromStr,
+    sync::{Arc, RwLock},
+    task::{Context, Poll},
+};
+
+use futures::future::{BoxFuture, FutureExt};
+use http::{Request, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind as JwtErrorKind};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tonic::{Status, body::Body};
+use tower::{Layer, Service};
+
+/// Authentication settings (`[auth]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Shared secret for HS256 tokens.
+    pub jwt_hs256_secret: Option<String>,
+    /// PEM public keys for RS256 tokens; a token is accepted if any key verifies it.
+    pub jwt_rs256_public_keys: Vec<String>,
+    /// Required `iss` claim, when set.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    pub jwt_audience: Option<String>,
+    /// API keys known at start, by hash.
+    pub api_keys: Vec<ApiKeyRecord>,
+}
+
+/// A stored API key: never the key itself, only its SHA-256 hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyRecord {
+    /// A public identifier, shown in logs and audit records.
+    pub id: String,
+    /// Lowercase hex SHA-256 of the whole key.
+    pub sha256: String,
+    pub tenant: String,
+    /// Role bindings such as `admin` or `editor:projects/shop`.
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// Roles grant increasing power: each includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Editor,
+    Publisher,
+    Admin,
+}
+
+impl FromStr for Role {
+    type Err = AuthError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "viewer" => Ok(Role::Viewer),
+            "editor" => Ok(Role::Editor),
+            "publisher" => Ok(Role::Publisher),
+            "admin" => Ok(Role::Admin),
+            other => Err(AuthError::Malformed(format!("unknown role `{other}`"))),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Publisher => "publisher",
+            Role::Admin => "admin",
+        };
+        f.write_str(name)
+    }
+}
+
+/// A role on every resource of the tenant, or on one resource and what lies under it
+/// (`editor:projects/shop` covers `projects/shop/environments/prod/configs/app`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleBinding {
+    pub role: Role,
+    pub resource: Option<String>,
+}
+
+impl FromStr for RoleBinding {
+    type Err = AuthError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once(':') {
+            None => Ok(RoleBinding { role: text.parse()?, resource: None }),
+            Some((role, resource)) => Ok(RoleBinding {
+                role: role.parse()?,
+                resource: Some(resource.trim_end_matches('/').to_owned()),
+            }),
+        }
+    }
+}
+
+impl RoleBinding {
+    fn covers(&self, resource: &str) -> bool {
+        match &self.resource {
+            None => true,
+            Some(prefix) => {
+                resource == prefix
+                    || resource.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
+}
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    Jwt,
+    ApiKey,
+}
+
+/// An authenticated caller. Handlers find it in the request extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The JWT `sub`, or `apikey:<id>`.
+    pub subject: String,
+    pub tenant: String,
+    pub roles: Vec<RoleBinding>,
+    pub scopes: Vec<String>,
+    pub credential: Credential,
+}
+
+impl Principal {
+    /// Allows the call when the principal belongs to `tenant` and holds at least `role`
+    /// on `resource` (a resource name such as `projects/shop`).
+    pub fn authorize(&self, tenant: &str, role: Role, resource: &str) -> Result<(), AuthError> {
+        if self.tenant != tenant {
+            return Err(AuthError::Forbidden(format!("{} belongs to another tenant", resource)));
+        }
+        let allowed = self.roles.iter().any(|binding| binding.role >= role && binding.covers(resource));
+        if allowed {
+            return Ok(());
+        }
+        Err(AuthError::Forbidden(format!("{role} role required on {resource}")))
+    }
+
+    /// The principal of a request that passed the [`AuthLayer`].
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Principal, AuthError> {
+        request.extensions().get::<Principal>().ok_or(AuthError::Missing)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credentials: send `authorization: Bearer <jwt or api key>`")]
+    Missing,
+    #[error("malformed credentials: {0}")]
+    Malformed(String),
+    #[error("token expired")]
+    Expired,
+    #[error("invalid credentials: {0}")]
+    Invalid(String),
+    #[error("permission denied: {0}")]
+    Forbidden(String),
+}
+
+impl crate::error::Classify for AuthError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            AuthError::Forbidden(_) => crate::error::ErrorKind::PermissionDenied,
+            _ => crate::error::ErrorKind::Unauthenticated,
+        }
+    }
+}
+
+/// The claims Switchyard reads from a JWT.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    pub tenant: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Space-separated scopes, as in OAuth 2.
+    #[serde(default)]
+    pub scope: String,
+}
+
+/// Prefix of every Switchyard API key: `sy_<id>_<secret>`.
+pub const API_KEY_PREFIX: &str = "sy_";
+
+/// A freshly generated API key: the plaintext is shown once, only the record is kept.
+pub struct NewApiKey {
+    pub plaintext: String,
+    pub record: ApiKeyRecord,
+}
+
+/// Generates a key for `tenant` with `roles`. 32 random bytes make it unguessable.
+pub fn generate_api_key(tenant: &str, roles: &[&str]) -> NewApiKey {
+    let id = hex::encode(rand::random::<[u8; 6]>());
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let plaintext = format!("{API_KEY_PREFIX}{id}_{secret}");
+    let record = ApiKeyRecord {
+        id,
+        sha256: hash_api_key(&plaintext),
+        tenant: tenant.to_owned(),
+        roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        scopes: Vec::new(),
+    };
+    NewApiKey { plaintext, record }
+}
+
+pub fn hash_api_key(plaintext: &str) -> String {
+    hex::encode(Sha256::digest(plaintext.as_bytes()))
+}
+
+/// Resolves credentials to principals.
+pub struct Authenticator {
+    hs256: Option<DecodingKey>,
+    rs256: Vec<DecodingKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    api_keys: RwLock<HashMap<String, ApiKeyRecord>>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("hs256", &self.hs256.is_some())
+            .field("rs256_keys", &self.rs256.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Builds the authenticator; a bad PEM key or role is a settings error naming the key.
+    pub fn from_settings(settings: &AuthSettings) -> Result<Self, crate::settings::SettingsError> {
+        let mut rs256 = Vec::new();
+        for (index, pem) in settings.jwt_rs256_public_keys.iter().enumerate() {
+            let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|error| {
+                crate::settings::SettingsError::Invalid {
+                    key: format!("auth.jwt_rs256_public_keys[{index}]"),
+                    reason: error.to_string(),
+                }
+            })?;
+            rs256.push(key);
+        }
+        let authenticator = Authenticator {
+            hs256: settings.jwt_hs256_secret.as_ref().map(|secret| DecodingKey::from_secret(secret.as_bytes())),
+            rs256,
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            api_keys: RwLock::new(HashMap::new()),
+        };
+        for (index, record) in settings.api_keys.iter().enumerate() {
+            authenticator.add_api_key(record.clone()).map_err(|error| crate::settings::SettingsError::Invalid {
+                key: format!("auth.api_keys[{index}]"),
+                reason: error.to_string(),
+            })?;
+        }
+        Ok(authenticator)
+    }
+
+    /// Registers a key (by its record); its role bindings must parse.
+    pub fn add_api_key(&self, record: ApiKeyRecord) -> Result<(), AuthError> {
+        for role in &record.roles {
+            role.parse::<RoleBinding>()?;
+        }
+        let mut keys = self.api_keys.write().map_err(|_| AuthError::Invalid("key store poisoned".into()))?;
+        keys.insert(record.sha256.clone(), record);
+        Ok(())
+    }
+
+    /// Resolves the value of an `authorization` header.
+    pub fn authenticate(&self, authorization: &str) -> Result<Principal, AuthError> {
+        let token = authorization
+            .strip_prefix("Bearer ")
+            .or_else(|| authorization.strip_prefix("bearer "))
+            .ok_or_else(|| AuthError::Malformed("expected `Bearer <token>`".into()))?
+            .trim();
+        if token.starts_with(API_KEY_PREFIX) {
+            return self.api_key(token);
+        }
+        self.jwt(token)
+    }
+
+    fn api_key(&self, plaintext: &str) -> Result<Principal, AuthError> {
+        let keys = self.api_keys.read().map_err(|_| AuthError::Invalid("key store poisoned".into()))?;
+        let record = keys.get(&hash_api_key(plaintext)).ok_or_else(|| AuthError::Invalid("unknown API key".into()))?;
+        Ok(Principal {
+            subject: format!("apikey:{}", record.id),
+            tenant: record.tenant.clone(),
+            roles: parse_roles(&record.roles)?,
+            scopes: record.scopes.clone(),
+            credential: Credential::ApiKey,
+        })
+    }
+
+    fn jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|error| AuthError::Malformed(error.to_string()))?;
+        let keys: Vec<&DecodingKey> = match header.alg {
+            Algorithm::HS256 => self.hs256.iter().collect(),
+            Algorithm::RS256 => self.rs256.iter().collect(),
+            other => return Err(AuthError::Invalid(format!("algorithm {other:?} is not accepted"))),
+        };
+        if keys.is_empty() {
+            return Err(AuthError::Invalid(format!("no {:?} keys are configured", header.alg)));
+        }
+        let validation = self.validation(header.alg);
+        let mut last = AuthError::Invalid("no key verified the token".into());
+        for key in keys {
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) => return principal_from_claims(data.claims),
+                Err(error) => last = jwt_error(error),
+            }
+        }
+        Err(last)
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = 30;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        validation
+    }
+}
+
+fn jwt_error(error: jsonwebtoken::errors::Error) -> AuthError {
+    match error.kind() {
+        JwtErrorKind::ExpiredSignature => AuthError::Expired,
+        JwtErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+        JwtErrorKind::InvalidToken | JwtErrorKind::Base64(_) | JwtErrorKind::Json(_) | JwtErrorKind::Utf8(_) => {
+            AuthError::Malformed(error.to_string())
+        }
+        _ => AuthError::Invalid(error.to_string()),
+    }
+}
+
+fn principal_from_claims(claims: Claims) -> Result<Principal, AuthError> {
+    if claims.tenant.is_empty() {
+        return Err(AuthError::Invalid("the `tenant` claim is empty".into()));
+    }
+    Ok(Principal {
+        subject: claims.sub,
+        tenant: claims.tenant,
+        roles: parse_roles(&claims.roles)?,
+        scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+        credential: Credential::Jwt,
+    })
+}
+
+fn parse_roles(roles: &[String]) -> Result<Vec<RoleBinding>, AuthError> {
+    roles.iter().map(|role| role.parse()).collect()
+}
+
+/// gRPC paths that need no credentials: health, reflection, and methods a service marks
+/// public (such as `GetServiceInfo`).
+#[derive(Debug, Clone, Default)]
+pub struct PublicMethods(HashSet<String>);
+
+impl PublicMethods {
+    pub fn insert(&mut self, path: impl Into<String>) {
+        self.0.insert(path.into());
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        path.starts_with("/grpc.health.v1.Health/")
+            || path.starts_with("/grpc.reflection.")
+            || self.0.contains(path)
+    }
+}
+
+/// Authenticates every gRPC call that is not public and puts the [`Principal`] into the
+/// request extensions.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    authenticator: Arc<Authenticator>,
+    public: Arc<PublicMethods>,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Arc<Authenticator>, public: PublicMethods) -> Self {
+        Self { authenticator, public: Arc::new(public) }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService { inner, layer: self.clone() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S> Service<Request<Body>> for AuthService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let header = request.headers().get(http::header::AUTHORIZATION).map(|value| value.to_str());
+        let resolved = match header {
+            None if self.layer.public.contains(request.uri().path()) => None,
+            None => Some(Err(AuthError::Missing)),
+            Some(Err(_)) => Some(Err(AuthError::Malformed("authorization header is not ASCII".into()))),
+            Some(Ok(value)) => Some(self.layer.authenticator.authenticate(value)),
+        };
+        match resolved {
+            Some(Err(error)) if !self.layer.public.contains(request.uri().path()) => {
+                let status = Status::unauthenticated(error.to_string());
+                return async move { Ok(status.into_http()) }.boxed();
+            }
+            Some(Ok(principal)) => {
+                request.extensions_mut().insert(principal);
+            }
+            _ => {}
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        inner.call(request).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(tenant: &str, roles: &[&str]) -> Principal {
+        Principal {
+            subject: "u1".into(),
+            tenant: tenant.into(),
+            roles: roles.iter().map(|r| r.parse().unwrap()).collect(),
+            scopes: vec![],
+            credential: Credential::Jwt,
+        }
+    }
+
+    #[test]
+    fn scoped_roles_cover_only_their_subtree() {
+        let p = principal("acme", &["editor:projects/shop"]);
+        assert!(p.authorize("acme", Role::Editor, "projects/shop/environments/prod").is_ok());
+        assert!(p.authorize("acme", Role::Viewer, "projects/shop").is_ok());
+        assert!(p.authorize("acme", Role::Editor, "projects/shopping").is_err());
+        assert!(p.authorize("acme", Role::Publisher, "projects/shop").is_err());
+    }
+
+    #[test]
+    fn another_tenant_is_forbidden_whatever_the_role() {
+        let p = principal("acme", &["admin"]);
+        assert!(matches!(p.authorize("globex", Role::Viewer, "projects/x"), Err(AuthError::Forbidden(_))));
+    }
+
+    #[test]
+    fn unknown_roles_are_rejected() {
+        assert!("owner".parse::<RoleBinding>().is_err());
+    }
+}

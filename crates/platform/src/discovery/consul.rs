@@ -1,0 +1,213 @@
+//! A small Consul HTTP API client: agent service registration with a gRPC health check,
+//! deregistration, and healthy-instance lookups with blocking queries. It runs on the
+//! hyper stack already in the tree rather than consulrs, whose only release (2021) is built
+//! on reqwest 0.11 / http 0.2 and cannot list healthy instances.
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde::{Deserialize, Serialize};
+
+use crate::settings::ConsulSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsulError {
+    #[error("consul request failed: {0}")]
+    Transport(String),
+    #[error("consul answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("consul sent an unreadable answer: {0}")]
+    Decode(String),
+}
+
+/// What this instance registers: `Port` is the gRPC port, the HTTP port goes in `Meta`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Registration {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub check: HealthCheck,
+}
+
+/// A gRPC health check that Consul runs against the instance (grpc.health.v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthCheck {
+    #[serde(rename = "GRPC")]
+    pub grpc: String,
+    #[serde(rename = "GRPCUseTLS")]
+    pub grpc_use_tls: bool,
+    pub interval: String,
+    pub deregister_critical_service_after: String,
+}
+
+/// One healthy instance of a service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instance {
+    pub id: String,
+    pub address: SocketAddr,
+    pub http_port: Option<u16>,
+}
+
+/// One answer of a blocking query: the instances and the index to wait on next.
+#[derive(Debug, Clone)]
+pub struct HealthyInstances {
+    pub instances: Vec<Instance>,
+    pub index: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthEntry {
+    node: NodeEntry,
+    service: ServiceEntry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeEntry {
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceEntry {
+    #[serde(rename = "ID")]
+    id: String,
+    address: String,
+    port: u16,
+    #[serde(default)]
+    meta: Option<BTreeMap<String, String>>,
+}
+
+/// The Consul agent this process talks to.
+#[derive(Clone)]
+pub struct ConsulClient {
+    base: String,
+    token: Option<String>,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for ConsulClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulClient").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+impl ConsulClient {
+    pub fn new(settings: &ConsulSettings) -> Self {
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        ConsulClient { base: settings.address.trim_end_matches('/').to_owned(), token: settings.token.clone(), http }
+    }
+
+    /// `PUT /v1/agent/service/register`.
+    pub async fn register(&self, registration: &Registration) -> Result<(), ConsulError> {
+        let body = serde_json::to_vec(registration).map_err(|error| ConsulError::Decode(error.to_string()))?;
+        self.send(http::Method::PUT, "/v1/agent/service/register", body).await?;
+        Ok(())
+    }
+
+    /// `PUT /v1/agent/service/deregister/:id`.
+    pub async fn deregister(&self, id: &str) -> Result<(), ConsulError> {
+        self.send(http::Method::PUT, &format!("/v1/agent/service/deregister/{id}"), Vec::new()).await?;
+        Ok(())
+    }
+
+    /// `GET /v1/health/service/:name?passing=true`, blocking until the index moves past
+    /// `index` or `wait` elapses (a blocking query). Pass 0 to return at once.
+    pub async fn healthy(&self, service: &str, index: u64, wait: &str) -> Result<HealthyInstances, ConsulError> {
+        let mut path = format!("/v1/health/service/{service}?passing=true");
+        if index > 0 {
+            path.push_str(&format!("&index={index}&wait={wait}"));
+        }
+        let (headers, body) = self.send(http::Method::GET, &path, Vec::new()).await?;
+        let entries: Vec<HealthEntry> =
+            serde_json::from_slice(&body).map_err(|error| ConsulError::Decode(error.to_string()))?;
+        let index = headers
+            .get("x-consul-index")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0);
+        let mut instances: Vec<Instance> = entries.into_iter().filter_map(instance).collect();
+        instances.sort();
+        Ok(HealthyInstances { instances, index })
+    }
+
+    async fn send(&self, method: http::Method, path: &str, body: Vec<u8>) -> Result<(http::HeaderMap, Bytes), ConsulError> {
+        let mut request = http::Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = method;
+        *request.uri_mut() = format!("{}{path}", self.base)
+            .parse()
+            .map_err(|error: http::uri::InvalidUri| ConsulError::Transport(error.to_string()))?;
+        if let Some(token) = &self.token
+            && let Ok(value) = http::HeaderValue::from_str(token)
+        {
+            request.headers_mut().insert("x-consul-token", value);
+        }
+        let response = self.http.request(request).await.map_err(|error| ConsulError::Transport(error.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|error| ConsulError::Transport(error.to_string()))?.to_bytes();
+        if !parts.status.is_success() {
+            return Err(ConsulError::Status { status: parts.status.as_u16(), body: String::from_utf8_lossy(&body).into() });
+        }
+        Ok((parts.headers, body))
+    }
+}
+
+/// The service address falls back to the node address, as Consul documents.
+fn instance(entry: HealthEntry) -> Option<Instance> {
+    let host = if entry.service.address.is_empty() { entry.node.address } else { entry.service.address };
+    let address = format!("{host}:{}", entry.service.port).parse().ok()?;
+    let http_port = entry.service.meta.as_ref().and_then(|meta| meta.get("http_port")).and_then(|p| p.parse().ok());
+    Some(Instance { id: entry.service.id, address, http_port })
+}
+
+/// Blocking-query loop: publishes the healthy instances of `service` on a watch channel
+/// every time they change. Errors back off (1 s doubling to 30 s) and keep the last
+/// known set, so a Consul restart does not empty the balancer.
+pub fn watch_healthy(
+    client: ConsulClient,
+    service: String,
+    wait: String,
+    shutdown: crate::shutdown::Shutdown,
+) -> tokio::sync::watch::Receiver<Vec<Instance>> {
+    let (sender, receiver) = tokio::sync::watch::channel(Vec::new());
+    tokio::spawn(async move {
+        let mut index = 0u64;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let answer = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                answer = client.healthy(&service, index, &wait) => answer,
+            };
+            match answer {
+                Ok(answer) => {
+                    backoff = Duration::from_secs(1);
+                    // Consul: an index that goes backwards must reset the wait to zero.
+                    index = if answer.index < index { 0 } else { answer.index.max(1) };
+                    sender.send_if_modified(|current| {
+                        let changed = *current != answer.instances;
+                        *current = answer.instances;
+                        changed
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, service, "consul watch failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    });
+    receiver
+}

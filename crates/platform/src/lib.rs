@@ -1,0 +1,35 @@
+//! What every Switchyard service gets for free. A service crate builds its domain parts
+//! and hands its gRPC services to [`server::Host`]; everything else — settings, telemetry,
+//! both ports, HTTP transcoding, auth, limits, storage, the change bus, discovery and
+//! graceful shutdown — lives here, once.
+
+pub mod about;
+pub mod auth;
+pub mod bus;
+pub mod discovery;
+pub mod error;
+pub mod metrics;
+pub mod protection;
+pub mod server;
+pub mod settings;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;
+pub mod transcode;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use server::{GrpcServices, Host, Running, StartError};
+pub use settings::{ServiceIdentity, Settings};
+pub use shutdown::Shutdown;
+
+/// The descriptor pool of every Switchyard API, decoded once.
+pub fn descriptors() -> prost_reflect::DescriptorPool {
+    static POOL: std::sync::OnceLock<prost_reflect::DescriptorPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        // The descriptor set is generated at build time from our own protos; failing to
+        // decode it is a build defect, caught by every test that starts a server.
+        prost_reflect::DescriptorPool::decode(switchyard_api::FILE_DESCRIPTOR_SET).unwrap_or_default()
+    })
+    .clone()
+}

@@ -1,0 +1,220 @@
+//! `/openapi.json`: an OpenAPI 3.0 document generated from the same route table and
+//! descriptors the transcoder serves, so the document cannot drift from the API.
+
+use std::collections::BTreeMap;
+
+use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor};
+use serde_json::{Map, Value, json};
+
+use super::routes::{BodyTarget, Route, RouteTable};
+
+/// Query parameters are listed down to this depth of nested messages.
+const MAX_QUERY_DEPTH: usize = 3;
+
+pub fn document(title: &str, version: &str, table: &RouteTable) -> Value {
+    let mut schemas = BTreeMap::new();
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut operation_ids: BTreeMap<String, usize> = BTreeMap::new();
+    for route in table.routes() {
+        let base = format!("{}_{}", route.method.parent_service().name(), route.method.name());
+        let seen = operation_ids.entry(base.clone()).or_insert(0);
+        let operation_id = if *seen == 0 { base } else { format!("{base}{seen}") };
+        *seen += 1;
+        let operation = operation(route, operation_id, &mut schemas);
+        paths
+            .entry(route.template.openapi_path())
+            .or_default()
+            .insert(route.http_method.as_str().to_lowercase(), operation);
+    }
+    schemas.insert("google.rpc.Status".to_owned(), status_schema());
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": title, "version": version },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "A JWT or a Switchyard API key (sy_…)" }
+            }
+        },
+        "security": [{ "bearer": [] }]
+    })
+}
+
+fn operation(route: &Route, operation_id: String, schemas: &mut BTreeMap<String, Value>) -> Value {
+    let method = &route.method;
+    let input = method.input();
+    let bound: Vec<String> = route.template.fields().collect();
+    let mut parameters: Vec<Value> = bound
+        .iter()
+        .map(|path| {
+            let schema = field_at(&input, path).map_or(json!({"type": "string"}), |f| field_schema(&f, schemas));
+            json!({ "name": path, "in": "path", "required": true, "schema": schema })
+        })
+        .collect();
+    if route.body == BodyTarget::None || matches!(route.body, BodyTarget::Field(_)) {
+        let skip = match &route.body {
+            BodyTarget::Field(field) => Some(field.as_str()),
+            _ => None,
+        };
+        query_parameters(&input, "", &bound, skip, 0, schemas, &mut parameters);
+    }
+    let mut operation = json!({
+        "operationId": operation_id,
+        "summary": comments(method).unwrap_or_else(|| method.full_name().to_owned()),
+        "tags": [method.parent_service().name()],
+        "parameters": parameters,
+        "responses": {
+            "200": { "description": "OK", "content": { content_type(method): { "schema": response_schema(route, schemas) } } },
+            "default": { "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/google.rpc.Status" } } } }
+        }
+    });
+    let body = match &route.body {
+        BodyTarget::None => None,
+        BodyTarget::Whole => Some(message_ref(&input, schemas)),
+        BodyTarget::Field(field) => input.get_field_by_name(field).map(|f| field_schema(&f, schemas)),
+    };
+    if let Some(schema) = body {
+        operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+    }
+    operation
+}
+
+fn content_type(method: &MethodDescriptor) -> &'static str {
+    if method.is_server_streaming() { "application/x-ndjson" } else { "application/json" }
+}
+
+fn response_schema(route: &Route, schemas: &mut BTreeMap<String, Value>) -> Value {
+    let output = route.method.output();
+    if route.response_body.is_empty() {
+        return message_ref(&output, schemas);
+    }
+    output.get_field_by_name(&route.response_body).map_or(json!({}), |f| field_schema(&f, schemas))
+}
+
+/// The leading comment of a method in its proto file, when the descriptor kept it.
+fn comments(method: &MethodDescriptor) -> Option<String> {
+    let file = method.parent_file();
+    let path = method.path();
+    let info = file.file_descriptor_proto().source_code_info.as_ref()?;
+    let location = info.location.iter().find(|location| location.path == path)?;
+    let text = location.leading_comments.as_deref()?.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn field_at(message: &MessageDescriptor, path: &str) -> Option<FieldDescriptor> {
+    let mut current = message.clone();
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let field = current.get_field_by_name(part)?;
+        if parts.peek().is_none() {
+            return Some(field);
+        }
+        let Kind::Message(next) = field.kind() else { return None };
+        current = next;
+    }
+    None
+}
+
+fn query_parameters(
+    message: &MessageDescriptor,
+    prefix: &str,
+    bound: &[String],
+    skip: Option<&str>,
+    depth: usize,
+    schemas: &mut BTreeMap<String, Value>,
+    out: &mut Vec<Value>,
+) {
+    for field in message.fields() {
+        let path = format!("{prefix}{}", field.name());
+        if bound.contains(&path) || (depth == 0 && skip == Some(field.name())) || field.is_map() {
+            continue;
+        }
+        match field.kind() {
+            Kind::Message(child) if !field.is_list() && depth < MAX_QUERY_DEPTH && !is_well_known(&child) => {
+                query_parameters(&child, &format!("{path}."), bound, None, depth + 1, schemas, out);
+            }
+            Kind::Message(_) => {}
+            _ => out.push(json!({ "name": path, "in": "query", "required": false, "schema": field_schema(&field, schemas) })),
+        }
+    }
+}
+
+fn is_well_known(message: &MessageDescriptor) -> bool {
+    message.package_name() == "google.protobuf"
+}
+
+fn message_ref(message: &MessageDescriptor, schemas: &mut BTreeMap<String, Value>) -> Value {
+    if let Some(schema) = well_known_schema(message) {
+        return schema;
+    }
+    let name = message.full_name().to_owned();
+    if !schemas.contains_key(&name) {
+        schemas.insert(name.clone(), json!({})); // placeholder breaks recursion
+        let mut properties = Map::new();
+        for field in message.fields() {
+            properties.insert(field.json_name().to_owned(), field_schema(&field, schemas));
+        }
+        schemas.insert(name.clone(), json!({ "type": "object", "properties": properties, "additionalProperties": false }));
+    }
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) -> Value {
+    if field.is_map() {
+        let Kind::Message(entry) = field.kind() else { return json!({"type": "object"}) };
+        let value = entry.map_entry_value_field();
+        return json!({ "type": "object", "additionalProperties": kind_schema(&value.kind(), schemas) });
+    }
+    let schema = kind_schema(&field.kind(), schemas);
+    if field.is_list() { json!({ "type": "array", "items": schema }) } else { schema }
+}
+
+fn kind_schema(kind: &Kind, schemas: &mut BTreeMap<String, Value>) -> Value {
+    match kind {
+        Kind::Double | Kind::Float => json!({ "type": "number" }),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({ "type": "integer", "format": "int32" }),
+        Kind::Uint32 | Kind::Fixed32 => json!({ "type": "integer", "format": "int64", "minimum": 0 }),
+        // proto3 JSON writes 64-bit integers as strings.
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({ "type": "string", "format": "int64" }),
+        Kind::Uint64 | Kind::Fixed64 => json!({ "type": "string", "format": "uint64" }),
+        Kind::Bool => json!({ "type": "boolean" }),
+        Kind::String => json!({ "type": "string" }),
+        Kind::Bytes => json!({ "type": "string", "format": "byte" }),
+        Kind::Enum(descriptor) => json!({ "type": "string", "enum": descriptor.values().map(|v| v.name().to_owned()).collect::<Vec<_>>() }),
+        Kind::Message(message) => message_ref(message, schemas),
+    }
+}
+
+fn well_known_schema(message: &MessageDescriptor) -> Option<Value> {
+    if !is_well_known(message) {
+        return None;
+    }
+    Some(match message.name() {
+        "Timestamp" => json!({ "type": "string", "format": "date-time" }),
+        "Duration" => json!({ "type": "string", "example": "1.5s" }),
+        "FieldMask" => json!({ "type": "string", "example": "name,labels" }),
+        "Struct" | "Empty" | "Any" => json!({ "type": "object" }),
+        "Value" => json!({}),
+        "ListValue" => json!({ "type": "array", "items": {} }),
+        "BoolValue" => json!({ "type": "boolean" }),
+        "StringValue" => json!({ "type": "string" }),
+        "BytesValue" => json!({ "type": "string", "format": "byte" }),
+        "Int64Value" | "UInt64Value" => json!({ "type": "string", "format": "int64" }),
+        "Int32Value" | "UInt32Value" => json!({ "type": "integer" }),
+        "DoubleValue" | "FloatValue" => json!({ "type": "number" }),
+        _ => json!({ "type": "object" }),
+    })
+}
+
+fn status_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "google.rpc.Status: the gRPC code, a message, and typed details.",
+        "properties": {
+            "code": { "type": "integer", "format": "int32" },
+            "message": { "type": "string" },
+            "details": { "type": "array", "items": { "type": "object" } }
+        }
+    })
+}
