@@ -142,7 +142,7 @@ mod tests {
         let status = to_status(&Sample::BadName);
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
-        let bad_request = details.bad_request().cloned().unwrap_or_default();
+        let bad_request = details.bad_request().cloned().expect("a BadRequest detail");
         assert_eq!(bad_request.field_violations.len(), 1);
         assert_eq!(bad_request.field_violations[0].field, "name");
     }

@@ -137,10 +137,21 @@ pub struct ShutdownSettings {
 /// A setting that is present but wrong; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("{0}")]
+    #[error("{}", describe(.0))]
     Parse(Box<figment::Error>),
     #[error("invalid setting `{key}`: {reason}")]
     Invalid { key: String, reason: String },
+}
+
+/// `invalid setting `grpc.port`: invalid type … (from `SWITCHYARD_` environment variable(s))`:
+/// the key in the same lowercase dotted form a settings file uses.
+fn describe(error: &figment::Error) -> String {
+    let key = error.path.join(".").to_lowercase();
+    let source = error.metadata.as_ref().map(|metadata| format!(" (from {})", metadata.name)).unwrap_or_default();
+    if key.is_empty() {
+        return format!("invalid settings: {}{source}", error.kind);
+    }
+    format!("invalid setting `{key}`: {}{source}", error.kind)
 }
 
 impl From<figment::Error> for SettingsError {

@@ -1,17 +1,17 @@
 //! Wiring: the platform host, then this service's parts on top of it.
 
-use switchyard_api::realtime::v1::realtime_service_server::RealtimeServiceServiceServer;
+use switchyard_api::realtime::v1::realtime_service_server::RealtimeServiceServer;
 use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError};
 
 use crate::{conf::{IDENTITY, Settings}, data::MIGRATIONS, service::RealtimeServiceApi};
 
 /// `GetServiceInfo` answers without credentials, like a version endpoint.
-const PUBLIC: &[&str] = &["/switchyard.realtime.v1.RealtimeServiceService/GetServiceInfo"];
+const PUBLIC: &[&str] = &["/switchyard.realtime.v1.RealtimeService/GetServiceInfo"];
 
 pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, StartError> {
     let host = Host::prepare(IDENTITY, settings, shutdown, &MIGRATIONS).await?;
     let max_message = host.settings.limits.max_request_bytes;
-    let api = RealtimeServiceServiceServer::new(RealtimeServiceApi::new(host.about.clone()))
+    let api = RealtimeServiceServer::new(RealtimeServiceApi::new(host.about.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let services = PUBLIC.iter().fold(GrpcServices::new().add(api), |services, path| services.public(path));

@@ -1,13 +1,13 @@
 //! The gRPC face of experiment-service: maps protobuf requests to use cases and errors to statuses.
 
 use switchyard_api::{
-    experiments::v1::experiment_service_server::ExperimentServiceService,
+    experiments::v1::experiment_service_server::ExperimentService,
     runtime::v1::{GetServiceInfoRequest, ServiceInfo},
 };
 use switchyard_platform::{about::About, error::to_status};
 use tonic::{Request, Response, Status};
 
-/// Implements `switchyard.experiments.v1.ExperimentServiceService`.
+/// Implements `switchyard.experiments.v1.ExperimentService`.
 #[derive(Debug, Clone)]
 pub struct ExperimentServiceApi {
     about: About,
@@ -20,7 +20,7 @@ impl ExperimentServiceApi {
 }
 
 #[tonic::async_trait]
-impl ExperimentServiceService for ExperimentServiceApi {
+impl ExperimentService for ExperimentServiceApi {
     async fn get_service_info(&self, _request: Request<GetServiceInfoRequest>) -> Result<Response<ServiceInfo>, Status> {
         let info = self.about.service_info().await.map_err(|error| to_status(&error))?;
         Ok(Response::new(info))
