@@ -141,7 +141,11 @@ impl ConsulClient {
     }
 
     async fn send(&self, method: http::Method, path: &str, body: Vec<u8>) -> Result<(http::HeaderMap, Bytes), ConsulError> {
+        let has_body = !body.is_empty();
         let mut request = http::Request::new(Full::new(Bytes::from(body)));
+        if has_body {
+            request.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        }
         *request.method_mut() = method;
         *request.uri_mut() = format!("{}{path}", self.base)
             .parse()

@@ -1,0 +1,140 @@
+//! Discovery against the in-process Consul fake (Consul's documented HTTP API): what an
+//! instance registers, that it deregisters on shutdown, and that resolution follows
+//! healthy instances through blocking queries.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use switchyard_api::testing::v1::{GetItemRequest, Item, transcode_test_client::TranscodeTestClient};
+use switchyard_platform::{
+    Shutdown,
+    discovery::{
+        Discovery, Registration,
+        consul::{ConsulClient, HealthCheck, watch_healthy},
+    },
+    settings::ConsulSettings,
+    testing::{CheckStatus, FakeConsul},
+};
+
+fn consul_settings(fake: &FakeConsul) -> ConsulSettings {
+    ConsulSettings { address: fake.url(), tags: vec!["switchyard".into(), "test".into()], ..ConsulSettings::default() }
+}
+
+fn instance(id: &str, port: u16) -> Registration {
+    Registration {
+        id: id.into(),
+        name: "orders".into(),
+        address: "127.0.0.1".into(),
+        port,
+        tags: vec![],
+        meta: BTreeMap::new(),
+        check: HealthCheck {
+            grpc: format!("127.0.0.1:{port}"),
+            grpc_use_tls: false,
+            interval: "10s".into(),
+            deregister_critical_service_after: "1m".into(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn registers_on_start_and_deregisters_on_shutdown() {
+    let fake = FakeConsul::start().await.unwrap();
+    let (mut settings, dir) = support::settings();
+    settings.consul = Some(consul_settings(&fake));
+    let server = support::start_with(settings, dir).await;
+
+    let payloads = fake.payloads();
+    assert_eq!(payloads.len(), 1);
+    let payload = &payloads[0];
+    let grpc_port = server.running.grpc_addr.port();
+    assert!(payload["ID"].as_str().unwrap().starts_with("echo-service-"));
+    assert_eq!(payload["Name"], "echo-service");
+    assert_eq!(payload["Address"], "127.0.0.1");
+    assert_eq!(payload["Port"], grpc_port);
+    assert_eq!(payload["Tags"], serde_json::json!(["switchyard", "test"]));
+    assert_eq!(payload["Meta"]["http_port"], server.running.http_addr.port().to_string());
+    assert_eq!(payload["Check"]["GRPC"], format!("127.0.0.1:{grpc_port}"));
+    assert_eq!(payload["Check"]["GRPCUseTLS"], false);
+    assert_eq!(payload["Check"]["Interval"], "10s");
+    assert_eq!(payload["Check"]["DeregisterCriticalServiceAfter"], "1m");
+
+    let id = payload["ID"].as_str().unwrap().to_owned();
+    assert_eq!(fake.registered_ids(), vec![id.clone()]);
+    server.stop().await;
+    assert_eq!(fake.deregistered(), vec![id]);
+    assert!(fake.registered_ids().is_empty());
+}
+
+#[tokio::test]
+async fn resolver_follows_healthy_instances_with_blocking_queries() {
+    let fake = FakeConsul::start().await.unwrap();
+    let client = ConsulClient::new(&consul_settings(&fake));
+    let shutdown = Shutdown::new();
+    fake.add(instance("orders-1", 9100));
+    let mut healthy = watch_healthy(client.clone(), "orders".into(), "30s".into(), shutdown.clone());
+
+    let ids = |list: &Vec<switchyard_platform::discovery::Instance>| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    let wait = |rx: &mut tokio::sync::watch::Receiver<Vec<_>>, want: Vec<&str>| {
+        let want: Vec<String> = want.into_iter().map(str::to_owned).collect();
+        let mut rx = rx.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|list| ids(list) == want)).await.expect("resolver did not catch up").unwrap();
+        }
+    };
+    wait(&mut healthy, vec!["orders-1"]).await;
+
+    // The blocking query returns as soon as the catalog changes (its wait is 30 s).
+    let started = std::time::Instant::now();
+    fake.add(instance("orders-2", 9101));
+    wait(&mut healthy, vec!["orders-1", "orders-2"]).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    fake.set_check("orders-1", CheckStatus::Critical);
+    wait(&mut healthy, vec!["orders-2"]).await;
+    let current = healthy.borrow().clone();
+    assert_eq!(current[0].address.port(), 9101);
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn channels_balance_over_registered_instances() {
+    let fake = FakeConsul::start().await.unwrap();
+    let (mut settings, dir) = support::settings();
+    settings.consul = Some(consul_settings(&fake));
+    let server = support::start_with(settings, dir).await;
+
+    let shutdown = Shutdown::new();
+    let discovery = Discovery::new(Some(&consul_settings(&fake)), &BTreeMap::new(), shutdown.clone());
+    let channel = discovery.channel("echo-service").unwrap();
+    let mut client = TranscodeTestClient::new(channel);
+    let request = GetItemRequest { item: Some(Item { name: "via-consul".into(), ..Item::default() }), ..GetItemRequest::default() };
+    let mut answer = None;
+    for _ in 0..50 {
+        match client.get_item(request.clone()).await {
+            Ok(response) => {
+                answer = Some(response.into_inner());
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(answer.unwrap().request_json.contains("via-consul"));
+    shutdown.trigger();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn static_discovery_without_consul() {
+    let server = support::start().await;
+    let mut peers = BTreeMap::new();
+    peers.insert("echo-service".to_owned(), vec![server.grpc.clone()]);
+    let discovery = Discovery::new(None, &peers, Shutdown::new());
+    assert_eq!(discovery.kind(), "static");
+    let mut client = TranscodeTestClient::new(discovery.channel("echo-service").unwrap());
+    assert!(client.get_item(GetItemRequest::default()).await.is_ok());
+    assert!(discovery.channel("nobody").unwrap_err().to_string().contains("peers.nobody"));
+    server.stop().await;
+}
