@@ -51,3 +51,127 @@ pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: impl 
 pub async fn get(url: &str) -> HttpResponse {
     http("GET", url, &[], Bytes::new()).await
 }
+
+/// The PostgreSQL server tests use (`make test` makes sure it runs).
+pub fn postgres_admin_url() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The Redis server tests use (`make test` makes sure it runs).
+pub fn redis_url() -> String {
+    std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A fresh, empty PostgreSQL database for one test; returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = postgres_admin_url();
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(conn) => conn,
+        Err(error) => panic!("PostgreSQL must be running at {admin} (make test starts it): {error}"),
+    };
+    let name = format!("sy_test_{}", uuid::Uuid::new_v4().simple());
+    if let Err(error) = sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await {
+        panic!("cannot create test database: {error}");
+    }
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// What every service must do, checked the same way for each: boot on port 0, report
+/// SERVING over grpc.health.v1, answer `/healthz`, serve `GetServiceInfo` over gRPC and
+/// over its transcoded HTTP route, and drain on shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct Contract {
+    pub name: &'static str,
+    /// The fully qualified gRPC service, e.g. `switchyard.config.v1.ConfigService`.
+    pub grpc_service: &'static str,
+    /// The HTTP route of `GetServiceInfo`, e.g. `/v1/config/info`.
+    pub info_route: &'static str,
+}
+
+/// Loopback ports chosen by the OS and a private data directory.
+pub fn local<S>(mut settings: crate::Settings<S>, data_dir: &std::path::Path) -> crate::Settings<S> {
+    settings.grpc = crate::settings::Listener { host: [127, 0, 0, 1].into(), port: 0 };
+    settings.http = crate::settings::Listener { host: [127, 0, 0, 1].into(), port: 0 };
+    settings.data_dir = data_dir.to_path_buf();
+    settings
+}
+
+/// The production shape: a fresh PostgreSQL database and the Redis change bus.
+pub async fn with_postgres_and_redis<S>(mut settings: crate::Settings<S>) -> crate::Settings<S> {
+    settings.storage.url = fresh_postgres_database().await;
+    settings.redis_url = Some(redis_url());
+    settings
+}
+
+impl Contract {
+    /// `GetServiceInfo` over gRPC, through the generic client: every service shares the
+    /// request and response messages.
+    pub async fn service_info_over_grpc(&self, running: &crate::Running) -> switchyard_api::runtime::v1::ServiceInfo {
+        let url = format!("http://{}", running.grpc_addr);
+        let channel = match tonic::transport::Endpoint::from_shared(url).map(|e| e.connect_lazy()) {
+            Ok(channel) => channel,
+            Err(error) => panic!("bad endpoint: {error}"),
+        };
+        let mut client = tonic::client::Grpc::new(channel);
+        if let Err(error) = client.ready().await {
+            panic!("{} is not reachable over gRPC: {error}", self.name);
+        }
+        let path = format!("/{}/GetServiceInfo", self.grpc_service);
+        let path = match http::uri::PathAndQuery::try_from(path) {
+            Ok(path) => path,
+            Err(error) => panic!("bad path: {error}"),
+        };
+        let codec = tonic_prost::ProstCodec::default();
+        let request = tonic::Request::new(switchyard_api::runtime::v1::GetServiceInfoRequest {});
+        match client.unary(request, path, codec).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => panic!("{} GetServiceInfo failed: {status}", self.name),
+        }
+    }
+
+    /// Checks the whole contract, then shuts the service down and checks that it drained.
+    pub async fn check(&self, running: crate::Running, shutdown: crate::Shutdown, backend: &str, bus: &str) {
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+        let info = self.service_info_over_grpc(&running).await;
+        assert_eq!(info.name, self.name);
+        assert_eq!(info.grpc_port, u32::from(running.grpc_addr.port()));
+        assert_eq!(info.http_port, u32::from(running.http_addr.port()));
+        assert_eq!(info.storage_backend, backend);
+        assert_eq!(info.change_bus, bus);
+        assert!(info.schema_version >= 1, "migrations ran");
+
+        let base = format!("http://{}", running.http_addr);
+        let over_http = get(&format!("{base}{}", self.info_route)).await;
+        assert_eq!(over_http.status, 200, "{}", over_http.text());
+        let json = over_http.json();
+        assert_eq!(json["name"], self.name);
+        assert_eq!(json["instanceId"], info.instance_id.as_str());
+        assert_eq!(json["storageBackend"], backend);
+        assert_eq!(get(&format!("{base}/healthz")).await.status, 200);
+        assert_eq!(get(&format!("{base}/readyz")).await.status, 200);
+        let openapi = get(&format!("{base}/openapi.json")).await.json();
+        assert!(openapi["paths"][self.info_route]["get"].is_object(), "OpenAPI lists the route");
+
+        let channel = match tonic::transport::Endpoint::from_shared(format!("http://{}", running.grpc_addr)) {
+            Ok(endpoint) => endpoint.connect_lazy(),
+            Err(error) => panic!("bad endpoint: {error}"),
+        };
+        let mut health = HealthClient::new(channel);
+        for service in ["", self.grpc_service] {
+            let status = health.check(HealthCheckRequest { service: service.into() }).await.map(|r| r.into_inner().status);
+            assert_eq!(status.ok(), Some(ServingStatus::Serving as i32), "health of `{service}`");
+        }
+
+        let grpc_addr = running.grpc_addr;
+        shutdown.trigger();
+        if tokio::time::timeout(std::time::Duration::from_secs(15), running.wait()).await.is_err() {
+            panic!("{} did not drain within 15 s", self.name);
+        }
+        assert!(tokio::net::TcpStream::connect(grpc_addr).await.is_err(), "the gRPC port is closed after drain");
+    }
+}
+
+pub use tonic_health;

@@ -174,22 +174,5 @@ pub fn api_key(settings: &mut Settings<()>, tenant: &str, roles: &[&str]) -> Str
     key.plaintext
 }
 
-/// The PostgreSQL server tests use (`make test` makes sure it runs).
-pub fn postgres_admin_url() -> String {
-    std::env::var("SWITCHYARD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A fresh, empty PostgreSQL database for one test; returns its URL.
-pub async fn fresh_postgres_database() -> String {
-    use sqlx::Connection;
-    let admin = postgres_admin_url();
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL must be running (make test starts it)");
-    let name = format!("sy_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap();
-    format!("{base}/{name}")
-}
+#[allow(unused_imports)]
+pub use switchyard_platform::testing::{fresh_postgres_database, redis_url};
