@@ -1,0 +1,133 @@
+//! `switchyard dev` as a newcomer runs it: one process, five services, ports and the admin
+//! key printed, every service answering, and a clean exit on SIGTERM — with the same key
+//! on the next start.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use switchyard_platform::testing::{get, http};
+
+struct Dev {
+    child: Child,
+    ports: Vec<(String, u16, u16)>,
+    admin_key: String,
+}
+
+/// Starts the binary with every port on 0 (so tests never collide) in `dir`.
+fn start(dir: &std::path::Path) -> Dev {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("dev")
+        .current_dir(dir)
+        .env("SWITCHYARD_GRPC__PORT", "0")
+        .env("SWITCHYARD_HTTP__PORT", "0")
+        .env("SWITCHYARD_TELEMETRY__LOG_FILTER", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ports = Vec::new();
+    let admin_key = loop {
+        let line = lines.next().expect("switchyard dev exited before printing its key").unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [name, http, grpc] = words[..]
+            && let (Ok(http), Ok(grpc)) = (http.parse(), grpc.parse())
+        {
+            ports.push((name.to_owned(), http, grpc));
+        }
+        if let Some(key) = line.split("): ").nth(1).filter(|_| line.contains("admin API key")) {
+            break key.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Dev { child, ports, admin_key }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..150 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("switchyard dev did not exit within 15 s of SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_runs_all_five_prints_the_key_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = start(dir.path());
+    let names: Vec<&str> = dev.ports.iter().map(|(name, _, _)| name.as_str()).collect();
+    assert_eq!(names, ["config-service", "flag-service", "experiment-service", "realtime-gateway", "presence-service"]);
+    assert!(dev.admin_key.starts_with("sy_"), "{}", dev.admin_key);
+
+    let routes = ["/v1/config/info", "/v1/flags/info", "/v1/experiments/info", "/v1/realtime/info", "/v1/presence/info"];
+    for ((name, http_port, grpc_port), route) in dev.ports.iter().zip(routes) {
+        let info = get(&format!("http://127.0.0.1:{http_port}{route}")).await;
+        assert_eq!(info.status, 200, "{name}: {}", info.text());
+        assert_eq!(info.json()["name"], name.as_str());
+        assert_eq!(info.json()["grpcPort"], *grpc_port);
+        assert_eq!(info.json()["storageBackend"], "sqlite");
+        let metrics = get(&format!("http://127.0.0.1:{http_port}/metrics")).await;
+        assert!(metrics.text().contains("switchyard_build_info"));
+    }
+    // The admin key authenticates (an unknown route is then 404, not 401).
+    let bearer = format!("Bearer {}", dev.admin_key);
+    let config_http = dev.ports[0].1;
+    let authed = http("GET", &format!("http://127.0.0.1:{config_http}/v1/config/info"), &[("authorization", &bearer)], "").await;
+    assert_eq!(authed.status, 200);
+
+    let key_file = dir.path().join("data/admin-api-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(dir.path().join("data/config-service.db").exists());
+
+    sigterm(&dev.child);
+    assert!(wait_exit(&mut dev.child).success(), "exit code 0 after SIGTERM");
+
+    let mut again = start(dir.path());
+    assert_eq!(again.admin_key, dev.admin_key, "the key survives a restart");
+    sigterm(&again.child);
+    assert!(wait_exit(&mut again.child).success());
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [vec!["--help"], vec!["dev", "--help"], vec!["keys", "--help"], vec!["keys", "generate", "--help"], vec!["migrate", "--help"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(&args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
+    }
+}
+
+#[test]
+fn keys_generate_prints_a_key_and_only_its_hash_for_settings() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["keys", "generate", "--tenant", "acme", "--role", "editor:projects/shop"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let key = text.lines().next().unwrap().rsplit(' ').next().unwrap();
+    assert!(key.starts_with("sy_"));
+    assert!(text.contains("[[auth.api_keys]]") && text.contains("sha256 = "));
+    assert_eq!(text.matches(key).count(), 1, "the plaintext appears once, never in the settings entry");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["keys", "generate", "--tenant", "a", "--role", "owner"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("owner"));
+}
