@@ -42,7 +42,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // pbjson writes a serde file only for packages that define messages; an empty one for
     // the rest lets lib.rs include every package the same way.
-    for package in ["config", "flags", "experiments", "realtime", "presence", "runtime", "testing"] {
+    for package in [
+        "config",
+        "flags",
+        "experiments",
+        "realtime",
+        "presence",
+        "runtime",
+        "testing",
+    ] {
         let serde_file = out.join(format!("switchyard.{package}.v1.serde.rs"));
         if !serde_file.exists() {
             std::fs::write(serde_file, "")?;

@@ -3,8 +3,7 @@
 //! transcoder read. `proto/` is the only source of truth; nothing here is written by hand.
 
 /// The encoded `FileDescriptorSet` of every compiled proto, annotations included.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/switchyard_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/switchyard_descriptor.bin"));
 
 /// `google.api`: the HTTP annotations our protos carry.
 pub mod google {

@@ -34,11 +34,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     shutdown.trigger_on_signals();
 
     let running = [
-        ("config-service", config_service::start(with_key(config, &record), shutdown.clone()).await?),
-        ("flag-service", flag_service::start(with_key(flags, &record), shutdown.clone()).await?),
-        ("experiment-service", experiment_service::start(with_key(experiments, &record), shutdown.clone()).await?),
-        ("realtime-gateway", realtime_gateway::start(with_key(realtime, &record), shutdown.clone()).await?),
-        ("presence-service", presence_service::start(with_key(presence, &record), shutdown.clone()).await?),
+        (
+            "config-service",
+            config_service::start(with_key(config, &record), shutdown.clone()).await?,
+        ),
+        (
+            "flag-service",
+            flag_service::start(with_key(flags, &record), shutdown.clone()).await?,
+        ),
+        (
+            "experiment-service",
+            experiment_service::start(with_key(experiments, &record), shutdown.clone()).await?,
+        ),
+        (
+            "realtime-gateway",
+            realtime_gateway::start(with_key(realtime, &record), shutdown.clone()).await?,
+        ),
+        (
+            "presence-service",
+            presence_service::start(with_key(presence, &record), shutdown.clone()).await?,
+        ),
     ];
     print_banner(&running, &admin_key);
     futures::future::join_all(running.into_iter().map(|(_, running)| running.wait())).await;
@@ -46,7 +61,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn with_key<S>(mut settings: switchyard_platform::Settings<S>, record: &ApiKeyRecord) -> switchyard_platform::Settings<S> {
+fn with_key<S>(
+    mut settings: switchyard_platform::Settings<S>,
+    record: &ApiKeyRecord,
+) -> switchyard_platform::Settings<S> {
     settings.auth.api_keys.push(record.clone());
     settings
 }
@@ -89,10 +107,18 @@ fn print_banner(running: &[(&str, Running)], admin_key: &str) {
     println!("Switchyard dev is running (Ctrl-C to stop)\n");
     println!("  {:<20} {:>6} {:>6}", "service", "HTTP", "gRPC");
     for (name, running) in running {
-        println!("  {:<20} {:>6} {:>6}", name, running.http_addr.port(), running.grpc_addr.port());
+        println!(
+            "  {:<20} {:>6} {:>6}",
+            name,
+            running.http_addr.port(),
+            running.grpc_addr.port()
+        );
     }
     println!();
     println!("  admin API key (tenant `{ADMIN_TENANT}`): {admin_key}");
-    println!("  try: curl -s localhost:{}/v1/config/info", running.first().map_or(8015, |(_, r)| r.http_addr.port()));
+    println!(
+        "  try: curl -s localhost:{}/v1/config/info",
+        running.first().map_or(8015, |(_, r)| r.http_addr.port())
+    );
     println!();
 }

@@ -30,7 +30,8 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
 
 fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     for role in &args.roles {
-        role.parse::<RoleBinding>().map_err(|error| anyhow::anyhow!("--role {role}: {error}"))?;
+        role.parse::<RoleBinding>()
+            .map_err(|error| anyhow::anyhow!("--role {role}: {error}"))?;
     }
     let roles: Vec<&str> = args.roles.iter().map(String::as_str).collect();
     let key = generate_api_key(&args.tenant, &roles);

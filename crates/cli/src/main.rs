@@ -9,7 +9,11 @@ mod migrate;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about = "Switchyard: configuration, feature flags, experiments and realtime push for microservices")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Switchyard: configuration, feature flags, experiments and realtime push for microservices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -5,7 +5,10 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
-use switchyard_platform::{Settings, storage::{Database, Migrations}};
+use switchyard_platform::{
+    Settings,
+    storage::{Database, Migrations},
+};
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -16,11 +19,36 @@ pub struct MigrateArgs {
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let file = args.config.as_deref();
-    migrate("config-service", &config_service::conf::load(file)?, &config_service::data::MIGRATIONS).await?;
-    migrate("flag-service", &flag_service::conf::load(file)?, &flag_service::data::MIGRATIONS).await?;
-    migrate("experiment-service", &experiment_service::conf::load(file)?, &experiment_service::data::MIGRATIONS).await?;
-    migrate("realtime-gateway", &realtime_gateway::conf::load(file)?, &realtime_gateway::data::MIGRATIONS).await?;
-    migrate("presence-service", &presence_service::conf::load(file)?, &presence_service::data::MIGRATIONS).await?;
+    migrate(
+        "config-service",
+        &config_service::conf::load(file)?,
+        &config_service::data::MIGRATIONS,
+    )
+    .await?;
+    migrate(
+        "flag-service",
+        &flag_service::conf::load(file)?,
+        &flag_service::data::MIGRATIONS,
+    )
+    .await?;
+    migrate(
+        "experiment-service",
+        &experiment_service::conf::load(file)?,
+        &experiment_service::data::MIGRATIONS,
+    )
+    .await?;
+    migrate(
+        "realtime-gateway",
+        &realtime_gateway::conf::load(file)?,
+        &realtime_gateway::data::MIGRATIONS,
+    )
+    .await?;
+    migrate(
+        "presence-service",
+        &presence_service::conf::load(file)?,
+        &presence_service::data::MIGRATIONS,
+    )
+    .await?;
     Ok(())
 }
 
@@ -28,6 +56,10 @@ async fn migrate<S>(name: &str, settings: &Settings<S>, migrations: &Migrations)
     let url = settings.storage_url(name);
     let timeout = Duration::from_secs(settings.storage.acquire_timeout_secs);
     let database = Database::connect(&url, 1, timeout, migrations).await?;
-    println!("{name}: {} schema at version {}", database.backend.name(), database.schema_version().await?);
+    println!(
+        "{name}: {} schema at version {}",
+        database.backend.name(),
+        database.schema_version().await?
+    );
     Ok(())
 }

@@ -32,7 +32,10 @@ fn start(dir: &std::path::Path) -> Dev {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut ports = Vec::new();
     let admin_key = loop {
-        let line = lines.next().expect("switchyard dev exited before printing its key").unwrap();
+        let line = lines
+            .next()
+            .expect("switchyard dev exited before printing its key")
+            .unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [name, http, grpc] = words[..]
             && let (Ok(http), Ok(grpc)) = (http.parse(), grpc.parse())
@@ -45,11 +48,19 @@ fn start(dir: &std::path::Path) -> Dev {
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Dev { child, ports, admin_key }
+    Dev {
+        child,
+        ports,
+        admin_key,
+    }
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -69,10 +80,25 @@ async fn dev_runs_all_five_prints_the_key_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut dev = start(dir.path());
     let names: Vec<&str> = dev.ports.iter().map(|(name, _, _)| name.as_str()).collect();
-    assert_eq!(names, ["config-service", "flag-service", "experiment-service", "realtime-gateway", "presence-service"]);
+    assert_eq!(
+        names,
+        [
+            "config-service",
+            "flag-service",
+            "experiment-service",
+            "realtime-gateway",
+            "presence-service"
+        ]
+    );
     assert!(dev.admin_key.starts_with("sy_"), "{}", dev.admin_key);
 
-    let routes = ["/v1/config/info", "/v1/flags/info", "/v1/experiments/info", "/v1/realtime/info", "/v1/presence/info"];
+    let routes = [
+        "/v1/config/info",
+        "/v1/flags/info",
+        "/v1/experiments/info",
+        "/v1/realtime/info",
+        "/v1/presence/info",
+    ];
     for ((name, http_port, grpc_port), route) in dev.ports.iter().zip(routes) {
         let info = get(&format!("http://127.0.0.1:{http_port}{route}")).await;
         assert_eq!(info.status, 200, "{name}: {}", info.text());
@@ -85,14 +111,23 @@ async fn dev_runs_all_five_prints_the_key_and_stops_cleanly() {
     // The admin key authenticates (an unknown route is then 404, not 401).
     let bearer = format!("Bearer {}", dev.admin_key);
     let config_http = dev.ports[0].1;
-    let authed = http("GET", &format!("http://127.0.0.1:{config_http}/v1/config/info"), &[("authorization", &bearer)], "").await;
+    let authed = http(
+        "GET",
+        &format!("http://127.0.0.1:{config_http}/v1/config/info"),
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await;
     assert_eq!(authed.status, 200);
 
     let key_file = dir.path().join("data/admin-api-key");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     assert!(dir.path().join("data/config-service.db").exists());
 
@@ -107,8 +142,17 @@ async fn dev_runs_all_five_prints_the_key_and_stops_cleanly() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["dev", "--help"], vec!["keys", "--help"], vec!["keys", "generate", "--help"], vec!["migrate", "--help"]] {
-        let output = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(&args).output().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["dev", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "generate", "--help"],
+        vec!["migrate", "--help"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
     }
@@ -125,9 +169,16 @@ fn keys_generate_prints_a_key_and_only_its_hash_for_settings() {
     let key = text.lines().next().unwrap().rsplit(' ').next().unwrap();
     assert!(key.starts_with("sy_"));
     assert!(text.contains("[[auth.api_keys]]") && text.contains("sha256 = "));
-    assert_eq!(text.matches(key).count(), 1, "the plaintext appears once, never in the settings entry");
+    assert_eq!(
+        text.matches(key).count(),
+        1,
+        "the plaintext appears once, never in the settings entry"
+    );
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["keys", "generate", "--tenant", "a", "--role", "owner"]).output().unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["keys", "generate", "--tenant", "a", "--role", "owner"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("owner"));
 }

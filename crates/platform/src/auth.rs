@@ -101,7 +101,10 @@ impl FromStr for RoleBinding {
     type Err = AuthError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.split_once(':') {
-            None => Ok(RoleBinding { role: text.parse()?, resource: None }),
+            None => Ok(RoleBinding {
+                role: text.parse()?,
+                resource: None,
+            }),
             Some((role, resource)) => Ok(RoleBinding {
                 role: role.parse()?,
                 resource: Some(resource.trim_end_matches('/').to_owned()),
@@ -116,7 +119,9 @@ impl RoleBinding {
             None => true,
             Some(prefix) => {
                 resource == prefix
-                    || resource.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.starts_with('/'))
+                    || resource
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
             }
         }
     }
@@ -147,7 +152,10 @@ impl Principal {
         if self.tenant != tenant {
             return Err(AuthError::Forbidden(format!("{} belongs to another tenant", resource)));
         }
-        let allowed = self.roles.iter().any(|binding| binding.role >= role && binding.covers(resource));
+        let allowed = self
+            .roles
+            .iter()
+            .any(|binding| binding.role >= role && binding.covers(resource));
         if allowed {
             return Ok(());
         }
@@ -247,26 +255,30 @@ impl Authenticator {
     pub fn from_settings(settings: &AuthSettings) -> Result<Self, crate::settings::SettingsError> {
         let mut rs256 = Vec::new();
         for (index, pem) in settings.jwt_rs256_public_keys.iter().enumerate() {
-            let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|error| {
-                crate::settings::SettingsError::Invalid {
+            let key =
+                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|error| crate::settings::SettingsError::Invalid {
                     key: format!("auth.jwt_rs256_public_keys[{index}]"),
                     reason: error.to_string(),
-                }
-            })?;
+                })?;
             rs256.push(key);
         }
         let authenticator = Authenticator {
-            hs256: settings.jwt_hs256_secret.as_ref().map(|secret| DecodingKey::from_secret(secret.as_bytes())),
+            hs256: settings
+                .jwt_hs256_secret
+                .as_ref()
+                .map(|secret| DecodingKey::from_secret(secret.as_bytes())),
             rs256,
             issuer: settings.jwt_issuer.clone(),
             audience: settings.jwt_audience.clone(),
             api_keys: RwLock::new(HashMap::new()),
         };
         for (index, record) in settings.api_keys.iter().enumerate() {
-            authenticator.add_api_key(record.clone()).map_err(|error| crate::settings::SettingsError::Invalid {
-                key: format!("auth.api_keys[{index}]"),
-                reason: error.to_string(),
-            })?;
+            authenticator
+                .add_api_key(record.clone())
+                .map_err(|error| crate::settings::SettingsError::Invalid {
+                    key: format!("auth.api_keys[{index}]"),
+                    reason: error.to_string(),
+                })?;
         }
         Ok(authenticator)
     }
@@ -276,7 +288,10 @@ impl Authenticator {
         for role in &record.roles {
             role.parse::<RoleBinding>()?;
         }
-        let mut keys = self.api_keys.write().map_err(|_| AuthError::Invalid("key store poisoned".into()))?;
+        let mut keys = self
+            .api_keys
+            .write()
+            .map_err(|_| AuthError::Invalid("key store poisoned".into()))?;
         keys.insert(record.sha256.clone(), record);
         Ok(())
     }
@@ -295,8 +310,13 @@ impl Authenticator {
     }
 
     fn api_key(&self, plaintext: &str) -> Result<Principal, AuthError> {
-        let keys = self.api_keys.read().map_err(|_| AuthError::Invalid("key store poisoned".into()))?;
-        let record = keys.get(&hash_api_key(plaintext)).ok_or_else(|| AuthError::Invalid("unknown API key".into()))?;
+        let keys = self
+            .api_keys
+            .read()
+            .map_err(|_| AuthError::Invalid("key store poisoned".into()))?;
+        let record = keys
+            .get(&hash_api_key(plaintext))
+            .ok_or_else(|| AuthError::Invalid("unknown API key".into()))?;
         Ok(Principal {
             subject: format!("apikey:{}", record.id),
             tenant: record.tenant.clone(),
@@ -381,9 +401,7 @@ impl PublicMethods {
     }
 
     fn contains(&self, path: &str) -> bool {
-        path.starts_with("/grpc.health.v1.Health/")
-            || path.starts_with("/grpc.reflection.")
-            || self.0.contains(path)
+        path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") || self.0.contains(path)
     }
 }
 
@@ -397,14 +415,20 @@ pub struct AuthLayer {
 
 impl AuthLayer {
     pub fn new(authenticator: Arc<Authenticator>, public: PublicMethods) -> Self {
-        Self { authenticator, public: Arc::new(public) }
+        Self {
+            authenticator,
+            public: Arc::new(public),
+        }
     }
 }
 
 impl<S> Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, layer: self.clone() }
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -428,7 +452,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let header = request.headers().get(http::header::AUTHORIZATION).map(|value| value.to_str());
+        let header = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|value| value.to_str());
         let resolved = match header {
             None if self.layer.public.contains(request.uri().path()) => None,
             None => Some(Err(AuthError::Missing)),
@@ -468,7 +495,10 @@ mod tests {
     #[test]
     fn scoped_roles_cover_only_their_subtree() {
         let p = principal("acme", &["editor:projects/shop"]);
-        assert!(p.authorize("acme", Role::Editor, "projects/shop/environments/prod").is_ok());
+        assert!(
+            p.authorize("acme", Role::Editor, "projects/shop/environments/prod")
+                .is_ok()
+        );
         assert!(p.authorize("acme", Role::Viewer, "projects/shop").is_ok());
         assert!(p.authorize("acme", Role::Editor, "projects/shopping").is_err());
         assert!(p.authorize("acme", Role::Publisher, "projects/shop").is_err());
@@ -477,7 +507,10 @@ mod tests {
     #[test]
     fn another_tenant_is_forbidden_whatever_the_role() {
         let p = principal("acme", &["admin"]);
-        assert!(matches!(p.authorize("globex", Role::Viewer, "projects/x"), Err(AuthError::Forbidden(_))));
+        assert!(matches!(
+            p.authorize("globex", Role::Viewer, "projects/x"),
+            Err(AuthError::Forbidden(_))
+        ));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! The bus is a wake-up signal, not the record: a message lost while a replica was
 //! disconnected is recovered from the database by revision, never from the bus.
 
-use std::{collections::HashMap, sync::{Arc, Mutex}};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
 use futures::{StreamExt, future::BoxFuture, stream::BoxStream};
@@ -57,7 +60,10 @@ impl InProcessBus {
     fn sender(&self, topic: &str) -> broadcast::Sender<BusMessage> {
         let mut topics = self.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         topics.retain(|_, sender| sender.receiver_count() > 0);
-        topics.entry(topic.to_owned()).or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0).clone()
+        topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .clone()
     }
 }
 
@@ -66,7 +72,10 @@ impl ChangeBus for InProcessBus {
         let sender = self.sender(topic);
         Box::pin(async move {
             // No receivers is not an error: nobody is watching this topic right now.
-            let _ = sender.send(BusMessage { topic: topic.to_owned(), payload });
+            let _ = sender.send(BusMessage {
+                topic: topic.to_owned(),
+                payload,
+            });
             Ok(())
         })
     }
@@ -106,7 +115,10 @@ impl RedisBus {
             .map_err(|error| BusError::Redis(error.to_string()))?;
         // Fail at start, not at the first publish, when Redis is unreachable.
         let mut conn = pool.get().await.map_err(|error| BusError::Redis(error.to_string()))?;
-        deadpool_redis::redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(redis_error)?;
+        deadpool_redis::redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(redis_error)?;
         Ok(RedisBus { client, pool })
     }
 }
@@ -118,7 +130,11 @@ fn redis_error(error: deadpool_redis::redis::RedisError) -> BusError {
 impl ChangeBus for RedisBus {
     fn publish<'a>(&'a self, topic: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(|error| BusError::Redis(error.to_string()))?;
+            let mut conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|error| BusError::Redis(error.to_string()))?;
             deadpool_redis::redis::cmd("PUBLISH")
                 .arg(topic)
                 .arg(payload.as_ref())

@@ -15,9 +15,9 @@ pub mod settings;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
-pub mod transcode;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transcode;
 
 pub use server::{GrpcServices, Host, Running, StartError};
 pub use settings::{ServiceIdentity, Settings};

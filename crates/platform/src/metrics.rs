@@ -47,26 +47,57 @@ impl std::fmt::Debug for Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
 }
 
 impl Metrics {
     pub fn new(service: &str) -> Self {
         let mut registry = Registry::with_prefix("switchyard");
         let grpc_handled = Family::<GrpcLabels, Counter>::default();
-        let grpc_latency = Family::<GrpcLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let grpc_latency =
+            Family::<GrpcLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let http_handled = Family::<HttpLabels, Counter>::default();
-        let http_latency = Family::<HttpLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let http_latency =
+            Family::<HttpLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let in_flight = Gauge::default();
         let info = Family::<Vec<(String, String)>, Gauge>::default();
-        info.get_or_create(&vec![("service".to_owned(), service.to_owned()), ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
+        info.get_or_create(&vec![
+            ("service".to_owned(), service.to_owned()),
+            ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        ])
+        .set(1);
         registry.register("build_info", "Service name and version", info);
-        registry.register("grpc_server_handled", "gRPC calls completed, by method and code", grpc_handled.clone());
-        registry.register("grpc_server_handling_seconds", "gRPC call latency until response headers", grpc_latency.clone());
-        registry.register("http_server_requests", "HTTP requests completed, by method and status", http_handled.clone());
-        registry.register("http_server_request_seconds", "HTTP request latency until response headers", http_latency.clone());
+        registry.register(
+            "grpc_server_handled",
+            "gRPC calls completed, by method and code",
+            grpc_handled.clone(),
+        );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "gRPC call latency until response headers",
+            grpc_latency.clone(),
+        );
+        registry.register(
+            "http_server_requests",
+            "HTTP requests completed, by method and status",
+            http_handled.clone(),
+        );
+        registry.register(
+            "http_server_request_seconds",
+            "HTTP request latency until response headers",
+            http_latency.clone(),
+        );
         registry.register("grpc_server_in_flight", "gRPC calls being handled", in_flight.clone());
-        Metrics { registry: Arc::new(Mutex::new(registry)), grpc_handled, grpc_latency, http_handled, http_latency, in_flight }
+        Metrics {
+            registry: Arc::new(Mutex::new(registry)),
+            grpc_handled,
+            grpc_latency,
+            http_handled,
+            http_latency,
+            in_flight,
+        }
     }
 
     /// Lets a domain crate add its own metric.
@@ -94,7 +125,10 @@ pub struct GrpcMetricsLayer(pub Metrics);
 impl<S> Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetricsService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetricsService { inner, metrics: self.0.clone() }
+        GrpcMetricsService {
+            inner,
+            metrics: self.0.clone(),
+        }
     }
 }
 
@@ -131,12 +165,20 @@ where
             let result = future.await;
             metrics.in_flight.dec();
             let code = match &result {
-                Ok(response) => tonic::Status::from_header_map(response.headers()).map_or(tonic::Code::Ok, |s| s.code()),
+                Ok(response) => {
+                    tonic::Status::from_header_map(response.headers()).map_or(tonic::Code::Ok, |s| s.code())
+                }
                 Err(_) => tonic::Code::Internal,
             };
-            let labels = GrpcLabels { method, code: format!("{code:?}") };
+            let labels = GrpcLabels {
+                method,
+                code: format!("{code:?}"),
+            };
             metrics.grpc_handled.get_or_create(&labels).inc();
-            metrics.grpc_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            metrics
+                .grpc_latency
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
             result
         }
         .instrument(span)

@@ -56,7 +56,9 @@ impl RateLimitLayer {
     fn check(&self, request: &http::Request<Body>) -> Result<(), Duration> {
         let clock = governor::clock::DefaultClock::default();
         let outcome = match request.extensions().get::<Principal>() {
-            Some(principal) => self.per_principal.check_key(&format!("{}/{}", principal.tenant, principal.subject)),
+            Some(principal) => self
+                .per_principal
+                .check_key(&format!("{}/{}", principal.tenant, principal.subject)),
             None => {
                 let ip = request
                     .extensions()
@@ -76,7 +78,10 @@ impl RateLimitLayer {
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimited<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimited { inner, limits: self.clone() }
+        RateLimited {
+            inner,
+            limits: self.clone(),
+        }
     }
 }
 
@@ -131,7 +136,10 @@ pub struct ErrorsAsStatus<S> {
 
 impl<S: Clone> Clone for ErrorsAsStatus<S> {
     fn clone(&self) -> Self {
-        ErrorsAsStatus { inner: self.inner.clone(), not_ready: None }
+        ErrorsAsStatus {
+            inner: self.inner.clone(),
+            not_ready: None,
+        }
     }
 }
 

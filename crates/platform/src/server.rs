@@ -50,7 +50,10 @@ pub enum StartError {
     #[error(transparent)]
     Bus(#[from] crate::bus::BusError),
     #[error("cannot listen on {address}: {source}")]
-    Bind { address: SocketAddr, source: std::io::Error },
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot build the HTTP routes: {0}")]
     Routes(#[from] crate::transcode::routes::RouteError),
     #[error("cannot build the reflection service: {0}")]
@@ -130,11 +133,16 @@ where
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(address).await.map_err(|source| StartError::Bind { address, source })
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StartError> {
-    listener.local_addr().map_err(|source| StartError::Bind { address: SocketAddr::from(([0, 0, 0, 0], 0)), source })
+    listener.local_addr().map_err(|source| StartError::Bind {
+        address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
 }
 
 /// The gRPC services one binary serves, with the methods that need no credentials.
@@ -151,7 +159,7 @@ impl GrpcServices {
     }
 
     /// Adds a service, wrapped for gRPC-Web so browsers can call it directly.
-    pub fn add<T>(mut self, service: T) -> Self
+    pub fn with_service<T>(mut self, service: T) -> Self
     where
         T: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = Infallible>
             + NamedService
@@ -209,7 +217,9 @@ impl<S> Host<S> {
                 .layer(GrpcMetricsLayer(self.metrics.clone()))
                 .layer(ErrorsAsStatusLayer)
                 .load_shed()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests))
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    limits.max_concurrent_requests,
+                ))
                 .timeout(Duration::from_millis(limits.request_timeout_ms))
                 .layer(AuthLayer::new(self.authenticator.clone(), services.public))
                 .layer(rate_limits.clone())
@@ -262,7 +272,8 @@ impl<S> Host<S> {
                 stop.clone().cancelled_owned(),
             );
         let http_app = http_router(http).into_make_service_with_connect_info::<SocketAddr>();
-        let http_server = axum::serve(self.http_listener, http_app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let http_server =
+            axum::serve(self.http_listener, http_app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let name = self.identity.name;
         let done = tokio::spawn(async move {
             let both = async {
@@ -285,7 +296,11 @@ impl<S> Host<S> {
             tracing::info!(service = name, "stopped");
         });
         tracing::info!(service = self.identity.name, %grpc_addr, %http_addr, "serving");
-        Ok(Running { grpc_addr, http_addr, done })
+        Ok(Running {
+            grpc_addr,
+            http_addr,
+            done,
+        })
     }
 }
 
@@ -302,16 +317,21 @@ fn grpc_router(
 + Sync
 + 'static {
     let router = routes.prepare().into_axum_router();
-    ServiceExt::<http::Request<tonic::body::Body>>::map_response(router, |response: http::Response<axum::body::Body>| {
-        response.map(tonic::body::Body::new)
-    })
+    ServiceExt::<http::Request<tonic::body::Body>>::map_response(
+        router,
+        |response: http::Response<axum::body::Body>| response.map(tonic::body::Body::new),
+    )
 }
 
 fn advertise_address<S>(settings: &Settings<S>) -> std::net::IpAddr {
     if let Some(address) = settings.advertise_address {
         return address;
     }
-    if settings.grpc.host.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { settings.grpc.host }
+    if settings.grpc.host.is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        settings.grpc.host
+    }
 }
 
 /// Reflection (v1 and v1alpha) advertising exactly the services of this binary.
@@ -326,8 +346,12 @@ fn with_reflection(routes: Routes, names: &[&'static str]) -> Result<Routes, Sta
         }
         builder
     };
-    let v1 = configure().build_v1().map_err(|error| StartError::Reflection(error.to_string()))?;
-    let v1alpha = configure().build_v1alpha().map_err(|error| StartError::Reflection(error.to_string()))?;
+    let v1 = configure()
+        .build_v1()
+        .map_err(|error| StartError::Reflection(error.to_string()))?;
+    let v1alpha = configure()
+        .build_v1alpha()
+        .map_err(|error| StartError::Reflection(error.to_string()))?;
     Ok(routes.add_service(v1).add_service(v1alpha))
 }
 
@@ -404,24 +428,42 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
 }
 
 async fn openapi_json(State(state): State<HttpState>) -> impl IntoResponse {
-    axum::Json(openapi::document(state.title, env!("CARGO_PKG_VERSION"), state.transcoder.routes()))
+    axum::Json(openapi::document(
+        state.title,
+        env!("CARGO_PKG_VERSION"),
+        state.transcoder.routes(),
+    ))
 }
 
 async fn transcode(State(state): State<HttpState>, request: axum::extract::Request) -> axum::response::Response {
     state.transcoder.handle(request).await
 }
 
-async fn observe_http(State(state): State<HttpState>, request: axum::extract::Request, next: Next) -> axum::response::Response {
+async fn observe_http(
+    State(state): State<HttpState>,
+    request: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
     let method = request.method().to_string();
     let span = crate::telemetry::request_span("http", &request);
     let started = std::time::Instant::now();
     let response = tracing::Instrument::instrument(next.run(request), span).await;
-    let labels = HttpLabels { method, status: response.status().as_u16() };
+    let labels = HttpLabels {
+        method,
+        status: response.status().as_u16(),
+    };
     state.metrics.http_handled.get_or_create(&labels).inc();
-    state.metrics.http_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .http_latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     response
 }

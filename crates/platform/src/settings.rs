@@ -147,7 +147,11 @@ pub enum SettingsError {
 /// the key in the same lowercase dotted form a settings file uses.
 fn describe(error: &figment::Error) -> String {
     let key = error.path.join(".").to_lowercase();
-    let source = error.metadata.as_ref().map(|metadata| format!(" (from {})", metadata.name)).unwrap_or_default();
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|metadata| format!(" (from {})", metadata.name))
+        .unwrap_or_default();
     if key.is_empty() {
         return format!("invalid settings: {}{source}", error.kind);
     }
@@ -165,8 +169,14 @@ impl<S: Default> Settings<S> {
     pub fn defaults(identity: &ServiceIdentity) -> Self {
         let loopback = IpAddr::from([0, 0, 0, 0]);
         Settings {
-            grpc: Listener { host: loopback, port: identity.grpc_port },
-            http: Listener { host: loopback, port: identity.http_port },
+            grpc: Listener {
+                host: loopback,
+                port: identity.grpc_port,
+            },
+            http: Listener {
+                host: loopback,
+                port: identity.http_port,
+            },
             advertise_address: None,
             data_dir: PathBuf::from("data"),
             storage: StorageSettings {
@@ -190,7 +200,10 @@ impl<S: Default> Settings<S> {
                 per_principal_rps: 500,
                 per_ip_rps: 100,
             },
-            shutdown: ShutdownSettings { drain_delay_ms: 0, grace_period_ms: 10_000 },
+            shutdown: ShutdownSettings {
+                drain_delay_ms: 0,
+                grace_period_ms: 10_000,
+            },
             service: S::default(),
             services: figment::value::Dict::new(),
         }
@@ -244,7 +257,11 @@ impl<S> Settings<S> {
     /// Checks what serde cannot: URL schemes and duration formats.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let url = &self.storage.url;
-        if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") && !url.starts_with("sqlite:") {
+        if !url.is_empty()
+            && !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+            && !url.starts_with("sqlite:")
+        {
             return Err(invalid("storage.url", "must start with postgres:// or sqlite://"));
         }
         if let Some(redis) = &self.redis_url
@@ -284,7 +301,10 @@ impl<S> Settings<S> {
 }
 
 fn invalid(key: &str, reason: &str) -> SettingsError {
-    SettingsError::Invalid { key: key.to_owned(), reason: reason.to_owned() }
+    SettingsError::Invalid {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    }
 }
 
 /// Parses Consul-style durations: a whole number followed by `ms`, `s`, `m` or `h`.

@@ -79,8 +79,10 @@ impl Database {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the writer; synchronous stays FULL so an
                         // acknowledged commit survives a power cut, not only a crash.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
-                            .await?;
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
@@ -98,10 +100,9 @@ impl Database {
 
     /// The highest applied migration, reported by `GetServiceInfo`.
     pub async fn schema_version(&self) -> Result<i64, StorageError> {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
-                .fetch_one(&self.pool)
-                .await?;
+        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(version.unwrap_or(0))
     }
 
@@ -129,8 +130,10 @@ fn prepare_sqlite(url: &str) -> Result<String, StorageError> {
         && !dir.as_os_str().is_empty()
         && file != ":memory:"
     {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StorageError::DataDir { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     if url.contains('?') {
         return Ok(url.to_owned());

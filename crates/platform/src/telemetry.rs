@@ -41,7 +41,9 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> Result<(), Telemetry
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let installed = match settings.log_format {
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true)).try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .try_init(),
         LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
     };
     if installed.is_err() {
@@ -53,7 +55,9 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> Result<(), Telemetry
 /// Spans always get real trace ids (so context propagates and logs can be correlated);
 /// they leave the process only when an OTLP endpoint is configured.
 fn tracer_provider(service: &str, endpoint: Option<&str>) -> Result<SdkTracerProvider, TelemetryError> {
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service.to_owned())
+        .build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
     let Some(endpoint) = endpoint else {
         return Ok(builder.build());
@@ -91,7 +95,10 @@ struct HeaderInjector<'a>(&'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value)) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
             self.0.insert(name, value);
         }
     }
@@ -126,10 +133,11 @@ pub fn propagate(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, 
     let mut headers = http::HeaderMap::new();
     inject(&mut headers);
     for (name, value) in &headers {
-        if let Ok(value) = tonic::metadata::MetadataValue::try_from(value.as_bytes()) {
-            if let Ok(key) = tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()) {
-                request.metadata_mut().insert(key, value);
-            }
+        if let (Ok(value), Ok(key)) = (
+            tonic::metadata::MetadataValue::try_from(value.as_bytes()),
+            tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
+        ) {
+            request.metadata_mut().insert(key, value);
         }
     }
     Ok(request)

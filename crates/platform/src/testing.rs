@@ -45,7 +45,11 @@ pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: impl 
         Ok(collected) => collected.to_bytes(),
         Err(error) => panic!("reading {url} failed: {error}"),
     };
-    HttpResponse { status: parts.status.as_u16(), headers: parts.headers, body }
+    HttpResponse {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
 }
 
 pub async fn get(url: &str) -> HttpResponse {
@@ -54,7 +58,8 @@ pub async fn get(url: &str) -> HttpResponse {
 
 /// The PostgreSQL server tests use (`make test` makes sure it runs).
 pub fn postgres_admin_url() -> String {
-    std::env::var("SWITCHYARD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// The Redis server tests use (`make test` makes sure it runs).
@@ -92,8 +97,14 @@ pub struct Contract {
 
 /// Loopback ports chosen by the OS and a private data directory.
 pub fn local<S>(mut settings: crate::Settings<S>, data_dir: &std::path::Path) -> crate::Settings<S> {
-    settings.grpc = crate::settings::Listener { host: [127, 0, 0, 1].into(), port: 0 };
-    settings.http = crate::settings::Listener { host: [127, 0, 0, 1].into(), port: 0 };
+    settings.grpc = crate::settings::Listener {
+        host: [127, 0, 0, 1].into(),
+        port: 0,
+    };
+    settings.http = crate::settings::Listener {
+        host: [127, 0, 0, 1].into(),
+        port: 0,
+    };
     settings.data_dir = data_dir.to_path_buf();
     settings
 }
@@ -153,7 +164,10 @@ impl Contract {
         assert_eq!(get(&format!("{base}/healthz")).await.status, 200);
         assert_eq!(get(&format!("{base}/readyz")).await.status, 200);
         let openapi = get(&format!("{base}/openapi.json")).await.json();
-        assert!(openapi["paths"][self.info_route]["get"].is_object(), "OpenAPI lists the route");
+        assert!(
+            openapi["paths"][self.info_route]["get"].is_object(),
+            "OpenAPI lists the route"
+        );
 
         let channel = match tonic::transport::Endpoint::from_shared(format!("http://{}", running.grpc_addr)) {
             Ok(endpoint) => endpoint.connect_lazy(),
@@ -161,16 +175,31 @@ impl Contract {
         };
         let mut health = HealthClient::new(channel);
         for service in ["", self.grpc_service] {
-            let status = health.check(HealthCheckRequest { service: service.into() }).await.map(|r| r.into_inner().status);
-            assert_eq!(status.ok(), Some(ServingStatus::Serving as i32), "health of `{service}`");
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .map(|r| r.into_inner().status);
+            assert_eq!(
+                status.ok(),
+                Some(ServingStatus::Serving as i32),
+                "health of `{service}`"
+            );
         }
 
         let grpc_addr = running.grpc_addr;
         shutdown.trigger();
-        if tokio::time::timeout(std::time::Duration::from_secs(15), running.wait()).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_secs(15), running.wait())
+            .await
+            .is_err()
+        {
             panic!("{} did not drain within 15 s", self.name);
         }
-        assert!(tokio::net::TcpStream::connect(grpc_addr).await.is_err(), "the gRPC port is closed after drain");
+        assert!(
+            tokio::net::TcpStream::connect(grpc_addr).await.is_err(),
+            "the gRPC port is closed after drain"
+        );
     }
 }
 

@@ -13,13 +13,22 @@ async fn grpc_call(server: &support::Server, authorization: Option<&str>) -> Res
     let mut client = TranscodeTestClient::connect(server.grpc.clone()).await.unwrap();
     let mut request = tonic::Request::new(GetShelfRequest { shelf: "s1".into() });
     if let Some(value) = authorization {
-        request.metadata_mut().insert("authorization", MetadataValue::try_from(value).unwrap());
+        request
+            .metadata_mut()
+            .insert("authorization", MetadataValue::try_from(value).unwrap());
     }
-    client.get_shelf(request).await.map(|response| response.into_inner().tenant).map_err(|status| status.code())
+    client
+        .get_shelf(request)
+        .await
+        .map(|response| response.into_inner().tenant)
+        .map_err(|status| status.code())
 }
 
 async fn http_status(server: &support::Server, authorization: Option<&str>) -> u16 {
-    let headers: Vec<(&str, &str)> = authorization.map(|value| ("authorization", value)).into_iter().collect();
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|value| ("authorization", value))
+        .into_iter()
+        .collect();
     http("GET", &server.url("/v1/shelves/s1"), &headers, "").await.status
 }
 
@@ -27,7 +36,10 @@ async fn http_status(server: &support::Server, authorization: Option<&str>) -> u
 async fn bad_credentials_are_unauthenticated() {
     let server = support::start().await;
     let expired = format!("Bearer {}", support::hs256_token("acme", &["viewer"], -3600));
-    let wrongly_signed = format!("Bearer {}", support::rs256_token(support::OTHER_PRIVATE, "acme", &["viewer"]));
+    let wrongly_signed = format!(
+        "Bearer {}",
+        support::rs256_token(support::OTHER_PRIVATE, "acme", &["viewer"])
+    );
     let cases = [
         None,
         Some("Bearer not.a.jwt"),
@@ -37,7 +49,11 @@ async fn bad_credentials_are_unauthenticated() {
         Some("Bearer sy_unknown_0000"),
     ];
     for authorization in cases {
-        assert_eq!(grpc_call(&server, authorization).await, Err(Code::Unauthenticated), "{authorization:?}");
+        assert_eq!(
+            grpc_call(&server, authorization).await,
+            Err(Code::Unauthenticated),
+            "{authorization:?}"
+        );
         assert_eq!(http_status(&server, authorization).await, 401, "{authorization:?}");
     }
     server.stop().await;
@@ -51,7 +67,10 @@ async fn valid_principal_of_another_tenant_is_permission_denied() {
     assert_eq!(http_status(&server, Some(&globex)).await, 403);
 
     let scoped_elsewhere = format!("Bearer {}", support::hs256_token("acme", &["admin:shelves/other"], 600));
-    assert_eq!(grpc_call(&server, Some(&scoped_elsewhere)).await, Err(Code::PermissionDenied));
+    assert_eq!(
+        grpc_call(&server, Some(&scoped_elsewhere)).await,
+        Err(Code::PermissionDenied)
+    );
     server.stop().await;
 }
 
@@ -59,7 +78,10 @@ async fn valid_principal_of_another_tenant_is_permission_denied() {
 async fn hs256_and_rs256_tokens_resolve_to_the_tenant() {
     let server = support::start().await;
     let hs = format!("Bearer {}", support::hs256_token("acme", &["viewer"], 600));
-    let rs = format!("Bearer {}", support::rs256_token(support::RS256_PRIVATE, "acme", &["viewer:shelves/s1"]));
+    let rs = format!(
+        "Bearer {}",
+        support::rs256_token(support::RS256_PRIVATE, "acme", &["viewer:shelves/s1"])
+    );
     assert_eq!(grpc_call(&server, Some(&hs)).await, Ok("acme".to_owned()));
     assert_eq!(grpc_call(&server, Some(&rs)).await, Ok("acme".to_owned()));
     assert_eq!(http_status(&server, Some(&rs)).await, 200);
@@ -70,7 +92,10 @@ async fn hs256_and_rs256_tokens_resolve_to_the_tenant() {
 async fn api_key_round_trip() {
     let (mut settings, dir) = support::settings();
     let key = support::api_key(&mut settings, "acme", &["viewer"]);
-    assert!(!settings.auth.api_keys[0].sha256.contains(&key), "only the hash is stored");
+    assert!(
+        !settings.auth.api_keys[0].sha256.contains(&key),
+        "only the hash is stored"
+    );
     let server = support::start_with(settings, dir).await;
     let bearer = format!("Bearer {key}");
     assert_eq!(grpc_call(&server, Some(&bearer)).await, Ok("acme".to_owned()));

@@ -16,16 +16,27 @@ async fn delivers_to_every_subscriber(publisher: &dyn ChangeBus, subscriber: &dy
     let mut second = subscriber.subscribe(&topic).await.unwrap();
     let mut other = subscriber.subscribe("test:other-topic").await.unwrap();
     for n in 0..3 {
-        publisher.publish(&topic, Bytes::from(format!("rev-{n}"))).await.unwrap();
+        publisher
+            .publish(&topic, Bytes::from(format!("rev-{n}")))
+            .await
+            .unwrap();
     }
     for stream in [&mut first, &mut second] {
         for n in 0..3 {
-            let message = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap();
+            let message = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(message.topic, topic);
             assert_eq!(message.payload, Bytes::from(format!("rev-{n}")));
         }
     }
-    assert!(tokio::time::timeout(Duration::from_millis(200), other.next()).await.is_err(), "other topics stay quiet");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), other.next())
+            .await
+            .is_err(),
+        "other topics stay quiet"
+    );
 }
 
 #[tokio::test]
@@ -38,7 +49,9 @@ async fn in_process_bus() {
 #[tokio::test]
 async fn redis_bus_between_two_replicas() {
     let url = support::redis_url();
-    let replica_a = bus::connect(Some(&url)).await.expect("Redis must be running (make test starts it)");
+    let replica_a = bus::connect(Some(&url))
+        .await
+        .expect("Redis must be running (make test starts it)");
     let replica_b = bus::connect(Some(&url)).await.unwrap();
     assert_eq!(replica_a.kind(), "redis");
     delivers_to_every_subscriber(replica_a.as_ref(), replica_b.as_ref()).await;

@@ -19,7 +19,11 @@ use switchyard_platform::{
 };
 
 fn consul_settings(fake: &FakeConsul) -> ConsulSettings {
-    ConsulSettings { address: fake.url(), tags: vec!["switchyard".into(), "test".into()], ..ConsulSettings::default() }
+    ConsulSettings {
+        address: fake.url(),
+        tags: vec!["switchyard".into(), "test".into()],
+        ..ConsulSettings::default()
+    }
 }
 
 fn instance(id: &str, port: u16) -> Registration {
@@ -55,7 +59,10 @@ async fn registers_on_start_and_deregisters_on_shutdown() {
     assert_eq!(payload["Address"], "127.0.0.1");
     assert_eq!(payload["Port"], grpc_port);
     assert_eq!(payload["Tags"], serde_json::json!(["switchyard", "test"]));
-    assert_eq!(payload["Meta"]["http_port"], server.running.http_addr.port().to_string());
+    assert_eq!(
+        payload["Meta"]["http_port"],
+        server.running.http_addr.port().to_string()
+    );
     assert_eq!(payload["Check"]["GRPC"], format!("127.0.0.1:{grpc_port}"));
     assert_eq!(payload["Check"]["GRPCUseTLS"], false);
     assert_eq!(payload["Check"]["Interval"], "10s");
@@ -76,12 +83,16 @@ async fn resolver_follows_healthy_instances_with_blocking_queries() {
     fake.add(instance("orders-1", 9100));
     let mut healthy = watch_healthy(client.clone(), "orders".into(), "30s".into(), shutdown.clone());
 
-    let ids = |list: &Vec<switchyard_platform::discovery::Instance>| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    let ids =
+        |list: &Vec<switchyard_platform::discovery::Instance>| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
     let wait = |rx: &mut tokio::sync::watch::Receiver<Vec<_>>, want: Vec<&str>| {
         let want: Vec<String> = want.into_iter().map(str::to_owned).collect();
         let mut rx = rx.clone();
         async move {
-            tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|list| ids(list) == want)).await.expect("resolver did not catch up").unwrap();
+            tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|list| ids(list) == want))
+                .await
+                .expect("resolver did not catch up")
+                .unwrap();
         }
     };
     wait(&mut healthy, vec!["orders-1"]).await;
@@ -110,7 +121,13 @@ async fn channels_balance_over_registered_instances() {
     let discovery = Discovery::new(Some(&consul_settings(&fake)), &BTreeMap::new(), shutdown.clone());
     let channel = discovery.channel("echo-service").unwrap();
     let mut client = TranscodeTestClient::new(channel);
-    let request = GetItemRequest { item: Some(Item { name: "via-consul".into(), ..Item::default() }), ..GetItemRequest::default() };
+    let request = GetItemRequest {
+        item: Some(Item {
+            name: "via-consul".into(),
+            ..Item::default()
+        }),
+        ..GetItemRequest::default()
+    };
     let mut answer = None;
     for _ in 0..50 {
         match client.get_item(request.clone()).await {
@@ -135,6 +152,12 @@ async fn static_discovery_without_consul() {
     assert_eq!(discovery.kind(), "static");
     let mut client = TranscodeTestClient::new(discovery.channel("echo-service").unwrap());
     assert!(client.get_item(GetItemRequest::default()).await.is_ok());
-    assert!(discovery.channel("nobody").unwrap_err().to_string().contains("peers.nobody"));
+    assert!(
+        discovery
+            .channel("nobody")
+            .unwrap_err()
+            .to_string()
+            .contains("peers.nobody")
+    );
     server.stop().await;
 }

@@ -8,7 +8,12 @@ use switchyard_platform::{
     settings::{LogFormat, load},
 };
 
-const FLAGS: ServiceIdentity = ServiceIdentity { name: "flag-service", key: "flag_service", grpc_port: 9016, http_port: 8016 };
+const FLAGS: ServiceIdentity = ServiceIdentity {
+    name: "flag-service",
+    key: "flag_service",
+    grpc_port: 9016,
+    http_port: 8016,
+};
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

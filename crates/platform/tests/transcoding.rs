@@ -43,7 +43,10 @@ async fn body_field_fills_one_field_and_the_query_the_rest() {
     let request = echoed(&response);
     assert_eq!(request["shelf"], "s1");
     assert_eq!(request["requestId"], "r-9");
-    assert_eq!(request["item"], json!({ "name": "n1", "quantity": "3", "labels": ["x"] }));
+    assert_eq!(
+        request["item"],
+        json!({ "name": "n1", "quantity": "3", "labels": ["x"] })
+    );
     server.stop().await;
 }
 
@@ -91,8 +94,14 @@ async fn malformed_input_is_400_with_the_field_named() {
         let status = response.json();
         assert_eq!(status["code"], 3);
         assert!(!status["message"].as_str().unwrap().is_empty());
-        assert_eq!(status["details"][0]["@type"], "type.googleapis.com/google.rpc.BadRequest");
-        assert_eq!(status["details"][0]["fieldViolations"][0]["field"], field, "{method} {path}");
+        assert_eq!(
+            status["details"][0]["@type"],
+            "type.googleapis.com/google.rpc.BadRequest"
+        );
+        assert_eq!(
+            status["details"][0]["fieldViolations"][0]["field"], field,
+            "{method} {path}"
+        );
     }
     server.stop().await;
 }
@@ -113,7 +122,20 @@ async fn oversized_bodies_are_413() {
 #[tokio::test]
 async fn grpc_codes_map_to_http_statuses() {
     let server = support::start().await;
-    let cases = [(3, 400), (5, 404), (6, 409), (7, 403), (8, 429), (9, 400), (10, 409), (12, 501), (13, 500), (14, 503), (16, 401), (4, 504)];
+    let cases = [
+        (3, 400),
+        (5, 404),
+        (6, 409),
+        (7, 403),
+        (8, 429),
+        (9, 400),
+        (10, 409),
+        (12, 501),
+        (13, 500),
+        (14, 503),
+        (16, 401),
+        (4, 504),
+    ];
     for (code, expected) in cases {
         let body = json!({ "message": "boom" }).to_string();
         let response = http("POST", &server.url(&format!("/v1/fail/{code}")), &[], body).await;

@@ -4,7 +4,12 @@ use serde::{Deserialize, Serialize};
 use switchyard_platform::{ServiceIdentity, settings::SettingsError};
 
 /// Name, settings key and default ports (HTTP 8015, gRPC 9015).
-pub const IDENTITY: ServiceIdentity = ServiceIdentity { name: "config-service", key: "config_service", grpc_port: 9015, http_port: 8015 };
+pub const IDENTITY: ServiceIdentity = ServiceIdentity {
+    name: "config-service",
+    key: "config_service",
+    grpc_port: 9015,
+    http_port: 8015,
+};
 
 /// Settings that only config-service reads (`[service]`, or `[services.config_service.service]` in a
 /// shared file). None yet: later capabilities add theirs here.

@@ -4,7 +4,12 @@ use serde::{Deserialize, Serialize};
 use switchyard_platform::{ServiceIdentity, settings::SettingsError};
 
 /// Name, settings key and default ports (HTTP 8017, gRPC 9017).
-pub const IDENTITY: ServiceIdentity = ServiceIdentity { name: "experiment-service", key: "experiment_service", grpc_port: 9017, http_port: 8017 };
+pub const IDENTITY: ServiceIdentity = ServiceIdentity {
+    name: "experiment-service",
+    key: "experiment_service",
+    grpc_port: 9017,
+    http_port: 8017,
+};
 
 /// Settings that only experiment-service reads (`[service]`, or `[services.experiment_service.service]` in a
 /// shared file). None yet: later capabilities add theirs here.

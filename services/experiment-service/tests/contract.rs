@@ -7,13 +7,22 @@ use switchyard_platform::{
     testing::{Contract, FakeConsul, local, with_postgres_and_redis},
 };
 
-const CONTRACT: Contract = Contract { name: "experiment-service", grpc_service: "switchyard.experiments.v1.ExperimentService", info_route: "/v1/experiments/info" };
+const CONTRACT: Contract = Contract {
+    name: "experiment-service",
+    grpc_service: "switchyard.experiments.v1.ExperimentService",
+    info_route: "/v1/experiments/info",
+};
 
 #[tokio::test]
 async fn boots_on_sqlite_answers_grpc_and_http_and_drains() {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = Shutdown::new();
-    let running = experiment_service::start(local(experiment_service::conf::defaults(), dir.path()), shutdown.clone()).await.unwrap();
+    let running = experiment_service::start(
+        local(experiment_service::conf::defaults(), dir.path()),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
     CONTRACT.check(running, shutdown, "sqlite", "in-process").await;
 }
 
@@ -31,7 +40,10 @@ async fn registers_with_consul_and_leaves_on_shutdown() {
     let consul = FakeConsul::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = local(experiment_service::conf::defaults(), dir.path());
-    settings.consul = Some(switchyard_platform::settings::ConsulSettings { address: consul.url(), ..Default::default() });
+    settings.consul = Some(switchyard_platform::settings::ConsulSettings {
+        address: consul.url(),
+        ..Default::default()
+    });
     let shutdown = Shutdown::new();
     let running = experiment_service::start(settings, shutdown.clone()).await.unwrap();
     let registered = consul.payloads();

@@ -4,7 +4,12 @@ use serde::{Deserialize, Serialize};
 use switchyard_platform::{ServiceIdentity, settings::SettingsError};
 
 /// Name, settings key and default ports (HTTP 8016, gRPC 9016).
-pub const IDENTITY: ServiceIdentity = ServiceIdentity { name: "flag-service", key: "flag_service", grpc_port: 9016, http_port: 8016 };
+pub const IDENTITY: ServiceIdentity = ServiceIdentity {
+    name: "flag-service",
+    key: "flag_service",
+    grpc_port: 9016,
+    http_port: 8016,
+};
 
 /// Settings that only flag-service reads (`[service]`, or `[services.flag_service.service]` in a
 /// shared file). None yet: later capabilities add theirs here.

@@ -4,7 +4,12 @@ use serde::{Deserialize, Serialize};
 use switchyard_platform::{ServiceIdentity, settings::SettingsError};
 
 /// Name, settings key and default ports (HTTP 8019, gRPC 9019).
-pub const IDENTITY: ServiceIdentity = ServiceIdentity { name: "presence-service", key: "presence_service", grpc_port: 9019, http_port: 8019 };
+pub const IDENTITY: ServiceIdentity = ServiceIdentity {
+    name: "presence-service",
+    key: "presence_service",
+    grpc_port: 9019,
+    http_port: 8019,
+};
 
 /// Settings that only presence-service reads (`[service]`, or `[services.presence_service.service]` in a
 /// shared file). None yet: later capabilities add theirs here.

@@ -3,7 +3,11 @@
 use switchyard_api::presence::v1::presence_service_server::PresenceServiceServer;
 use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError};
 
-use crate::{conf::{IDENTITY, Settings}, data::MIGRATIONS, service::PresenceServiceApi};
+use crate::{
+    conf::{IDENTITY, Settings},
+    data::MIGRATIONS,
+    service::PresenceServiceApi,
+};
 
 /// `GetServiceInfo` answers without credentials, like a version endpoint.
 const PUBLIC: &[&str] = &["/switchyard.presence.v1.PresenceService/GetServiceInfo"];
@@ -14,6 +18,10 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let api = PresenceServiceServer::new(PresenceServiceApi::new(host.about.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
-    let services = PUBLIC.iter().fold(GrpcServices::new().add(api), |services, path| services.public(path));
+    let services = PUBLIC
+        .iter()
+        .fold(GrpcServices::new().with_service(api), |services, path| {
+            services.public(path)
+        });
     host.serve(services).await
 }

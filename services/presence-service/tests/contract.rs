@@ -7,13 +7,19 @@ use switchyard_platform::{
     testing::{Contract, FakeConsul, local, with_postgres_and_redis},
 };
 
-const CONTRACT: Contract = Contract { name: "presence-service", grpc_service: "switchyard.presence.v1.PresenceService", info_route: "/v1/presence/info" };
+const CONTRACT: Contract = Contract {
+    name: "presence-service",
+    grpc_service: "switchyard.presence.v1.PresenceService",
+    info_route: "/v1/presence/info",
+};
 
 #[tokio::test]
 async fn boots_on_sqlite_answers_grpc_and_http_and_drains() {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = Shutdown::new();
-    let running = presence_service::start(local(presence_service::conf::defaults(), dir.path()), shutdown.clone()).await.unwrap();
+    let running = presence_service::start(local(presence_service::conf::defaults(), dir.path()), shutdown.clone())
+        .await
+        .unwrap();
     CONTRACT.check(running, shutdown, "sqlite", "in-process").await;
 }
 
@@ -31,7 +37,10 @@ async fn registers_with_consul_and_leaves_on_shutdown() {
     let consul = FakeConsul::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = local(presence_service::conf::defaults(), dir.path());
-    settings.consul = Some(switchyard_platform::settings::ConsulSettings { address: consul.url(), ..Default::default() });
+    settings.consul = Some(switchyard_platform::settings::ConsulSettings {
+        address: consul.url(),
+        ..Default::default()
+    });
     let shutdown = Shutdown::new();
     let running = presence_service::start(settings, shutdown.clone()).await.unwrap();
     let registered = consul.payloads();

@@ -4,7 +4,12 @@ use serde::{Deserialize, Serialize};
 use switchyard_platform::{ServiceIdentity, settings::SettingsError};
 
 /// Name, settings key and default ports (HTTP 8018, gRPC 9018).
-pub const IDENTITY: ServiceIdentity = ServiceIdentity { name: "realtime-gateway", key: "realtime_gateway", grpc_port: 9018, http_port: 8018 };
+pub const IDENTITY: ServiceIdentity = ServiceIdentity {
+    name: "realtime-gateway",
+    key: "realtime_gateway",
+    grpc_port: 9018,
+    http_port: 8018,
+};
 
 /// Settings that only realtime-gateway reads (`[service]`, or `[services.realtime_gateway.service]` in a
 /// shared file). None yet: later capabilities add theirs here.

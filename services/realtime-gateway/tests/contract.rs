@@ -7,13 +7,19 @@ use switchyard_platform::{
     testing::{Contract, FakeConsul, local, with_postgres_and_redis},
 };
 
-const CONTRACT: Contract = Contract { name: "realtime-gateway", grpc_service: "switchyard.realtime.v1.RealtimeService", info_route: "/v1/realtime/info" };
+const CONTRACT: Contract = Contract {
+    name: "realtime-gateway",
+    grpc_service: "switchyard.realtime.v1.RealtimeService",
+    info_route: "/v1/realtime/info",
+};
 
 #[tokio::test]
 async fn boots_on_sqlite_answers_grpc_and_http_and_drains() {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = Shutdown::new();
-    let running = realtime_gateway::start(local(realtime_gateway::conf::defaults(), dir.path()), shutdown.clone()).await.unwrap();
+    let running = realtime_gateway::start(local(realtime_gateway::conf::defaults(), dir.path()), shutdown.clone())
+        .await
+        .unwrap();
     CONTRACT.check(running, shutdown, "sqlite", "in-process").await;
 }
 
@@ -31,7 +37,10 @@ async fn registers_with_consul_and_leaves_on_shutdown() {
     let consul = FakeConsul::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = local(realtime_gateway::conf::defaults(), dir.path());
-    settings.consul = Some(switchyard_platform::settings::ConsulSettings { address: consul.url(), ..Default::default() });
+    settings.consul = Some(switchyard_platform::settings::ConsulSettings {
+        address: consul.url(),
+        ..Default::default()
+    });
     let shutdown = Shutdown::new();
     let running = realtime_gateway::start(settings, shutdown.clone()).await.unwrap();
     let registered = consul.payloads();

@@ -97,14 +97,20 @@ pub struct ConsulClient {
 
 impl std::fmt::Debug for ConsulClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsulClient").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("ConsulClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
 impl ConsulClient {
     pub fn new(settings: &ConsulSettings) -> Self {
         let http = Client::builder(TokioExecutor::new()).build_http();
-        ConsulClient { base: settings.address.trim_end_matches('/').to_owned(), token: settings.token.clone(), http }
+        ConsulClient {
+            base: settings.address.trim_end_matches('/').to_owned(),
+            token: settings.token.clone(),
+            http,
+        }
     }
 
     /// `PUT /v1/agent/service/register`.
@@ -116,7 +122,12 @@ impl ConsulClient {
 
     /// `PUT /v1/agent/service/deregister/:id`.
     pub async fn deregister(&self, id: &str) -> Result<(), ConsulError> {
-        self.send(http::Method::PUT, &format!("/v1/agent/service/deregister/{id}"), Vec::new()).await?;
+        self.send(
+            http::Method::PUT,
+            &format!("/v1/agent/service/deregister/{id}"),
+            Vec::new(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -140,11 +151,19 @@ impl ConsulClient {
         Ok(HealthyInstances { instances, index })
     }
 
-    async fn send(&self, method: http::Method, path: &str, body: Vec<u8>) -> Result<(http::HeaderMap, Bytes), ConsulError> {
+    async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(http::HeaderMap, Bytes), ConsulError> {
         let has_body = !body.is_empty();
         let mut request = http::Request::new(Full::new(Bytes::from(body)));
         if has_body {
-            request.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            request.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
         }
         *request.method_mut() = method;
         *request.uri_mut() = format!("{}{path}", self.base)
@@ -155,11 +174,22 @@ impl ConsulClient {
         {
             request.headers_mut().insert("x-consul-token", value);
         }
-        let response = self.http.request(request).await.map_err(|error| ConsulError::Transport(error.to_string()))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|error| ConsulError::Transport(error.to_string()))?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|error| ConsulError::Transport(error.to_string()))?.to_bytes();
+        let body = body
+            .collect()
+            .await
+            .map_err(|error| ConsulError::Transport(error.to_string()))?
+            .to_bytes();
         if !parts.status.is_success() {
-            return Err(ConsulError::Status { status: parts.status.as_u16(), body: String::from_utf8_lossy(&body).into() });
+            return Err(ConsulError::Status {
+                status: parts.status.as_u16(),
+                body: String::from_utf8_lossy(&body).into(),
+            });
         }
         Ok((parts.headers, body))
     }
@@ -167,10 +197,23 @@ impl ConsulClient {
 
 /// The service address falls back to the node address, as Consul documents.
 fn instance(entry: HealthEntry) -> Option<Instance> {
-    let host = if entry.service.address.is_empty() { entry.node.address } else { entry.service.address };
+    let host = if entry.service.address.is_empty() {
+        entry.node.address
+    } else {
+        entry.service.address
+    };
     let address = format!("{host}:{}", entry.service.port).parse().ok()?;
-    let http_port = entry.service.meta.as_ref().and_then(|meta| meta.get("http_port")).and_then(|p| p.parse().ok());
-    Some(Instance { id: entry.service.id, address, http_port })
+    let http_port = entry
+        .service
+        .meta
+        .as_ref()
+        .and_then(|meta| meta.get("http_port"))
+        .and_then(|p| p.parse().ok());
+    Some(Instance {
+        id: entry.service.id,
+        address,
+        http_port,
+    })
 }
 
 /// Blocking-query loop: publishes the healthy instances of `service` on a watch channel

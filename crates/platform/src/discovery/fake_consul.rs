@@ -64,7 +64,11 @@ impl FakeConsul {
     pub async fn start() -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let fake = FakeConsul { address, catalog: Arc::default(), index: Arc::new(watch::channel(1).0) };
+        let fake = FakeConsul {
+            address,
+            catalog: Arc::default(),
+            index: Arc::new(watch::channel(1).0),
+        };
         let app = Router::new()
             .route("/v1/agent/service/register", put(register))
             .route("/v1/agent/service/deregister/{id}", put(deregister))
@@ -106,7 +110,9 @@ impl FakeConsul {
 
     /// Registers an instance directly, as another process would.
     pub fn add(&self, registration: Registration) {
-        self.lock().services.insert(registration.id.clone(), (registration, CheckStatus::Passing));
+        self.lock()
+            .services
+            .insert(registration.id.clone(), (registration, CheckStatus::Passing));
         self.bump();
     }
 
@@ -127,7 +133,9 @@ async fn register(State(fake): State<FakeConsul>, Json(body): Json<serde_json::V
     {
         let mut catalog = fake.lock();
         catalog.payloads.push(body);
-        catalog.services.insert(registration.id.clone(), (registration, CheckStatus::Passing));
+        catalog
+            .services
+            .insert(registration.id.clone(), (registration, CheckStatus::Passing));
     }
     fake.bump();
     (StatusCode::OK, String::new())
@@ -146,10 +154,18 @@ async fn deregister(State(fake): State<FakeConsul>, Path(id): Path<String>) -> i
     (StatusCode::OK, String::new())
 }
 
-async fn health(State(fake): State<FakeConsul>, Path(name): Path<String>, Query(query): Query<HealthQuery>) -> impl IntoResponse {
+async fn health(
+    State(fake): State<FakeConsul>,
+    Path(name): Path<String>,
+    Query(query): Query<HealthQuery>,
+) -> impl IntoResponse {
     let mut changes = fake.index.subscribe();
     if let Some(wanted) = query.index {
-        let wait = query.wait.as_deref().and_then(parse_duration).unwrap_or(Duration::from_secs(300));
+        let wait = query
+            .wait
+            .as_deref()
+            .and_then(parse_duration)
+            .unwrap_or(Duration::from_secs(300));
         let _ = tokio::time::timeout(wait, changes.wait_for(|current| *current > wanted)).await;
     }
     let index = *fake.index.borrow();
@@ -158,9 +174,15 @@ async fn health(State(fake): State<FakeConsul>, Path(name): Path<String>, Query(
         .lock()
         .services
         .values()
-        .filter(|(registration, status)| registration.name == name && (!passing_only || *status == CheckStatus::Passing))
+        .filter(|(registration, status)| {
+            registration.name == name && (!passing_only || *status == CheckStatus::Passing)
+        })
         .map(|(registration, status)| {
-            let check = if *status == CheckStatus::Passing { "passing" } else { "critical" };
+            let check = if *status == CheckStatus::Passing {
+                "passing"
+            } else {
+                "critical"
+            };
             json!({
                 "Node": { "Node": "fake-node", "Address": "127.0.0.1" },
                 "Service": {

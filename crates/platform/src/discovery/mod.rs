@@ -32,19 +32,28 @@ pub enum DiscoveryError {
 /// Where peers come from.
 #[derive(Clone, Debug)]
 pub enum Discovery {
-    Consul { client: ConsulClient, settings: ConsulSettings, channels: Arc<Mutex<HashMap<String, Channel>>>, shutdown: Shutdown },
+    Consul(Arc<ConsulDiscovery>),
     Static { peers: BTreeMap<String, Vec<String>> },
+}
+
+/// Consul-backed discovery: one watched, balanced channel per peer service.
+#[derive(Debug)]
+pub struct ConsulDiscovery {
+    client: ConsulClient,
+    settings: ConsulSettings,
+    channels: Mutex<HashMap<String, Channel>>,
+    shutdown: Shutdown,
 }
 
 impl Discovery {
     pub fn new(consul: Option<&ConsulSettings>, peers: &BTreeMap<String, Vec<String>>, shutdown: Shutdown) -> Self {
         match consul {
-            Some(settings) => Discovery::Consul {
+            Some(settings) => Discovery::Consul(Arc::new(ConsulDiscovery {
                 client: ConsulClient::new(settings),
                 settings: settings.clone(),
-                channels: Arc::default(),
+                channels: Mutex::default(),
                 shutdown,
-            },
+            })),
             None => Discovery::Static { peers: peers.clone() },
         }
     }
@@ -52,14 +61,24 @@ impl Discovery {
     /// `consul` or `static`, for `GetServiceInfo`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Discovery::Consul { .. } => "consul",
+            Discovery::Consul(_) => "consul",
             Discovery::Static { .. } => "static",
         }
     }
 
     /// The registration this instance announces, with its gRPC health check.
-    pub fn registration(&self, id: &str, name: &str, address: std::net::IpAddr, grpc_port: u16, http_port: u16) -> Option<Registration> {
-        let Discovery::Consul { settings, .. } = self else { return None };
+    pub fn registration(
+        &self,
+        id: &str,
+        name: &str,
+        address: std::net::IpAddr,
+        grpc_port: u16,
+        http_port: u16,
+    ) -> Option<Registration> {
+        let Discovery::Consul(consul) = self else {
+            return None;
+        };
+        let settings = &consul.settings;
         let mut meta = BTreeMap::new();
         meta.insert("http_port".to_owned(), http_port.to_string());
         meta.insert("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned());
@@ -80,15 +99,15 @@ impl Discovery {
     }
 
     pub async fn register(&self, registration: &Registration) -> Result<(), DiscoveryError> {
-        if let Discovery::Consul { client, .. } = self {
-            client.register(registration).await?;
+        if let Discovery::Consul(consul) = self {
+            consul.client.register(registration).await?;
         }
         Ok(())
     }
 
     pub async fn deregister(&self, id: &str) -> Result<(), DiscoveryError> {
-        if let Discovery::Consul { client, .. } = self {
-            client.deregister(id).await?;
+        if let Discovery::Consul(consul) = self {
+            consul.client.deregister(id).await?;
         }
         Ok(())
     }
@@ -98,19 +117,29 @@ impl Discovery {
     pub fn channel(&self, service: &str) -> Result<Channel, DiscoveryError> {
         match self {
             Discovery::Static { peers } => {
-                let addresses = peers.get(service).filter(|list| !list.is_empty()).ok_or_else(|| DiscoveryError::NoPeers(service.to_owned()))?;
+                let addresses = peers
+                    .get(service)
+                    .filter(|list| !list.is_empty())
+                    .ok_or_else(|| DiscoveryError::NoPeers(service.to_owned()))?;
                 let endpoints = addresses
                     .iter()
-                    .map(|address| Endpoint::from_shared(address.clone()).map_err(|_| DiscoveryError::BadAddress(address.clone())))
+                    .map(|address| {
+                        Endpoint::from_shared(address.clone()).map_err(|_| DiscoveryError::BadAddress(address.clone()))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Channel::balance_list(endpoints.into_iter()))
             }
-            Discovery::Consul { client, settings, channels, shutdown } => {
-                let mut channels = channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            Discovery::Consul(consul) => {
+                let mut channels = consul.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 if let Some(channel) = channels.get(service) {
                     return Ok(channel.clone());
                 }
-                let instances = consul::watch_healthy(client.clone(), service.to_owned(), settings.watch_wait.clone(), shutdown.clone());
+                let instances = consul::watch_healthy(
+                    consul.client.clone(),
+                    service.to_owned(),
+                    consul.settings.watch_wait.clone(),
+                    consul.shutdown.clone(),
+                );
                 let channel = balanced_channel(instances);
                 channels.insert(service.to_owned(), channel.clone());
                 Ok(channel)
@@ -125,15 +154,20 @@ pub fn balanced_channel(mut instances: tokio::sync::watch::Receiver<Vec<Instance
     tokio::spawn(async move {
         let mut current: BTreeMap<String, Instance> = BTreeMap::new();
         loop {
-            let latest: BTreeMap<String, Instance> =
-                instances.borrow_and_update().iter().map(|i| (i.id.clone(), i.clone())).collect();
+            let latest: BTreeMap<String, Instance> = instances
+                .borrow_and_update()
+                .iter()
+                .map(|i| (i.id.clone(), i.clone()))
+                .collect();
             for id in current.keys().filter(|id| !latest.contains_key(*id)) {
                 if changes.send(Change::Remove(id.clone())).await.is_err() {
                     return;
                 }
             }
             for (id, instance) in latest.iter().filter(|(id, i)| current.get(*id) != Some(i)) {
-                let Ok(endpoint) = Endpoint::from_shared(format!("http://{}", instance.address)) else { continue };
+                let Ok(endpoint) = Endpoint::from_shared(format!("http://{}", instance.address)) else {
+                    continue;
+                };
                 if changes.send(Change::Insert(id.clone(), endpoint)).await.is_err() {
                     return;
                 }

@@ -22,7 +22,9 @@ pub fn decode_next(buffer: &mut BytesMut) -> Result<Option<Bytes>, Status> {
         return Ok(None);
     }
     if buffer[0] != 0 {
-        return Err(Status::internal("compressed responses are not supported by the transcoder"));
+        return Err(Status::internal(
+            "compressed responses are not supported by the transcoder",
+        ));
     }
     let length = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
     if buffer.len() < HEADER + length {

@@ -40,16 +40,29 @@ pub struct Transcoder {
 
 impl std::fmt::Debug for Transcoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transcoder").field("routes", &self.routes.routes().len()).finish_non_exhaustive()
+        f.debug_struct("Transcoder")
+            .field("routes", &self.routes.routes().len())
+            .finish_non_exhaustive()
     }
 }
 
 /// Headers passed from the HTTP request to the gRPC call, besides every `x-*` header.
-const FORWARDED: &[&str] = &["authorization", "traceparent", "tracestate", "baggage", "grpc-timeout", "user-agent"];
+const FORWARDED: &[&str] = &[
+    "authorization",
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "grpc-timeout",
+    "user-agent",
+];
 
 impl Transcoder {
     pub fn new(routes: Arc<RouteTable>, grpc: GrpcStack, max_body_bytes: usize) -> Self {
-        Self { routes, grpc, max_body_bytes }
+        Self {
+            routes,
+            grpc,
+            max_body_bytes,
+        }
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -101,7 +114,12 @@ fn invalid_argument(error: &request::RequestError) -> Status {
     Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
 }
 
-fn grpc_request(route: &Route, headers: &HeaderMap, remote: Option<SocketAddr>, message: &DynamicMessage) -> http::Request<GrpcBody> {
+fn grpc_request(
+    route: &Route,
+    headers: &HeaderMap,
+    remote: Option<SocketAddr>,
+    message: &DynamicMessage,
+) -> http::Request<GrpcBody> {
     let payload = frame::encode(&message.encode_to_vec());
     let mut request = http::Request::new(GrpcBody::new(http_body_util::Full::new(payload)));
     *request.method_mut() = http::Method::POST;
@@ -116,7 +134,12 @@ fn grpc_request(route: &Route, headers: &HeaderMap, remote: Option<SocketAddr>, 
             out.append(name.clone(), value.clone());
         }
     }
-    request.extensions_mut().insert(tonic::transport::server::TcpConnectInfo { local_addr: None, remote_addr: remote });
+    request
+        .extensions_mut()
+        .insert(tonic::transport::server::TcpConnectInfo {
+            local_addr: None,
+            remote_addr: remote,
+        });
     request
 }
 
@@ -132,8 +155,13 @@ fn to_json(message: &DynamicMessage, response_body: &str) -> Result<serde_json::
     if response_body.is_empty() {
         return Ok(value);
     }
-    let json_name = message.descriptor().get_field_by_name(response_body).map(|f| f.json_name().to_owned());
-    Ok(json_name.and_then(|name| value.get(&name).cloned()).unwrap_or(serde_json::Value::Null))
+    let json_name = message
+        .descriptor()
+        .get_field_by_name(response_body)
+        .map(|f| f.json_name().to_owned());
+    Ok(json_name
+        .and_then(|name| value.get(&name).cloned())
+        .unwrap_or(serde_json::Value::Null))
 }
 
 async fn unary_response(body: GrpcBody, output: &MessageDescriptor, response_body: &str) -> Response {
@@ -141,7 +169,11 @@ async fn unary_response(body: GrpcBody, output: &MessageDescriptor, response_bod
         Ok(collected) => collected,
         Err(status) => return status_response(&Status::unavailable(format!("call failed: {status}"))),
     };
-    if let Some(status) = collected.trailers().and_then(Status::from_header_map).filter(|s| s.code() != Code::Ok) {
+    if let Some(status) = collected
+        .trailers()
+        .and_then(Status::from_header_map)
+        .filter(|s| s.code() != Code::Ok)
+    {
         return status_response(&status);
     }
     let mut data = bytes::BytesMut::from(collected.to_bytes());
@@ -150,7 +182,9 @@ async fn unary_response(body: GrpcBody, output: &MessageDescriptor, response_bod
         Ok(None) => return status_response(&Status::internal("the call returned no message")),
         Err(error) => return status_response(&Status::internal(error.to_string())),
     };
-    let json = message.map_err(|error| Status::internal(error.to_string())).and_then(|m| to_json(&m, response_body));
+    let json = message
+        .map_err(|error| Status::internal(error.to_string()))
+        .and_then(|m| to_json(&m, response_body));
     match json {
         Ok(json) => json_response(StatusCode::OK, &json),
         Err(status) => status_response(&status),
@@ -173,14 +207,18 @@ fn stream_response(body: GrpcBody, output: MessageDescriptor, response_body: Str
         Ok::<_, Infallible>(Bytes::from(text))
     });
     let mut response = Response::new(AxumBody::from_stream(lines));
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     response
 }
 
 fn json_response(status: StatusCode, json: &serde_json::Value) -> Response {
     let mut response = Response::new(AxumBody::from(json.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 

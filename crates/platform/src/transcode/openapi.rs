@@ -81,7 +81,11 @@ fn operation(route: &Route, operation_id: String, schemas: &mut BTreeMap<String,
 }
 
 fn content_type(method: &MethodDescriptor) -> &'static str {
-    if method.is_server_streaming() { "application/x-ndjson" } else { "application/json" }
+    if method.is_server_streaming() {
+        "application/x-ndjson"
+    } else {
+        "application/json"
+    }
 }
 
 fn response_schema(route: &Route, schemas: &mut BTreeMap<String, Value>) -> Value {
@@ -89,7 +93,9 @@ fn response_schema(route: &Route, schemas: &mut BTreeMap<String, Value>) -> Valu
     if route.response_body.is_empty() {
         return message_ref(&output, schemas);
     }
-    output.get_field_by_name(&route.response_body).map_or(json!({}), |f| field_schema(&f, schemas))
+    output
+        .get_field_by_name(&route.response_body)
+        .map_or(json!({}), |f| field_schema(&f, schemas))
 }
 
 /// The leading comment of a method in its proto file, when the descriptor kept it.
@@ -135,7 +141,9 @@ fn query_parameters(
                 query_parameters(&child, &format!("{path}."), bound, None, depth + 1, schemas, out);
             }
             Kind::Message(_) => {}
-            _ => out.push(json!({ "name": path, "in": "query", "required": false, "schema": field_schema(&field, schemas) })),
+            _ => out.push(
+                json!({ "name": path, "in": "query", "required": false, "schema": field_schema(&field, schemas) }),
+            ),
         }
     }
 }
@@ -155,19 +163,28 @@ fn message_ref(message: &MessageDescriptor, schemas: &mut BTreeMap<String, Value
         for field in message.fields() {
             properties.insert(field.json_name().to_owned(), field_schema(&field, schemas));
         }
-        schemas.insert(name.clone(), json!({ "type": "object", "properties": properties, "additionalProperties": false }));
+        schemas.insert(
+            name.clone(),
+            json!({ "type": "object", "properties": properties, "additionalProperties": false }),
+        );
     }
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
 fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) -> Value {
     if field.is_map() {
-        let Kind::Message(entry) = field.kind() else { return json!({"type": "object"}) };
+        let Kind::Message(entry) = field.kind() else {
+            return json!({"type": "object"});
+        };
         let value = entry.map_entry_value_field();
         return json!({ "type": "object", "additionalProperties": kind_schema(&value.kind(), schemas) });
     }
     let schema = kind_schema(&field.kind(), schemas);
-    if field.is_list() { json!({ "type": "array", "items": schema }) } else { schema }
+    if field.is_list() {
+        json!({ "type": "array", "items": schema })
+    } else {
+        schema
+    }
 }
 
 fn kind_schema(kind: &Kind, schemas: &mut BTreeMap<String, Value>) -> Value {
@@ -181,7 +198,9 @@ fn kind_schema(kind: &Kind, schemas: &mut BTreeMap<String, Value>) -> Value {
         Kind::Bool => json!({ "type": "boolean" }),
         Kind::String => json!({ "type": "string" }),
         Kind::Bytes => json!({ "type": "string", "format": "byte" }),
-        Kind::Enum(descriptor) => json!({ "type": "string", "enum": descriptor.values().map(|v| v.name().to_owned()).collect::<Vec<_>>() }),
+        Kind::Enum(descriptor) => {
+            json!({ "type": "string", "enum": descriptor.values().map(|v| v.name().to_owned()).collect::<Vec<_>>() })
+        }
         Kind::Message(message) => message_ref(message, schemas),
     }
 }

@@ -43,7 +43,12 @@ fn json_options() -> DeserializeOptions {
     DeserializeOptions::new().deny_unknown_fields(true)
 }
 
-pub fn build(route: &Route, bindings: &[Binding], query: Option<&str>, body: &[u8]) -> Result<DynamicMessage, RequestError> {
+pub fn build(
+    route: &Route,
+    bindings: &[Binding],
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<DynamicMessage, RequestError> {
     let input = route.method.input();
     let mut message = match &route.body {
         BodyTarget::None if !body.iter().all(u8::is_ascii_whitespace) => return Err(RequestError::UnexpectedBody),
@@ -56,8 +61,11 @@ pub fn build(route: &Route, bindings: &[Binding], query: Option<&str>, body: &[u
     }
     let bound: Vec<String> = route.template.fields().collect();
     for (key, value) in parse_query(query.unwrap_or_default())? {
-        if bound.iter().any(|field| *field == key) {
-            return Err(RequestError::Value { field: key, reason: "is already bound by the path".into() });
+        if bound.contains(&key) {
+            return Err(RequestError::Value {
+                field: key,
+                reason: "is already bound by the path".into(),
+            });
         }
         if route.body == BodyTarget::Whole {
             return Err(RequestError::UnknownField(key));
@@ -75,7 +83,10 @@ fn parse_body(input: &MessageDescriptor, body: &[u8]) -> Result<DynamicMessage, 
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let message = DynamicMessage::deserialize_with_options(input.clone(), &mut deserializer, &json_options())
         .and_then(|message| deserializer.end().map(|()| message))
-        .map_err(|error| RequestError::Body { message: input.full_name().to_owned(), reason: error.to_string() })?;
+        .map_err(|error| RequestError::Body {
+            message: input.full_name().to_owned(),
+            reason: error.to_string(),
+        })?;
     Ok(message)
 }
 
@@ -84,16 +95,26 @@ fn parse_body_field(input: &MessageDescriptor, field: &str, body: &[u8]) -> Resu
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DynamicMessage::new(input.clone()));
     }
-    let descriptor = input.get_field_by_name(field).ok_or_else(|| RequestError::UnknownField(field.to_owned()))?;
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|error| RequestError::Body { message: input.full_name().to_owned(), reason: error.to_string() })?;
+    let descriptor = input
+        .get_field_by_name(field)
+        .ok_or_else(|| RequestError::UnknownField(field.to_owned()))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|error| RequestError::Body {
+        message: input.full_name().to_owned(),
+        reason: error.to_string(),
+    })?;
     let wrapped = serde_json::json!({ descriptor.json_name(): value });
-    DynamicMessage::deserialize_with_options(input.clone(), wrapped, &json_options())
-        .map_err(|error| RequestError::Body { message: input.full_name().to_owned(), reason: error.to_string() })
+    DynamicMessage::deserialize_with_options(input.clone(), wrapped, &json_options()).map_err(|error| {
+        RequestError::Body {
+            message: input.full_name().to_owned(),
+            reason: error.to_string(),
+        }
+    })
 }
 
 fn find_field(message: &MessageDescriptor, name: &str) -> Option<FieldDescriptor> {
-    message.get_field_by_name(name).or_else(|| message.get_field_by_json_name(name))
+    message
+        .get_field_by_name(name)
+        .or_else(|| message.get_field_by_json_name(name))
 }
 
 /// Sets a dotted field path to a value given as text. Repeated leaves append when
@@ -105,26 +126,44 @@ fn set_path(message: &mut DynamicMessage, path: &[String], text: &str, append: b
     };
     let mut current = message;
     for name in parents {
-        let field = find_field(&current.descriptor(), name).ok_or_else(|| RequestError::UnknownField(dotted.clone()))?;
+        let field =
+            find_field(&current.descriptor(), name).ok_or_else(|| RequestError::UnknownField(dotted.clone()))?;
         if field.is_list() || field.is_map() || !matches!(field.kind(), Kind::Message(_)) {
-            return Err(RequestError::Value { field: dotted, reason: "is not a message field".into() });
+            return Err(RequestError::Value {
+                field: dotted,
+                reason: "is not a message field".into(),
+            });
         }
         current = match current.get_field_mut(&field) {
             Value::Message(child) => child,
-            _ => return Err(RequestError::Value { field: dotted, reason: "is not a message field".into() }),
+            _ => {
+                return Err(RequestError::Value {
+                    field: dotted,
+                    reason: "is not a message field".into(),
+                });
+            }
         };
     }
     let field = find_field(&current.descriptor(), leaf).ok_or_else(|| RequestError::UnknownField(dotted.clone()))?;
     if field.is_map() {
-        return Err(RequestError::Value { field: dotted, reason: "map fields cannot be set from the URL".into() });
+        return Err(RequestError::Value {
+            field: dotted,
+            reason: "map fields cannot be set from the URL".into(),
+        });
     }
-    let value = scalar(&field.kind(), text).map_err(|reason| RequestError::Value { field: dotted.clone(), reason })?;
+    let value = scalar(&field.kind(), text).map_err(|reason| RequestError::Value {
+        field: dotted.clone(),
+        reason,
+    })?;
     if !field.is_list() {
         current.set_field(&field, value);
         return Ok(());
     }
     if !append {
-        return Err(RequestError::Value { field: dotted, reason: "repeated fields cannot be bound by the path".into() });
+        return Err(RequestError::Value {
+            field: dotted,
+            reason: "repeated fields cannot be bound by the path".into(),
+        });
     }
     if let Value::List(list) = current.get_field_mut(&field) {
         list.push(value);
@@ -150,7 +189,10 @@ fn scalar(kind: &Kind, text: &str) -> Result<Value, String> {
         Kind::Bytes => {
             let engine = base64::engine::general_purpose::STANDARD;
             let url_safe = base64::engine::general_purpose::URL_SAFE;
-            let bytes = engine.decode(text).or_else(|_| url_safe.decode(text)).map_err(|_| number("base64 value"))?;
+            let bytes = engine
+                .decode(text)
+                .or_else(|_| url_safe.decode(text))
+                .map_err(|_| number("base64 value"))?;
             Value::Bytes(bytes.into())
         }
         Kind::Enum(descriptor) => {

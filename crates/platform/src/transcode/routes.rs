@@ -66,7 +66,9 @@ impl RouteTable {
         let extension = pool.get_extension_by_name("google.api.http");
         let mut routes = Vec::new();
         for name in services {
-            let service = pool.get_service_by_name(name).ok_or_else(|| RouteError::UnknownService((*name).to_owned()))?;
+            let service = pool
+                .get_service_by_name(name)
+                .ok_or_else(|| RouteError::UnknownService((*name).to_owned()))?;
             let Some(extension) = &extension else { continue };
             for method in service.methods() {
                 let options = method.options();
@@ -92,18 +94,27 @@ impl RouteTable {
     pub fn lookup(&self, method: &http::Method, path: &str) -> Lookup<'_> {
         let mut allowed = Vec::new();
         for route in &self.routes {
-            let Some(bindings) = route.template.matches(path) else { continue };
+            let Some(bindings) = route.template.matches(path) else {
+                continue;
+            };
             if route.http_method == *method {
                 return Lookup::Found(route, bindings);
             }
             allowed.push(route.http_method.clone());
         }
-        if allowed.is_empty() { Lookup::NotFound } else { Lookup::WrongMethod(allowed) }
+        if allowed.is_empty() {
+            Lookup::NotFound
+        } else {
+            Lookup::WrongMethod(allowed)
+        }
     }
 }
 
 fn rule_error(method: &MethodDescriptor, reason: String) -> RouteError {
-    RouteError::Rule { method: method.full_name().to_owned(), reason }
+    RouteError::Rule {
+        method: method.full_name().to_owned(),
+        reason,
+    }
 }
 
 fn add_rule(routes: &mut Vec<Route>, method: &MethodDescriptor, rule: &HttpRule, top: bool) -> Result<(), RouteError> {
@@ -120,8 +131,10 @@ fn add_rule(routes: &mut Vec<Route>, method: &MethodDescriptor, rule: &HttpRule,
         }
         None => return Err(rule_error(method, "no HTTP pattern".into())),
     };
-    let template = PathTemplate::parse(path)
-        .map_err(|source| RouteError::Template { method: method.full_name().to_owned(), source })?;
+    let template = PathTemplate::parse(path).map_err(|source| RouteError::Template {
+        method: method.full_name().to_owned(),
+        source,
+    })?;
     let body = match rule.body.as_str() {
         "" => BodyTarget::None,
         "*" => BodyTarget::Whole,
@@ -132,7 +145,13 @@ fn add_rule(routes: &mut Vec<Route>, method: &MethodDescriptor, rule: &HttpRule,
             BodyTarget::Field(field.to_owned())
         }
     };
-    routes.push(Route { http_method, template, body, response_body: rule.response_body.clone(), method: method.clone() });
+    routes.push(Route {
+        http_method,
+        template,
+        body,
+        response_body: rule.response_body.clone(),
+        method: method.clone(),
+    });
     if top {
         for additional in &rule.additional_bindings {
             add_rule(routes, method, additional, false)?;

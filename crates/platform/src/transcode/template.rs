@@ -45,7 +45,10 @@ pub struct TemplateError {
 
 impl PathTemplate {
     pub fn parse(template: &str) -> Result<Self, TemplateError> {
-        let error = |reason| TemplateError { template: template.to_owned(), reason };
+        let error = |reason| TemplateError {
+            template: template.to_owned(),
+            reason,
+        };
         let rest = template.strip_prefix('/').ok_or_else(|| error("must start with /"))?;
         let (path, verb) = split_verb(rest);
         let mut parts = Vec::new();
@@ -58,12 +61,18 @@ impl PathTemplate {
                 if field.is_empty() || field.split('.').any(|p| p.is_empty()) {
                     return Err(error("empty field path in variable"));
                 }
-                parts.push(Part::Variable { field: field.split('.').map(str::to_owned).collect(), pattern });
+                parts.push(Part::Variable {
+                    field: field.split('.').map(str::to_owned).collect(),
+                    pattern,
+                });
             } else {
                 parts.push(Part::Segment(parse_segment(raw)));
             }
         }
-        let template = PathTemplate { parts, verb: verb.map(str::to_owned) };
+        let template = PathTemplate {
+            parts,
+            verb: verb.map(str::to_owned),
+        };
         if !template.rest_only_last() {
             return Err(error("`**` may only be the last segment"));
         }
@@ -97,7 +106,11 @@ impl PathTemplate {
         if verb != self.verb.as_deref() {
             return None;
         }
-        let segments: Vec<&str> = if path.is_empty() { Vec::new() } else { path.split('/').collect() };
+        let segments: Vec<&str> = if path.is_empty() {
+            Vec::new()
+        } else {
+            path.split('/').collect()
+        };
         let mut bindings = Vec::new();
         let mut position = 0;
         for part in &self.parts {
@@ -107,8 +120,14 @@ impl PathTemplate {
                 }
                 Part::Variable { field, pattern } => {
                     let end = match_segments(pattern, &segments, position)?;
-                    let value = segments[position..end].iter().map(|s| percent_decode(s)).collect::<Option<Vec<_>>>()?;
-                    bindings.push(Binding { field: field.clone(), value: value.join("/") });
+                    let value = segments[position..end]
+                        .iter()
+                        .map(|s| percent_decode(s))
+                        .collect::<Option<Vec<_>>>()?;
+                    bindings.push(Binding {
+                        field: field.clone(),
+                        value: value.join("/"),
+                    });
                     position = end;
                 }
             }
@@ -141,7 +160,10 @@ impl PathTemplate {
 
     /// Literal segments count more: `/v1/items/special` wins over `/v1/items/{id}`.
     pub fn specificity(&self) -> usize {
-        self.parts.iter().filter(|part| matches!(part, Part::Segment(Segment::Literal(_)))).count()
+        self.parts
+            .iter()
+            .filter(|part| matches!(part, Part::Segment(Segment::Literal(_))))
+            .count()
     }
 }
 
@@ -238,14 +260,22 @@ mod tests {
 
     fn bind(template: &str, path: &str) -> Option<Vec<(String, String)>> {
         let template = PathTemplate::parse(template).unwrap();
-        template.matches(path).map(|b| b.into_iter().map(|b| (b.field.join("."), b.value)).collect())
+        template
+            .matches(path)
+            .map(|b| b.into_iter().map(|b| (b.field.join("."), b.value)).collect())
     }
 
     #[test]
     fn simple_and_nested_variables() {
         assert_eq!(
-            bind("/v1/shelves/{item.shelf}/items/{item.name}", "/v1/shelves/s1/items/i%202"),
-            Some(vec![("item.shelf".into(), "s1".into()), ("item.name".into(), "i 2".into())])
+            bind(
+                "/v1/shelves/{item.shelf}/items/{item.name}",
+                "/v1/shelves/s1/items/i%202"
+            ),
+            Some(vec![
+                ("item.shelf".into(), "s1".into()),
+                ("item.name".into(), "i 2".into())
+            ])
         );
         assert_eq!(bind("/v1/shelves/{shelf}", "/v1/shelves/s1/extra"), None);
         assert_eq!(bind("/v1/shelves/{shelf}", "/v1/shelves/"), None);
@@ -253,14 +283,23 @@ mod tests {
 
     #[test]
     fn variables_with_patterns_and_rest() {
-        assert_eq!(bind("/v1/{name=items/*}", "/v1/items/a"), Some(vec![("name".into(), "items/a".into())]));
+        assert_eq!(
+            bind("/v1/{name=items/*}", "/v1/items/a"),
+            Some(vec![("name".into(), "items/a".into())])
+        );
         assert_eq!(bind("/v1/{name=items/*}", "/v1/things/a"), None);
-        assert_eq!(bind("/v1/{path=**}", "/v1/a/b/c"), Some(vec![("path".into(), "a/b/c".into())]));
+        assert_eq!(
+            bind("/v1/{path=**}", "/v1/a/b/c"),
+            Some(vec![("path".into(), "a/b/c".into())])
+        );
     }
 
     #[test]
     fn verbs_must_match() {
-        assert_eq!(bind("/v1/{name}:publish", "/v1/x:publish"), Some(vec![("name".into(), "x".into())]));
+        assert_eq!(
+            bind("/v1/{name}:publish", "/v1/x:publish"),
+            Some(vec![("name".into(), "x".into())])
+        );
         assert_eq!(bind("/v1/{name}:publish", "/v1/x"), None);
     }
 
@@ -274,6 +313,11 @@ mod tests {
 
     #[test]
     fn openapi_form() {
-        assert_eq!(PathTemplate::parse("/v1/{item.name=items/*}:get").unwrap().openapi_path(), "/v1/{item.name}:get");
+        assert_eq!(
+            PathTemplate::parse("/v1/{item.name=items/*}:get")
+                .unwrap()
+                .openapi_path(),
+            "/v1/{item.name}:get"
+        );
     }
 }

@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use switchyard_api::testing::v1::{
-    CreateItemRequest, Echo, FailRequest, GetItemRequest, GetShelfRequest, SleepRequest, TicksRequest, UpdateItemRequest,
+    CreateItemRequest, Echo, FailRequest, GetItemRequest, GetShelfRequest, SleepRequest, TicksRequest,
+    UpdateItemRequest,
     transcode_test_server::{TranscodeTest, TranscodeTestServer},
 };
 use switchyard_platform::{
@@ -19,9 +20,17 @@ use tonic::{Code, Request, Response, Status};
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("tests/migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("tests/migrations/sqlite");
-pub const MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &SQLITE };
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: &POSTGRES,
+    sqlite: &SQLITE,
+};
 
-pub const IDENTITY: ServiceIdentity = ServiceIdentity { name: "echo-service", key: "echo_service", grpc_port: 0, http_port: 0 };
+pub const IDENTITY: ServiceIdentity = ServiceIdentity {
+    name: "echo-service",
+    key: "echo_service",
+    grpc_port: 0,
+    http_port: 0,
+};
 
 pub const HS256_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 pub const RS256_PRIVATE: &str = include_str!("../keys/rs256-private.pem");
@@ -36,7 +45,12 @@ pub struct EchoService {
 
 fn echo<T: serde::Serialize>(method: &str, request: Request<T>) -> Result<Response<Echo>, Status> {
     let principal = request.extensions().get::<Principal>().cloned();
-    let traceparent = request.metadata().get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let traceparent = request
+        .metadata()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     Ok(Response::new(Echo {
         method: method.to_owned(),
         request_json: serde_json::to_string(request.get_ref()).unwrap(),
@@ -91,7 +105,9 @@ impl TranscodeTest for EchoService {
     async fn get_shelf(&self, request: Request<GetShelfRequest>) -> Result<Response<Echo>, Status> {
         let principal = Principal::of(&request).map_err(|error| to_status(&error))?;
         let resource = format!("shelves/{}", request.get_ref().shelf);
-        principal.authorize("acme", Role::Viewer, &resource).map_err(|error| to_status(&error))?;
+        principal
+            .authorize("acme", Role::Viewer, &resource)
+            .map_err(|error| to_status(&error))?;
         echo("GetShelf", request)
     }
 }
@@ -134,9 +150,13 @@ pub async fn start() -> Server {
 
 pub async fn start_with(settings: Settings<()>, dir: tempfile::TempDir) -> Server {
     let shutdown = Shutdown::new();
-    let host = Host::prepare(IDENTITY, settings, shutdown.clone(), &MIGRATIONS).await.unwrap();
+    let host = Host::prepare(IDENTITY, settings, shutdown.clone(), &MIGRATIONS)
+        .await
+        .unwrap();
     let services = GrpcServices::new()
-        .add(TranscodeTestServer::new(EchoService { shutdown: shutdown.clone() }))
+        .with_service(TranscodeTestServer::new(EchoService {
+            shutdown: shutdown.clone(),
+        }))
         .public("/switchyard.testing.v1.TranscodeTest/GetItem")
         .public("/switchyard.testing.v1.TranscodeTest/CreateItem")
         .public("/switchyard.testing.v1.TranscodeTest/UpdateItem")
@@ -146,7 +166,13 @@ pub async fn start_with(settings: Settings<()>, dir: tempfile::TempDir) -> Serve
     let running = host.serve(services).await.unwrap();
     let http = format!("http://{}", running.http_addr);
     let grpc = format!("http://{}", running.grpc_addr);
-    Server { running, shutdown, http, grpc, _dir: dir }
+    Server {
+        running,
+        shutdown,
+        http,
+        grpc,
+        _dir: dir,
+    }
 }
 
 fn now() -> u64 {
@@ -157,14 +183,24 @@ fn now() -> u64 {
 pub fn hs256_token(tenant: &str, roles: &[&str], ttl_secs: i64) -> String {
     let claims = json!({ "sub": "user-1", "tenant": tenant, "roles": roles, "exp": (now() as i64 + ttl_secs) as u64 });
     let key = jsonwebtoken::EncodingKey::from_secret(HS256_SECRET.as_bytes());
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &key,
+    )
+    .unwrap()
 }
 
 /// An RS256 token signed with `private_pem`.
 pub fn rs256_token(private_pem: &str, tenant: &str, roles: &[&str]) -> String {
     let claims = json!({ "sub": "svc-1", "tenant": tenant, "roles": roles, "exp": now() + 600 });
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap();
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).unwrap()
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )
+    .unwrap()
 }
 
 /// A new API key for `tenant`, registered in `settings`.

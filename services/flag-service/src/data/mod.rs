@@ -8,4 +8,7 @@ static POSTGRES: Migrator = sqlx::migrate!("../../migrations/flag-service/postgr
 static SQLITE: Migrator = sqlx::migrate!("../../migrations/flag-service/sqlite");
 
 /// The migrations of this service's own database.
-pub const MIGRATIONS: Migrations = Migrations { postgres: &POSTGRES, sqlite: &SQLITE };
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: &POSTGRES,
+    sqlite: &SQLITE,
+};

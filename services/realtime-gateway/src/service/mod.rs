@@ -21,7 +21,10 @@ impl RealtimeServiceApi {
 
 #[tonic::async_trait]
 impl RealtimeService for RealtimeServiceApi {
-    async fn get_service_info(&self, _request: Request<GetServiceInfoRequest>) -> Result<Response<ServiceInfo>, Status> {
+    async fn get_service_info(
+        &self,
+        _request: Request<GetServiceInfoRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
         let info = self.about.service_info().await.map_err(|error| to_status(&error))?;
         Ok(Response::new(info))
     }
