@@ -340,7 +340,9 @@ fn with_reflection(routes: Routes, names: &[&'static str]) -> Result<Routes, Sta
         let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(switchyard_api::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name("grpc.health.v1.Health");
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection");
         for name in names {
             builder = builder.with_service_name(*name);
         }

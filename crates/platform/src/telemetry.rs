@@ -1,4 +1,4 @@
-//! Logs and traces. `tracing` writes JSON (or pretty) logs; spans are exported over OTLP
+//! Logs and traces. `tracing` writes JSON (or pretty) logs to stderr; spans are exported over OTLP
 //! when an endpoint is set. W3C trace context (`traceparent`, `tracestate`) is taken
 //! from every incoming gRPC and HTTP request and injected into every outgoing gRPC call,
 //! so one trace follows a request through the ecosystem.
@@ -42,9 +42,16 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> Result<(), Telemetry
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let installed = match settings.log_format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
     };
     if installed.is_err() {
         tracing::debug!("a tracing subscriber was already installed");
