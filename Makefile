@@ -2,8 +2,8 @@
 
 CARGO ?= cargo
 # Tests that need PostgreSQL or Redis read these; `make test` makes sure both answer.
-export SWITCHYARD_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
-export SWITCHYARD_TEST_REDIS_URL ?= redis://127.0.0.1:6379
+export POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export REDIS_TEST_URL ?= redis://127.0.0.1:6379
 
 .PHONY: run test lint fmt bench proto migrate build
 

@@ -242,7 +242,8 @@ where
     };
     let section = format!("services.{}", identity.key);
     let file = Figment::from(Toml::file(&path));
-    let env = Figment::from(Env::prefixed("SWITCHYARD_").split("__"));
+    // `SWITCHYARD_CONFIG` names the file (the binaries' `--config`); it is not a setting.
+    let env = Figment::from(Env::prefixed("SWITCHYARD_").split("__").filter(|key| key != "config"));
     figment = figment
         .merge(file.clone())
         .merge(file.focus(&section))

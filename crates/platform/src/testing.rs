@@ -58,13 +58,12 @@ pub async fn get(url: &str) -> HttpResponse {
 
 /// The PostgreSQL server tests use (`make test` makes sure it runs).
 pub fn postgres_admin_url() -> String {
-    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("POSTGRES_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// The Redis server tests use (`make test` makes sure it runs).
 pub fn redis_url() -> String {
-    std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// A fresh, empty PostgreSQL database for one test; returns its URL.

@@ -55,6 +55,7 @@ fn defaults_then_file_then_service_section_then_environment() {
         jail.set_env("SWITCHYARD_REDIS_URL", "redis://env:6379");
         jail.set_env("SWITCHYARD_SERVICES__FLAG_SERVICE__HTTP__PORT", "7116");
         jail.set_env("SWITCHYARD_LIMITS__PER_IP_RPS", "7");
+        jail.set_env("SWITCHYARD_CONFIG", "switchyard.toml");
         let from_env = load::<Own>(&FLAGS, None).unwrap();
         assert_eq!(from_env.redis_url.as_deref(), Some("redis://env:6379"));
         assert_eq!(from_env.http.port, 7116);
