@@ -116,6 +116,58 @@ pub async fn with_postgres_and_redis<S>(mut settings: crate::Settings<S>) -> cra
 }
 
 impl Contract {
+    /// Embedded mode: SQLite and the in-process bus.
+    pub async fn boots_on_sqlite<S, F, Fut>(&self, defaults: fn() -> crate::Settings<S>, start: F)
+    where
+        F: FnOnce(crate::Settings<S>, crate::Shutdown) -> Fut,
+        Fut: std::future::Future<Output = Result<crate::Running, crate::StartError>>,
+    {
+        let dir = temp_dir();
+        let shutdown = crate::Shutdown::new();
+        let running = started(start(local(defaults(), dir.path()), shutdown.clone()).await);
+        self.check(running, shutdown, "sqlite", "in-process").await;
+    }
+
+    /// Production shape: a fresh PostgreSQL database and the Redis bus.
+    pub async fn runs_on_postgres_with_redis<S, F, Fut>(&self, defaults: fn() -> crate::Settings<S>, start: F)
+    where
+        F: FnOnce(crate::Settings<S>, crate::Shutdown) -> Fut,
+        Fut: std::future::Future<Output = Result<crate::Running, crate::StartError>>,
+    {
+        let dir = temp_dir();
+        let settings = with_postgres_and_redis(local(defaults(), dir.path())).await;
+        let shutdown = crate::Shutdown::new();
+        let running = started(start(settings, shutdown.clone()).await);
+        self.check(running, shutdown, "postgres", "redis").await;
+    }
+
+    /// With Consul configured: registered while serving, deregistered after the drain.
+    pub async fn registers_with_consul<S, F, Fut>(&self, defaults: fn() -> crate::Settings<S>, start: F)
+    where
+        F: FnOnce(crate::Settings<S>, crate::Shutdown) -> Fut,
+        Fut: std::future::Future<Output = Result<crate::Running, crate::StartError>>,
+    {
+        let consul = match FakeConsul::start().await {
+            Ok(consul) => consul,
+            Err(error) => panic!("cannot start the Consul fake: {error}"),
+        };
+        let dir = temp_dir();
+        let mut settings = local(defaults(), dir.path());
+        settings.consul = Some(crate::settings::ConsulSettings {
+            address: consul.url(),
+            ..Default::default()
+        });
+        let shutdown = crate::Shutdown::new();
+        let running = started(start(settings, shutdown.clone()).await);
+        let registered = consul.payloads();
+        assert_eq!(registered.len(), 1, "one registration");
+        assert_eq!(registered[0]["Name"], self.name);
+        assert_eq!(registered[0]["Port"], running.grpc_addr.port());
+        assert_eq!(registered[0]["Meta"]["http_port"], running.http_addr.port().to_string());
+        self.check(running, shutdown, "sqlite", "in-process").await;
+        assert_eq!(consul.deregistered().len(), 1, "deregistered on shutdown");
+    }
+
     /// `GetServiceInfo` over gRPC, through the generic client: every service shares the
     /// request and response messages.
     pub async fn service_info_over_grpc(&self, running: &crate::Running) -> switchyard_api::runtime::v1::ServiceInfo {
@@ -203,3 +255,17 @@ impl Contract {
 }
 
 pub use tonic_health;
+
+fn temp_dir() -> tempfile::TempDir {
+    match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => panic!("cannot create a temporary directory: {error}"),
+    }
+}
+
+fn started(result: Result<crate::Running, crate::StartError>) -> crate::Running {
+    match result {
+        Ok(running) => running,
+        Err(error) => panic!("the service did not start: {error}"),
+    }
+}
