@@ -452,25 +452,26 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let public = self.layer.public.contains(request.uri().path());
         let header = request
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|value| value.to_str());
+        // Public methods still learn who calls when the credentials are good; bad ones are ignored.
         let resolved = match header {
-            None if self.layer.public.contains(request.uri().path()) => None,
-            None => Some(Err(AuthError::Missing)),
-            Some(Err(_)) => Some(Err(AuthError::Malformed("authorization header is not ASCII".into()))),
-            Some(Ok(value)) => Some(self.layer.authenticator.authenticate(value)),
+            None => Err(AuthError::Missing),
+            Some(Err(_)) => Err(AuthError::Malformed("authorization header is not ASCII".into())),
+            Some(Ok(value)) => self.layer.authenticator.authenticate(value),
         };
         match resolved {
-            Some(Err(error)) if !self.layer.public.contains(request.uri().path()) => {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+            }
+            Err(error) if !public => {
                 let status = Status::unauthenticated(error.to_string());
                 return async move { Ok(status.into_http()) }.boxed();
             }
-            Some(Ok(principal)) => {
-                request.extensions_mut().insert(principal);
-            }
-            _ => {}
+            Err(_) => {}
         }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

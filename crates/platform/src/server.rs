@@ -226,14 +226,13 @@ impl<S> Host<S> {
                 .service(grpc_router(routes)),
         );
 
-        let pool = self.about.database.clone();
         let table = Arc::new(RouteTable::build(&crate::descriptors(), &services.names)?);
         let ready = Arc::new(AtomicBool::new(true));
         let http = HttpState {
             transcoder: Transcoder::new(table, stack.clone(), limits.max_request_bytes),
             metrics: self.metrics.clone(),
             ready: ready.clone(),
-            database: pool,
+            database: self.database.clone(),
             title: self.identity.name,
         };
 

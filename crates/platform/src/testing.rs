@@ -171,12 +171,7 @@ impl Contract {
     /// `GetServiceInfo` over gRPC, through the generic client: every service shares the
     /// request and response messages.
     pub async fn service_info_over_grpc(&self, running: &crate::Running) -> switchyard_api::runtime::v1::ServiceInfo {
-        let url = format!("http://{}", running.grpc_addr);
-        let channel = match tonic::transport::Endpoint::from_shared(url).map(|e| e.connect_lazy()) {
-            Ok(channel) => channel,
-            Err(error) => panic!("bad endpoint: {error}"),
-        };
-        let mut client = tonic::client::Grpc::new(channel);
+        let mut client = tonic::client::Grpc::new(grpc_channel(running));
         if let Err(error) = client.ready().await {
             panic!("{} is not reachable over gRPC: {error}", self.name);
         }
@@ -220,11 +215,7 @@ impl Contract {
             "OpenAPI lists the route"
         );
 
-        let channel = match tonic::transport::Endpoint::from_shared(format!("http://{}", running.grpc_addr)) {
-            Ok(endpoint) => endpoint.connect_lazy(),
-            Err(error) => panic!("bad endpoint: {error}"),
-        };
-        let mut health = HealthClient::new(channel);
+        let mut health = HealthClient::new(grpc_channel(&running));
         for service in ["", self.grpc_service] {
             let status = health
                 .check(HealthCheckRequest {
@@ -255,6 +246,14 @@ impl Contract {
 }
 
 pub use tonic_health;
+
+/// A lazily connecting channel to the service's gRPC port.
+fn grpc_channel(running: &crate::Running) -> tonic::transport::Channel {
+    match tonic::transport::Endpoint::from_shared(format!("http://{}", running.grpc_addr)) {
+        Ok(endpoint) => endpoint.connect_lazy(),
+        Err(error) => panic!("bad endpoint: {error}"),
+    }
+}
 
 fn temp_dir() -> tempfile::TempDir {
     match tempfile::tempdir() {

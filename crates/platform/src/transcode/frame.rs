@@ -34,6 +34,11 @@ pub fn decode_next(buffer: &mut BytesMut) -> Result<Option<Bytes>, Status> {
     Ok(Some(buffer.split_to(length).freeze()))
 }
 
+/// The non-OK status carried by gRPC headers or trailers, if any.
+pub fn failure(headers: &http::HeaderMap) -> Option<Status> {
+    Status::from_header_map(headers).filter(|status| status.code() != Code::Ok)
+}
+
 /// The messages of a streaming response body, ending with an error item when the
 /// trailers carry a non-OK status.
 pub fn messages(body: Body) -> impl Stream<Item = Result<Bytes, Status>> + Send {
@@ -50,8 +55,7 @@ pub fn messages(body: Body) -> impl Stream<Item = Result<Bytes, Status>> + Send 
                 Some(Err(status)) => return Some((Err(status), None)),
                 Some(Ok(frame)) => {
                     if let Some(trailers) = frame.trailers_ref() {
-                        let status = Status::from_header_map(trailers).filter(|s| s.code() != Code::Ok);
-                        return status.map(|status| (Err(status), None));
+                        return failure(trailers).map(|status| (Err(status), None));
                     }
                     if let Ok(data) = frame.into_data() {
                         pending.extend_from_slice(&data);

@@ -97,7 +97,7 @@ impl Transcoder {
             Ok(response) => response,
             Err(never) => match never {},
         };
-        if let Some(status) = Status::from_header_map(response.headers()).filter(|s| s.code() != Code::Ok) {
+        if let Some(status) = frame::failure(response.headers()) {
             return status_response(&status);
         }
         let output = route.method.output();
@@ -169,11 +169,7 @@ async fn unary_response(body: GrpcBody, output: &MessageDescriptor, response_bod
         Ok(collected) => collected,
         Err(status) => return status_response(&Status::unavailable(format!("call failed: {status}"))),
     };
-    if let Some(status) = collected
-        .trailers()
-        .and_then(Status::from_header_map)
-        .filter(|s| s.code() != Code::Ok)
-    {
+    if let Some(status) = collected.trailers().and_then(frame::failure) {
         return status_response(&status);
     }
     let mut data = bytes::BytesMut::from(collected.to_bytes());
