@@ -4,6 +4,7 @@
 //! graceful shutdown — lives here, once.
 
 pub mod about;
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod discovery;

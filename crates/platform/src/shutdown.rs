@@ -66,3 +66,26 @@ async fn wait_for_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+/// Passes a server stream's items through until shutdown, then ends it with
+/// [`Shutdown::stream_status`], so every long-lived stream closes with a reason to resume.
+pub fn end_on_shutdown<S, T>(
+    stream: S,
+    shutdown: Shutdown,
+) -> impl futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static
+where
+    S: futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static,
+    T: Send + 'static,
+{
+    use futures::StreamExt;
+    let stream = Box::pin(stream);
+    futures::stream::unfold((stream, shutdown, false), |(mut stream, shutdown, done)| async move {
+        if done {
+            return None;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => Some((Err(Shutdown::stream_status()), (stream, shutdown, true))),
+            item = stream.next() => item.map(|item| (item, (stream, shutdown, false))),
+        }
+    })
+}

@@ -1,5 +1,7 @@
 //! The settings of config-service: the platform's shared settings plus its own `[service]` section.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use switchyard_platform::{ServiceIdentity, settings::SettingsError};
 
@@ -12,10 +14,37 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
 };
 
 /// Settings that only config-service reads (`[service]`, or `[services.config_service.service]` in a
-/// shared file). None yet: later capabilities add theirs here.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigServiceSettings {}
+/// shared file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigServiceSettings {
+    /// Key-encryption keys for secret values: id → base64 of 32 random bytes
+    /// (`openssl rand -base64 32`). Several may be listed so that data keys wrapped under an
+    /// older one still open; `active_secret_key` wraps new ones. When empty, a key is
+    /// generated once into `<data_dir>/secrets.kek` — fine for one node, not for replicas.
+    pub secret_keys: BTreeMap<String, String>,
+    /// The key that wraps new data keys and that `RotateSecretKeys` re-wraps all of them under.
+    pub active_secret_key: String,
+    /// Change-log rows kept per environment; a watcher further behind gets a snapshot.
+    pub retained_changes: i64,
+    /// Changes kept in memory per environment for watchers that are slightly behind.
+    pub recent_changes: usize,
+    /// How often each replica re-reads the change log (covering bus messages lost while Redis
+    /// was away) and saves client fetch records, in milliseconds.
+    pub resync_interval_ms: u64,
+}
+
+impl Default for ConfigServiceSettings {
+    fn default() -> Self {
+        ConfigServiceSettings {
+            secret_keys: BTreeMap::new(),
+            active_secret_key: String::new(),
+            retained_changes: 10_000,
+            recent_changes: 1024,
+            resync_interval_ms: 2000,
+        }
+    }
+}
 
 pub type Settings = switchyard_platform::Settings<ConfigServiceSettings>;
 

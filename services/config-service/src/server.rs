@@ -1,21 +1,47 @@
 //! Wiring: the platform host, then this service's parts on top of it.
 
+use std::{sync::Arc, time::Duration};
+
+use base64::Engine as _;
 use switchyard_api::config::v1::config_service_server::ConfigServiceServer;
 use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError};
 
 use crate::{
-    conf::{IDENTITY, Settings},
-    data::MIGRATIONS,
+    biz::{
+        delivery::Delivery,
+        keystore::Keystore,
+        secrets::Keyring,
+        store::{ConfigStore, StoreLimits},
+    },
+    conf::{ConfigServiceSettings, IDENTITY, Settings},
+    data::{MIGRATIONS, SqlRepository},
     service::ConfigServiceApi,
 };
 
 /// `GetServiceInfo` answers without credentials, like a version endpoint.
 const PUBLIC: &[&str] = &["/switchyard.config.v1.ConfigService/GetServiceInfo"];
 
+/// The key file used when no key-encryption key is configured.
+const GENERATED_KEY_FILE: &str = "secrets.kek";
+
 pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, StartError> {
+    let keyring = keyring(&settings.service, &settings.data_dir)?;
     let host = Host::prepare(IDENTITY, settings, shutdown, &MIGRATIONS).await?;
+    let own = &host.settings.service;
+    let repository = Arc::new(SqlRepository::new(host.database.pool.clone()));
+    let keystore = Arc::new(Keystore::new(repository.clone(), Some(keyring)));
+    let delivery = Arc::new(Delivery::new(
+        repository.clone(),
+        host.bus.clone(),
+        own.recent_changes,
+        own.retained_changes.max(1),
+    ));
+    tokio::spawn(delivery.clone().follow_bus(host.shutdown.clone()));
+    let interval = Duration::from_millis(own.resync_interval_ms.max(10));
+    tokio::spawn(delivery.clone().resync_every(interval, host.shutdown.clone()));
+    let store = Arc::new(ConfigStore::new(repository, keystore, delivery, StoreLimits::default()));
     let max_message = host.settings.limits.max_request_bytes;
-    let api = ConfigServiceServer::new(ConfigServiceApi::new(host.about.clone()))
+    let api = ConfigServiceServer::new(ConfigServiceApi::new(host.about.clone(), store, host.shutdown.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let services = PUBLIC
@@ -24,4 +50,47 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
             services.public(path)
         });
     host.serve(services).await
+}
+
+/// The key-encryption keys from settings, or one generated into the data directory.
+fn keyring(settings: &ConfigServiceSettings, data_dir: &std::path::Path) -> Result<Keyring, StartError> {
+    let invalid = |message: String| StartError::Settings(switchyard_platform::settings::SettingsError::Invalid {
+        key: "service.secret_keys".to_owned(),
+        reason: message,
+    });
+    if settings.secret_keys.is_empty() {
+        let material = generated_key(data_dir).map_err(|error| invalid(format!("cannot create a key in {}: {error}", data_dir.display())))?;
+        return Keyring::new(vec![("generated".to_owned(), material)], "generated").map_err(|error| invalid(error.to_string()));
+    }
+    let mut keys = Vec::new();
+    for (id, encoded) in &settings.secret_keys {
+        let material = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| invalid(format!("key `{id}` is not base64")))?;
+        keys.push((id.clone(), material));
+    }
+    let active = match settings.active_secret_key.as_str() {
+        "" if keys.len() == 1 => keys[0].0.clone(),
+        "" => return Err(invalid("set service.active_secret_key to one of the keys".to_owned())),
+        active => active.to_owned(),
+    };
+    Keyring::new(keys, &active).map_err(|error| invalid(error.to_string()))
+}
+
+/// Reads `<data_dir>/secrets.kek`, creating it (0600) with 32 random bytes on first use.
+fn generated_key(data_dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let path = data_dir.join(GENERATED_KEY_FILE);
+    if let Ok(material) = std::fs::read(&path) {
+        return Ok(material);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let material: [u8; 32] = rand::random();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path)?;
+    std::io::Write::write_all(&mut file, &material)?;
+    file.sync_all()?;
+    Ok(material.to_vec())
 }

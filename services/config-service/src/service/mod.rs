@@ -1,31 +1,608 @@
-//! The gRPC face of config-service: maps protobuf requests to use cases and errors to statuses.
+//! The gRPC face of config-service: maps protobuf requests to use cases and errors to
+//! statuses. Nothing here decides anything; `biz::store::ConfigStore` does.
 
+mod archive;
+mod convert;
+
+use std::{pin::Pin, sync::Arc};
+
+use futures::{Stream, StreamExt};
 use switchyard_api::{
-    config::v1::config_service_server::ConfigService,
+    config::v1::{self as pb, config_service_server::ConfigService},
     runtime::v1::{GetServiceInfoRequest, ServiceInfo},
 };
-use switchyard_platform::{about::About, error::to_status};
+use switchyard_platform::{
+    Shutdown,
+    about::About,
+    audit::{AuditFilter, AuditRecord},
+    auth::Principal,
+    error::{Classify, to_status},
+    settings::parse_duration,
+    shutdown::end_on_shutdown,
+};
 use tonic::{Request, Response, Status};
+
+use crate::{
+    biz::{
+        catalog::ConfigSpec,
+        error::{ConfigError, ConfigResult},
+        model::{ConfigFilter, EnvKey},
+        names::{ConfigRef, parse},
+        publishing::{ClientId, DiffSide},
+        store::{Caller, ConfigStore},
+    },
+    data::SqlRepository,
+};
+
+pub type Store = ConfigStore<SqlRepository>;
 
 /// Implements `switchyard.config.v1.ConfigService`.
 #[derive(Debug, Clone)]
 pub struct ConfigServiceApi {
     about: About,
+    store: Arc<Store>,
+    shutdown: Shutdown,
 }
 
 impl ConfigServiceApi {
-    pub fn new(about: About) -> Self {
-        Self { about }
+    pub fn new(about: About, store: Arc<Store>, shutdown: Shutdown) -> Self {
+        Self { about, store, shutdown }
     }
 }
 
+fn status<E: Classify>(error: E) -> Status {
+    to_status(&error)
+}
+
+/// The authenticated caller and the request id to attribute changes to.
+fn caller<T>(request: &Request<T>) -> Result<Caller<'_>, Status> {
+    let principal = Principal::of(request).map_err(status)?;
+    let request_id = request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok());
+    Ok(Caller { principal, request_id })
+}
+
+fn env_key(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<EnvKey> {
+    let ids = parse(field, name, "projects/*/environments/*")?;
+    Ok(EnvKey::new(caller.tenant(), &ids[0], &ids[1]))
+}
+
+/// `projects/{p}/environments/{e}/configs/{c}` as an env key and config id.
+fn published(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<(EnvKey, String)> {
+    let ids = parse(field, name, "projects/*/environments/*/configs/*")?;
+    Ok((EnvKey::new(caller.tenant(), &ids[0], &ids[1]), ids[2].clone()))
+}
+
+/// `.../configs/{c}/releases/{n}` as an env key, config id and release number.
+fn release_ref(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<(EnvKey, String, i64)> {
+    let Some((parent, number)) = name.rsplit_once("/releases/") else {
+        return Err(ConfigError::invalid(field, "expected `projects/*/environments/*/configs/*/releases/*`"));
+    };
+    let number: i64 = number
+        .parse()
+        .ok()
+        .filter(|number| *number > 0)
+        .ok_or_else(|| ConfigError::invalid(field, "the release number must be a positive integer"))?;
+    let (env, config) = published(caller, field, parent)?;
+    Ok((env, config, number))
+}
+
+fn draft_ref(field: &str, name: &str) -> ConfigResult<(String, String)> {
+    let ids = parse(field, name, "projects/*/configs/*")?;
+    Ok((ids[0].clone(), ids[1].clone()))
+}
+
+fn diff_side(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<DiffSide> {
+    if name.contains("/releases/") {
+        let (env, config, number) = release_ref(caller, field, name)?;
+        return Ok(DiffSide::Release { env, config, number });
+    }
+    let (env, config) = published(caller, field, name)?;
+    Ok(DiffSide::Current { env, config })
+}
+
+fn spec_of(config: pb::Config) -> ConfigSpec {
+    ConfigSpec {
+        format: convert::format_from_proto(config.format),
+        content: config.content,
+        overlays: config.overlays.into_iter().collect(),
+        extends: config.extends,
+        schema: config.schema,
+        rules: config.rules.into_iter().map(convert::rule_from_proto).collect(),
+        labels: config.labels.into_iter().collect(),
+    }
+}
+
+/// Keyset page tokens are the last id (or number) of the previous page.
+fn next_token(full: bool, last: Option<String>) -> String {
+    if full { last.unwrap_or_default() } else { String::new() }
+}
+
+fn watch_response(batch: crate::biz::publishing::WatchBatch) -> pb::WatchResponse {
+    pb::WatchResponse {
+        revision: batch.revision.max(0) as u64,
+        snapshot: batch.snapshot,
+        configs: batch.configs.iter().map(|config| convert::resolved(config, None)).collect(),
+    }
+}
+
+fn rfc3339_ms(field: &str, text: &str) -> ConfigResult<Option<i64>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| Some(time.timestamp_millis()))
+        .map_err(|_| ConfigError::invalid(field, "an RFC 3339 time such as 2026-11-21T10:00:00Z"))
+}
+
+fn audit_filter(request: &pb::ListAuditRecordsRequest) -> ConfigResult<AuditFilter> {
+    let before = match request.page_token.as_str() {
+        "" => None,
+        token => Some(token.parse().map_err(|_| ConfigError::invalid("page_token", "not a token from a previous page"))?),
+    };
+    Ok(AuditFilter {
+        resource_prefix: Some(request.resource.clone()).filter(|text| !text.is_empty()),
+        actor: Some(request.actor.clone()).filter(|text| !text.is_empty()),
+        start_ms: rfc3339_ms("start_time", &request.start_time)?,
+        end_ms: rfc3339_ms("end_time", &request.end_time)?,
+        before_sequence: before,
+        after_sequence: None,
+        limit: i64::from(request.page_size.max(0)),
+    })
+}
+
+fn audit_record(record: &AuditRecord) -> pb::AuditRecord {
+    pb::AuditRecord {
+        sequence: record.sequence.max(0) as u64,
+        actor: record.entry.actor.clone(),
+        action: record.entry.action.clone(),
+        resource: record.entry.resource.clone(),
+        before_digest: record.entry.before_digest.clone().unwrap_or_default(),
+        after_digest: record.entry.after_digest.clone().unwrap_or_default(),
+        request_id: record.entry.request_id.clone().unwrap_or_default(),
+        create_time: convert::timestamp(record.created_ms),
+        hash: record.hash.clone(),
+        previous_hash: record.previous_hash.clone(),
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The longest long-poll wait when the request names none.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[tonic::async_trait]
 impl ConfigService for ConfigServiceApi {
-    async fn get_service_info(
-        &self,
-        _request: Request<GetServiceInfoRequest>,
-    ) -> Result<Response<ServiceInfo>, Status> {
+    async fn get_service_info(&self, _request: Request<GetServiceInfoRequest>) -> Result<Response<ServiceInfo>, Status> {
         let info = self.about.service_info().await.map_err(|error| to_status(&error))?;
         Ok(Response::new(info))
+    }
+
+    async fn create_project(&self, request: Request<pb::CreateProjectRequest>) -> Result<Response<pb::Project>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let display_name = body.project.as_ref().map(|project| project.display_name.as_str()).unwrap_or("");
+        let project = self
+            .store
+            .create_project(caller, &body.project_id, display_name, &body.environment_ids)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::project(&project)))
+    }
+
+    async fn get_project(&self, request: Request<pb::GetProjectRequest>) -> Result<Response<pb::Project>, Status> {
+        let caller = caller(&request)?;
+        let ids = parse("name", &request.get_ref().name, "projects/*").map_err(status)?;
+        let project = self.store.project(caller, &ids[0]).await.map_err(status)?;
+        Ok(Response::new(convert::project(&project)))
+    }
+
+    async fn list_projects(&self, request: Request<pb::ListProjectsRequest>) -> Result<Response<pb::ListProjectsResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let projects = self
+            .store
+            .list_projects(caller, &body.page_token, body.page_size)
+            .await
+            .map_err(status)?;
+        let full = body.page_size > 0 && projects.len() as i32 >= body.page_size;
+        Ok(Response::new(pb::ListProjectsResponse {
+            next_page_token: next_token(full, projects.last().map(|project| project.id.clone())),
+            projects: projects.iter().map(convert::project).collect(),
+        }))
+    }
+
+    async fn create_environment(&self, request: Request<pb::CreateEnvironmentRequest>) -> Result<Response<pb::Environment>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let ids = parse("parent", &body.parent, "projects/*").map_err(status)?;
+        let variables = body
+            .environment
+            .as_ref()
+            .map(|environment| environment.variables.clone().into_iter().collect())
+            .unwrap_or_default();
+        let environment = self
+            .store
+            .create_environment(caller, &ids[0], &body.environment_id, variables)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::environment(&environment)))
+    }
+
+    async fn get_environment(&self, request: Request<pb::GetEnvironmentRequest>) -> Result<Response<pb::Environment>, Status> {
+        let caller = caller(&request)?;
+        let env = env_key(&caller, "name", &request.get_ref().name).map_err(status)?;
+        let environment = self
+            .store
+            .environment(caller, &env.project, &env.environment)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::environment(&environment)))
+    }
+
+    async fn list_environments(&self, request: Request<pb::ListEnvironmentsRequest>) -> Result<Response<pb::ListEnvironmentsResponse>, Status> {
+        let caller = caller(&request)?;
+        let ids = parse("parent", &request.get_ref().parent, "projects/*").map_err(status)?;
+        let project = self.store.project(caller, &ids[0]).await.map_err(status)?;
+        Ok(Response::new(pb::ListEnvironmentsResponse {
+            environments: project.environments.iter().map(convert::environment).collect(),
+        }))
+    }
+
+    async fn update_environment(&self, request: Request<pb::UpdateEnvironmentRequest>) -> Result<Response<pb::Environment>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let env = env_key(&caller, "name", &body.name).map_err(status)?;
+        let variables = body.variables.clone().into_iter().collect();
+        let environment = self
+            .store
+            .update_environment(caller, &env.project, &env.environment, variables, &body.etag)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::environment(&environment)))
+    }
+
+    async fn create_config(&self, request: Request<pb::CreateConfigRequest>) -> Result<Response<pb::Config>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let ids = parse("parent", &body.parent, "projects/*").map_err(status)?;
+        let spec = spec_of(body.config.clone().unwrap_or_default());
+        let view = self
+            .store
+            .create_config(caller, &ids[0], &body.config_id, spec)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::config(&view)))
+    }
+
+    async fn get_config_draft(&self, request: Request<pb::GetConfigDraftRequest>) -> Result<Response<pb::Config>, Status> {
+        let caller = caller(&request)?;
+        let (project, config) = draft_ref("name", &request.get_ref().name).map_err(status)?;
+        let view = self.store.draft(caller, &project, &config, false).await.map_err(status)?;
+        Ok(Response::new(convert::config(&view)))
+    }
+
+    async fn update_config(&self, request: Request<pb::UpdateConfigRequest>) -> Result<Response<pb::Config>, Status> {
+        let caller = caller(&request)?;
+        let config = request.get_ref().config.clone().unwrap_or_default();
+        let (project, id) = draft_ref("config.name", &config.name).map_err(status)?;
+        let etag = config.etag.clone();
+        let view = self
+            .store
+            .update_config(caller, &project, &id, spec_of(config), &etag)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::config(&view)))
+    }
+
+    async fn list_configs(&self, request: Request<pb::ListConfigsRequest>) -> Result<Response<pb::ListConfigsResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let ids = parse("parent", &body.parent, "projects/*").map_err(status)?;
+        let mut labels = Vec::new();
+        for label in &body.labels {
+            let (key, value) = label
+                .split_once('=')
+                .ok_or_else(|| status(ConfigError::invalid("labels", "each filter is `key=value`")))?;
+            labels.push((key.to_owned(), value.to_owned()));
+        }
+        let limit = if body.page_size > 0 { i64::from(body.page_size) } else { 100 };
+        let filter = ConfigFilter {
+            name_prefix: body.name_prefix.clone(),
+            labels,
+            text: body.text.clone(),
+            after: body.page_token.clone(),
+            limit,
+        };
+        let views = self.store.list_configs(caller, &ids[0], filter).await.map_err(status)?;
+        let full = views.len() as i64 >= limit;
+        Ok(Response::new(pb::ListConfigsResponse {
+            next_page_token: next_token(full, views.last().map(|view| view.draft.id.clone())),
+            configs: views.iter().map(convert::config).collect(),
+        }))
+    }
+
+    async fn validate_config(&self, request: Request<pb::ValidateConfigRequest>) -> Result<Response<pb::ValidateConfigResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let (project, config) = draft_ref("name", &body.name).map_err(status)?;
+        let (violations, resolved) = self
+            .store
+            .validate(caller, &project, &config, Some(&body.environment), body.content.clone())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ValidateConfigResponse {
+            valid: violations.is_empty(),
+            violations: violations.iter().map(convert::violation).collect(),
+            resolved: Some(convert::to_proto_value(&resolved)),
+        }))
+    }
+
+    async fn publish_config(&self, request: Request<pb::PublishConfigRequest>) -> Result<Response<pb::Release>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let (project, config) = draft_ref("name", &body.name).map_err(status)?;
+        let view = self
+            .store
+            .publish(caller, &project, &config, &body.environment, &body.message, &body.etag)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::release(&view)))
+    }
+
+    async fn list_dependents(&self, request: Request<pb::ListDependentsRequest>) -> Result<Response<pb::ListDependentsResponse>, Status> {
+        let caller = caller(&request)?;
+        let (project, config) = draft_ref("name", &request.get_ref().name).map_err(status)?;
+        let dependents = self
+            .store
+            .dependents(caller, &ConfigRef { project, config })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListDependentsResponse {
+            dependents: dependents
+                .into_iter()
+                .map(|(config, direct)| pb::Dependent {
+                    config: config.name(),
+                    direct,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_config(&self, request: Request<pb::GetConfigRequest>) -> Result<Response<pb::ResolvedConfig>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let (env, config) = published(&caller, "name", &body.name).map_err(status)?;
+        let client = ClientId {
+            service: body.client_service.clone(),
+            instance: body.client_instance.clone(),
+        };
+        let presented = self
+            .store
+            .get(caller, &env, &config, body.reveal_secrets, &client)
+            .await
+            .map_err(status)?;
+        let raw = if body.view == pb::View::Raw as i32 {
+            let (content, _) = self
+                .store
+                .raw_texts(caller, &presented, body.reveal_secrets)
+                .await
+                .map_err(status)?;
+            Some(content)
+        } else {
+            None
+        };
+        Ok(Response::new(convert::resolved(&presented, raw)))
+    }
+
+    async fn list_releases(&self, request: Request<pb::ListReleasesRequest>) -> Result<Response<pb::ListReleasesResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let (env, config) = published(&caller, "parent", &body.parent).map_err(status)?;
+        let before = match body.page_token.as_str() {
+            "" => 0,
+            token => token
+                .parse()
+                .map_err(|_| status(ConfigError::invalid("page_token", "not a token from a previous page")))?,
+        };
+        let views = self
+            .store
+            .releases(caller, &env, &config, before, body.page_size)
+            .await
+            .map_err(status)?;
+        let full = body.page_size > 0 && views.len() as i32 >= body.page_size;
+        Ok(Response::new(pb::ListReleasesResponse {
+            next_page_token: next_token(full, views.last().map(|view| view.release.number.to_string())),
+            releases: views.iter().map(convert::release).collect(),
+        }))
+    }
+
+    async fn get_release(&self, request: Request<pb::GetReleaseRequest>) -> Result<Response<pb::Release>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let (env, config, number) = release_ref(&caller, "name", &body.name).map_err(status)?;
+        let view = self
+            .store
+            .release(caller, &env, &config, number, body.reveal_secrets)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::release(&view)))
+    }
+
+    async fn diff_releases(&self, request: Request<pb::DiffReleasesRequest>) -> Result<Response<pb::DiffReleasesResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let from = diff_side(&caller, "from", &body.from).map_err(status)?;
+        let to = diff_side(&caller, "to", &body.to).map_err(status)?;
+        let changes = self.store.diff(caller, &from, &to).await.map_err(status)?;
+        Ok(Response::new(pb::DiffReleasesResponse {
+            changes: changes
+                .iter()
+                .map(|change| pb::Change {
+                    path: change.path.clone(),
+                    kind: change.kind.name().to_owned(),
+                    before: change.before.as_ref().map(convert::to_proto_value),
+                    after: change.after.as_ref().map(convert::to_proto_value),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn rollback_config(&self, request: Request<pb::RollbackConfigRequest>) -> Result<Response<pb::Release>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let (env, config) = published(&caller, "name", &body.name).map_err(status)?;
+        let number = i64::try_from(body.release)
+            .ok()
+            .filter(|number| *number > 0)
+            .ok_or_else(|| status(ConfigError::invalid("release", "the release number to roll back to")))?;
+        let view = self
+            .store
+            .rollback(caller, &env, &config, number, &body.message)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::release(&view)))
+    }
+
+    async fn promote_release(&self, request: Request<pb::PromoteReleaseRequest>) -> Result<Response<pb::Release>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let (env, config, number) = release_ref(&caller, "name", &body.name).map_err(status)?;
+        let view = self
+            .store
+            .promote(caller, &env, &config, number, &body.message)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::release(&view)))
+    }
+
+    async fn list_config_clients(&self, request: Request<pb::ListConfigClientsRequest>) -> Result<Response<pb::ListConfigClientsResponse>, Status> {
+        let caller = caller(&request)?;
+        let (env, config) = published(&caller, "name", &request.get_ref().name).map_err(status)?;
+        let (clients, fetches, current) = self.store.clients(caller, &env, &config).await.map_err(status)?;
+        Ok(Response::new(pb::ListConfigClientsResponse {
+            clients: clients.iter().map(|client| convert::client(client, current)).collect(),
+            fetch_count: fetches,
+            current_release: current.max(0) as u64,
+        }))
+    }
+
+    type WatchStream = BoxStream<pb::WatchResponse>;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let env = env_key(&caller, "parent", &body.parent).map_err(status)?;
+        let since = i64::try_from(body.since_revision)
+            .map_err(|_| status(ConfigError::invalid("since_revision", "too large")))?;
+        let batches = self
+            .store
+            .clone()
+            .watch(caller, env, since, body.configs.clone(), body.reveal_secrets)
+            .await
+            .map_err(status)?;
+        let responses = batches.map(|batch| batch.map(watch_response).map_err(status));
+        Ok(Response::new(Box::pin(end_on_shutdown(responses, self.shutdown.clone()))))
+    }
+
+    async fn poll_changes(&self, request: Request<pb::PollChangesRequest>) -> Result<Response<pb::WatchResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let env = env_key(&caller, "parent", &body.parent).map_err(status)?;
+        let since = i64::try_from(body.since_revision)
+            .map_err(|_| status(ConfigError::invalid("since_revision", "too large")))?;
+        let wait = match body.wait.as_str() {
+            "" => DEFAULT_WAIT,
+            text => parse_duration(text)
+                .ok_or_else(|| status(ConfigError::invalid("wait", "a duration such as 30s or 500ms")))?,
+        };
+        let poll = self.store.poll(caller, &env, since, wait, &body.configs, body.reveal_secrets);
+        let batch = tokio::select! {
+            batch = poll => batch.map_err(status)?,
+            _ = self.shutdown.cancelled() => return Err(Shutdown::stream_status()),
+        };
+        Ok(Response::new(watch_response(batch)))
+    }
+
+    async fn list_audit_records(&self, request: Request<pb::ListAuditRecordsRequest>) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut filter = audit_filter(request.get_ref()).map_err(status)?;
+        if filter.limit == 0 {
+            filter.limit = 100;
+        }
+        let records = self.store.audit_records(caller, &filter).await.map_err(status)?;
+        let full = records.len() as i64 >= filter.limit;
+        Ok(Response::new(pb::ListAuditRecordsResponse {
+            next_page_token: next_token(full, records.last().map(|record| record.sequence.to_string())),
+            records: records.iter().map(audit_record).collect(),
+        }))
+    }
+
+    type ExportAuditRecordsStream = BoxStream<pb::AuditRecord>;
+
+    async fn export_audit_records(&self, request: Request<pb::ListAuditRecordsRequest>) -> Result<Response<Self::ExportAuditRecordsStream>, Status> {
+        let caller = caller(&request)?;
+        let base = audit_filter(request.get_ref()).map_err(status)?;
+        let mut after = 0;
+        let mut out = Vec::new();
+        // Oldest first in pages; the export is bounded by what the caller may read.
+        loop {
+            let filter = AuditFilter {
+                after_sequence: Some(after),
+                before_sequence: None,
+                limit: 1000,
+                ..base.clone()
+            };
+            let page = self.store.audit_records(caller, &filter).await.map_err(status)?;
+            let done = page.len() < 1000;
+            after = page.last().map(|record| record.sequence).unwrap_or(after);
+            out.extend(page.iter().map(audit_record).map(Ok));
+            if done {
+                break;
+            }
+        }
+        Ok(Response::new(Box::pin(futures::stream::iter(out))))
+    }
+
+    async fn verify_audit_chain(&self, request: Request<pb::VerifyAuditChainRequest>) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
+        let caller = caller(&request)?;
+        let report = self.store.verify_audit(caller).await.map_err(status)?;
+        let (first_bad_sequence, problem) = report
+            .broken
+            .map(|(sequence, problem)| (sequence.max(0) as u64, problem))
+            .unwrap_or_default();
+        Ok(Response::new(pb::VerifyAuditChainResponse {
+            intact: problem.is_empty(),
+            records_checked: report.records_checked,
+            first_bad_sequence,
+            problem,
+        }))
+    }
+
+    async fn export_project(&self, request: Request<pb::ExportProjectRequest>) -> Result<Response<pb::ProjectArchive>, Status> {
+        let caller = caller(&request)?;
+        let ids = parse("name", &request.get_ref().name, "projects/*").map_err(status)?;
+        let archive = self.store.export_project(caller, &ids[0]).await.map_err(status)?;
+        Ok(Response::new(archive::to_proto(&archive)))
+    }
+
+    async fn import_project(&self, request: Request<pb::ImportProjectRequest>) -> Result<Response<pb::Project>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let archive = archive::from_proto(body.archive.clone().unwrap_or_default()).map_err(status)?;
+        let project = self
+            .store
+            .import_project(caller, archive, &body.project_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::project(&project)))
+    }
+
+    async fn rotate_secret_keys(&self, request: Request<pb::RotateSecretKeysRequest>) -> Result<Response<pb::RotateSecretKeysResponse>, Status> {
+        let caller = caller(&request)?;
+        let (rewrapped, active_key) = self.store.rotate_keys(caller).await.map_err(status)?;
+        Ok(Response::new(pb::RotateSecretKeysResponse { rewrapped, active_key }))
     }
 }

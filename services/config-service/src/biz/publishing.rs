@@ -1,0 +1,783 @@
+//! Publishing and reading published configuration.
+//!
+//! Resolution, in order: each base's resolved document (as published in the same
+//! environment id), then the config's own content with its environment overlay merged on
+//! top and `${var}` references replaced by the environment's variables. Merging follows
+//! `merge::deep_merge`: objects merge, arrays and scalars replace, an explicit null deletes.
+//!
+//! A publication validates the resolved document against the draft's schema and rules and
+//! changes nothing when anything fails. Configs that extend the published one are
+//! re-resolved and validated too; those in the same environment become current in the
+//! same transaction, each at its own revision.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+use switchyard_platform::auth::Role;
+
+use super::{
+    catalog::{existing_paths, parse_document, parse_etag, under_any},
+    delivery::{Batch, Entry},
+    diff::{self, Change},
+    document::{self, Format},
+    error::{ConfigError, ConfigResult},
+    merge,
+    model::{ConfigClient, EnvKey, Environment, Fetch, Release, Resolution},
+    names::ConfigRef,
+    repository::{Publication, Repository},
+    secrets,
+    store::{Caller, ConfigStore},
+    validation::{Rule, Validator, Violation, ViolationSource},
+};
+
+/// A resolved document in clear, and which of its paths are secret.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub document: Value,
+    pub secret_paths: Vec<String>,
+}
+
+/// What a config publishes: its own texts (as stored, possibly sealed) and bases.
+#[derive(Debug, Clone)]
+struct Source {
+    format: Format,
+    content: String,
+    overlay: String,
+    extends: Vec<String>,
+}
+
+/// A published config as a caller sees it.
+#[derive(Debug, Clone)]
+pub struct Presented {
+    pub env: EnvKey,
+    pub entry: Arc<Entry>,
+    /// The document with secrets in clear, when revealed.
+    pub revealed: Option<Value>,
+}
+
+impl Presented {
+    pub fn content(&self) -> &Value {
+        self.revealed.as_ref().unwrap_or(&self.entry.redacted)
+    }
+}
+
+/// A release as a caller sees it: texts opened or masked, resolved document likewise.
+#[derive(Debug, Clone)]
+pub struct ReleaseView {
+    pub release: Release,
+}
+
+/// A side of a diff: a given release, or what an environment serves now.
+#[derive(Debug, Clone)]
+pub enum DiffSide {
+    Release { env: EnvKey, config: String, number: i64 },
+    Current { env: EnvKey, config: String },
+}
+
+/// What a watch or poll answer carries.
+#[derive(Debug, Clone)]
+pub struct WatchBatch {
+    pub revision: i64,
+    pub snapshot: bool,
+    pub configs: Vec<Presented>,
+}
+
+/// Who is fetching, for client tracking.
+#[derive(Debug, Clone, Default)]
+pub struct ClientId {
+    pub service: String,
+    pub instance: String,
+}
+
+/// The resource a publication into `env` of `config` is authorised against.
+fn published_resource(env: &EnvKey, config: &str) -> String {
+    format!("{}/configs/{config}", env.resource())
+}
+
+fn release_name(env: &EnvKey, config: &str, number: i64) -> String {
+    format!("{}/configs/{config}/releases/{number}", env.resource())
+}
+
+fn parse_schema(text: &str) -> ConfigResult<Option<Value>> {
+    match text.trim() {
+        "" => Ok(None),
+        text => Ok(Some(serde_json::from_str(text).map_err(|error| ConfigError::invalid("schema", error.to_string()))?)),
+    }
+}
+
+fn validate(schema: Option<&Value>, rules: &[Rule], document: &Value, prefix: &str) -> ConfigResult<()> {
+    let validator = Validator::compile(schema, rules).map_err(ConfigError::Validation)?;
+    let violations = validator.validate(document);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::Validation(
+        violations
+            .into_iter()
+            .map(|violation| Violation {
+                message: format!("{prefix}{}", violation.message),
+                ..violation
+            })
+            .collect(),
+    ))
+}
+
+impl<R: Repository> ConfigStore<R> {
+    /// Resolves a config's texts (in clear) in `env`. `fresh` holds bases re-resolved in the
+    /// same operation, which take precedence over what is served.
+    async fn resolve(
+        &self,
+        env: &EnvKey,
+        variables: &BTreeMap<String, String>,
+        home_project: &str,
+        source: &Source,
+        schema: Option<&Value>,
+        fresh: &HashMap<ConfigRef, Resolved>,
+    ) -> ConfigResult<Resolved> {
+        let content = self.keystore.open_text(&source.content).await?;
+        let overlay = self.keystore.open_text(&source.overlay).await?;
+        let mut own = parse_document("content", source.format, &content)?;
+        let mut paths = secrets::secret_paths(schema, &own);
+        if !overlay.trim().is_empty() {
+            let overlay = parse_document("overlay", source.format, &overlay)?;
+            paths.extend(secrets::secret_paths(schema, &overlay));
+            merge::deep_merge(&mut own, &overlay);
+        }
+        secrets::unwrap_markers(&mut own);
+        if let Err(unresolved) = merge::interpolate(&mut own, variables) {
+            return Err(ConfigError::Validation(
+                unresolved
+                    .into_iter()
+                    .map(|missing| Violation {
+                        path: missing.path,
+                        message: format!("`${{{}}}` is not a variable of {}", missing.variable, env.resource()),
+                        source: ViolationSource::Syntax,
+                    })
+                    .collect(),
+            ));
+        }
+        if source.extends.is_empty() {
+            return Ok(Resolved {
+                secret_paths: existing_paths(&own, paths),
+                document: own,
+            });
+        }
+        let mut document = Value::Object(serde_json::Map::new());
+        for text in &source.extends {
+            let base = ConfigRef::parse("extends", text, home_project)?;
+            let resolved = self.base_in(env, &base, fresh).await?;
+            paths.extend(resolved.secret_paths);
+            merge::deep_merge(&mut document, &resolved.document);
+        }
+        merge::deep_merge(&mut document, &own);
+        Ok(Resolved {
+            secret_paths: existing_paths(&document, paths),
+            document,
+        })
+    }
+
+    /// A base's resolved document in the environment of the same id, in clear.
+    async fn base_in(&self, env: &EnvKey, base: &ConfigRef, fresh: &HashMap<ConfigRef, Resolved>) -> ConfigResult<Resolved> {
+        if let Some(resolved) = fresh.get(base) {
+            return Ok(resolved.clone());
+        }
+        let base_env = EnvKey::new(&env.tenant, &base.project, &env.environment);
+        let entry = self.delivery.current(&base_env, &base.config).await.map_err(|error| match error {
+            ConfigError::NotFound(_) => ConfigError::FailedPrecondition(format!(
+                "base {} is not published in environment `{}`: publish it there first",
+                base.name(),
+                env.environment
+            )),
+            other => other,
+        })?;
+        let mut document = entry.served.resolved.clone();
+        self.keystore.open_document(&mut document).await?;
+        Ok(Resolved {
+            document,
+            secret_paths: entry.served.secret_paths.clone(),
+        })
+    }
+
+    /// Seals a resolved document for storage and describes it as a resolution.
+    async fn resolution(&self, env: &EnvKey, config: &str, release: i64, format: Format, resolved: &Resolved) -> ConfigResult<Resolution> {
+        let mut sealed = resolved.document.clone();
+        self.keystore
+            .seal_document(&env.tenant, &mut sealed, &resolved.secret_paths)
+            .await?;
+        Ok(Resolution {
+            config: config.to_owned(),
+            release,
+            format,
+            content_hash: document::digest(&resolved.document),
+            resolved: sealed,
+            secret_paths: resolved.secret_paths.clone(),
+        })
+    }
+
+    /// Checks a draft (or a candidate content) without publishing: every violation, and the
+    /// resolved document with secrets masked.
+    pub async fn validate(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        config: &str,
+        environment: Option<&str>,
+        candidate: Option<String>,
+    ) -> ConfigResult<(Vec<Violation>, Value)> {
+        let draft = self.stored_draft(caller, project, config).await?;
+        let owner = self.project(caller, project).await?;
+        let environment = match environment {
+            Some(id) if !id.is_empty() => owner.environments.iter().find(|environment| environment.id == id),
+            _ => owner.environments.first(),
+        }
+        .cloned()
+        .ok_or_else(|| ConfigError::FailedPrecondition(format!("projects/{project} has no such environment")))?;
+        let env = EnvKey::new(caller.tenant(), project, &environment.id);
+        let (content, overlays) = self.opened_draft(&draft).await?;
+        let source = Source {
+            format: draft.format,
+            content: candidate.unwrap_or(content),
+            overlay: overlays.get(&environment.id).cloned().unwrap_or_default(),
+            extends: draft.extends.clone(),
+        };
+        let schema = parse_schema(&draft.schema)?;
+        let resolved = match self.resolve(&env, &environment.variables, project, &source, schema.as_ref(), &HashMap::new()).await {
+            Err(ConfigError::Validation(violations)) => return Ok((violations, Value::Null)),
+            Err(ConfigError::Invalid(fields)) => {
+                let violations = fields
+                    .into_iter()
+                    .map(|field| Violation {
+                        path: "$".to_owned(),
+                        message: format!("{}: {}", field.field, field.description),
+                        source: ViolationSource::Syntax,
+                    })
+                    .collect();
+                return Ok((violations, Value::Null));
+            }
+            other => other?,
+        };
+        let violations = match validate(schema.as_ref(), &draft.rules, &resolved.document, "") {
+            Err(ConfigError::Validation(violations)) => violations,
+            other => {
+                other?;
+                Vec::new()
+            }
+        };
+        let mut masked = resolved.document;
+        secrets::redact(&mut masked, &resolved.secret_paths);
+        Ok((violations, masked))
+    }
+
+    /// Publishes the draft to `environment` as a new release.
+    pub async fn publish(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        config: &str,
+        environment: &str,
+        message: &str,
+        etag: &str,
+    ) -> ConfigResult<ReleaseView> {
+        let env = EnvKey::new(caller.tenant(), project, environment);
+        caller.require(Role::Publisher, &published_resource(&env, config))?;
+        let draft = self.stored_draft(caller, project, config).await?;
+        if !etag.is_empty() && parse_etag(etag)? != draft.version {
+            return Err(ConfigError::Conflict(format!("projects/{project}/configs/{config}")));
+        }
+        let target = self.environment(caller, project, environment).await?;
+        let source = Source {
+            format: draft.format,
+            content: draft.content.clone(),
+            overlay: draft.overlays.get(environment).cloned().unwrap_or_default(),
+            extends: draft.extends.clone(),
+        };
+        let schema = parse_schema(&draft.schema)?;
+        let rules = draft.rules.clone();
+        self.publish_source(caller, &env, &target, config, source, Some((schema, rules)), message, String::new())
+            .await
+    }
+
+    /// Resolves, validates (when asked), writes the release with its dependents, announces it.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_source(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        environment: &Environment,
+        config: &str,
+        source: Source,
+        checks: Option<(Option<Value>, Vec<Rule>)>,
+        message: &str,
+        origin: String,
+    ) -> ConfigResult<ReleaseView> {
+        let no_fresh = HashMap::new();
+        let schema = checks.as_ref().and_then(|(schema, _)| schema.as_ref());
+        let resolved = self.resolve(env, &environment.variables, &env.project, &source, schema, &no_fresh).await?;
+        if let Some((schema, rules)) = &checks {
+            validate(schema.as_ref(), rules, &resolved.document, "")?;
+        }
+        let me = ConfigRef {
+            project: env.project.clone(),
+            config: config.to_owned(),
+        };
+        let cascade = self.cascade(caller, env, &me, &resolved).await?;
+        let first = self.resolution(env, config, 0, source.format, &resolved).await?;
+        let release = Release {
+            env: env.clone(),
+            config: config.to_owned(),
+            number: 0,
+            author: caller.principal.subject.clone(),
+            message: message.chars().take(2000).collect(),
+            created_ms: 0,
+            format: source.format,
+            content: source.content,
+            overlay: source.overlay,
+            extends: source.extends,
+            resolved: first.resolved.clone(),
+            content_hash: first.content_hash.clone(),
+            secret_paths: first.secret_paths.clone(),
+            source: origin,
+            revision: 0,
+        };
+        let resource = published_resource(env, config);
+        let mut audit = vec![caller.audit("config.publish", &resource, None, Some(first.content_hash.clone()))];
+        let mut resolutions = vec![first];
+        let mut elsewhere: BTreeMap<EnvKey, Vec<Resolution>> = BTreeMap::new();
+        for (dependent_env, resolution) in cascade {
+            let resource = published_resource(&dependent_env, &resolution.config);
+            let entry = caller.audit("config.reresolve", &resource, None, Some(resolution.content_hash.clone()));
+            if dependent_env == *env {
+                audit.push(entry);
+                resolutions.push(resolution);
+            } else {
+                elsewhere.entry(dependent_env).or_default().push(resolution);
+            }
+        }
+        let publication = Publication {
+            env: env.clone(),
+            release: Some(release),
+            resolutions,
+            retain_changes: self.delivery.retain(),
+        };
+        let (written, served) = self.repository.publish(&publication, &audit).await?;
+        self.delivery.applied(env, served).await;
+        for (other_env, resolutions) in elsewhere {
+            self.write_resolutions(caller, &other_env, resolutions).await?;
+        }
+        let release = written.ok_or_else(|| ConfigError::FailedPrecondition("the release was not written".to_owned()))?;
+        self.release_view(caller, release, false).await
+    }
+
+    /// Makes re-resolved documents current in an environment, in one transaction.
+    async fn write_resolutions(&self, caller: Caller<'_>, env: &EnvKey, resolutions: Vec<Resolution>) -> ConfigResult<()> {
+        if resolutions.is_empty() {
+            return Ok(());
+        }
+        let audit: Vec<_> = resolutions
+            .iter()
+            .map(|resolution| {
+                let resource = published_resource(env, &resolution.config);
+                caller.audit("config.reresolve", &resource, None, Some(resolution.content_hash.clone()))
+            })
+            .collect();
+        let publication = Publication {
+            env: env.clone(),
+            release: None,
+            resolutions,
+            retain_changes: self.delivery.retain(),
+        };
+        let (_, served) = self.repository.publish(&publication, &audit).await?;
+        self.delivery.applied(env, served).await;
+        Ok(())
+    }
+
+    /// Re-resolves and validates every published dependent of `changed`, nearest first.
+    async fn cascade(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        changed: &ConfigRef,
+        resolved: &Resolved,
+    ) -> ConfigResult<Vec<(EnvKey, Resolution)>> {
+        let mut fresh = HashMap::from([(changed.clone(), resolved.clone())]);
+        let mut out = Vec::new();
+        for (dependent, _) in self.dependents(caller, changed).await? {
+            let dependent_env = EnvKey::new(&env.tenant, &dependent.project, &env.environment);
+            if let Some((resolution, document)) = self.reresolve(caller, &dependent_env, &dependent, &fresh).await? {
+                fresh.insert(dependent, document);
+                out.push((dependent_env, resolution));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-resolves what `env` serves for `config` (if anything) against current bases.
+    async fn reresolve(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        config: &ConfigRef,
+        fresh: &HashMap<ConfigRef, Resolved>,
+    ) -> ConfigResult<Option<(Resolution, Resolved)>> {
+        let entry = match self.delivery.current(env, &config.config).await {
+            Ok(entry) => entry,
+            Err(ConfigError::NotFound(_)) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        let Some(release) = self.repository.release(env, &config.config, entry.served.release).await? else {
+            return Ok(None);
+        };
+        let (_, environment, _) = self.environment_of(caller, env).await?;
+        let draft = self.repository.config(&env.tenant, &config.project, &config.config).await?;
+        let (schema, rules) = match &draft {
+            Some(draft) => (parse_schema(&draft.schema)?, draft.rules.clone()),
+            None => (None, Vec::new()),
+        };
+        let source = Source {
+            format: release.format,
+            content: release.content,
+            overlay: release.overlay,
+            extends: release.extends,
+        };
+        let resolved = self.resolve(env, &environment.variables, &config.project, &source, schema.as_ref(), fresh).await?;
+        let prefix = format!("{} would become invalid: ", config.name());
+        validate(schema.as_ref(), &rules, &resolved.document, &prefix)?;
+        let resolution = self.resolution(env, &config.config, release.number, release.format, &resolved).await?;
+        Ok(Some((resolution, resolved)))
+    }
+
+    /// The environment behind an env key, found through the tenant's project.
+    async fn environment_of(&self, caller: Caller<'_>, env: &EnvKey) -> ConfigResult<(String, Environment, Vec<Environment>)> {
+        let project = self
+            .repository
+            .project(&env.tenant, &env.project)
+            .await?
+            .ok_or_else(|| ConfigError::NotFound(format!("projects/{}", env.project)))?;
+        let _ = caller;
+        let environment = project
+            .environments
+            .iter()
+            .find(|environment| environment.id == env.environment)
+            .cloned()
+            .ok_or_else(|| ConfigError::NotFound(env.resource()))?;
+        Ok((project.id, environment, project.environments))
+    }
+
+    /// Re-resolves everything an environment serves, bases before the configs extending them
+    /// (after its variables changed).
+    pub(super) async fn reresolve_environment(&self, caller: Caller<'_>, project: &str, environment: &str) -> ConfigResult<()> {
+        let env = EnvKey::new(caller.tenant(), project, environment);
+        let snapshot = self.delivery.snapshot(&env).await?;
+        let mut pending: Vec<String> = snapshot.entries.iter().map(|entry| entry.served.config.clone()).collect();
+        let mut fresh = HashMap::new();
+        let mut resolutions = Vec::new();
+        // Bases first: a config waits while one of its same-project bases is still pending.
+        let mut extends_of: HashMap<String, Vec<ConfigRef>> = HashMap::new();
+        for config in &pending {
+            if let Some(draft) = self.repository.config(caller.tenant(), project, config).await? {
+                let bases = draft
+                    .extends
+                    .iter()
+                    .filter_map(|text| ConfigRef::parse("extends", text, project).ok())
+                    .collect();
+                extends_of.insert(config.clone(), bases);
+            }
+        }
+        while !pending.is_empty() {
+            let ready: Vec<String> = pending
+                .iter()
+                .filter(|config| {
+                    extends_of.get(*config).into_iter().flatten().all(|base| {
+                        base.project != project || !pending.contains(&base.config) || base.config == **config
+                    })
+                })
+                .cloned()
+                .collect();
+            let batch = if ready.is_empty() { pending.clone() } else { ready };
+            for config in &batch {
+                let reference = ConfigRef {
+                    project: project.to_owned(),
+                    config: config.clone(),
+                };
+                if let Some((resolution, resolved)) = self.reresolve(caller, &env, &reference, &fresh).await? {
+                    fresh.insert(reference, resolved);
+                    resolutions.push(resolution);
+                }
+            }
+            pending.retain(|config| !batch.contains(config));
+        }
+        self.write_resolutions(caller, &env, resolutions).await
+    }
+
+    /// The resolved configuration an environment serves, from memory.
+    pub async fn get(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        config: &str,
+        reveal: bool,
+        client: &ClientId,
+    ) -> ConfigResult<Presented> {
+        let resource = published_resource(env, config);
+        caller.require(Role::Viewer, &resource)?;
+        if reveal {
+            caller.require_reveal(&resource)?;
+        }
+        let entry = self.delivery.current(env, config).await?;
+        if !client.service.is_empty() {
+            self.delivery.record_fetch(Fetch {
+                env: env.clone(),
+                config: config.to_owned(),
+                service: client.service.chars().take(128).collect(),
+                instance: client.instance.chars().take(128).collect(),
+                release: entry.served.release,
+                etag: entry.served.content_hash.clone(),
+            });
+        }
+        self.present(env, entry, reveal).await
+    }
+
+    async fn present(&self, env: &EnvKey, entry: Arc<Entry>, reveal: bool) -> ConfigResult<Presented> {
+        let revealed = if reveal && !entry.served.secret_paths.is_empty() {
+            let mut document = entry.served.resolved.clone();
+            self.keystore.open_document(&mut document).await?;
+            Some(document)
+        } else {
+            None
+        };
+        Ok(Presented {
+            env: env.clone(),
+            entry,
+            revealed,
+        })
+    }
+
+    /// The config's own published texts (the raw view), opened or masked.
+    pub async fn raw_texts(&self, caller: Caller<'_>, presented: &Presented, reveal: bool) -> ConfigResult<(String, String)> {
+        let served = &presented.entry.served;
+        let release = self
+            .repository
+            .release(&presented.env, &served.config, served.release)
+            .await?
+            .ok_or_else(|| ConfigError::NotFound(release_name(&presented.env, &served.config, served.release)))?;
+        let view = self.release_view(caller, release, reveal).await?;
+        Ok((view.release.content, view.release.overlay))
+    }
+
+    /// Opens or masks a release's texts and resolved document.
+    async fn release_view(&self, caller: Caller<'_>, release: Release, reveal: bool) -> ConfigResult<ReleaseView> {
+        if reveal {
+            caller.require_reveal(&published_resource(&release.env, &release.config))?;
+        }
+        let mut release = release;
+        let paths = release.secret_paths.clone();
+        if !paths.is_empty() {
+            release.content = self.present_text(&release.content, release.format, &paths, reveal).await?;
+            release.overlay = self.present_text(&release.overlay, release.format, &paths, reveal).await?;
+        }
+        if reveal {
+            self.keystore.open_document(&mut release.resolved).await?;
+        } else {
+            secrets::redact(&mut release.resolved, &paths);
+        }
+        Ok(ReleaseView { release })
+    }
+
+    pub async fn release(&self, caller: Caller<'_>, env: &EnvKey, config: &str, number: i64, reveal: bool) -> ConfigResult<ReleaseView> {
+        caller.require(Role::Viewer, &published_resource(env, config))?;
+        let release = self
+            .repository
+            .release(env, config, number)
+            .await?
+            .ok_or_else(|| ConfigError::NotFound(release_name(env, config, number)))?;
+        self.release_view(caller, release, reveal).await
+    }
+
+    /// Release history, newest first, below `before` (0: from the newest).
+    pub async fn releases(&self, caller: Caller<'_>, env: &EnvKey, config: &str, before: i64, page_size: i32) -> ConfigResult<Vec<ReleaseView>> {
+        caller.require(Role::Viewer, &published_resource(env, config))?;
+        self.environment_of(caller, env).await?;
+        let limit = self.page_size(page_size);
+        let mut views = Vec::new();
+        for release in self.repository.list_releases(env, config, before, limit).await? {
+            views.push(self.release_view(caller, release, false).await?);
+        }
+        Ok(views)
+    }
+
+    /// Publishes release `number` again as a new release. Its content was validated when it was
+    /// first published, so a rollback is not refused by a schema that changed since.
+    pub async fn rollback(&self, caller: Caller<'_>, env: &EnvKey, config: &str, number: i64, message: &str) -> ConfigResult<ReleaseView> {
+        caller.require(Role::Publisher, &published_resource(env, config))?;
+        let (_, environment, _) = self.environment_of(caller, env).await?;
+        let old = self
+            .repository
+            .release(env, config, number)
+            .await?
+            .ok_or_else(|| ConfigError::NotFound(release_name(env, config, number)))?;
+        let source = Source {
+            format: old.format,
+            content: old.content,
+            overlay: old.overlay,
+            extends: old.extends,
+        };
+        let message = if message.is_empty() { format!("rollback to release {number}") } else { message.to_owned() };
+        let origin = release_name(env, config, number);
+        self.publish_source(caller, env, &environment, config, source, None, &message, origin).await
+    }
+
+    /// Publishes release `number`'s content to the next environment of the pipeline, with
+    /// that environment's overlay, bases and variables, validated like any publication.
+    pub async fn promote(&self, caller: Caller<'_>, env: &EnvKey, config: &str, number: i64, message: &str) -> ConfigResult<ReleaseView> {
+        caller.require(Role::Viewer, &published_resource(env, config))?;
+        let (_, environment, pipeline) = self.environment_of(caller, env).await?;
+        let next = pipeline
+            .iter()
+            .filter(|candidate| candidate.position > environment.position)
+            .min_by_key(|candidate| candidate.position)
+            .cloned()
+            .ok_or_else(|| ConfigError::FailedPrecondition(format!("{} is the last environment of the pipeline", env.resource())))?;
+        let target = EnvKey::new(&env.tenant, &env.project, &next.id);
+        caller.require(Role::Publisher, &published_resource(&target, config))?;
+        let old = self
+            .repository
+            .release(env, config, number)
+            .await?
+            .ok_or_else(|| ConfigError::NotFound(release_name(env, config, number)))?;
+        let draft = self.stored_draft(caller, &env.project, config).await?;
+        let source = Source {
+            format: old.format,
+            content: old.content,
+            overlay: draft.overlays.get(&next.id).cloned().unwrap_or_default(),
+            extends: old.extends,
+        };
+        let checks = Some((parse_schema(&draft.schema)?, draft.rules.clone()));
+        let message = if message.is_empty() { format!("promoted from {}", env.environment) } else { message.to_owned() };
+        let origin = release_name(env, config, number);
+        self.publish_source(caller, &target, &next, config, source, checks, &message, origin).await
+    }
+
+    async fn side(&self, caller: Caller<'_>, side: &DiffSide) -> ConfigResult<(Value, Vec<String>)> {
+        match side {
+            DiffSide::Release { env, config, number } => {
+                caller.require(Role::Viewer, &published_resource(env, config))?;
+                let release = self
+                    .repository
+                    .release(env, config, *number)
+                    .await?
+                    .ok_or_else(|| ConfigError::NotFound(release_name(env, config, *number)))?;
+                Ok((release.resolved, release.secret_paths))
+            }
+            DiffSide::Current { env, config } => {
+                caller.require(Role::Viewer, &published_resource(env, config))?;
+                let entry = self.delivery.current(env, config).await?;
+                Ok((entry.served.resolved.clone(), entry.served.secret_paths.clone()))
+            }
+        }
+    }
+
+    /// The changed paths between two resolved documents; secret values show as masked.
+    pub async fn diff(&self, caller: Caller<'_>, from: &DiffSide, to: &DiffSide) -> ConfigResult<Vec<Change>> {
+        let (mut before, mut paths) = self.side(caller, from).await?;
+        let (mut after, after_paths) = self.side(caller, to).await?;
+        paths.extend(after_paths);
+        self.keystore.open_document(&mut before).await?;
+        self.keystore.open_document(&mut after).await?;
+        let mask = |value: Option<Value>| value.map(|_| Value::String(secrets::REDACTED.to_owned()));
+        Ok(diff::diff(&before, &after)
+            .into_iter()
+            .map(|change| {
+                if !under_any(&change.path, &paths) {
+                    return change;
+                }
+                Change {
+                    before: mask(change.before),
+                    after: mask(change.after),
+                    ..change
+                }
+            })
+            .collect())
+    }
+
+    /// Who fetched the config in `env`, the fetch count and the current release.
+    pub async fn clients(&self, caller: Caller<'_>, env: &EnvKey, config: &str) -> ConfigResult<(Vec<ConfigClient>, u64, i64)> {
+        caller.require(Role::Viewer, &published_resource(env, config))?;
+        let entry = self.delivery.current(env, config).await?;
+        self.delivery.flush_fetches().await;
+        let (clients, fetches) = self.repository.clients(env, config).await?;
+        Ok((clients, fetches, entry.served.release))
+    }
+
+    fn authorize_watch(&self, caller: Caller<'_>, env: &EnvKey, reveal: bool) -> ConfigResult<()> {
+        caller.require(Role::Viewer, &env.resource())?;
+        if reveal {
+            caller.require_reveal(&env.resource())?;
+        }
+        Ok(())
+    }
+
+    async fn present_batch(&self, env: &EnvKey, batch: Batch, only: &[String], reveal: bool) -> ConfigResult<WatchBatch> {
+        let mut configs = Vec::with_capacity(batch.entries.len());
+        for entry in batch.entries {
+            if !only.is_empty() && !only.contains(&entry.served.config) {
+                continue;
+            }
+            configs.push(self.present(env, entry, reveal).await?);
+        }
+        Ok(WatchBatch {
+            revision: batch.revision,
+            snapshot: batch.snapshot,
+            configs,
+        })
+    }
+
+    /// Changes of `env` after `since`, then live; a snapshot first when `since` is 0 or too old.
+    /// Batches that carry none of the `only` configs are skipped.
+    pub async fn watch(
+        self: Arc<Self>,
+        caller: Caller<'_>,
+        env: EnvKey,
+        since: i64,
+        only: Vec<String>,
+        reveal: bool,
+    ) -> ConfigResult<impl Stream<Item = ConfigResult<WatchBatch>> + Send + 'static> {
+        self.authorize_watch(caller, &env, reveal)?;
+        let batches = self.delivery.clone().watch(env.clone(), since).await?;
+        let store = self.clone();
+        Ok(batches
+            .then(move |batch| {
+                let store = store.clone();
+                let env = env.clone();
+                let only = only.clone();
+                async move { store.present_batch(&env, batch?, &only, reveal).await }
+            })
+            .filter(|batch| {
+                let keep = match batch {
+                    Ok(batch) => batch.snapshot || !batch.configs.is_empty(),
+                    Err(_) => true,
+                };
+                std::future::ready(keep)
+            }))
+    }
+
+    /// Long-poll: changes after `since`, waiting up to `wait` (bounded by the store's limit).
+    pub async fn poll(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        since: i64,
+        wait: Duration,
+        only: &[String],
+        reveal: bool,
+    ) -> ConfigResult<WatchBatch> {
+        self.authorize_watch(caller, env, reveal)?;
+        let wait = wait.min(self.limits.max_wait);
+        let batch = self.delivery.poll(env, since, wait).await?;
+        self.present_batch(env, batch, only, reveal).await
+    }
+}

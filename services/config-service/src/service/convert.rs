@@ -1,0 +1,222 @@
+//! Protobuf ↔ domain conversions: JSON values, timestamps, formats and the resource views.
+
+use pbjson_types::{ListValue, Struct, Timestamp, Value as ProtoValue, value::Kind};
+use serde_json::Value;
+use switchyard_api::config::v1 as pb;
+
+use crate::biz::{
+    catalog::{DraftView, etag_of},
+    document::{self, Format},
+    model::{ConfigClient, Environment, Project},
+    publishing::{Presented, ReleaseView},
+    validation::{Rule, Violation},
+};
+
+/// A JSON value as a `google.protobuf.Value`. Integers beyond 2^53 lose precision, as they
+/// do in every proto3 JSON mapping.
+pub fn to_proto_value(value: &Value) -> ProtoValue {
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(flag) => Kind::BoolValue(*flag),
+        Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or_default()),
+        Value::String(text) => Kind::StringValue(text.clone()),
+        Value::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(to_proto_value).collect(),
+        }),
+        Value::Object(fields) => Kind::StructValue(Struct {
+            fields: fields.iter().map(|(key, value)| (key.clone(), to_proto_value(value))).collect(),
+        }),
+    };
+    ProtoValue { kind: Some(kind) }
+}
+
+/// A `google.protobuf.Value` as JSON; whole numbers come back as integers.
+pub fn from_proto_value(value: &ProtoValue) -> Value {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(flag)) => Value::Bool(*flag),
+        Some(Kind::NumberValue(number)) => number_of(*number),
+        Some(Kind::StringValue(text)) => Value::String(text.clone()),
+        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(from_proto_value).collect()),
+        Some(Kind::StructValue(fields)) => Value::Object(
+            fields
+                .fields
+                .iter()
+                .map(|(key, value)| (key.clone(), from_proto_value(value)))
+                .collect(),
+        ),
+    }
+}
+
+fn number_of(number: f64) -> Value {
+    let whole = number.fract() == 0.0 && number.abs() < 9.007_199_254_740_992e15;
+    if whole {
+        return Value::from(number as i64);
+    }
+    serde_json::Number::from_f64(number).map(Value::Number).unwrap_or(Value::Null)
+}
+
+pub fn timestamp(ms: i64) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
+}
+
+pub fn format_to_proto(format: Format) -> pb::Format {
+    match format {
+        Format::Json => pb::Format::Json,
+        Format::Yaml => pb::Format::Yaml,
+        Format::Toml => pb::Format::Toml,
+        Format::Properties => pb::Format::Properties,
+        Format::Text => pb::Format::Text,
+    }
+}
+
+/// `None` for FORMAT_UNSPECIFIED (keep the current format, JSON for new configs).
+pub fn format_from_proto(value: i32) -> Option<Format> {
+    match pb::Format::try_from(value).unwrap_or(pb::Format::Unspecified) {
+        pb::Format::Unspecified => None,
+        pb::Format::Json => Some(Format::Json),
+        pb::Format::Yaml => Some(Format::Yaml),
+        pb::Format::Toml => Some(Format::Toml),
+        pb::Format::Properties => Some(Format::Properties),
+        pb::Format::Text => Some(Format::Text),
+    }
+}
+
+pub fn environment(environment: &Environment) -> pb::Environment {
+    pb::Environment {
+        name: format!("projects/{}/environments/{}", environment.project, environment.id),
+        position: environment.position as i32,
+        variables: environment.variables.clone().into_iter().collect(),
+        revision: environment.revision.max(0) as u64,
+        etag: etag_of(environment.version),
+    }
+}
+
+pub fn project(project: &Project) -> pb::Project {
+    pb::Project {
+        name: format!("projects/{}", project.id),
+        display_name: project.display_name.clone(),
+        environments: project.environments.iter().map(environment).collect(),
+        create_time: timestamp(project.created_ms),
+        etag: etag_of(1),
+    }
+}
+
+pub fn rule_to_proto(rule: &Rule) -> pb::Rule {
+    pb::Rule {
+        expression: rule.expression.clone(),
+        message: rule.message.clone(),
+    }
+}
+
+pub fn rule_from_proto(rule: pb::Rule) -> Rule {
+    Rule {
+        expression: rule.expression,
+        message: rule.message,
+    }
+}
+
+pub fn config(view: &DraftView) -> pb::Config {
+    let draft = &view.draft;
+    pb::Config {
+        name: format!("projects/{}/configs/{}", draft.project, draft.id),
+        format: format_to_proto(draft.format) as i32,
+        content: draft.content.clone(),
+        overlays: draft.overlays.clone().into_iter().collect(),
+        extends: draft.extends.clone(),
+        schema: draft.schema.clone(),
+        rules: draft.rules.iter().map(rule_to_proto).collect(),
+        labels: draft.labels.clone().into_iter().collect(),
+        etag: etag_of(draft.version),
+        update_time: timestamp(draft.updated_ms),
+        updated_by: draft.updated_by.clone(),
+        secret_paths: draft.secret_paths.clone(),
+    }
+}
+
+pub fn violation(violation: &Violation) -> pb::Violation {
+    pb::Violation {
+        path: violation.path.clone(),
+        message: violation.message.clone(),
+        source: violation.source.name().to_owned(),
+    }
+}
+
+pub fn release(view: &ReleaseView) -> pb::Release {
+    let release = &view.release;
+    pb::Release {
+        name: format!(
+            "{}/configs/{}/releases/{}",
+            release.env.resource(),
+            release.config,
+            release.number
+        ),
+        number: release.number.max(0) as u64,
+        author: release.author.clone(),
+        message: release.message.clone(),
+        create_time: timestamp(release.created_ms),
+        content_hash: release.content_hash.clone(),
+        etag: release.content_hash.clone(),
+        format: format_to_proto(release.format) as i32,
+        content: release.content.clone(),
+        overlay: release.overlay.clone(),
+        resolved: Some(to_proto_value(&release.resolved)),
+        source: release.source.clone(),
+        revision: release.revision.max(0) as u64,
+        secret_paths: release.secret_paths.clone(),
+    }
+}
+
+/// A published config; `text` is the resolved document as JSON text (or the raw text for
+/// plain-text configs) unless the caller asked for the raw view and passes it in.
+pub fn resolved(presented: &Presented, raw_text: Option<String>) -> pb::ResolvedConfig {
+    let served = &presented.entry.served;
+    let content = presented.content();
+    let text = raw_text.unwrap_or_else(|| match (served.format, content) {
+        (Format::Text, Value::String(text)) => text.clone(),
+        _ => document::render(Format::Json, content).unwrap_or_default(),
+    });
+    pb::ResolvedConfig {
+        name: format!("{}/configs/{}", presented.env.resource(), served.config),
+        release: served.release.max(0) as u64,
+        revision: served.revision.max(0) as u64,
+        etag: served.content_hash.clone(),
+        format: format_to_proto(served.format) as i32,
+        content: Some(to_proto_value(content)),
+        text,
+        secret_paths: served.secret_paths.clone(),
+        deleted: false,
+    }
+}
+
+pub fn client(client: &ConfigClient, current: i64) -> pb::ConfigClient {
+    pb::ConfigClient {
+        service: client.service.clone(),
+        instance: client.instance.clone(),
+        release: client.release.max(0) as u64,
+        etag: client.etag.clone(),
+        last_fetch_time: timestamp(client.last_fetch_ms),
+        stale: client.release < current,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_values_survive_the_round_trip_through_protobuf() {
+        let document = json!({"a": [1, 2.5, "x", null, true], "b": {"c": -3}});
+        assert_eq!(from_proto_value(&to_proto_value(&document)), document);
+    }
+
+    #[test]
+    fn timestamps_split_milliseconds() {
+        let stamp = timestamp(1_700_000_000_123).unwrap();
+        assert_eq!((stamp.seconds, stamp.nanos), (1_700_000_000, 123_000_000));
+    }
+}
