@@ -193,10 +193,10 @@ pub async fn verify(pool: &AnyPool, tenant: &str) -> Result<ChainReport, sqlx::E
         let batch = list(pool, tenant, &filter).await?;
         let done = (batch.len() as i64) < VERIFY_BATCH;
         for record in batch {
-            if let Some(problem) = check_link(&record, expected_sequence, &expected_previous) {
+            if let Some(broken) = check_link(&record, expected_sequence, &expected_previous) {
                 return Ok(ChainReport {
                     records_checked: checked,
-                    broken: Some((record.sequence, problem)),
+                    broken: Some(broken),
                 });
             }
             checked += 1;
@@ -213,9 +213,10 @@ pub async fn verify(pool: &AnyPool, tenant: &str) -> Result<ChainReport, sqlx::E
         .await?;
     let last = expected_sequence - 1;
     let broken = match head {
-        Some((sequence, hash)) if sequence != last || hash != expected_previous => {
-            Some((last + 1, format!("records after sequence {last} are missing (head is at {sequence})")))
-        }
+        Some((sequence, hash)) if sequence != last || hash != expected_previous => Some((
+            last + 1,
+            format!("records after sequence {last} are missing (head is at {sequence})"),
+        )),
         None if checked > 0 => Some((1, "the chain head is missing".to_owned())),
         _ => None,
     };
@@ -225,19 +226,20 @@ pub async fn verify(pool: &AnyPool, tenant: &str) -> Result<ChainReport, sqlx::E
     })
 }
 
-fn check_link(record: &AuditRecord, expected_sequence: i64, expected_previous: &str) -> Option<String> {
+/// The first problem with `record` as the next link: the sequence it should have had and why.
+fn check_link(record: &AuditRecord, expected_sequence: i64, expected_previous: &str) -> Option<(i64, String)> {
     if record.sequence != expected_sequence {
-        return Some(format!(
-            "record {expected_sequence} is missing (next is {})",
-            record.sequence
-        ));
+        let problem = format!("record {expected_sequence} is missing (next is {})", record.sequence);
+        return Some((expected_sequence, problem));
     }
     if record.previous_hash != expected_previous {
-        return Some("previous_hash does not match the record before it".to_owned());
+        let problem = "previous_hash does not match the record before it".to_owned();
+        return Some((record.sequence, problem));
     }
     let recomputed = link_hash(&record.previous_hash, record.sequence, &record.entry, record.created_ms);
     if recomputed != record.hash {
-        return Some("record content does not match its hash (altered)".to_owned());
+        let problem = "record content does not match its hash (altered)".to_owned();
+        return Some((record.sequence, problem));
     }
     None
 }

@@ -248,7 +248,8 @@ impl Contract {
 pub use tonic_health;
 
 /// A lazily connecting channel to the service's gRPC port.
-fn grpc_channel(running: &crate::Running) -> tonic::transport::Channel {
+/// A lazily connecting channel to the service's gRPC port.
+pub fn grpc_channel(running: &crate::Running) -> tonic::transport::Channel {
     match tonic::transport::Endpoint::from_shared(format!("http://{}", running.grpc_addr)) {
         Ok(endpoint) => endpoint.connect_lazy(),
         Err(error) => panic!("bad endpoint: {error}"),

@@ -54,13 +54,17 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
 
 /// The key-encryption keys from settings, or one generated into the data directory.
 fn keyring(settings: &ConfigServiceSettings, data_dir: &std::path::Path) -> Result<Keyring, StartError> {
-    let invalid = |message: String| StartError::Settings(switchyard_platform::settings::SettingsError::Invalid {
-        key: "service.secret_keys".to_owned(),
-        reason: message,
-    });
+    let invalid = |message: String| {
+        StartError::Settings(switchyard_platform::settings::SettingsError::Invalid {
+            key: "service.secret_keys".to_owned(),
+            reason: message,
+        })
+    };
     if settings.secret_keys.is_empty() {
-        let material = generated_key(data_dir).map_err(|error| invalid(format!("cannot create a key in {}: {error}", data_dir.display())))?;
-        return Keyring::new(vec![("generated".to_owned(), material)], "generated").map_err(|error| invalid(error.to_string()));
+        let material = generated_key(data_dir)
+            .map_err(|error| invalid(format!("cannot create a key in {}: {error}", data_dir.display())))?;
+        return Keyring::new(vec![("generated".to_owned(), material)], "generated")
+            .map_err(|error| invalid(error.to_string()));
     }
     let mut keys = Vec::new();
     for (id, encoded) in &settings.secret_keys {

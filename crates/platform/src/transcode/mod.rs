@@ -147,11 +147,31 @@ fn json_options() -> SerializeOptions {
     SerializeOptions::new().skip_default_fields(false)
 }
 
+/// Writes `8080.0` as `8080`, as Go's protojson and Google's own transcoders do: a
+/// `google.protobuf.Value` carries every number as a double, and JSON readers expect the
+/// integers they wrote to come back as integers.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) => {
+            let whole = number
+                .as_f64()
+                .filter(|float| number.is_f64() && float.fract() == 0.0 && float.abs() < 9.007_199_254_740_992e15);
+            if let Some(float) = whole {
+                *number = serde_json::Number::from(float as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
+}
+
 /// Renders a response message (or its `response_body` field) as JSON.
 fn to_json(message: &DynamicMessage, response_body: &str) -> Result<serde_json::Value, Status> {
-    let value = message
+    let mut value = message
         .serialize_with_options(serde_json::value::Serializer, &json_options())
         .map_err(|error| Status::internal(format!("cannot render the response: {error}")))?;
+    whole_numbers_as_integers(&mut value);
     if response_body.is_empty() {
         return Ok(value);
     }

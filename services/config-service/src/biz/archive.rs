@@ -68,8 +68,23 @@ pub struct Archive {
 
 impl PartialEq for ConfigSpec {
     fn eq(&self, other: &Self) -> bool {
-        (&self.format, &self.content, &self.overlays, &self.extends, &self.schema, &self.rules, &self.labels)
-            == (&other.format, &other.content, &other.overlays, &other.extends, &other.schema, &other.rules, &other.labels)
+        (
+            &self.format,
+            &self.content,
+            &self.overlays,
+            &self.extends,
+            &self.schema,
+            &self.rules,
+            &self.labels,
+        ) == (
+            &other.format,
+            &other.content,
+            &other.overlays,
+            &other.extends,
+            &other.schema,
+            &other.rules,
+            &other.labels,
+        )
     }
 }
 
@@ -149,14 +164,23 @@ impl<R: Repository> ConfigStore<R> {
 
     /// Imports an archive as project `project_id` (the archive's id when empty) of the
     /// caller's tenant, in one transaction. Drafts are validated as on creation.
-    pub async fn import_project(&self, caller: Caller<'_>, archive: Archive, project_id: &str) -> ConfigResult<Project> {
+    pub async fn import_project(
+        &self,
+        caller: Caller<'_>,
+        archive: Archive,
+        project_id: &str,
+    ) -> ConfigResult<Project> {
         if archive.format_version != FORMAT_VERSION {
             return Err(ConfigError::invalid(
                 "archive.format_version",
                 format!("this build reads archive version {FORMAT_VERSION}"),
             ));
         }
-        let id = if project_id.is_empty() { archive.project.id.clone() } else { project_id.to_owned() };
+        let id = if project_id.is_empty() {
+            archive.project.id.clone()
+        } else {
+            project_id.to_owned()
+        };
         check_id("project_id", &id)?;
         let resource = format!("projects/{id}");
         caller.require(Role::Admin, &resource)?;
@@ -214,7 +238,12 @@ impl<R: Repository> ConfigStore<R> {
         self.keystore.seal_text(tenant, text).await
     }
 
-    async fn imported_draft(&self, caller: Caller<'_>, project: &Project, config: &ArchivedConfig) -> ConfigResult<ConfigDraft> {
+    async fn imported_draft(
+        &self,
+        caller: Caller<'_>,
+        project: &Project,
+        config: &ArchivedConfig,
+    ) -> ConfigResult<ConfigDraft> {
         check_id("archive.configs", &config.id)?;
         let parsed = parse_spec(&config.spec, config.format, &project.environments)?;
         let paths = parsed.secret_paths();
@@ -241,7 +270,11 @@ impl<R: Repository> ConfigStore<R> {
             secret_paths: paths.clone(),
             version: 1,
             updated_by: config.updated_by.clone(),
-            updated_ms: if config.updated_ms > 0 { config.updated_ms } else { now_ms() },
+            updated_ms: if config.updated_ms > 0 {
+                config.updated_ms
+            } else {
+                now_ms()
+            },
         })
     }
 
@@ -254,12 +287,17 @@ impl<R: Repository> ConfigStore<R> {
     ) -> ConfigResult<Release> {
         let secret = !release.secret_paths.is_empty();
         let mut resolved = release.resolved.clone();
-        self.keystore.seal_document(tenant, &mut resolved, &release.secret_paths).await?;
+        self.keystore
+            .seal_document(tenant, &mut resolved, &release.secret_paths)
+            .await?;
         let expected = document::digest(&release.resolved);
         if expected != release.content_hash {
             return Err(ConfigError::invalid(
                 "archive.releases",
-                format!("release {} of {} does not match its content hash", release.number, release.config),
+                format!(
+                    "release {} of {} does not match its content hash",
+                    release.number, release.config
+                ),
             ));
         }
         Ok(Release {
@@ -276,7 +314,7 @@ impl<R: Repository> ConfigStore<R> {
             resolved,
             content_hash: release.content_hash.clone(),
             secret_paths: release.secret_paths.clone(),
-            source: rehome(&release.source, &archive_project, project),
+            source: rehome(&release.source, archive_project, project),
             revision: release.revision,
         })
     }

@@ -82,14 +82,22 @@ pub fn parse_spec(spec: &ConfigSpec, format: Format, environments: &[Environment
                 "no such environment in this project",
             ));
         }
-        overlays.insert(environment.clone(), parse_document(&format!("overlays[{environment}]"), format, text)?);
+        overlays.insert(
+            environment.clone(),
+            parse_document(&format!("overlays[{environment}]"), format, text)?,
+        );
     }
     if format == Format::Text && (!spec.extends.is_empty() || !overlays.is_empty()) {
-        return Err(ConfigError::invalid("extends", "plain-text configs cannot extend templates or have overlays"));
+        return Err(ConfigError::invalid(
+            "extends",
+            "plain-text configs cannot extend templates or have overlays",
+        ));
     }
     let schema = match spec.schema.trim() {
         "" => None,
-        text => Some(serde_json::from_str::<Value>(text).map_err(|error| ConfigError::invalid("schema", error.to_string()))?),
+        text => Some(
+            serde_json::from_str::<Value>(text).map_err(|error| ConfigError::invalid("schema", error.to_string()))?,
+        ),
     };
     if let Err(problems) = Validator::compile(schema.as_ref(), &spec.rules) {
         return Err(ConfigError::Validation(problems));
@@ -113,9 +121,14 @@ pub fn check_map(field: &str, map: &BTreeMap<String, String>, max: usize) -> Con
     for key in map.keys() {
         let valid = !key.is_empty()
             && key.len() <= 128
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
         if !valid {
-            return Err(ConfigError::invalid(&format!("{field}[{key}]"), "keys are 1-128 of A-Z a-z 0-9 _ - . /"));
+            return Err(ConfigError::invalid(
+                &format!("{field}[{key}]"),
+                "keys are 1-128 of A-Z a-z 0-9 _ - . /",
+            ));
         }
     }
     Ok(())
@@ -144,13 +157,19 @@ impl<R: Repository> ConfigStore<R> {
         check_id("project_id", id)?;
         caller.require(Role::Admin, &format!("projects/{id}"))?;
         if environment_ids.len() > MAX_ENVIRONMENTS {
-            return Err(ConfigError::invalid("environment_ids", format!("at most {MAX_ENVIRONMENTS}")));
+            return Err(ConfigError::invalid(
+                "environment_ids",
+                format!("at most {MAX_ENVIRONMENTS}"),
+            ));
         }
         let mut seen = BTreeSet::new();
         for environment in environment_ids {
             check_id("environment_ids", environment)?;
             if !seen.insert(environment) {
-                return Err(ConfigError::invalid("environment_ids", format!("`{environment}` is listed twice")));
+                return Err(ConfigError::invalid(
+                    "environment_ids",
+                    format!("`{environment}` is listed twice"),
+                ));
             }
         }
         let project = Project {
@@ -199,13 +218,24 @@ impl<R: Repository> ConfigStore<R> {
         caller.require(Role::Admin, &format!("projects/{project}"))?;
         let existing = self.project(caller, project).await?;
         if existing.environments.len() >= MAX_ENVIRONMENTS {
-            return Err(ConfigError::FailedPrecondition(format!("a project has at most {MAX_ENVIRONMENTS} environments")));
+            return Err(ConfigError::FailedPrecondition(format!(
+                "a project has at most {MAX_ENVIRONMENTS} environments"
+            )));
         }
-        let position = existing.environments.iter().map(|environment| environment.position + 1).max().unwrap_or(0);
+        let position = existing
+            .environments
+            .iter()
+            .map(|environment| environment.position + 1)
+            .max()
+            .unwrap_or(0);
         let environment = new_environment(project, id, position, variables);
         let resource = format!("projects/{project}/environments/{id}");
         let audit = caller.audit("environment.create", &resource, None, Some(digest_text(&resource)));
-        match self.repository.create_environment(caller.tenant(), &environment, &audit).await {
+        match self
+            .repository
+            .create_environment(caller.tenant(), &environment, &audit)
+            .await
+        {
             Err(StoreError::Duplicate) => Err(ConfigError::AlreadyExists(resource)),
             other => Ok(other.map(|()| environment)?),
         }
@@ -240,11 +270,12 @@ impl<R: Repository> ConfigStore<R> {
         let before = digest_text(&serde_json::to_string(&current.variables).unwrap_or_default());
         let after = digest_text(&serde_json::to_string(&variables).unwrap_or_default());
         let audit = caller.audit("environment.update", &resource, Some(before), Some(after));
-        let updated = Environment {
-            variables,
-            ..current
-        };
-        let stored = match self.repository.update_environment(caller.tenant(), &updated, &audit).await {
+        let updated = Environment { variables, ..current };
+        let stored = match self
+            .repository
+            .update_environment(caller.tenant(), &updated, &audit)
+            .await
+        {
             Err(StoreError::Conflict) => return Err(ConfigError::Conflict(resource)),
             other => other?,
         };
@@ -267,7 +298,12 @@ impl<R: Repository> ConfigStore<R> {
         let parsed = parse_spec(&spec, format, &owner.environments)?;
         self.check_extends(caller, project, id, &spec.extends).await?;
         let draft = self.seal_draft(caller, project, id, format, spec, &parsed, 1).await?;
-        let audit = caller.audit("config.create", &resource, None, Some(document::digest(&parsed.content)));
+        let audit = caller.audit(
+            "config.create",
+            &resource,
+            None,
+            Some(document::digest(&parsed.content)),
+        );
         match self.repository.create_config(caller.tenant(), &draft, &audit).await {
             Err(StoreError::Duplicate) => Err(ConfigError::AlreadyExists(resource)),
             other => {
@@ -336,12 +372,25 @@ impl<R: Repository> ConfigStore<R> {
         let mut depth_of: HashMap<ConfigRef, usize> = HashMap::new();
         while let Some((base, trail)) = stack.pop() {
             if trail.len() > MAX_INHERITANCE_DEPTH {
-                return Err(ConfigError::invalid("extends", format!("inheritance deeper than {MAX_INHERITANCE_DEPTH}")));
+                return Err(ConfigError::invalid(
+                    "extends",
+                    format!("inheritance deeper than {MAX_INHERITANCE_DEPTH}"),
+                ));
             }
-            let Some(found) = self.repository.config(caller.tenant(), &base.project, &base.config).await? else {
-                return Err(ConfigError::invalid("extends", format!("{} does not exist", base.name())));
+            let Some(found) = self
+                .repository
+                .config(caller.tenant(), &base.project, &base.config)
+                .await?
+            else {
+                return Err(ConfigError::invalid(
+                    "extends",
+                    format!("{} does not exist", base.name()),
+                ));
             };
-            if depth_of.insert(base.clone(), trail.len()).is_some_and(|seen| seen <= trail.len()) {
+            if depth_of
+                .insert(base.clone(), trail.len())
+                .is_some_and(|seen| seen <= trail.len())
+            {
                 continue;
             }
             let mut path = trail.clone();
@@ -350,7 +399,10 @@ impl<R: Repository> ConfigStore<R> {
                 let next = ConfigRef::parse("extends", text, &base.project)?;
                 if next == me {
                     path.push(me.name());
-                    return Err(ConfigError::invalid("extends", format!("inheritance cycle: {}", path.join(" -> "))));
+                    return Err(ConfigError::invalid(
+                        "extends",
+                        format!("inheritance cycle: {}", path.join(" -> ")),
+                    ));
                 }
                 stack.push((next, path.clone()));
             }
@@ -374,7 +426,12 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Opens a stored draft's texts, or masks its secrets when `reveal` is not granted.
-    pub(super) async fn draft_view(&self, caller: Caller<'_>, draft: ConfigDraft, reveal: bool) -> ConfigResult<DraftView> {
+    pub(super) async fn draft_view(
+        &self,
+        caller: Caller<'_>,
+        draft: ConfigDraft,
+        reveal: bool,
+    ) -> ConfigResult<DraftView> {
         if draft.secret_paths.is_empty() {
             return Ok(DraftView { draft });
         }
@@ -382,22 +439,35 @@ impl<R: Repository> ConfigStore<R> {
             caller.require_reveal(&format!("projects/{}/configs/{}", draft.project, draft.id))?;
         }
         let mut draft = draft;
-        draft.content = self.present_text(&draft.content, draft.format, &draft.secret_paths, reveal).await?;
+        draft.content = self
+            .present_text(&draft.content, draft.format, &draft.secret_paths, reveal)
+            .await?;
         let mut overlays = BTreeMap::new();
         for (environment, text) in &draft.overlays {
-            overlays.insert(environment.clone(), self.present_text(text, draft.format, &draft.secret_paths, reveal).await?);
+            overlays.insert(
+                environment.clone(),
+                self.present_text(text, draft.format, &draft.secret_paths, reveal)
+                    .await?,
+            );
         }
         draft.overlays = overlays;
         Ok(DraftView { draft })
     }
 
     /// A sealed text opened, or re-rendered in its format with secret values masked.
-    pub(super) async fn present_text(&self, text: &str, format: Format, paths: &[String], reveal: bool) -> ConfigResult<String> {
+    pub(super) async fn present_text(
+        &self,
+        text: &str,
+        format: Format,
+        paths: &[String],
+        reveal: bool,
+    ) -> ConfigResult<String> {
         let plain = self.keystore.open_text(text).await?;
         if reveal || text.is_empty() {
             return Ok(plain);
         }
-        let mut value = document::parse(format, &plain).map_err(|error| ConfigError::FailedPrecondition(error.to_string()))?;
+        let mut value =
+            document::parse(format, &plain).map_err(|error| ConfigError::FailedPrecondition(error.to_string()))?;
         secrets::unwrap_markers(&mut value);
         secrets::redact(&mut value, paths);
         document::render(format, &value).map_err(|error| ConfigError::FailedPrecondition(error.to_string()))
@@ -434,14 +504,20 @@ impl<R: Repository> ConfigStore<R> {
         let parsed = parse_spec(&spec, format, &owner.environments)?;
         self.check_extends(caller, project, id, &spec.extends).await?;
         let (before_text, _) = self.opened_draft(&current).await?;
-        let draft = self.seal_draft(caller, project, id, format, spec, &parsed, current.version).await?;
+        let draft = self
+            .seal_draft(caller, project, id, format, spec, &parsed, current.version)
+            .await?;
         let audit = caller.audit(
             "config.update",
             &resource,
             Some(digest_text(&before_text)),
             Some(document::digest(&parsed.content)),
         );
-        let stored = match self.repository.update_config(caller.tenant(), &draft, expected, &audit).await {
+        let stored = match self
+            .repository
+            .update_config(caller.tenant(), &draft, expected, &audit)
+            .await
+        {
             Err(StoreError::Conflict) => return Err(ConfigError::Conflict(resource)),
             other => other?,
         };
@@ -449,7 +525,12 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Lists drafts by name prefix, labels and content text.
-    pub async fn list_configs(&self, caller: Caller<'_>, project: &str, filter: ConfigFilter) -> ConfigResult<Vec<DraftView>> {
+    pub async fn list_configs(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        filter: ConfigFilter,
+    ) -> ConfigResult<Vec<DraftView>> {
         caller.require(Role::Viewer, &format!("projects/{project}"))?;
         self.project(caller, project).await?;
         let filter = ConfigFilter {
@@ -475,7 +556,11 @@ impl<R: Repository> ConfigStore<R> {
                 limit: i64::MAX,
                 ..ConfigFilter::default()
             };
-            for draft in self.repository.list_configs(caller.tenant(), &project.id, &filter).await? {
+            for draft in self
+                .repository
+                .list_configs(caller.tenant(), &project.id, &filter)
+                .await?
+            {
                 let me = ConfigRef {
                     project: draft.project.clone(),
                     config: draft.id.clone(),

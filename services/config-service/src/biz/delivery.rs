@@ -327,7 +327,10 @@ impl<R: Repository> Delivery<R> {
             if since == 0 || since < view.compacted || since > view.revision {
                 return Ok(Some(snapshot_of(&view)));
             }
-            let covered = view.recent.front().is_some_and(|first| first.served.revision <= since + 1);
+            let covered = view
+                .recent
+                .front()
+                .is_some_and(|first| first.served.revision <= since + 1);
             if covered {
                 let entries: Vec<Arc<Entry>> = view
                     .recent
@@ -377,7 +380,11 @@ impl<R: Repository> Delivery<R> {
             }
             loop {
                 cursor.changes.borrow_and_update();
-                match cursor.delivery.batch_after(&cursor.env, &cursor.state, cursor.since).await {
+                match cursor
+                    .delivery
+                    .batch_after(&cursor.env, &cursor.state, cursor.since)
+                    .await
+                {
                     Ok(Some(batch)) => {
                         cursor.since = batch.revision;
                         return Some((Ok(batch), cursor));

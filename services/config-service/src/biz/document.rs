@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
@@ -224,6 +224,12 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         Ok(Value::Object(object))
     }
+
+    /// Only YAML produces enums, for values carrying a `!tag`; tags have no JSON meaning.
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
+        let (tag, _) = data.variant::<String>()?;
+        Err(de::Error::custom(format!("tags are not supported (found `!{tag}`)")))
+    }
 }
 
 fn parse_json(text: &str) -> Result<Value, DocumentError> {
@@ -279,11 +285,12 @@ fn parse_toml(text: &str) -> Result<Value, DocumentError> {
 }
 
 fn toml_error(text: &str, err: &toml::de::Error) -> DocumentError {
+    let message = err.message().trim().replace('\n', "; ");
     let Some(span) = err.span() else {
-        return DocumentError::new(err.message());
+        return DocumentError::new(message);
     };
     let (line, column) = line_and_column(text, span.start);
-    DocumentError::at(line, column, err.message())
+    DocumentError::at(line, column, message)
 }
 
 /// The 1-based line and column (in characters) of byte `offset` in `text`.
@@ -679,7 +686,7 @@ mod tests {
 
     #[test]
     fn json_garbage_reports_line_and_column() {
-        let err = parse(Format::Json, "{\n  \"a\": 1,\n  \"b\": tru\n}").unwrap_err();
+        let err = parse(Format::Json, "{\n  \"a\": 1,\n  \"b\": @\n}").unwrap_err();
         assert_eq!(err.line, Some(3));
         assert!(err.column.is_some());
         assert!(err.to_string().starts_with("line 3, column"), "{err}");
@@ -722,11 +729,16 @@ mod tests {
     #[test]
     fn yaml_rejects_duplicates_tags_non_finite_and_many_documents() {
         let err = parse(Format::Yaml, "a: 1\nb:\n  c: 1\n  c: 2\n").unwrap_err();
-        assert!(err.message.contains("duplicate"), "{err}");
-        assert_eq!(err.line, Some(4));
+        assert!(err.message.contains("duplicate key `c`"), "{err}");
+        assert_eq!(err.line, Some(3), "the mapping holding the duplicate: {err}");
 
         assert!(parse(Format::Yaml, "1: a\n\"1\": b\n").is_err());
-        assert!(parse(Format::Yaml, "a: !custom 3\n").is_err());
+        assert!(
+            parse(Format::Yaml, "a: !custom 3\n")
+                .unwrap_err()
+                .message
+                .contains("`!custom`")
+        );
         assert!(
             parse(Format::Yaml, "a: .nan\n")
                 .unwrap_err()

@@ -76,7 +76,12 @@ impl Classify for ConfigError {
             ConfigError::Invalid(violations) => violations.clone(),
             ConfigError::Validation(violations) => violations
                 .iter()
-                .map(|violation| FieldViolation::new(&violation.path, format!("[{}] {}", violation.source.name(), violation.message)))
+                .map(|violation| {
+                    FieldViolation::new(
+                        &violation.path,
+                        format!("[{}] {}", violation.source.name(), violation.message),
+                    )
+                })
                 .collect(),
             _ => Vec::new(),
         }

@@ -67,18 +67,22 @@ fn quoted_key(text: &str) -> Option<(String, usize)> {
 
 /// The value at `path`, if there is one.
 pub fn lookup<'a>(document: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    segments(path)?.iter().try_fold(document, |value, segment| match segment {
-        Segment::Key(key) => value.get(key.as_str()),
-        Segment::Index(position) => value.get(*position),
-    })
+    segments(path)?
+        .iter()
+        .try_fold(document, |value, segment| match segment {
+            Segment::Key(key) => value.get(key.as_str()),
+            Segment::Index(position) => value.get(*position),
+        })
 }
 
 /// The value at `path`, mutably.
 pub fn lookup_mut<'a>(document: &'a mut serde_json::Value, path: &str) -> Option<&'a mut serde_json::Value> {
-    segments(path)?.iter().try_fold(document, |value, segment| match segment {
-        Segment::Key(key) => value.get_mut(key.as_str()),
-        Segment::Index(position) => value.get_mut(*position),
-    })
+    segments(path)?
+        .iter()
+        .try_fold(document, |value, segment| match segment {
+            Segment::Key(key) => value.get_mut(key.as_str()),
+            Segment::Index(position) => value.get_mut(*position),
+        })
 }
 
 #[cfg(test)]

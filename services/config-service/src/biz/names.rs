@@ -18,7 +18,10 @@ pub fn check_id(field: &str, id: &str) -> ConfigResult<()> {
     }
     Err(ConfigError::invalid(
         field,
-        format!("`{}` is not a valid id: use 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit", truncate(id)),
+        format!(
+            "`{}` is not a valid id: use 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit",
+            truncate(id)
+        ),
     ))
 }
 
@@ -87,7 +90,14 @@ mod tests {
         assert_eq!(ids, vec!["shop", "app"]);
         assert!(parse("name", "projects/shop/flags/app", "projects/*/configs/*").is_err());
         assert!(parse("name", "projects/Shop/configs/app", "projects/*/configs/*").is_err());
-        assert!(parse("name", "projects/shop/configs/a'; DROP TABLE configs;--", "projects/*/configs/*").is_err());
+        assert!(
+            parse(
+                "name",
+                "projects/shop/configs/a'; DROP TABLE configs;--",
+                "projects/*/configs/*"
+            )
+            .is_err()
+        );
         assert!(parse("name", "projects//configs/app", "projects/*/configs/*").is_err());
     }
 

@@ -106,22 +106,35 @@ fn release_name(env: &EnvKey, config: &str, number: i64) -> String {
 fn parse_schema(text: &str) -> ConfigResult<Option<Value>> {
     match text.trim() {
         "" => Ok(None),
-        text => Ok(Some(serde_json::from_str(text).map_err(|error| ConfigError::invalid("schema", error.to_string()))?)),
+        text => Ok(Some(
+            serde_json::from_str(text).map_err(|error| ConfigError::invalid("schema", error.to_string()))?,
+        )),
     }
 }
 
-fn validate(schema: Option<&Value>, rules: &[Rule], document: &Value, prefix: &str) -> ConfigResult<()> {
+/// Validates a resolved document. Messages about secret values are replaced, because the
+/// schema library quotes the offending value.
+fn validate(schema: Option<&Value>, rules: &[Rule], resolved: &Resolved, prefix: &str) -> ConfigResult<()> {
     let validator = Validator::compile(schema, rules).map_err(ConfigError::Validation)?;
-    let violations = validator.validate(document);
+    let violations = validator.validate(&resolved.document);
     if violations.is_empty() {
         return Ok(());
     }
     Err(ConfigError::Validation(
         violations
             .into_iter()
-            .map(|violation| Violation {
-                message: format!("{prefix}{}", violation.message),
-                ..violation
+            .map(|violation| {
+                let secret =
+                    violation.source == ViolationSource::Schema && under_any(&violation.path, &resolved.secret_paths);
+                let message = if secret {
+                    "this secret value does not satisfy the schema".to_owned()
+                } else {
+                    violation.message
+                };
+                Violation {
+                    message: format!("{prefix}{message}"),
+                    ..violation
+                }
             })
             .collect(),
     ))
@@ -182,19 +195,28 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// A base's resolved document in the environment of the same id, in clear.
-    async fn base_in(&self, env: &EnvKey, base: &ConfigRef, fresh: &HashMap<ConfigRef, Resolved>) -> ConfigResult<Resolved> {
+    async fn base_in(
+        &self,
+        env: &EnvKey,
+        base: &ConfigRef,
+        fresh: &HashMap<ConfigRef, Resolved>,
+    ) -> ConfigResult<Resolved> {
         if let Some(resolved) = fresh.get(base) {
             return Ok(resolved.clone());
         }
         let base_env = EnvKey::new(&env.tenant, &base.project, &env.environment);
-        let entry = self.delivery.current(&base_env, &base.config).await.map_err(|error| match error {
-            ConfigError::NotFound(_) => ConfigError::FailedPrecondition(format!(
-                "base {} is not published in environment `{}`: publish it there first",
-                base.name(),
-                env.environment
-            )),
-            other => other,
-        })?;
+        let entry = self
+            .delivery
+            .current(&base_env, &base.config)
+            .await
+            .map_err(|error| match error {
+                ConfigError::NotFound(_) => ConfigError::FailedPrecondition(format!(
+                    "base {} is not published in environment `{}`: publish it there first",
+                    base.name(),
+                    env.environment
+                )),
+                other => other,
+            })?;
         let mut document = entry.served.resolved.clone();
         self.keystore.open_document(&mut document).await?;
         Ok(Resolved {
@@ -204,7 +226,14 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Seals a resolved document for storage and describes it as a resolution.
-    async fn resolution(&self, env: &EnvKey, config: &str, release: i64, format: Format, resolved: &Resolved) -> ConfigResult<Resolution> {
+    async fn resolution(
+        &self,
+        env: &EnvKey,
+        config: &str,
+        release: i64,
+        format: Format,
+        resolved: &Resolved,
+    ) -> ConfigResult<Resolution> {
         let mut sealed = resolved.document.clone();
         self.keystore
             .seal_document(&env.tenant, &mut sealed, &resolved.secret_paths)
@@ -246,7 +275,17 @@ impl<R: Repository> ConfigStore<R> {
             extends: draft.extends.clone(),
         };
         let schema = parse_schema(&draft.schema)?;
-        let resolved = match self.resolve(&env, &environment.variables, project, &source, schema.as_ref(), &HashMap::new()).await {
+        let resolved = match self
+            .resolve(
+                &env,
+                &environment.variables,
+                project,
+                &source,
+                schema.as_ref(),
+                &HashMap::new(),
+            )
+            .await
+        {
             Err(ConfigError::Validation(violations)) => return Ok((violations, Value::Null)),
             Err(ConfigError::Invalid(fields)) => {
                 let violations = fields
@@ -261,7 +300,7 @@ impl<R: Repository> ConfigStore<R> {
             }
             other => other?,
         };
-        let violations = match validate(schema.as_ref(), &draft.rules, &resolved.document, "") {
+        let violations = match validate(schema.as_ref(), &draft.rules, &resolved, "") {
             Err(ConfigError::Validation(violations)) => violations,
             other => {
                 other?;
@@ -298,8 +337,17 @@ impl<R: Repository> ConfigStore<R> {
         };
         let schema = parse_schema(&draft.schema)?;
         let rules = draft.rules.clone();
-        self.publish_source(caller, &env, &target, config, source, Some((schema, rules)), message, String::new())
-            .await
+        self.publish_source(
+            caller,
+            &env,
+            &target,
+            config,
+            source,
+            Some((schema, rules)),
+            message,
+            String::new(),
+        )
+        .await
     }
 
     /// Resolves, validates (when asked), writes the release with its dependents, announces it.
@@ -317,9 +365,11 @@ impl<R: Repository> ConfigStore<R> {
     ) -> ConfigResult<ReleaseView> {
         let no_fresh = HashMap::new();
         let schema = checks.as_ref().and_then(|(schema, _)| schema.as_ref());
-        let resolved = self.resolve(env, &environment.variables, &env.project, &source, schema, &no_fresh).await?;
+        let resolved = self
+            .resolve(env, &environment.variables, &env.project, &source, schema, &no_fresh)
+            .await?;
         if let Some((schema, rules)) = &checks {
-            validate(schema.as_ref(), rules, &resolved.document, "")?;
+            validate(schema.as_ref(), rules, &resolved, "")?;
         }
         let me = ConfigRef {
             project: env.project.clone(),
@@ -350,7 +400,12 @@ impl<R: Repository> ConfigStore<R> {
         let mut elsewhere: BTreeMap<EnvKey, Vec<Resolution>> = BTreeMap::new();
         for (dependent_env, resolution) in cascade {
             let resource = published_resource(&dependent_env, &resolution.config);
-            let entry = caller.audit("config.reresolve", &resource, None, Some(resolution.content_hash.clone()));
+            let entry = caller.audit(
+                "config.reresolve",
+                &resource,
+                None,
+                Some(resolution.content_hash.clone()),
+            );
             if dependent_env == *env {
                 audit.push(entry);
                 resolutions.push(resolution);
@@ -369,12 +424,18 @@ impl<R: Repository> ConfigStore<R> {
         for (other_env, resolutions) in elsewhere {
             self.write_resolutions(caller, &other_env, resolutions).await?;
         }
-        let release = written.ok_or_else(|| ConfigError::FailedPrecondition("the release was not written".to_owned()))?;
+        let release =
+            written.ok_or_else(|| ConfigError::FailedPrecondition("the release was not written".to_owned()))?;
         self.release_view(caller, release, false).await
     }
 
     /// Makes re-resolved documents current in an environment, in one transaction.
-    async fn write_resolutions(&self, caller: Caller<'_>, env: &EnvKey, resolutions: Vec<Resolution>) -> ConfigResult<()> {
+    async fn write_resolutions(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        resolutions: Vec<Resolution>,
+    ) -> ConfigResult<()> {
         if resolutions.is_empty() {
             return Ok(());
         }
@@ -382,7 +443,12 @@ impl<R: Repository> ConfigStore<R> {
             .iter()
             .map(|resolution| {
                 let resource = published_resource(env, &resolution.config);
-                caller.audit("config.reresolve", &resource, None, Some(resolution.content_hash.clone()))
+                caller.audit(
+                    "config.reresolve",
+                    &resource,
+                    None,
+                    Some(resolution.content_hash.clone()),
+                )
             })
             .collect();
         let publication = Publication {
@@ -429,11 +495,18 @@ impl<R: Repository> ConfigStore<R> {
             Err(ConfigError::NotFound(_)) => return Ok(None),
             Err(other) => return Err(other),
         };
-        let Some(release) = self.repository.release(env, &config.config, entry.served.release).await? else {
+        let Some(release) = self
+            .repository
+            .release(env, &config.config, entry.served.release)
+            .await?
+        else {
             return Ok(None);
         };
         let (_, environment, _) = self.environment_of(caller, env).await?;
-        let draft = self.repository.config(&env.tenant, &config.project, &config.config).await?;
+        let draft = self
+            .repository
+            .config(&env.tenant, &config.project, &config.config)
+            .await?;
         let (schema, rules) = match &draft {
             Some(draft) => (parse_schema(&draft.schema)?, draft.rules.clone()),
             None => (None, Vec::new()),
@@ -444,15 +517,30 @@ impl<R: Repository> ConfigStore<R> {
             overlay: release.overlay,
             extends: release.extends,
         };
-        let resolved = self.resolve(env, &environment.variables, &config.project, &source, schema.as_ref(), fresh).await?;
+        let resolved = self
+            .resolve(
+                env,
+                &environment.variables,
+                &config.project,
+                &source,
+                schema.as_ref(),
+                fresh,
+            )
+            .await?;
         let prefix = format!("{} would become invalid: ", config.name());
-        validate(schema.as_ref(), &rules, &resolved.document, &prefix)?;
-        let resolution = self.resolution(env, &config.config, release.number, release.format, &resolved).await?;
+        validate(schema.as_ref(), &rules, &resolved, &prefix)?;
+        let resolution = self
+            .resolution(env, &config.config, release.number, release.format, &resolved)
+            .await?;
         Ok(Some((resolution, resolved)))
     }
 
     /// The environment behind an env key, found through the tenant's project.
-    async fn environment_of(&self, caller: Caller<'_>, env: &EnvKey) -> ConfigResult<(String, Environment, Vec<Environment>)> {
+    async fn environment_of(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+    ) -> ConfigResult<(String, Environment, Vec<Environment>)> {
         let project = self
             .repository
             .project(&env.tenant, &env.project)
@@ -470,10 +558,19 @@ impl<R: Repository> ConfigStore<R> {
 
     /// Re-resolves everything an environment serves, bases before the configs extending them
     /// (after its variables changed).
-    pub(super) async fn reresolve_environment(&self, caller: Caller<'_>, project: &str, environment: &str) -> ConfigResult<()> {
+    pub(super) async fn reresolve_environment(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        environment: &str,
+    ) -> ConfigResult<()> {
         let env = EnvKey::new(caller.tenant(), project, environment);
         let snapshot = self.delivery.snapshot(&env).await?;
-        let mut pending: Vec<String> = snapshot.entries.iter().map(|entry| entry.served.config.clone()).collect();
+        let mut pending: Vec<String> = snapshot
+            .entries
+            .iter()
+            .map(|entry| entry.served.config.clone())
+            .collect();
         let mut fresh = HashMap::new();
         let mut resolutions = Vec::new();
         // Bases first: a config waits while one of its same-project bases is still pending.
@@ -558,7 +655,12 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// The config's own published texts (the raw view), opened or masked.
-    pub async fn raw_texts(&self, caller: Caller<'_>, presented: &Presented, reveal: bool) -> ConfigResult<(String, String)> {
+    pub async fn raw_texts(
+        &self,
+        caller: Caller<'_>,
+        presented: &Presented,
+        reveal: bool,
+    ) -> ConfigResult<(String, String)> {
         let served = &presented.entry.served;
         let release = self
             .repository
@@ -577,8 +679,12 @@ impl<R: Repository> ConfigStore<R> {
         let mut release = release;
         let paths = release.secret_paths.clone();
         if !paths.is_empty() {
-            release.content = self.present_text(&release.content, release.format, &paths, reveal).await?;
-            release.overlay = self.present_text(&release.overlay, release.format, &paths, reveal).await?;
+            release.content = self
+                .present_text(&release.content, release.format, &paths, reveal)
+                .await?;
+            release.overlay = self
+                .present_text(&release.overlay, release.format, &paths, reveal)
+                .await?;
         }
         if reveal {
             self.keystore.open_document(&mut release.resolved).await?;
@@ -588,7 +694,14 @@ impl<R: Repository> ConfigStore<R> {
         Ok(ReleaseView { release })
     }
 
-    pub async fn release(&self, caller: Caller<'_>, env: &EnvKey, config: &str, number: i64, reveal: bool) -> ConfigResult<ReleaseView> {
+    pub async fn release(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        config: &str,
+        number: i64,
+        reveal: bool,
+    ) -> ConfigResult<ReleaseView> {
         caller.require(Role::Viewer, &published_resource(env, config))?;
         let release = self
             .repository
@@ -599,7 +712,14 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Release history, newest first, below `before` (0: from the newest).
-    pub async fn releases(&self, caller: Caller<'_>, env: &EnvKey, config: &str, before: i64, page_size: i32) -> ConfigResult<Vec<ReleaseView>> {
+    pub async fn releases(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        config: &str,
+        before: i64,
+        page_size: i32,
+    ) -> ConfigResult<Vec<ReleaseView>> {
         caller.require(Role::Viewer, &published_resource(env, config))?;
         self.environment_of(caller, env).await?;
         let limit = self.page_size(page_size);
@@ -612,7 +732,14 @@ impl<R: Repository> ConfigStore<R> {
 
     /// Publishes release `number` again as a new release. Its content was validated when it was
     /// first published, so a rollback is not refused by a schema that changed since.
-    pub async fn rollback(&self, caller: Caller<'_>, env: &EnvKey, config: &str, number: i64, message: &str) -> ConfigResult<ReleaseView> {
+    pub async fn rollback(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        config: &str,
+        number: i64,
+        message: &str,
+    ) -> ConfigResult<ReleaseView> {
         caller.require(Role::Publisher, &published_resource(env, config))?;
         let (_, environment, _) = self.environment_of(caller, env).await?;
         let old = self
@@ -626,14 +753,26 @@ impl<R: Repository> ConfigStore<R> {
             overlay: old.overlay,
             extends: old.extends,
         };
-        let message = if message.is_empty() { format!("rollback to release {number}") } else { message.to_owned() };
+        let message = if message.is_empty() {
+            format!("rollback to release {number}")
+        } else {
+            message.to_owned()
+        };
         let origin = release_name(env, config, number);
-        self.publish_source(caller, env, &environment, config, source, None, &message, origin).await
+        self.publish_source(caller, env, &environment, config, source, None, &message, origin)
+            .await
     }
 
     /// Publishes release `number`'s content to the next environment of the pipeline, with
     /// that environment's overlay, bases and variables, validated like any publication.
-    pub async fn promote(&self, caller: Caller<'_>, env: &EnvKey, config: &str, number: i64, message: &str) -> ConfigResult<ReleaseView> {
+    pub async fn promote(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        config: &str,
+        number: i64,
+        message: &str,
+    ) -> ConfigResult<ReleaseView> {
         caller.require(Role::Viewer, &published_resource(env, config))?;
         let (_, environment, pipeline) = self.environment_of(caller, env).await?;
         let next = pipeline
@@ -641,7 +780,9 @@ impl<R: Repository> ConfigStore<R> {
             .filter(|candidate| candidate.position > environment.position)
             .min_by_key(|candidate| candidate.position)
             .cloned()
-            .ok_or_else(|| ConfigError::FailedPrecondition(format!("{} is the last environment of the pipeline", env.resource())))?;
+            .ok_or_else(|| {
+                ConfigError::FailedPrecondition(format!("{} is the last environment of the pipeline", env.resource()))
+            })?;
         let target = EnvKey::new(&env.tenant, &env.project, &next.id);
         caller.require(Role::Publisher, &published_resource(&target, config))?;
         let old = self
@@ -657,9 +798,14 @@ impl<R: Repository> ConfigStore<R> {
             extends: old.extends,
         };
         let checks = Some((parse_schema(&draft.schema)?, draft.rules.clone()));
-        let message = if message.is_empty() { format!("promoted from {}", env.environment) } else { message.to_owned() };
+        let message = if message.is_empty() {
+            format!("promoted from {}", env.environment)
+        } else {
+            message.to_owned()
+        };
         let origin = release_name(env, config, number);
-        self.publish_source(caller, &target, &next, config, source, checks, &message, origin).await
+        self.publish_source(caller, &target, &next, config, source, checks, &message, origin)
+            .await
     }
 
     async fn side(&self, caller: Caller<'_>, side: &DiffSide) -> ConfigResult<(Value, Vec<String>)> {
@@ -705,7 +851,12 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Who fetched the config in `env`, the fetch count and the current release.
-    pub async fn clients(&self, caller: Caller<'_>, env: &EnvKey, config: &str) -> ConfigResult<(Vec<ConfigClient>, u64, i64)> {
+    pub async fn clients(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        config: &str,
+    ) -> ConfigResult<(Vec<ConfigClient>, u64, i64)> {
         caller.require(Role::Viewer, &published_resource(env, config))?;
         let entry = self.delivery.current(env, config).await?;
         self.delivery.flush_fetches().await;
@@ -721,7 +872,13 @@ impl<R: Repository> ConfigStore<R> {
         Ok(())
     }
 
-    async fn present_batch(&self, env: &EnvKey, batch: Batch, only: &[String], reveal: bool) -> ConfigResult<WatchBatch> {
+    async fn present_batch(
+        &self,
+        env: &EnvKey,
+        batch: Batch,
+        only: &[String],
+        reveal: bool,
+    ) -> ConfigResult<WatchBatch> {
         let mut configs = Vec::with_capacity(batch.entries.len());
         for entry in batch.entries {
             if !only.is_empty() && !only.contains(&entry.served.config) {

@@ -49,41 +49,116 @@ pub struct ProjectImage {
 }
 
 pub trait Repository: Send + Sync + 'static {
-    fn create_project(&self, tenant: &str, project: &Project, audit: &AuditEntry) -> impl Future<Output = StoreResult<()>> + Send;
+    fn create_project(
+        &self,
+        tenant: &str,
+        project: &Project,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     fn project(&self, tenant: &str, id: &str) -> impl Future<Output = StoreResult<Option<Project>>> + Send;
-    fn list_projects(&self, tenant: &str, after: &str, limit: i64) -> impl Future<Output = StoreResult<Vec<Project>>> + Send;
+    fn list_projects(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<Project>>> + Send;
 
-    fn create_environment(&self, tenant: &str, environment: &Environment, audit: &AuditEntry) -> impl Future<Output = StoreResult<()>> + Send;
+    fn create_environment(
+        &self,
+        tenant: &str,
+        environment: &Environment,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Replaces the variables when the stored version equals `environment.version`; returns the new state.
-    fn update_environment(&self, tenant: &str, environment: &Environment, audit: &AuditEntry) -> impl Future<Output = StoreResult<Environment>> + Send;
+    fn update_environment(
+        &self,
+        tenant: &str,
+        environment: &Environment,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<Environment>> + Send;
 
-    fn create_config(&self, tenant: &str, draft: &ConfigDraft, audit: &AuditEntry) -> impl Future<Output = StoreResult<()>> + Send;
-    fn config(&self, tenant: &str, project: &str, id: &str) -> impl Future<Output = StoreResult<Option<ConfigDraft>>> + Send;
+    fn create_config(
+        &self,
+        tenant: &str,
+        draft: &ConfigDraft,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn config(
+        &self,
+        tenant: &str,
+        project: &str,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<ConfigDraft>>> + Send;
     /// Replaces the draft when the stored version equals `expected_version`; returns it with its new version.
-    fn update_config(&self, tenant: &str, draft: &ConfigDraft, expected_version: i64, audit: &AuditEntry) -> impl Future<Output = StoreResult<ConfigDraft>> + Send;
-    fn list_configs(&self, tenant: &str, project: &str, filter: &ConfigFilter) -> impl Future<Output = StoreResult<Vec<ConfigDraft>>> + Send;
+    fn update_config(
+        &self,
+        tenant: &str,
+        draft: &ConfigDraft,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<ConfigDraft>> + Send;
+    fn list_configs(
+        &self,
+        tenant: &str,
+        project: &str,
+        filter: &ConfigFilter,
+    ) -> impl Future<Output = StoreResult<Vec<ConfigDraft>>> + Send;
 
     /// Writes a publication atomically; returns the inserted release (numbered) and the served rows.
-    fn publish(&self, publication: &Publication, audit: &[AuditEntry]) -> impl Future<Output = StoreResult<(Option<Release>, Vec<Served>)>> + Send;
-    fn release(&self, env: &EnvKey, config: &str, number: i64) -> impl Future<Output = StoreResult<Option<Release>>> + Send;
+    fn publish(
+        &self,
+        publication: &Publication,
+        audit: &[AuditEntry],
+    ) -> impl Future<Output = StoreResult<(Option<Release>, Vec<Served>)>> + Send;
+    fn release(
+        &self,
+        env: &EnvKey,
+        config: &str,
+        number: i64,
+    ) -> impl Future<Output = StoreResult<Option<Release>>> + Send;
     /// Newest first, numbers below `before` (0 for no bound).
-    fn list_releases(&self, env: &EnvKey, config: &str, before: i64, limit: i64) -> impl Future<Output = StoreResult<Vec<Release>>> + Send;
+    fn list_releases(
+        &self,
+        env: &EnvKey,
+        config: &str,
+        before: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<Release>>> + Send;
     /// Every release of a project, for export.
     fn project_releases(&self, tenant: &str, project: &str) -> impl Future<Output = StoreResult<Vec<Release>>> + Send;
     /// What the environment serves now, with its revision and compaction point.
     fn served(&self, env: &EnvKey) -> impl Future<Output = StoreResult<(Environment, Vec<Served>)>> + Send;
     /// Change-log rows after `since`, oldest first.
-    fn changes_since(&self, env: &EnvKey, since: i64, limit: i64) -> impl Future<Output = StoreResult<Vec<Served>>> + Send;
+    fn changes_since(
+        &self,
+        env: &EnvKey,
+        since: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<Served>>> + Send;
 
     fn record_fetches(&self, fetches: &[(Fetch, i64, u64)]) -> impl Future<Output = StoreResult<()>> + Send;
-    fn clients(&self, env: &EnvKey, config: &str) -> impl Future<Output = StoreResult<(Vec<ConfigClient>, u64)>> + Send;
+    fn clients(&self, env: &EnvKey, config: &str)
+    -> impl Future<Output = StoreResult<(Vec<ConfigClient>, u64)>> + Send;
 
     fn data_keys(&self, tenant: Option<&str>) -> impl Future<Output = StoreResult<Vec<StoredDataKey>>> + Send;
     fn insert_data_key(&self, key: &StoredDataKey) -> impl Future<Output = StoreResult<()>> + Send;
-    fn rewrap_data_keys(&self, keys: &[StoredDataKey], audit: &AuditEntry) -> impl Future<Output = StoreResult<()>> + Send;
+    fn rewrap_data_keys(
+        &self,
+        keys: &[StoredDataKey],
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
-    fn import_project(&self, tenant: &str, image: &ProjectImage, audit: &AuditEntry) -> impl Future<Output = StoreResult<()>> + Send;
+    fn import_project(
+        &self,
+        tenant: &str,
+        image: &ProjectImage,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
-    fn audit_records(&self, tenant: &str, filter: &AuditFilter) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
+    fn audit_records(
+        &self,
+        tenant: &str,
+        filter: &AuditFilter,
+    ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
     fn verify_audit(&self, tenant: &str) -> impl Future<Output = StoreResult<ChainReport>> + Send;
 }

@@ -52,7 +52,10 @@ impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut ids: Vec<&str> = self.keks.keys().map(String::as_str).collect();
         ids.sort_unstable();
-        f.debug_struct("Keyring").field("ids", &ids).field("active", &self.active).finish()
+        f.debug_struct("Keyring")
+            .field("ids", &ids)
+            .field("active", &self.active)
+            .finish()
     }
 }
 
@@ -120,7 +123,10 @@ impl Keyring {
         let kek = self.kek(&wrapped.kek_id)?;
         let material = open_bytes(kek, &wrapped.id, &wrapped.ciphertext)?;
         if material.len() != KEY_BYTES {
-            return Err(SecretError::Malformed(format!("data key `{}` is not {KEY_BYTES} bytes", wrapped.id)));
+            return Err(SecretError::Malformed(format!(
+                "data key `{}` is not {KEY_BYTES} bytes",
+                wrapped.id
+            )));
         }
         Ok(material)
     }
@@ -171,7 +177,8 @@ impl DataKey {
 
     /// The plaintext of a string made by [`DataKey::encrypt`] with this key.
     pub fn decrypt(&self, sealed: &str) -> Result<Vec<u8>, SecretError> {
-        let (id, body) = split_sealed(sealed).ok_or_else(|| SecretError::Malformed("not a sealed string".to_owned()))?;
+        let (id, body) =
+            split_sealed(sealed).ok_or_else(|| SecretError::Malformed("not a sealed string".to_owned()))?;
         if id != self.id {
             return Err(SecretError::UnknownKey(id.to_owned()));
         }
@@ -192,7 +199,7 @@ fn seal_bytes(cipher: &Aes256Gcm, aad: &str, plaintext: &[u8]) -> Result<String,
         aad: aad.as_bytes(),
     };
     let ciphertext = cipher
-        .encrypt(Nonce::from_slice(&nonce), payload)
+        .encrypt(&Nonce::from(nonce), payload)
         .map_err(|_| SecretError::Malformed("plaintext too long to encrypt".to_owned()))?;
     let mut sealed = Vec::with_capacity(NONCE_BYTES + ciphertext.len());
     sealed.extend_from_slice(&nonce);
@@ -209,12 +216,15 @@ fn open_bytes(cipher: &Aes256Gcm, aad: &str, encoded: &str) -> Result<Vec<u8>, S
         return Err(SecretError::Malformed("ciphertext too short".to_owned()));
     }
     let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
+    let nonce: [u8; NONCE_BYTES] = nonce
+        .try_into()
+        .map_err(|_| SecretError::Malformed("ciphertext too short".to_owned()))?;
     let payload = Payload {
         msg: ciphertext,
         aad: aad.as_bytes(),
     };
     cipher
-        .decrypt(Nonce::from_slice(nonce), payload)
+        .decrypt(&Nonce::from(nonce), payload)
         .map_err(|_| SecretError::Decrypt)
 }
 
@@ -258,7 +268,12 @@ fn collect_secrets(schema: Option<&Value>, value: &Value, path: &str, found: &mu
         }
         Value::Array(items) => {
             for (position, item) in items.iter().enumerate() {
-                collect_secrets(item_schema(schema, position), item, &json_path::index(path, position), found);
+                collect_secrets(
+                    item_schema(schema, position),
+                    item,
+                    &json_path::index(path, position),
+                    found,
+                );
             }
         }
         _ => {}
@@ -275,7 +290,9 @@ fn property_schema<'a>(schema: Option<&'a Value>, key: &str) -> Option<&'a Value
     if let Some(declared) = schema.get("properties").and_then(|properties| properties.get(key)) {
         return Some(declared);
     }
-    schema.get("additionalProperties").filter(|additional| additional.is_object())
+    schema
+        .get("additionalProperties")
+        .filter(|additional| additional.is_object())
 }
 
 /// The schema for element `position` of an array validated by `schema`: its `prefixItems` entry
@@ -380,7 +397,10 @@ mod tests {
     const KEK_B: [u8; 32] = [0xB2; 32];
 
     fn keyring(keys: &[(&str, [u8; 32])], active: &str) -> Keyring {
-        let keys = keys.iter().map(|(id, bytes)| ((*id).to_owned(), bytes.to_vec())).collect();
+        let keys = keys
+            .iter()
+            .map(|(id, bytes)| ((*id).to_owned(), bytes.to_vec()))
+            .collect();
         Keyring::new(keys, active).unwrap()
     }
 
@@ -448,7 +468,10 @@ mod tests {
                 ciphertext: flip_byte(&wrapped.ciphertext, at),
                 ..wrapped.clone()
             };
-            assert!(matches!(ring.unwrap_key(&tampered), Err(SecretError::Decrypt)), "byte {at}");
+            assert!(
+                matches!(ring.unwrap_key(&tampered), Err(SecretError::Decrypt)),
+                "byte {at}"
+            );
         }
     }
 
@@ -489,7 +512,10 @@ mod tests {
 
         let same_bytes_other_id = DataKey::from_material("k2".to_owned(), &material).unwrap();
         let relabelled = sealed.replacen(":k1:", ":k2:", 1);
-        assert!(matches!(same_bytes_other_id.decrypt(&relabelled), Err(SecretError::Decrypt)));
+        assert!(matches!(
+            same_bytes_other_id.decrypt(&relabelled),
+            Err(SecretError::Decrypt)
+        ));
         assert!(matches!(same_bytes_other_id.decrypt(&sealed), Err(SecretError::UnknownKey(id)) if id == "k1"));
     }
 
@@ -528,10 +554,17 @@ mod tests {
             "pin": 1234,
             "flags": [false, "plain"]
         });
-        let paths: Vec<String> = ["$.db.password", "$.tokens[0].value", "$.tokens[1].value", "$.pin", "$.flags[0]", "$.nope"]
-            .iter()
-            .map(|path| (*path).to_owned())
-            .collect();
+        let paths: Vec<String> = [
+            "$.db.password",
+            "$.tokens[0].value",
+            "$.tokens[1].value",
+            "$.pin",
+            "$.flags[0]",
+            "$.nope",
+        ]
+        .iter()
+        .map(|path| (*path).to_owned())
+        .collect();
         let mut document = original.clone();
         seal(&mut document, &paths, &key).unwrap();
         assert_eq!(document["db"]["port"], json!(5432));
@@ -569,7 +602,11 @@ mod tests {
             "properties": {
                 "db": {"type": "object", "properties": {"password": {"type": "string", "x-secret": true}, "host": {}}},
                 "users": {"type": "array", "items": {"type": "object", "properties": {"token": {"x-secret": true}}}},
-                "pair": {"type": "array", "prefixItems": [{"x-secret": true}, {}], "items": {"properties": {"k": {"x-secret": true}}}},
+                "pair": {
+                    "type": "array",
+                    "prefixItems": [{"x-secret": true}, {}],
+                    "items": {"properties": {"k": {"x-secret": true}}}
+                },
                 "env": {"type": "object", "properties": {"PUBLIC": {}}, "additionalProperties": {"x-secret": true}},
                 "plain": {"x-secret": false},
                 "linked": {"$ref": "#/$defs/secret"}
@@ -639,9 +676,16 @@ mod tests {
     #[test]
     fn redact_replaces_values() {
         let mut document = json!({"db": {"password": {"deep": 1}, "host": "h"}, "list": [1, 2]});
-        let paths = vec!["$.db.password".to_owned(), "$.list[1]".to_owned(), "$.missing.x".to_owned()];
+        let paths = vec![
+            "$.db.password".to_owned(),
+            "$.list[1]".to_owned(),
+            "$.missing.x".to_owned(),
+        ];
         redact(&mut document, &paths);
-        assert_eq!(document, json!({"db": {"password": REDACTED, "host": "h"}, "list": [1, REDACTED]}));
+        assert_eq!(
+            document,
+            json!({"db": {"password": REDACTED, "host": "h"}, "list": [1, REDACTED]})
+        );
     }
 
     #[test]

@@ -87,7 +87,12 @@ pub struct ConfigStore<R> {
 }
 
 impl<R: Repository> ConfigStore<R> {
-    pub fn new(repository: Arc<R>, keystore: Arc<Keystore<R>>, delivery: Arc<Delivery<R>>, limits: StoreLimits) -> Self {
+    pub fn new(
+        repository: Arc<R>,
+        keystore: Arc<Keystore<R>>,
+        delivery: Arc<Delivery<R>>,
+        limits: StoreLimits,
+    ) -> Self {
         ConfigStore {
             repository,
             keystore,

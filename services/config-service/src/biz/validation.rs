@@ -109,7 +109,11 @@ impl Validator {
         for (position, rule) in rules.iter().enumerate() {
             match compile_rule(rule) {
                 Ok(compiled) => compiled_rules.push(compiled),
-                Err(message) => problems.push(Violation::new(format!("rules[{position}]"), message, ViolationSource::Rule)),
+                Err(message) => problems.push(Violation::new(
+                    format!("rules[{position}]"),
+                    message,
+                    ViolationSource::Rule,
+                )),
             }
         }
         if !problems.is_empty() {
@@ -178,7 +182,10 @@ fn draft_of(schema: &Value) -> jsonschema::Draft {
         return jsonschema::Draft::Draft202012;
     };
     let uri = uri.trim_end_matches('#');
-    let uri = uri.strip_prefix("https://").or_else(|| uri.strip_prefix("http://")).unwrap_or(uri);
+    let uri = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .unwrap_or(uri);
     match uri {
         "json-schema.org/draft-04/schema" => jsonschema::Draft::Draft4,
         "json-schema.org/draft-06/schema" => jsonschema::Draft::Draft6,
@@ -354,8 +361,15 @@ mod tests {
         let mut found = paths(&violations);
         found.sort_unstable();
         assert_eq!(found, vec!["$", "$", "$.hosts[1]", "$.server.port"]);
-        assert!(violations.iter().all(|violation| violation.source == ViolationSource::Schema));
-        let port = violations.iter().find(|violation| violation.path == "$.server.port").unwrap();
+        assert!(
+            violations
+                .iter()
+                .all(|violation| violation.source == ViolationSource::Schema)
+        );
+        let port = violations
+            .iter()
+            .find(|violation| violation.path == "$.server.port")
+            .unwrap();
         assert!(port.message.contains("1024"), "{}", port.message);
         assert!(violations.iter().any(|violation| violation.message.contains("name")));
         assert!(violations.iter().any(|violation| violation.message.contains("extra")));
@@ -363,7 +377,8 @@ mod tests {
 
     #[test]
     fn digit_keys_of_objects_stay_keys() {
-        let schema = json!({"type": "object", "properties": {"ports": {"type": "object", "additionalProperties": {"type": "integer"}}}});
+        let ports = json!({"type": "object", "additionalProperties": {"type": "integer"}});
+        let schema = json!({"type": "object", "properties": {"ports": ports}});
         let validator = Validator::compile(Some(&schema), &[]).unwrap();
         let violations = validator.validate(&json!({"ports": {"80": "http"}}));
         assert_eq!(paths(&violations), vec!["$.ports['80']"]);
@@ -406,7 +421,10 @@ mod tests {
             let validator = Validator::compile(Some(&schema), &[]).unwrap();
             assert_eq!(paths(&validator.validate(&json!("text"))), vec!["$"], "{uri}");
         }
-        assert_eq!(draft_of(&json!({"$schema": "https://example.com/custom"})), jsonschema::Draft::Draft202012);
+        let custom = json!({"$schema": "https://example.com/custom", "prefixItems": [{"type": "string"}]});
+        assert_eq!(draft_of(&custom), jsonschema::Draft::Draft202012);
+        let validator = Validator::compile(Some(&custom), &[]).unwrap();
+        assert_eq!(paths(&validator.validate(&json!([1]))), vec!["$[0]"]);
     }
 
     #[test]
@@ -441,9 +459,16 @@ mod tests {
         let document = json!({"replicas": 5, "max_replicas": 3, "hosts": [], "mode": "c"});
         let violations = validator.validate(&document);
         let messages: Vec<&str> = violations.iter().map(|violation| violation.message.as_str()).collect();
-        assert_eq!(messages, vec!["too many replicas", "rule `config.hosts.size() > 0` failed", "bad mode"]);
+        assert_eq!(
+            messages,
+            vec!["too many replicas", "rule `config.hosts.size() > 0` failed", "bad mode"]
+        );
         assert_eq!(paths(&violations), vec!["$", "$", "$"]);
-        assert!(violations.iter().all(|violation| violation.source == ViolationSource::Rule));
+        assert!(
+            violations
+                .iter()
+                .all(|violation| violation.source == ViolationSource::Rule)
+        );
     }
 
     #[test]
@@ -460,8 +485,16 @@ mod tests {
         let violations = validator.validate(&json!({"other": 1}));
         assert_eq!(violations.len(), 1);
         assert_eq!(violations[0].path, "$");
-        assert!(violations[0].message.contains("config.replicas > 0"), "{}", violations[0].message);
-        assert!(violations[0].message.contains("could not be evaluated"), "{}", violations[0].message);
+        assert!(
+            violations[0].message.contains("config.replicas > 0"),
+            "{}",
+            violations[0].message
+        );
+        assert!(
+            violations[0].message.contains("could not be evaluated"),
+            "{}",
+            violations[0].message
+        );
     }
 
     #[test]
@@ -469,7 +502,11 @@ mod tests {
         let validator = Validator::compile(None, &[rule("config.replicas + 1", "")]).unwrap();
         let violations = validator.validate(&json!({"replicas": 1}));
         assert_eq!(violations.len(), 1);
-        assert!(violations[0].message.contains("instead of a bool"), "{}", violations[0].message);
+        assert!(
+            violations[0].message.contains("instead of a bool"),
+            "{}",
+            violations[0].message
+        );
     }
 
     #[test]

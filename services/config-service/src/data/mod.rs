@@ -167,15 +167,17 @@ async fn insert_served(conn: &mut AnyConnection, env: &EnvKey, served: &Served) 
     .await
     .map_err(backend)?;
     if updated.rows_affected() == 0 {
-        sqlx::query("INSERT INTO published (tenant, project, environment, config, revision) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&env.tenant)
-            .bind(&env.project)
-            .bind(&env.environment)
-            .bind(&served.config)
-            .bind(served.revision)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO published (tenant, project, environment, config, revision) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&env.tenant)
+        .bind(&env.project)
+        .bind(&env.environment)
+        .bind(&served.config)
+        .bind(served.revision)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
     }
     Ok(())
 }
@@ -214,14 +216,16 @@ async fn prune_changes(conn: &mut AnyConnection, env: &EnvKey, latest: i64, reta
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
-    sqlx::query("UPDATE environments SET compacted = $4 WHERE tenant = $1 AND project = $2 AND id = $3 AND compacted < $4")
-        .bind(&env.tenant)
-        .bind(&env.project)
-        .bind(&env.environment)
-        .bind(cutoff)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
+    sqlx::query(
+        "UPDATE environments SET compacted = $4 WHERE tenant = $1 AND project = $2 AND id = $3 AND compacted < $4",
+    )
+    .bind(&env.tenant)
+    .bind(&env.project)
+    .bind(&env.environment)
+    .bind(cutoff)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
     Ok(())
 }
 

@@ -92,7 +92,11 @@ pub fn from_proto(archive: pb::ProjectArchive) -> ConfigResult<Archive> {
         .environments
         .iter()
         .map(|environment| {
-            let ids = parse("archive.project.environments", &environment.name, "projects/*/environments/*")?;
+            let ids = parse(
+                "archive.project.environments",
+                &environment.name,
+                "projects/*/environments/*",
+            )?;
             Ok(Environment {
                 project: project_id.clone(),
                 id: ids[1].clone(),
@@ -100,7 +104,7 @@ pub fn from_proto(archive: pb::ProjectArchive) -> ConfigResult<Archive> {
                 variables: environment.variables.clone().into_iter().collect(),
                 revision: i64::try_from(environment.revision).unwrap_or(0),
                 compacted: 0,
-                version: 1,
+                version: environment.etag.parse().unwrap_or(1),
             })
         })
         .collect::<ConfigResult<Vec<_>>>()?;

@@ -24,7 +24,10 @@ pub fn to_proto_value(value: &Value) -> ProtoValue {
             values: items.iter().map(to_proto_value).collect(),
         }),
         Value::Object(fields) => Kind::StructValue(Struct {
-            fields: fields.iter().map(|(key, value)| (key.clone(), to_proto_value(value))).collect(),
+            fields: fields
+                .iter()
+                .map(|(key, value)| (key.clone(), to_proto_value(value)))
+                .collect(),
         }),
     };
     ProtoValue { kind: Some(kind) }
@@ -53,7 +56,9 @@ fn number_of(number: f64) -> Value {
     if whole {
         return Value::from(number as i64);
     }
-    serde_json::Number::from_f64(number).map(Value::Number).unwrap_or(Value::Null)
+    serde_json::Number::from_f64(number)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 pub fn timestamp(ms: i64) -> Option<Timestamp> {

@@ -78,7 +78,10 @@ fn published(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<(EnvK
 /// `.../configs/{c}/releases/{n}` as an env key, config id and release number.
 fn release_ref(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<(EnvKey, String, i64)> {
     let Some((parent, number)) = name.rsplit_once("/releases/") else {
-        return Err(ConfigError::invalid(field, "expected `projects/*/environments/*/configs/*/releases/*`"));
+        return Err(ConfigError::invalid(
+            field,
+            "expected `projects/*/environments/*/configs/*/releases/*`",
+        ));
     };
     let number: i64 = number
         .parse()
@@ -124,7 +127,11 @@ fn watch_response(batch: crate::biz::publishing::WatchBatch) -> pb::WatchRespons
     pb::WatchResponse {
         revision: batch.revision.max(0) as u64,
         snapshot: batch.snapshot,
-        configs: batch.configs.iter().map(|config| convert::resolved(config, None)).collect(),
+        configs: batch
+            .configs
+            .iter()
+            .map(|config| convert::resolved(config, None))
+            .collect(),
     }
 }
 
@@ -140,7 +147,11 @@ fn rfc3339_ms(field: &str, text: &str) -> ConfigResult<Option<i64>> {
 fn audit_filter(request: &pb::ListAuditRecordsRequest) -> ConfigResult<AuditFilter> {
     let before = match request.page_token.as_str() {
         "" => None,
-        token => Some(token.parse().map_err(|_| ConfigError::invalid("page_token", "not a token from a previous page"))?),
+        token => Some(
+            token
+                .parse()
+                .map_err(|_| ConfigError::invalid("page_token", "not a token from a previous page"))?,
+        ),
     };
     Ok(AuditFilter {
         resource_prefix: Some(request.resource.clone()).filter(|text| !text.is_empty()),
@@ -175,15 +186,25 @@ const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[tonic::async_trait]
 impl ConfigService for ConfigServiceApi {
-    async fn get_service_info(&self, _request: Request<GetServiceInfoRequest>) -> Result<Response<ServiceInfo>, Status> {
+    async fn get_service_info(
+        &self,
+        _request: Request<GetServiceInfoRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
         let info = self.about.service_info().await.map_err(|error| to_status(&error))?;
         Ok(Response::new(info))
     }
 
-    async fn create_project(&self, request: Request<pb::CreateProjectRequest>) -> Result<Response<pb::Project>, Status> {
+    async fn create_project(
+        &self,
+        request: Request<pb::CreateProjectRequest>,
+    ) -> Result<Response<pb::Project>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
-        let display_name = body.project.as_ref().map(|project| project.display_name.as_str()).unwrap_or("");
+        let display_name = body
+            .project
+            .as_ref()
+            .map(|project| project.display_name.as_str())
+            .unwrap_or("");
         let project = self
             .store
             .create_project(caller, &body.project_id, display_name, &body.environment_ids)
@@ -199,7 +220,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::project(&project)))
     }
 
-    async fn list_projects(&self, request: Request<pb::ListProjectsRequest>) -> Result<Response<pb::ListProjectsResponse>, Status> {
+    async fn list_projects(
+        &self,
+        request: Request<pb::ListProjectsRequest>,
+    ) -> Result<Response<pb::ListProjectsResponse>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let projects = self
@@ -214,7 +238,10 @@ impl ConfigService for ConfigServiceApi {
         }))
     }
 
-    async fn create_environment(&self, request: Request<pb::CreateEnvironmentRequest>) -> Result<Response<pb::Environment>, Status> {
+    async fn create_environment(
+        &self,
+        request: Request<pb::CreateEnvironmentRequest>,
+    ) -> Result<Response<pb::Environment>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let ids = parse("parent", &body.parent, "projects/*").map_err(status)?;
@@ -231,7 +258,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::environment(&environment)))
     }
 
-    async fn get_environment(&self, request: Request<pb::GetEnvironmentRequest>) -> Result<Response<pb::Environment>, Status> {
+    async fn get_environment(
+        &self,
+        request: Request<pb::GetEnvironmentRequest>,
+    ) -> Result<Response<pb::Environment>, Status> {
         let caller = caller(&request)?;
         let env = env_key(&caller, "name", &request.get_ref().name).map_err(status)?;
         let environment = self
@@ -242,7 +272,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::environment(&environment)))
     }
 
-    async fn list_environments(&self, request: Request<pb::ListEnvironmentsRequest>) -> Result<Response<pb::ListEnvironmentsResponse>, Status> {
+    async fn list_environments(
+        &self,
+        request: Request<pb::ListEnvironmentsRequest>,
+    ) -> Result<Response<pb::ListEnvironmentsResponse>, Status> {
         let caller = caller(&request)?;
         let ids = parse("parent", &request.get_ref().parent, "projects/*").map_err(status)?;
         let project = self.store.project(caller, &ids[0]).await.map_err(status)?;
@@ -251,7 +284,10 @@ impl ConfigService for ConfigServiceApi {
         }))
     }
 
-    async fn update_environment(&self, request: Request<pb::UpdateEnvironmentRequest>) -> Result<Response<pb::Environment>, Status> {
+    async fn update_environment(
+        &self,
+        request: Request<pb::UpdateEnvironmentRequest>,
+    ) -> Result<Response<pb::Environment>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let env = env_key(&caller, "name", &body.name).map_err(status)?;
@@ -277,10 +313,17 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::config(&view)))
     }
 
-    async fn get_config_draft(&self, request: Request<pb::GetConfigDraftRequest>) -> Result<Response<pb::Config>, Status> {
+    async fn get_config_draft(
+        &self,
+        request: Request<pb::GetConfigDraftRequest>,
+    ) -> Result<Response<pb::Config>, Status> {
         let caller = caller(&request)?;
         let (project, config) = draft_ref("name", &request.get_ref().name).map_err(status)?;
-        let view = self.store.draft(caller, &project, &config, false).await.map_err(status)?;
+        let view = self
+            .store
+            .draft(caller, &project, &config, false)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::config(&view)))
     }
 
@@ -297,7 +340,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::config(&view)))
     }
 
-    async fn list_configs(&self, request: Request<pb::ListConfigsRequest>) -> Result<Response<pb::ListConfigsResponse>, Status> {
+    async fn list_configs(
+        &self,
+        request: Request<pb::ListConfigsRequest>,
+    ) -> Result<Response<pb::ListConfigsResponse>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let ids = parse("parent", &body.parent, "projects/*").map_err(status)?;
@@ -308,7 +354,11 @@ impl ConfigService for ConfigServiceApi {
                 .ok_or_else(|| status(ConfigError::invalid("labels", "each filter is `key=value`")))?;
             labels.push((key.to_owned(), value.to_owned()));
         }
-        let limit = if body.page_size > 0 { i64::from(body.page_size) } else { 100 };
+        let limit = if body.page_size > 0 {
+            i64::from(body.page_size)
+        } else {
+            100
+        };
         let filter = ConfigFilter {
             name_prefix: body.name_prefix.clone(),
             labels,
@@ -324,7 +374,10 @@ impl ConfigService for ConfigServiceApi {
         }))
     }
 
-    async fn validate_config(&self, request: Request<pb::ValidateConfigRequest>) -> Result<Response<pb::ValidateConfigResponse>, Status> {
+    async fn validate_config(
+        &self,
+        request: Request<pb::ValidateConfigRequest>,
+    ) -> Result<Response<pb::ValidateConfigResponse>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let (project, config) = draft_ref("name", &body.name).map_err(status)?;
@@ -340,7 +393,10 @@ impl ConfigService for ConfigServiceApi {
         }))
     }
 
-    async fn publish_config(&self, request: Request<pb::PublishConfigRequest>) -> Result<Response<pb::Release>, Status> {
+    async fn publish_config(
+        &self,
+        request: Request<pb::PublishConfigRequest>,
+    ) -> Result<Response<pb::Release>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let (project, config) = draft_ref("name", &body.name).map_err(status)?;
@@ -352,7 +408,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::release(&view)))
     }
 
-    async fn list_dependents(&self, request: Request<pb::ListDependentsRequest>) -> Result<Response<pb::ListDependentsResponse>, Status> {
+    async fn list_dependents(
+        &self,
+        request: Request<pb::ListDependentsRequest>,
+    ) -> Result<Response<pb::ListDependentsResponse>, Status> {
         let caller = caller(&request)?;
         let (project, config) = draft_ref("name", &request.get_ref().name).map_err(status)?;
         let dependents = self
@@ -397,7 +456,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::resolved(&presented, raw)))
     }
 
-    async fn list_releases(&self, request: Request<pb::ListReleasesRequest>) -> Result<Response<pb::ListReleasesResponse>, Status> {
+    async fn list_releases(
+        &self,
+        request: Request<pb::ListReleasesRequest>,
+    ) -> Result<Response<pb::ListReleasesResponse>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let (env, config) = published(&caller, "parent", &body.parent).map_err(status)?;
@@ -431,7 +493,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::release(&view)))
     }
 
-    async fn diff_releases(&self, request: Request<pb::DiffReleasesRequest>) -> Result<Response<pb::DiffReleasesResponse>, Status> {
+    async fn diff_releases(
+        &self,
+        request: Request<pb::DiffReleasesRequest>,
+    ) -> Result<Response<pb::DiffReleasesResponse>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let from = diff_side(&caller, "from", &body.from).map_err(status)?;
@@ -450,7 +515,10 @@ impl ConfigService for ConfigServiceApi {
         }))
     }
 
-    async fn rollback_config(&self, request: Request<pb::RollbackConfigRequest>) -> Result<Response<pb::Release>, Status> {
+    async fn rollback_config(
+        &self,
+        request: Request<pb::RollbackConfigRequest>,
+    ) -> Result<Response<pb::Release>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let (env, config) = published(&caller, "name", &body.name).map_err(status)?;
@@ -466,7 +534,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::release(&view)))
     }
 
-    async fn promote_release(&self, request: Request<pb::PromoteReleaseRequest>) -> Result<Response<pb::Release>, Status> {
+    async fn promote_release(
+        &self,
+        request: Request<pb::PromoteReleaseRequest>,
+    ) -> Result<Response<pb::Release>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let (env, config, number) = release_ref(&caller, "name", &body.name).map_err(status)?;
@@ -478,7 +549,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::release(&view)))
     }
 
-    async fn list_config_clients(&self, request: Request<pb::ListConfigClientsRequest>) -> Result<Response<pb::ListConfigClientsResponse>, Status> {
+    async fn list_config_clients(
+        &self,
+        request: Request<pb::ListConfigClientsRequest>,
+    ) -> Result<Response<pb::ListConfigClientsResponse>, Status> {
         let caller = caller(&request)?;
         let (env, config) = published(&caller, "name", &request.get_ref().name).map_err(status)?;
         let (clients, fetches, current) = self.store.clients(caller, &env, &config).await.map_err(status)?;
@@ -504,10 +578,16 @@ impl ConfigService for ConfigServiceApi {
             .await
             .map_err(status)?;
         let responses = batches.map(|batch| batch.map(watch_response).map_err(status));
-        Ok(Response::new(Box::pin(end_on_shutdown(responses, self.shutdown.clone()))))
+        Ok(Response::new(Box::pin(end_on_shutdown(
+            responses,
+            self.shutdown.clone(),
+        ))))
     }
 
-    async fn poll_changes(&self, request: Request<pb::PollChangesRequest>) -> Result<Response<pb::WatchResponse>, Status> {
+    async fn poll_changes(
+        &self,
+        request: Request<pb::PollChangesRequest>,
+    ) -> Result<Response<pb::WatchResponse>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let env = env_key(&caller, "parent", &body.parent).map_err(status)?;
@@ -518,7 +598,9 @@ impl ConfigService for ConfigServiceApi {
             text => parse_duration(text)
                 .ok_or_else(|| status(ConfigError::invalid("wait", "a duration such as 30s or 500ms")))?,
         };
-        let poll = self.store.poll(caller, &env, since, wait, &body.configs, body.reveal_secrets);
+        let poll = self
+            .store
+            .poll(caller, &env, since, wait, &body.configs, body.reveal_secrets);
         let batch = tokio::select! {
             batch = poll => batch.map_err(status)?,
             _ = self.shutdown.cancelled() => return Err(Shutdown::stream_status()),
@@ -526,7 +608,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(watch_response(batch)))
     }
 
-    async fn list_audit_records(&self, request: Request<pb::ListAuditRecordsRequest>) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
+    async fn list_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
         let caller = caller(&request)?;
         let mut filter = audit_filter(request.get_ref()).map_err(status)?;
         if filter.limit == 0 {
@@ -542,7 +627,10 @@ impl ConfigService for ConfigServiceApi {
 
     type ExportAuditRecordsStream = BoxStream<pb::AuditRecord>;
 
-    async fn export_audit_records(&self, request: Request<pb::ListAuditRecordsRequest>) -> Result<Response<Self::ExportAuditRecordsStream>, Status> {
+    async fn export_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> Result<Response<Self::ExportAuditRecordsStream>, Status> {
         let caller = caller(&request)?;
         let base = audit_filter(request.get_ref()).map_err(status)?;
         let mut after = 0;
@@ -566,7 +654,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(Box::pin(futures::stream::iter(out))))
     }
 
-    async fn verify_audit_chain(&self, request: Request<pb::VerifyAuditChainRequest>) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
+    async fn verify_audit_chain(
+        &self,
+        request: Request<pb::VerifyAuditChainRequest>,
+    ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
         let caller = caller(&request)?;
         let report = self.store.verify_audit(caller).await.map_err(status)?;
         let (first_bad_sequence, problem) = report
@@ -581,14 +672,20 @@ impl ConfigService for ConfigServiceApi {
         }))
     }
 
-    async fn export_project(&self, request: Request<pb::ExportProjectRequest>) -> Result<Response<pb::ProjectArchive>, Status> {
+    async fn export_project(
+        &self,
+        request: Request<pb::ExportProjectRequest>,
+    ) -> Result<Response<pb::ProjectArchive>, Status> {
         let caller = caller(&request)?;
         let ids = parse("name", &request.get_ref().name, "projects/*").map_err(status)?;
         let archive = self.store.export_project(caller, &ids[0]).await.map_err(status)?;
         Ok(Response::new(archive::to_proto(&archive)))
     }
 
-    async fn import_project(&self, request: Request<pb::ImportProjectRequest>) -> Result<Response<pb::Project>, Status> {
+    async fn import_project(
+        &self,
+        request: Request<pb::ImportProjectRequest>,
+    ) -> Result<Response<pb::Project>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let archive = archive::from_proto(body.archive.clone().unwrap_or_default()).map_err(status)?;
@@ -600,7 +697,10 @@ impl ConfigService for ConfigServiceApi {
         Ok(Response::new(convert::project(&project)))
     }
 
-    async fn rotate_secret_keys(&self, request: Request<pb::RotateSecretKeysRequest>) -> Result<Response<pb::RotateSecretKeysResponse>, Status> {
+    async fn rotate_secret_keys(
+        &self,
+        request: Request<pb::RotateSecretKeysRequest>,
+    ) -> Result<Response<pb::RotateSecretKeysResponse>, Status> {
         let caller = caller(&request)?;
         let (rewrapped, active_key) = self.store.rotate_keys(caller).await.map_err(status)?;
         Ok(Response::new(pb::RotateSecretKeysResponse { rewrapped, active_key }))

@@ -1,0 +1,182 @@
+//! Secrets: sealed at rest, masked for readers, revealed only with the permission, rotatable.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{authed, content, get, publish, shop};
+use switchyard_api::config::v1 as pb;
+use tonic::Code;
+
+const SCHEMA: &str = r#"{"type": "object", "properties": {"db": {"type": "object", "properties": {"password": {"type": "string", "x-secret": true}}}}}"#;
+const PASSWORD: &str = "hunter2-correct-horse";
+const TOKEN: &str = "tok-4242-battery-staple";
+
+async fn setup(service: &support::Service) {
+    shop(service).await;
+    service
+        .client()
+        .create_config(authed(
+            &service.keys.editor,
+            pb::CreateConfigRequest {
+                parent: "projects/shop".into(),
+                config_id: "payments".into(),
+                config: Some(pb::Config {
+                    format: pb::Format::Json as i32,
+                    content: format!(
+                        r#"{{"db": {{"host": "db", "password": "{PASSWORD}"}}, "api_token": {{"$secret": "{TOKEN}"}}}}"#
+                    ),
+                    schema: SCHEMA.into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    publish(service, "payments", "dev").await.unwrap();
+}
+
+#[tokio::test]
+async fn secrets_are_masked_for_readers_and_revealed_with_the_permission() {
+    let service = support::sqlite().await;
+    setup(&service).await;
+    let masked = get(&service, &service.keys.viewer, "payments", "dev").await.unwrap();
+    let text = serde_json::to_string(&content(&masked)).unwrap();
+    assert!(!text.contains(PASSWORD) && !text.contains(TOKEN), "{text}");
+    assert_eq!(content(&masked)["db"]["host"], "db");
+    assert_eq!(masked.secret_paths, vec!["$.api_token", "$.db.password"]);
+
+    let mut client = service.client();
+    let reveal = |key: &str| {
+        authed(
+            key,
+            pb::GetConfigRequest {
+                name: "projects/shop/environments/dev/configs/payments".into(),
+                reveal_secrets: true,
+                ..Default::default()
+            },
+        )
+    };
+    let denied = client.get_config(reveal(&service.keys.viewer)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let revealed = client
+        .get_config(reveal(&service.keys.revealer))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(content(&revealed)["db"]["password"], PASSWORD);
+    assert_eq!(content(&revealed)["api_token"], TOKEN);
+
+    // Drafts, history and diffs mask them too.
+    let draft = client
+        .get_config_draft(authed(
+            &service.keys.viewer,
+            pb::GetConfigDraftRequest {
+                name: "projects/shop/configs/payments".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !draft.content.contains(PASSWORD) && !draft.content.contains(TOKEN),
+        "{}",
+        draft.content
+    );
+    let history = client
+        .list_releases(authed(
+            &service.keys.viewer,
+            pb::ListReleasesRequest {
+                parent: "projects/shop/environments/dev/configs/payments".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed = format!("{history:?}");
+    assert!(!listed.contains(PASSWORD) && !listed.contains(TOKEN));
+
+    let search = client
+        .list_configs(authed(
+            &service.keys.viewer,
+            pb::ListConfigsRequest {
+                parent: "projects/shop".into(),
+                text: PASSWORD.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(search.configs.is_empty(), "secret values are not searchable");
+}
+
+fn key(byte: u8) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+/// Starts on the given key-encryption keys over the same data directory and database.
+async fn start_on_keys(dir: &std::path::Path, keys: &[(&str, u8)], active: &str) -> support::Service {
+    let (mut settings, api_keys) = support::settings_with_keys(dir);
+    settings.service.secret_keys = keys.iter().map(|(id, byte)| ((*id).to_owned(), key(*byte))).collect();
+    settings.service.active_secret_key = active.into();
+    support::start_with(settings, api_keys, tempfile::tempdir().unwrap()).await
+}
+
+async fn reveal_password(service: &support::Service) -> Result<String, tonic::Status> {
+    let revealed = service
+        .client()
+        .get_config(authed(
+            &service.keys.admin,
+            pb::GetConfigRequest {
+                name: "projects/shop/environments/dev/configs/payments".into(),
+                reveal_secrets: true,
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    Ok(content(&revealed)["db"]["password"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest_and_keys_rotate_online() {
+    let data = tempfile::tempdir().unwrap();
+    let service = start_on_keys(data.path(), &[("k1", 1)], "k1").await;
+    setup(&service).await;
+    for file in ["config-service.db", "config-service.db-wal"] {
+        let bytes = std::fs::read(data.path().join(file)).unwrap_or_default();
+        let haystack = String::from_utf8_lossy(&bytes);
+        assert!(
+            !haystack.contains(PASSWORD) && !haystack.contains(TOKEN),
+            "plaintext secret found in {file}"
+        );
+    }
+    service.stop().await;
+
+    // A new key becomes active; rotation re-wraps the data key under it while serving.
+    let service = start_on_keys(data.path(), &[("k1", 1), ("k2", 2)], "k2").await;
+    let denied = service
+        .client()
+        .rotate_secret_keys(authed(&service.keys.publisher, pb::RotateSecretKeysRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let rotated = service
+        .client()
+        .rotate_secret_keys(authed(&service.keys.admin, pb::RotateSecretKeysRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((rotated.rewrapped, rotated.active_key.as_str()), (1, "k2"));
+    assert_eq!(reveal_password(&service).await.unwrap(), PASSWORD);
+    service.stop().await;
+
+    // The old key can be retired: everything opens with the new one alone.
+    let service = start_on_keys(data.path(), &[("k2", 2)], "k2").await;
+    assert_eq!(reveal_password(&service).await.unwrap(), PASSWORD);
+}
