@@ -186,11 +186,13 @@ impl<R: Repository> Delivery<R> {
             }
         }
         if let Some(revision) = last {
-            self.announce(env, revision).await;
+            self.announce(env, revision);
         }
     }
 
-    async fn announce(&self, env: &EnvKey, revision: i64) {
+    /// Tells other replicas, in the background: a slow or absent Redis must not hold up an
+    /// acknowledged publication (they catch up from the change log either way).
+    fn announce(&self, env: &EnvKey, revision: i64) {
         let announcement = Announcement {
             tenant: env.tenant.clone(),
             project: env.project.clone(),
@@ -198,9 +200,12 @@ impl<R: Repository> Delivery<R> {
             revision,
         };
         let payload = serde_json::to_vec(&announcement).unwrap_or_default();
-        if let Err(error) = self.bus.publish(TOPIC, Bytes::from(payload)).await {
-            tracing::warn!(%error, "announcing a change on the bus failed; other replicas catch up on resync");
-        }
+        let bus = self.bus.clone();
+        tokio::spawn(async move {
+            if let Err(error) = bus.publish(TOPIC, Bytes::from(payload)).await {
+                tracing::warn!(%error, "announcing a change on the bus failed; other replicas catch up on resync");
+            }
+        });
     }
 
     fn apply(&self, state: &EnvState, rows: Vec<Served>) {
@@ -260,35 +265,66 @@ impl<R: Repository> Delivery<R> {
     }
 
     /// Follows the bus: refreshes a loaded environment when another replica announces a change.
+    /// When the subscription ends (Redis restarted, connection lost) it subscribes again and
+    /// catches up every loaded environment from the change log, so nothing announced in
+    /// between is missed.
     pub async fn follow_bus(self: Arc<Self>, shutdown: switchyard_platform::Shutdown) {
-        let mut messages = loop {
-            match self.bus.subscribe(TOPIC).await {
-                Ok(messages) => break messages,
+        let mut backoff = Duration::from_millis(100);
+        let mut reconnecting = false;
+        loop {
+            let mut messages = match self.bus.subscribe(TOPIC).await {
+                Ok(messages) => messages,
                 Err(error) => {
                     tracing::warn!(%error, "subscribing to the change bus failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(backoff) => {}
                     }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
                 }
+            };
+            backoff = Duration::from_millis(100);
+            if reconnecting {
+                tracing::info!("change bus subscription restored; catching up");
+                self.refresh_all().await;
             }
+            loop {
+                let message = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    message = messages.next() => message,
+                };
+                let Some(message) = message else { break };
+                self.on_announcement(&message.payload).await;
+            }
+            tracing::warn!("change bus subscription ended; resubscribing");
+            reconnecting = true;
+        }
+    }
+
+    async fn on_announcement(&self, payload: &[u8]) {
+        let Ok(announcement) = serde_json::from_slice::<Announcement>(payload) else {
+            return;
         };
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                message = messages.next() => message,
-            };
-            let Some(message) = message else { return };
-            let Ok(announcement) = serde_json::from_slice::<Announcement>(&message.payload) else {
-                continue;
-            };
-            let env = EnvKey::new(&announcement.tenant, &announcement.project, &announcement.environment);
-            let Some(state) = self.loaded(&env) else { continue };
-            if announcement.revision <= state.revision() {
-                continue;
-            }
+        let env = EnvKey::new(&announcement.tenant, &announcement.project, &announcement.environment);
+        let Some(state) = self.loaded(&env) else { return };
+        if announcement.revision <= state.revision() {
+            return;
+        }
+        if let Err(error) = self.refresh(&env, &state).await {
+            tracing::warn!(%error, "refreshing after a bus announcement failed");
+        }
+    }
+
+    /// Re-reads the change log of every loaded environment.
+    async fn refresh_all(&self) {
+        let loaded: Vec<(EnvKey, Arc<EnvState>)> = {
+            let envs = self.envs.read().unwrap_or_else(|poison| poison.into_inner());
+            envs.iter().map(|(key, state)| (key.clone(), state.clone())).collect()
+        };
+        for (env, state) in loaded {
             if let Err(error) = self.refresh(&env, &state).await {
-                tracing::warn!(%error, "refreshing after a bus announcement failed");
+                tracing::warn!(%error, environment = %env.resource(), "catching up failed");
             }
         }
     }
@@ -304,15 +340,7 @@ impl<R: Repository> Delivery<R> {
                 }
                 _ = tokio::time::sleep(interval) => {}
             }
-            let loaded: Vec<(EnvKey, Arc<EnvState>)> = {
-                let envs = self.envs.read().unwrap_or_else(|poison| poison.into_inner());
-                envs.iter().map(|(key, state)| (key.clone(), state.clone())).collect()
-            };
-            for (env, state) in loaded {
-                if let Err(error) = self.refresh(&env, &state).await {
-                    tracing::warn!(%error, environment = %env.resource(), "resync failed");
-                }
-            }
+            self.refresh_all().await;
             self.flush_fetches().await;
         }
     }
