@@ -1,7 +1,8 @@
 //! `switchyard`: the operator CLI. `switchyard dev` runs all five services in one process;
-//! `switchyard keys` makes API keys. Later capabilities add their commands here (one module
-//! per command group).
+//! `switchyard keys` makes API keys; `switchyard config` works with config-service. Later
+//! capabilities add their commands here (one module per command group).
 
+mod config;
 mod dev;
 mod keys;
 mod migrate;
@@ -24,6 +25,8 @@ enum Command {
     /// Run all five services in one process with embedded defaults (SQLite under ./data,
     /// in-process change bus, static discovery). Prints the ports and the admin API key.
     Dev(dev::DevArgs),
+    /// Read, edit, publish and watch configuration (config-service).
+    Config(config::ConfigArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -34,6 +37,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Config(args) => config::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Keys(command) => keys::run(command),
         Command::Migrate(args) => migrate::run(args).await,

@@ -267,12 +267,17 @@ impl<S> Host<S> {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .serve_with_incoming_shutdown(
                 stack,
-                tonic::transport::server::TcpIncoming::from(self.grpc_listener),
+                // Without TCP_NODELAY small responses wait for the peer's delayed ACK (~40 ms).
+                tonic::transport::server::TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
                 stop.clone().cancelled_owned(),
             );
         let http_app = http_router(http).into_make_service_with_connect_info::<SocketAddr>();
-        let http_server =
-            axum::serve(self.http_listener, http_app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let http_listener = axum::serve::ListenerExt::tap_io(self.http_listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let http_server = axum::serve(http_listener, http_app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let name = self.identity.name;
         let done = tokio::spawn(async move {
             let both = async {

@@ -269,3 +269,68 @@ fn started(result: Result<crate::Running, crate::StartError>) -> crate::Running 
         Err(error) => panic!("the service did not start: {error}"),
     }
 }
+
+/// A service binary running as its own process, started on a settings file.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+    pub grpc_url: String,
+    pub http_url: String,
+}
+
+impl ServiceProcess {
+    /// Writes `settings` to `<dir>/settings.toml`, starts `binary --config` on it and waits for
+    /// the `serving` log line, which names the bound addresses.
+    pub fn spawn<S: serde::Serialize>(
+        binary: &str,
+        settings: &crate::Settings<S>,
+        dir: &std::path::Path,
+    ) -> ServiceProcess {
+        use std::io::BufRead;
+        let file = dir.join("settings.toml");
+        let text = match toml::to_string(settings) {
+            Ok(text) => text,
+            Err(error) => panic!("settings do not serialise: {error}"),
+        };
+        if let Err(error) = std::fs::write(&file, text) {
+            panic!("cannot write {}: {error}", file.display());
+        }
+        let mut child = match std::process::Command::new(binary)
+            .arg("--config")
+            .arg(&file)
+            .env_remove("SWITCHYARD_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) => panic!("cannot start {binary}: {error}"),
+        };
+        let Some(stderr) = child.stderr.take() else {
+            panic!("no stderr from {binary}");
+        };
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if log["message"] != "serving" {
+                continue;
+            }
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return ServiceProcess {
+                grpc_url: format!("http://{}", log["grpc_addr"].as_str().unwrap_or_default()),
+                http_url: format!("http://{}", log["http_addr"].as_str().unwrap_or_default()),
+                child,
+            };
+        }
+        panic!("{binary} exited before serving");
+    }
+
+    /// SIGKILL: no drain, no flush — a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

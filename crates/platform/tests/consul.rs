@@ -1,6 +1,6 @@
 //! Discovery against the in-process Consul fake (Consul's documented HTTP API): what an
 //! instance registers, that it deregisters on shutdown, and that resolution follows
-//! healthy instances through blocking queries.
+//! healthy instances through blocking queries; KV writes, reads and deletes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -15,7 +15,7 @@ use switchyard_platform::{
         consul::{ConsulClient, HealthCheck, watch_healthy},
     },
     settings::ConsulSettings,
-    testing::{CheckStatus, FakeConsul},
+    testing::{self, CheckStatus, FakeConsul},
 };
 
 fn consul_settings(fake: &FakeConsul) -> ConsulSettings {
@@ -160,4 +160,85 @@ async fn static_discovery_without_consul() {
             .contains("peers.nobody")
     );
     server.stop().await;
+}
+
+#[tokio::test]
+async fn kv_put_get_delete_round_trip() {
+    let fake = FakeConsul::start().await.unwrap();
+    let client = ConsulClient::new(&consul_settings(&fake));
+    let key = "switchyard/acme/shop/prod/app";
+
+    client.kv_put(key, b"{\"port\": 8080}").await.unwrap();
+    assert_eq!(
+        client.kv_get(key).await.unwrap().as_deref(),
+        Some(&b"{\"port\": 8080}"[..])
+    );
+    assert_eq!(
+        fake.kv(),
+        BTreeMap::from([(key.to_owned(), b"{\"port\": 8080}".to_vec())])
+    );
+
+    // Binary values go through untouched, and a second put replaces the first.
+    let binary = vec![0u8, 159, 146, 150, 255];
+    client.kv_put(key, &binary).await.unwrap();
+    assert_eq!(client.kv_get(key).await.unwrap(), Some(binary));
+
+    client.kv_delete(key).await.unwrap();
+    assert_eq!(client.kv_get(key).await.unwrap(), None);
+    assert!(fake.kv().is_empty());
+    // Deleting a key that is gone still succeeds, as in Consul.
+    client.kv_delete(key).await.unwrap();
+}
+
+#[tokio::test]
+async fn kv_keys_with_spaces_and_unicode_round_trip() {
+    let fake = FakeConsul::start().await.unwrap();
+    let client = ConsulClient::new(&consul_settings(&fake));
+    let key = "switchyard/acme corp/bücher ✓/prod?#50%+/app";
+
+    client.kv_put(key, b"value").await.unwrap();
+    // The fake decodes the path, so the stored key is exactly the one given.
+    assert_eq!(fake.kv().into_keys().collect::<Vec<_>>(), vec![key.to_owned()]);
+    assert_eq!(client.kv_get(key).await.unwrap(), Some(b"value".to_vec()));
+    // A sibling key differing only in the encoded segment is a different key.
+    assert_eq!(
+        client.kv_get("switchyard/acme corp/bucher/prod/app").await.unwrap(),
+        None
+    );
+
+    client.kv_delete(key).await.unwrap();
+    assert!(fake.kv().is_empty());
+}
+
+#[tokio::test]
+async fn kv_get_of_missing_key_is_none() {
+    let fake = FakeConsul::start().await.unwrap();
+    let client = ConsulClient::new(&consul_settings(&fake));
+    assert_eq!(client.kv_get("switchyard/nobody/here").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn fake_kv_answers_in_consul_json_form() {
+    let fake = FakeConsul::start().await.unwrap();
+    let client = ConsulClient::new(&consul_settings(&fake));
+    client.kv_put("switchyard/a", b"hello").await.unwrap();
+    client.kv_put("switchyard/a", b"hello again").await.unwrap();
+
+    let response = testing::get(&format!("{}/v1/kv/switchyard/a", fake.url())).await;
+    assert_eq!(response.status, 200);
+    let body = response.json();
+    let entry = &body[0];
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    assert_eq!(entry["Key"], "switchyard/a");
+    assert_eq!(entry["Value"], "aGVsbG8gYWdhaW4=");
+    assert_eq!(entry["Flags"], 0);
+    assert_eq!(entry["LockIndex"], 0);
+    assert!(entry["ModifyIndex"].as_u64().unwrap() > entry["CreateIndex"].as_u64().unwrap());
+
+    let raw = testing::get(&format!("{}/v1/kv/switchyard/a?raw", fake.url())).await;
+    assert_eq!(&raw.body[..], b"hello again");
+    assert_eq!(
+        testing::get(&format!("{}/v1/kv/switchyard/b", fake.url())).await.status,
+        404
+    );
 }

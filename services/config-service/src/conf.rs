@@ -32,6 +32,10 @@ pub struct ConfigServiceSettings {
     /// How often each replica re-reads the change log (covering bus messages lost while Redis
     /// was away) and saves client fetch records, in milliseconds.
     pub resync_interval_ms: u64,
+    /// When set (and `[consul]` is configured), every published config is mirrored into
+    /// Consul KV at `<prefix>/<tenant>/<project>/<environment>/<config>` as resolved JSON,
+    /// secret values masked. Go services keep reading Consul KV as they do today.
+    pub consul_kv_prefix: Option<String>,
 }
 
 impl Default for ConfigServiceSettings {
@@ -42,6 +46,7 @@ impl Default for ConfigServiceSettings {
             retained_changes: 10_000,
             recent_changes: 1024,
             resync_interval_ms: 2000,
+            consul_kv_prefix: None,
         }
     }
 }

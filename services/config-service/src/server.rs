@@ -4,17 +4,18 @@ use std::{sync::Arc, time::Duration};
 
 use base64::Engine as _;
 use switchyard_api::config::v1::config_service_server::ConfigServiceServer;
-use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError};
+use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError, discovery::ConsulClient};
 
 use crate::{
     biz::{
         delivery::Delivery,
         keystore::Keystore,
+        mirror::Mirror,
         secrets::Keyring,
         store::{ConfigStore, StoreLimits},
     },
     conf::{ConfigServiceSettings, IDENTITY, Settings},
-    data::{MIGRATIONS, SqlRepository},
+    data::{MIGRATIONS, SqlRepository, consul_kv::ConsulKv},
     service::ConfigServiceApi,
 };
 
@@ -30,12 +31,17 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let own = &host.settings.service;
     let repository = Arc::new(SqlRepository::new(host.database.pool.clone()));
     let keystore = Arc::new(Keystore::new(repository.clone(), Some(keyring)));
-    let delivery = Arc::new(Delivery::new(
+    let mut delivery = Delivery::new(
         repository.clone(),
         host.bus.clone(),
         own.recent_changes,
         own.retained_changes.max(1),
-    ));
+    );
+    if let (Some(prefix), Some(consul)) = (&own.consul_kv_prefix, &host.settings.consul) {
+        let sink = Arc::new(ConsulKv::new(ConsulClient::new(consul)));
+        delivery = delivery.with_mirror(Mirror::start(sink, prefix, host.shutdown.clone()));
+    }
+    let delivery = Arc::new(delivery);
     tokio::spawn(delivery.clone().follow_bus(host.shutdown.clone()));
     let interval = Duration::from_millis(own.resync_interval_ms.max(10));
     tokio::spawn(delivery.clone().resync_every(interval, host.shutdown.clone()));

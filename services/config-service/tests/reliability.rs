@@ -5,7 +5,6 @@
 mod support;
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
@@ -14,34 +13,7 @@ use std::{
 use futures::StreamExt;
 use support::{authed, create_yaml, shop};
 use switchyard_api::config::v1::{self as pb, config_service_client::ConfigServiceClient};
-use switchyard_platform::testing;
-
-/// The real binary, started on `settings`; returns the child and its gRPC address, read from
-/// the `serving` log line.
-fn spawn_binary(settings: &config_service::conf::Settings, dir: &std::path::Path) -> (Child, String) {
-    let file = dir.join("config-service.toml");
-    std::fs::write(&file, toml::to_string(settings).unwrap()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_config-service"))
-        .arg("--config")
-        .arg(&file)
-        .env_remove("SWITCHYARD_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if log["message"] == "serving" {
-            let address = log["grpc_addr"].as_str().unwrap().to_owned();
-            return (child, format!("http://{address}"));
-        }
-    }
-    panic!("config-service exited before serving");
-}
+use switchyard_platform::testing::{self, ServiceProcess};
 
 async fn client(url: &str) -> ConfigServiceClient<tonic::transport::Channel> {
     for _ in 0..50 {
@@ -59,8 +31,9 @@ async fn every_acknowledged_release_survives_kill_9_during_a_burst() {
     let (settings, keys) = support::settings_with_keys(dir.path());
     let mut settings = testing::with_postgres_and_redis(settings).await;
     settings.redis_url = None;
-    let (mut child, url) = spawn_binary(&settings, dir.path());
-    let mut admin = client(&url).await;
+    let binary = env!("CARGO_BIN_EXE_config-service");
+    let mut process = ServiceProcess::spawn(binary, &settings, dir.path());
+    let mut admin = client(&process.grpc_url).await;
     admin
         .create_project(authed(
             &keys.admin,
@@ -113,8 +86,7 @@ async fn every_acknowledged_release_survives_kill_9_during_a_burst() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.kill().unwrap(); // SIGKILL: no drain, no flush.
-    child.wait().unwrap();
+    process.kill();
     for publisher in publishers {
         publisher.await.unwrap();
     }
@@ -125,8 +97,8 @@ async fn every_acknowledged_release_survives_kill_9_during_a_burst() {
         acknowledged.len()
     );
 
-    let (mut restarted, url) = spawn_binary(&settings, dir.path());
-    let mut client = client(&url).await;
+    let mut restarted = ServiceProcess::spawn(binary, &settings, dir.path());
+    let mut client = client(&restarted.grpc_url).await;
     let mut stored = Vec::new();
     let mut token = String::new();
     loop {
@@ -184,8 +156,7 @@ async fn every_acknowledged_release_survives_kill_9_during_a_burst() {
         2 + numbers.len() as u64,
         "one audit record per release, same transaction"
     );
-    restarted.kill().unwrap();
-    restarted.wait().unwrap();
+    restarted.kill();
 }
 
 async fn next(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::WatchResponse {

@@ -180,3 +180,49 @@ async fn secrets_are_encrypted_at_rest_and_keys_rotate_online() {
     let service = start_on_keys(data.path(), &[("k2", 2)], "k2").await;
     assert_eq!(reveal_password(&service).await.unwrap(), PASSWORD);
 }
+
+#[tokio::test]
+async fn a_schema_violation_on_a_secret_does_not_echo_the_value() {
+    let service = support::sqlite().await;
+    setup(&service).await;
+    // The schema says the password is a string; an integer fails, and the error must not quote it.
+    support::edit(
+        &service,
+        "payments",
+        r#"{"db": {"host": "db", "password": 9876543210123}, "api_token": {"$secret": "x"}}"#,
+    )
+    .await;
+    let refused = publish(&service, "payments", "dev").await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let details = tonic_types::StatusExt::get_error_details(&refused);
+    let violations = details.bad_request().unwrap().field_violations.clone();
+    assert_eq!(violations[0].field, "$.db.password");
+    let everything = format!("{} {violations:?}", refused.message());
+    assert!(!everything.contains("9876543210123"), "{everything}");
+}
+
+#[tokio::test]
+async fn writing_back_a_masked_draft_is_refused_instead_of_destroying_the_secret() {
+    let service = support::sqlite().await;
+    setup(&service).await;
+    let mut client = service.client();
+    let masked = client
+        .get_config_draft(authed(
+            &service.keys.editor,
+            pb::GetConfigDraftRequest {
+                name: "projects/shop/configs/payments".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = client
+        .update_config(authed(
+            &service.keys.editor,
+            pb::UpdateConfigRequest { config: Some(masked) },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("mask"), "{}", refused.message());
+}

@@ -1,9 +1,10 @@
 //! A small Consul HTTP API client: agent service registration with a gRPC health check,
-//! deregistration, and healthy-instance lookups with blocking queries. It runs on the
+//! deregistration, healthy-instance lookups with blocking queries, and single-key KV
+//! reads and writes (config-service mirrors published configs there). It runs on the
 //! hyper stack already in the tree rather than consulrs, whose only release (2021) is built
 //! on reqwest 0.11 / http 0.2 and cannot list healthy instances.
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -20,6 +21,9 @@ pub enum ConsulError {
     Status { status: u16, body: String },
     #[error("consul sent an unreadable answer: {0}")]
     Decode(String),
+    /// Consul answered a KV write with `false`: it accepted the request but stored nothing.
+    #[error("consul did not write key `{0}`")]
+    NotWritten(String),
 }
 
 /// What this instance registers: `Port` is the gRPC port, the HTTP port goes in `Meta`.
@@ -151,19 +155,66 @@ impl ConsulClient {
         Ok(HealthyInstances { instances, index })
     }
 
+    /// `PUT /v1/kv/:key` with the value as the raw body. Consul stores the bytes as they
+    /// are (no JSON, no base64), so the Go services read back exactly what was written.
+    /// Consul answers `true` or `false`; `false` means nothing was stored and is an error.
+    pub async fn kv_put(&self, key: &str, value: &[u8]) -> Result<(), ConsulError> {
+        let path = format!("/v1/kv/{}", encode_key(key));
+        let (_, body) = self
+            .request(http::Method::PUT, &path, value.to_vec(), "application/octet-stream")
+            .await?;
+        let written: bool = serde_json::from_slice(&body).map_err(|error| ConsulError::Decode(error.to_string()))?;
+        if written {
+            Ok(())
+        } else {
+            Err(ConsulError::NotWritten(key.to_owned()))
+        }
+    }
+
+    /// `DELETE /v1/kv/:key`. Consul answers success for a key that does not exist, so
+    /// deleting is idempotent.
+    pub async fn kv_delete(&self, key: &str) -> Result<(), ConsulError> {
+        let path = format!("/v1/kv/{}", encode_key(key));
+        self.send(http::Method::DELETE, &path, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// `GET /v1/kv/:key?raw`: the stored bytes as the body, which spares decoding Consul's
+    /// JSON-and-base64 form. Consul answers 404 for a missing key, which is `None` here.
+    pub async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, ConsulError> {
+        let path = format!("/v1/kv/{}?raw", encode_key(key));
+        match self.send(http::Method::GET, &path, Vec::new()).await {
+            Ok((_, body)) => Ok(Some(body.to_vec())),
+            Err(ConsulError::Status { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A request with a JSON body (or none), which is what every endpoint but KV takes.
     async fn send(
         &self,
         method: http::Method,
         path: &str,
         body: Vec<u8>,
     ) -> Result<(http::HeaderMap, Bytes), ConsulError> {
+        self.request(method, path, body, "application/json").await
+    }
+
+    /// Every call goes through here: base address, ACL token, and non-2xx as
+    /// [`ConsulError::Status`]. `content_type` is only sent when there is a body.
+    async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &'static str,
+    ) -> Result<(http::HeaderMap, Bytes), ConsulError> {
         let has_body = !body.is_empty();
         let mut request = http::Request::new(Full::new(Bytes::from(body)));
         if has_body {
-            request.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
+            request
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
         }
         *request.method_mut() = method;
         *request.uri_mut() = format!("{}{path}", self.base)
@@ -193,6 +244,25 @@ impl ConsulClient {
         }
         Ok((parts.headers, body))
     }
+}
+
+/// Percent-encodes a KV key for the URL path. `/` stays as it is, since Consul keys nest
+/// on it the way the Go services list and read them; in each segment the RFC 3986
+/// unreserved characters stay and every other byte (spaces, `?`, `#`, `%`, non-ASCII) is
+/// escaped, so Consul decodes the exact key back. A leading `/` is dropped, as Consul's
+/// own Go client does, because `/v1/kv//key` is a different, redirected path.
+fn encode_key(key: &str) -> String {
+    let key = key.strip_prefix('/').unwrap_or(key);
+    let mut encoded = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            encoded.push(char::from(byte));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(encoded, "%{byte:02X}");
+        }
+    }
+    encoded
 }
 
 /// The service address falls back to the node address, as Consul documents.
@@ -257,4 +327,20 @@ pub fn watch_healthy(
         }
     });
     receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_key;
+
+    #[test]
+    fn keys_keep_slashes_and_escape_everything_else() {
+        assert_eq!(
+            encode_key("switchyard/acme/shop/prod/app"),
+            "switchyard/acme/shop/prod/app"
+        );
+        assert_eq!(encode_key("/a/b"), "a/b");
+        assert_eq!(encode_key("a b/c?d#e%f+g"), "a%20b/c%3Fd%23e%25f%2Bg");
+        assert_eq!(encode_key("ü/~-._"), "%C3%BC/~-._");
+    }
 }

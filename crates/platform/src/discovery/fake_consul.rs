@@ -1,7 +1,8 @@
 //! An in-process Consul agent for tests, following Consul's documented HTTP API for the
 //! endpoints Switchyard uses: service registration and deregistration on the agent, and
 //! `GET /v1/health/service/:name` with `passing`, blocking `index`/`wait` and the
-//! `X-Consul-Index` header. Tests flip an instance's check between passing and critical.
+//! `X-Consul-Index` header, and the KV store's single-key `PUT`, `GET` (JSON or `?raw`)
+//! and `DELETE` on `/v1/kv/:key`. Tests flip an instance's check between passing and critical.
 //! This is the project's only fake: Consul cannot be installed on the build machines.
 
 use std::{
@@ -13,11 +14,13 @@ use std::{
 
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode},
-    response::IntoResponse,
+    response::{IntoResponse, Response},
     routing::{get, put},
 };
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -37,7 +40,22 @@ struct Catalog {
     /// Raw registration bodies, to assert the payload exactly as sent.
     payloads: Vec<serde_json::Value>,
     deregistered: Vec<String>,
+    /// KV entries by decoded key.
+    kv: BTreeMap<String, KvEntry>,
+    /// The last index given to a KV write. Kept apart from the health index so KV writes
+    /// do not wake health blocking queries, which real Consul does not do either.
+    kv_index: u64,
 }
+
+#[derive(Debug)]
+struct KvEntry {
+    value: Vec<u8>,
+    create_index: u64,
+    modify_index: u64,
+}
+
+/// Consul refuses KV values over 512 KiB with 413.
+const KV_MAX_VALUE: usize = 512 * 1024;
 
 /// A running fake agent.
 #[derive(Clone)]
@@ -60,6 +78,12 @@ struct HealthQuery {
     wait: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+struct KvQuery {
+    /// Present (usually with no value) for `?raw`.
+    raw: Option<String>,
+}
+
 impl FakeConsul {
     pub async fn start() -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -73,6 +97,7 @@ impl FakeConsul {
             .route("/v1/agent/service/register", put(register))
             .route("/v1/agent/service/deregister/{id}", put(deregister))
             .route("/v1/health/service/{name}", get(health))
+            .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
             .with_state(fake.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -106,6 +131,15 @@ impl FakeConsul {
     /// Ids currently registered.
     pub fn registered_ids(&self) -> Vec<String> {
         self.lock().services.keys().cloned().collect()
+    }
+
+    /// The KV store as it is now: decoded key → value.
+    pub fn kv(&self) -> BTreeMap<String, Vec<u8>> {
+        self.lock()
+            .kv
+            .iter()
+            .map(|(key, entry)| (key.clone(), entry.value.clone()))
+            .collect()
     }
 
     /// Registers an instance directly, as another process would.
@@ -198,4 +232,71 @@ async fn health(
         headers.insert("x-consul-index", value);
     }
     (headers, Json(entries))
+}
+
+/// `PUT /v1/kv/:key`: stores the body as it is and answers `true`.
+async fn kv_put(State(fake): State<FakeConsul>, Path(key): Path<String>, body: Bytes) -> Response {
+    if body.len() > KV_MAX_VALUE {
+        let message = format!(
+            "Request body({} bytes) too large, max size: {KV_MAX_VALUE} bytes",
+            body.len()
+        );
+        return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
+    let mut catalog = fake.lock();
+    catalog.kv_index += 1;
+    let index = catalog.kv_index;
+    catalog
+        .kv
+        .entry(key)
+        .and_modify(|entry| {
+            entry.value = body.to_vec();
+            entry.modify_index = index;
+        })
+        .or_insert_with(|| KvEntry {
+            value: body.to_vec(),
+            create_index: index,
+            modify_index: index,
+        });
+    Json(true).into_response()
+}
+
+/// `GET /v1/kv/:key`: 404 when absent; the bytes with `?raw`; otherwise the one-entry
+/// JSON array with the value in base64, as Consul answers.
+async fn kv_get(State(fake): State<FakeConsul>, Path(key): Path<String>, Query(query): Query<KvQuery>) -> Response {
+    let catalog = fake.lock();
+    let mut headers = HeaderMap::new();
+    let index = catalog
+        .kv
+        .get(&key)
+        .map_or(catalog.kv_index, |entry| entry.modify_index);
+    if let Ok(value) = HeaderValue::from_str(&index.to_string()) {
+        headers.insert("x-consul-index", value);
+    }
+    let Some(entry) = catalog.kv.get(&key) else {
+        return (StatusCode::NOT_FOUND, headers).into_response();
+    };
+    if query.raw.is_some() {
+        return (headers, Bytes::from(entry.value.clone())).into_response();
+    }
+    // Consul sends `null` rather than `""` for an empty value.
+    let value = if entry.value.is_empty() {
+        serde_json::Value::Null
+    } else {
+        base64::engine::general_purpose::STANDARD.encode(&entry.value).into()
+    };
+    let body = json!([{
+        "Key": key, "Value": value, "Flags": 0, "LockIndex": 0,
+        "CreateIndex": entry.create_index, "ModifyIndex": entry.modify_index,
+    }]);
+    (headers, Json(body)).into_response()
+}
+
+/// `DELETE /v1/kv/:key`: answers `true` whether or not the key existed, as Consul does.
+async fn kv_delete(State(fake): State<FakeConsul>, Path(key): Path<String>) -> Response {
+    let mut catalog = fake.lock();
+    if catalog.kv.remove(&key).is_some() {
+        catalog.kv_index += 1;
+    }
+    Json(true).into_response()
 }

@@ -326,6 +326,7 @@ impl<R: Repository> ConfigStore<R> {
         version: i64,
     ) -> ConfigResult<ConfigDraft> {
         let secret_paths = parsed.secret_paths();
+        refuse_masked_secrets(parsed, &secret_paths)?;
         let search_text = search_text(id, format, parsed, &secret_paths);
         let (content, overlays) = if secret_paths.is_empty() {
             (spec.content, spec.overlays)
@@ -547,42 +548,25 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Every config of the tenant that extends `target`, directly or through other bases,
-    /// nearest first.
+    /// nearest first (breadth-first over the stored inheritance graph).
     pub async fn dependents(&self, caller: Caller<'_>, target: &ConfigRef) -> ConfigResult<Vec<(ConfigRef, bool)>> {
         caller.require(Role::Viewer, &target.name())?;
-        let mut reverse: HashMap<ConfigRef, Vec<ConfigRef>> = HashMap::new();
-        for project in self.repository.list_projects(caller.tenant(), "", i64::MAX).await? {
-            let filter = ConfigFilter {
-                limit: i64::MAX,
-                ..ConfigFilter::default()
-            };
-            for draft in self
-                .repository
-                .list_configs(caller.tenant(), &project.id, &filter)
-                .await?
-            {
-                let me = ConfigRef {
-                    project: draft.project.clone(),
-                    config: draft.id.clone(),
-                };
-                for text in &draft.extends {
-                    if let Ok(base) = ConfigRef::parse("extends", text, &draft.project) {
-                        reverse.entry(base).or_default().push(me.clone());
-                    }
-                }
-            }
-        }
         let mut out: Vec<(ConfigRef, bool)> = Vec::new();
-        let mut seen = BTreeSet::new();
+        let mut seen = BTreeSet::from([target.clone()]);
         let mut frontier = vec![target.clone()];
         let mut direct = true;
         while !frontier.is_empty() {
             let mut next = Vec::new();
             for base in frontier {
-                for child in reverse.get(&base).into_iter().flatten() {
-                    if child != target && seen.insert(child.clone()) {
+                let children = self
+                    .repository
+                    .direct_dependents(caller.tenant(), &base.project, &base.config)
+                    .await?;
+                for (project, config) in children {
+                    let child = ConfigRef { project, config };
+                    if seen.insert(child.clone()) {
                         out.push((child.clone(), direct));
-                        next.push(child.clone());
+                        next.push(child);
                     }
                 }
             }
@@ -591,6 +575,33 @@ impl<R: Repository> ConfigStore<R> {
         }
         Ok(out)
     }
+}
+
+/// A draft read without the reveal permission shows secrets as a mask; writing that mask back
+/// would replace the secret with it, so it is refused.
+fn refuse_masked_secrets(parsed: &ParsedDraft, paths: &[String]) -> ConfigResult<()> {
+    let documents = std::iter::once(("content".to_owned(), &parsed.content)).chain(
+        parsed
+            .overlays
+            .iter()
+            .map(|(environment, overlay)| (format!("overlays[{environment}]"), overlay)),
+    );
+    for (field, document) in documents {
+        let mut plain = document.clone();
+        secrets::unwrap_markers(&mut plain);
+        for path in paths {
+            if json_path::lookup(&plain, path).and_then(Value::as_str) == Some(secrets::REDACTED) {
+                return Err(ConfigError::invalid(
+                    &field,
+                    format!(
+                        "{path} holds the mask `{}`: send the secret itself (read it with reveal) or leave it out",
+                        secrets::REDACTED
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn new_environment(project: &str, id: &str, position: i64, variables: BTreeMap<String, String>) -> Environment {

@@ -106,6 +106,7 @@ pub struct Delivery<R> {
     /// Change-log rows the database keeps per environment.
     retain: i64,
     fetches: std::sync::Mutex<HashMap<Fetch, (i64, u64)>>,
+    mirror: Option<super::mirror::Mirror>,
 }
 
 impl<R: Repository> Delivery<R> {
@@ -117,7 +118,14 @@ impl<R: Repository> Delivery<R> {
             ring: ring.max(1),
             retain,
             fetches: std::sync::Mutex::new(HashMap::new()),
+            mirror: None,
         }
+    }
+
+    /// Mirrors every publication this replica writes (masked) into a key-value store.
+    pub fn with_mirror(mut self, mirror: super::mirror::Mirror) -> Self {
+        self.mirror = Some(mirror);
+        self
     }
 
     pub fn retain(&self) -> i64 {
@@ -173,6 +181,13 @@ impl<R: Repository> Delivery<R> {
     /// Applies rows this replica just wrote, then tells the other replicas.
     pub async fn applied(&self, env: &EnvKey, rows: Vec<Served>) {
         let last = rows.last().map(|row| row.revision);
+        if let Some(mirror) = &self.mirror {
+            for row in &rows {
+                let mut masked = row.resolved.clone();
+                secrets::redact(&mut masked, &row.secret_paths);
+                mirror.publish(env, &row.config, &masked);
+            }
+        }
         if let Some(state) = self.loaded(env) {
             let guard = state.refreshing.lock().await;
             let contiguous = rows.first().map(|row| row.revision) == Some(state.revision() + 1);

@@ -10,6 +10,7 @@ pub mod error;
 pub mod json_path;
 pub mod keystore;
 pub mod merge;
+pub mod mirror;
 pub mod model;
 pub mod names;
 pub mod publishing;

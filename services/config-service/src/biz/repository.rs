@@ -104,6 +104,14 @@ pub trait Repository: Send + Sync + 'static {
         filter: &ConfigFilter,
     ) -> impl Future<Output = StoreResult<Vec<ConfigDraft>>> + Send;
 
+    /// Configs whose `extends` names `project`/`config` directly, as (project, config).
+    fn direct_dependents(
+        &self,
+        tenant: &str,
+        project: &str,
+        config: &str,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+
     /// Writes a publication atomically; returns the inserted release (numbered) and the served rows.
     fn publish(
         &self,

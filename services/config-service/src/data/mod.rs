@@ -2,6 +2,7 @@
 //! and [`SqlRepository`], which implements `biz::repository::Repository` with the same SQL
 //! on PostgreSQL and SQLite.
 
+pub mod consul_kv;
 mod rows;
 
 use sqlx::{AnyConnection, AnyPool, Row, migrate::Migrator};
@@ -15,6 +16,7 @@ use crate::biz::{
         ConfigClient, ConfigDraft, ConfigFilter, EnvKey, Environment, Fetch, Project, Release, Served, StoredDataKey,
         now_ms,
     },
+    names::ConfigRef,
     repository::{ProjectImage, Publication, Repository, StoreError, StoreResult},
 };
 use rows::{CONFIG_COLUMNS, RELEASE_COLUMNS, SERVED_COLUMNS, config_of, environment_of, json, release_of, served_of};
@@ -103,6 +105,35 @@ async fn insert_config(conn: &mut AnyConnection, tenant: &str, draft: &ConfigDra
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
+    replace_bases(conn, tenant, draft).await
+}
+
+/// Rewrites the inheritance rows of a draft.
+async fn replace_bases(conn: &mut AnyConnection, tenant: &str, draft: &ConfigDraft) -> StoreResult<()> {
+    sqlx::query("DELETE FROM config_bases WHERE tenant = $1 AND project = $2 AND config = $3")
+        .bind(tenant)
+        .bind(&draft.project)
+        .bind(&draft.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    for text in &draft.extends {
+        let Ok(base) = ConfigRef::parse("extends", text, &draft.project) else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO config_bases (tenant, project, config, base_project, base_config) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&draft.project)
+        .bind(&draft.id)
+        .bind(&base.project)
+        .bind(&base.config)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
     Ok(())
 }
 
@@ -199,10 +230,15 @@ async fn next_revision(conn: &mut AnyConnection, env: &EnvKey) -> StoreResult<i6
     row.try_get(0).map_err(backend)
 }
 
+/// Change-log pruning runs once per this many revisions: the log may exceed `retain` by as
+/// much, and no publication pays for a delete every time.
+const PRUNE_EVERY: i64 = 64;
+
 /// Drops change-log rows beyond the newest `retain`, except the ones still served.
 async fn prune_changes(conn: &mut AnyConnection, env: &EnvKey, latest: i64, retain: i64) -> StoreResult<()> {
     let cutoff = latest - retain;
-    if cutoff <= 0 {
+    let due = retain < PRUNE_EVERY || latest % PRUNE_EVERY == 0;
+    if cutoff <= 0 || !due {
         return Ok(());
     }
     sqlx::query(
@@ -389,6 +425,7 @@ impl Repository for SqlRepository {
         if updated.rows_affected() == 0 {
             return Err(StoreError::Conflict);
         }
+        replace_bases(&mut tx, tenant, draft).await?;
         append_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(backend)?;
         Ok(ConfigDraft {
@@ -436,6 +473,19 @@ impl Repository for SqlRepository {
                 return Ok(out);
             }
         }
+    }
+
+    async fn direct_dependents(&self, tenant: &str, project: &str, config: &str) -> StoreResult<Vec<(String, String)>> {
+        sqlx::query_as(
+            "SELECT project, config FROM config_bases WHERE tenant = $1 AND base_project = $2 AND base_config = $3 \
+             ORDER BY project, config",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(config)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
     }
 
     async fn publish(

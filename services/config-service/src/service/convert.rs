@@ -6,7 +6,7 @@ use switchyard_api::config::v1 as pb;
 
 use crate::biz::{
     catalog::{DraftView, etag_of},
-    document::{self, Format},
+    document::Format,
     model::{ConfigClient, Environment, Project},
     publishing::{Presented, ReleaseView},
     validation::{Rule, Violation},
@@ -175,14 +175,14 @@ pub fn release(view: &ReleaseView) -> pb::Release {
     }
 }
 
-/// A published config; `text` is the resolved document as JSON text (or the raw text for
+/// A published config; `text` is the resolved document as compact JSON text (or the raw text for
 /// plain-text configs) unless the caller asked for the raw view and passes it in.
 pub fn resolved(presented: &Presented, raw_text: Option<String>) -> pb::ResolvedConfig {
     let served = &presented.entry.served;
     let content = presented.content();
     let text = raw_text.unwrap_or_else(|| match (served.format, content) {
         (Format::Text, Value::String(text)) => text.clone(),
-        _ => document::render(Format::Json, content).unwrap_or_default(),
+        _ => serde_json::to_string(content).unwrap_or_default(),
     });
     pb::ResolvedConfig {
         name: format!("{}/configs/{}", presented.env.resource(), served.config),

@@ -3,6 +3,7 @@
 
 mod archive;
 mod convert;
+mod encoded;
 
 use std::{pin::Pin, sync::Arc};
 
@@ -42,11 +43,17 @@ pub struct ConfigServiceApi {
     about: About,
     store: Arc<Store>,
     shutdown: Shutdown,
+    encoded: Arc<encoded::EncodedConfigs>,
 }
 
 impl ConfigServiceApi {
     pub fn new(about: About, store: Arc<Store>, shutdown: Shutdown) -> Self {
-        Self { about, store, shutdown }
+        Self {
+            about,
+            store,
+            shutdown,
+            encoded: Arc::default(),
+        }
     }
 }
 
@@ -123,14 +130,14 @@ fn next_token(full: bool, last: Option<String>) -> String {
     if full { last.unwrap_or_default() } else { String::new() }
 }
 
-fn watch_response(batch: crate::biz::publishing::WatchBatch) -> pb::WatchResponse {
+fn watch_response(encoded: &encoded::EncodedConfigs, batch: crate::biz::publishing::WatchBatch) -> pb::WatchResponse {
     pb::WatchResponse {
         revision: batch.revision.max(0) as u64,
         snapshot: batch.snapshot,
         configs: batch
             .configs
             .iter()
-            .map(|config| convert::resolved(config, None))
+            .map(|config| encoded.resolved(config).as_ref().clone())
             .collect(),
     }
 }
@@ -443,17 +450,15 @@ impl ConfigService for ConfigServiceApi {
             .get(caller, &env, &config, body.reveal_secrets, &client)
             .await
             .map_err(status)?;
-        let raw = if body.view == pb::View::Raw as i32 {
-            let (content, _) = self
-                .store
-                .raw_texts(caller, &presented, body.reveal_secrets)
-                .await
-                .map_err(status)?;
-            Some(content)
-        } else {
-            None
-        };
-        Ok(Response::new(convert::resolved(&presented, raw)))
+        if body.view != pb::View::Raw as i32 {
+            return Ok(Response::new(self.encoded.resolved(&presented).as_ref().clone()));
+        }
+        let (content, _) = self
+            .store
+            .raw_texts(caller, &presented, body.reveal_secrets)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::resolved(&presented, Some(content))))
     }
 
     async fn list_releases(
@@ -577,7 +582,8 @@ impl ConfigService for ConfigServiceApi {
             .watch(caller, env, since, body.configs.clone(), body.reveal_secrets)
             .await
             .map_err(status)?;
-        let responses = batches.map(|batch| batch.map(watch_response).map_err(status));
+        let encoded = self.encoded.clone();
+        let responses = batches.map(move |batch| batch.map(|batch| watch_response(&encoded, batch)).map_err(status));
         Ok(Response::new(Box::pin(end_on_shutdown(
             responses,
             self.shutdown.clone(),
@@ -605,7 +611,7 @@ impl ConfigService for ConfigServiceApi {
             batch = poll => batch.map_err(status)?,
             _ = self.shutdown.cancelled() => return Err(Shutdown::stream_status()),
         };
-        Ok(Response::new(watch_response(batch)))
+        Ok(Response::new(watch_response(&self.encoded, batch)))
     }
 
     async fn list_audit_records(
