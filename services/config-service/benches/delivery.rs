@@ -42,7 +42,7 @@ fn payload(index: usize) -> Value {
         "replicas": 3,
         "timeouts": {"connect_ms": 250, "read_ms": 1500, "write_ms": 1500},
         "database": {"host": format!("pg-{}.internal", index % 7), "pool": 20, "statement_timeout_ms": 5000},
-        "features": {"checkout_v2": index % 2 == 0, "bkash_wallet": true, "nagad_wallet": index % 3 == 0},
+        "features": {"checkout_v2": index.is_multiple_of(2), "bkash_wallet": true, "nagad_wallet": index.is_multiple_of(3)},
         "endpoints": ["https://api.example.com/v1/orders", "https://api.example.com/v1/payments"],
         "retry": {"attempts": 3, "backoff_ms": [100, 400, 1600]},
         "locale": {"default": "bn-BD", "fallback": "en"}
