@@ -28,7 +28,8 @@ use tonic::{Request, transport::Channel};
 
 const CONFIGS: usize = 10_000;
 const WATCHERS: usize = 1_000;
-const READ_CONCURRENCY: usize = 32;
+/// Closed-loop clients; the first level is the latency point, the last the throughput point.
+const READ_CONCURRENCY: [usize; 3] = [8, 16, 32];
 const CHANNELS: usize = 4;
 const ROUND: Duration = Duration::from_secs(4);
 const ROUNDS: usize = 3;
@@ -64,6 +65,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[derive(Debug, Clone, Copy)]
 struct ReadFigures {
+    concurrency: usize,
     requests_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -79,8 +81,8 @@ struct PropagationFigures {
     deliveries: usize,
 }
 
-/// Runs `call` from READ_CONCURRENCY tasks for ROUND, ROUNDS times; the median round.
-async fn closed_loop<F, Fut>(call: F) -> ReadFigures
+/// Runs `call` from `concurrency` tasks for ROUND, ROUNDS times; the median round.
+async fn closed_loop<F, Fut>(concurrency: usize, call: F) -> ReadFigures
 where
     F: Fn(usize, usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -89,7 +91,7 @@ where
     for _ in 0..ROUNDS {
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for task in 0..READ_CONCURRENCY {
+        for task in 0..concurrency {
             let call = call.clone();
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(100_000);
@@ -110,12 +112,14 @@ where
         let elapsed = started.elapsed().as_secs_f64();
         all.sort_unstable();
         rounds.push(ReadFigures {
+            concurrency,
             requests_per_second: all.len() as f64 / elapsed,
             p50_ms: percentile(&all, 0.50),
             p99_ms: percentile(&all, 0.99),
         });
     }
     ReadFigures {
+        concurrency,
         requests_per_second: median(rounds.iter().map(|round| round.requests_per_second).collect()),
         p50_ms: median(rounds.iter().map(|round| round.p50_ms).collect()),
         p99_ms: median(rounds.iter().map(|round| round.p99_ms).collect()),
@@ -241,7 +245,7 @@ async fn start_switchyard() -> Switchyard {
     }
 }
 
-async fn switchyard_reads(switchyard: &Switchyard) -> ReadFigures {
+async fn switchyard_reads(switchyard: &Switchyard) -> Vec<ReadFigures> {
     let mut client = ConfigServiceClient::new(channels(&switchyard.process.grpc_url)[0].clone())
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
@@ -262,15 +266,22 @@ async fn switchyard_reads(switchyard: &Switchyard) -> ReadFigures {
     // Warm the environment into memory and the connections.
     let mut warm = ConfigServiceClient::new(channels[0].clone());
     warm.get_config(authed(&key, get_request(0))).await.unwrap();
-    closed_loop(move |task, index| {
-        let mut client = ConfigServiceClient::new(channels[task % CHANNELS].clone());
-        let key = key.clone();
-        async move {
-            let response = client.get_config(authed(&key, get_request(index))).await.unwrap();
-            assert_eq!(response.get_ref().release, 1);
-        }
-    })
-    .await
+    let mut levels = Vec::new();
+    for concurrency in READ_CONCURRENCY {
+        let (channels, key) = (channels.clone(), key.clone());
+        let figures = closed_loop(concurrency, move |task, index| {
+            let mut client = ConfigServiceClient::new(channels[task % CHANNELS].clone());
+            let key = key.clone();
+            async move {
+                let response = client.get_config(authed(&key, get_request(index))).await.unwrap();
+                assert_eq!(response.get_ref().release, 1);
+            }
+        })
+        .await;
+        eprintln!("switchyard GetConfig: {figures:?}");
+        levels.push(figures);
+    }
+    levels
 }
 
 fn get_request(index: usize) -> pb::GetConfigRequest {
@@ -409,7 +420,7 @@ fn etcd_key(index: usize) -> Vec<u8> {
     format!("/switchyard/bench/prod/c{index}").into_bytes()
 }
 
-async fn etcd_reads(etcd: &Etcd) -> ReadFigures {
+async fn etcd_reads(etcd: &Etcd) -> Vec<ReadFigures> {
     let channels = Arc::new(channels(&etcd.url));
     let populated = Instant::now();
     let mut writers = Vec::new();
@@ -427,14 +438,21 @@ async fn etcd_reads(etcd: &Etcd) -> ReadFigures {
         writer.await.unwrap();
     }
     eprintln!("etcd: put {CONFIGS} keys in {:?}", populated.elapsed());
-    closed_loop(move |task, index| {
-        let mut grpc = tonic::client::Grpc::new(channels[task % CHANNELS].clone());
-        async move {
-            let response = etcd::range(&mut grpc, &etcd_key(index)).await.unwrap();
-            assert_eq!(response.kvs.len(), 1);
-        }
-    })
-    .await
+    let mut levels = Vec::new();
+    for concurrency in READ_CONCURRENCY {
+        let channels = channels.clone();
+        let figures = closed_loop(concurrency, move |task, index| {
+            let mut grpc = tonic::client::Grpc::new(channels[task % CHANNELS].clone());
+            async move {
+                let response = etcd::range(&mut grpc, &etcd_key(index)).await.unwrap();
+                assert_eq!(response.kvs.len(), 1);
+            }
+        })
+        .await;
+        eprintln!("etcd Range: {figures:?}");
+        levels.push(figures);
+    }
+    levels
 }
 
 async fn etcd_propagation(etcd: &Etcd) -> PropagationFigures {
@@ -481,6 +499,7 @@ async fn etcd_propagation(etcd: &Etcd) -> PropagationFigures {
 
 fn read_json(figures: &ReadFigures) -> Value {
     json!({
+        "concurrency": figures.concurrency,
         "requests_per_second": figures.requests_per_second.round(),
         "p50_ms": figures.p50_ms,
         "p99_ms": figures.p99_ms,
@@ -495,6 +514,11 @@ fn propagation_json(figures: &PropagationFigures) -> Value {
         "max_ms": figures.max_ms,
         "deliveries": figures.deliveries,
     })
+}
+
+/// `a / b` to two decimals.
+fn ratio(a: f64, b: f64) -> f64 {
+    (a / b * 100.0).round() / 100.0
 }
 
 fn machine() -> Value {
@@ -522,7 +546,6 @@ fn main() {
     runtime.block_on(async {
         let mut switchyard = start_switchyard().await;
         let reads = switchyard_reads(&switchyard).await;
-        eprintln!("switchyard GetConfig: {reads:?}");
         let propagation = switchyard_propagation(&switchyard).await;
         eprintln!("switchyard propagation: {propagation:?}");
         switchyard.process.kill();
@@ -531,7 +554,6 @@ fn main() {
             Some(binary) => {
                 let etcd = start_etcd(&binary).await;
                 let reads = etcd_reads(&etcd).await;
-                eprintln!("etcd Range: {reads:?}");
                 let propagation = etcd_propagation(&etcd).await;
                 eprintln!("etcd propagation: {propagation:?}");
                 Some((reads, propagation))
@@ -541,11 +563,15 @@ fn main() {
         let comparison = match &etcd {
             Some((etcd_reads, etcd_propagation)) => json!({
                 "etcd_version": std::process::Command::new(etcd_binary().unwrap_or_default()).arg("--version").output().ok().map(|out| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned()),
-                "etcd_reads": read_json(etcd_reads),
+                "etcd_reads": etcd_reads.iter().map(read_json).collect::<Vec<_>>(),
                 "etcd_propagation": propagation_json(etcd_propagation),
-                "throughput_ratio_switchyard_over_etcd": (reads.requests_per_second / etcd_reads.requests_per_second * 100.0).round() / 100.0,
-                "read_p99_ratio_etcd_over_switchyard": (etcd_reads.p99_ms / reads.p99_ms * 100.0).round() / 100.0,
-                "propagation_p99_ratio_etcd_over_switchyard": (etcd_propagation.p99_ms / propagation.p99_ms * 100.0).round() / 100.0,
+                "reads_by_concurrency": reads.iter().zip(etcd_reads).map(|(ours, theirs)| json!({
+                    "concurrency": ours.concurrency,
+                    "throughput_ratio_switchyard_over_etcd": ratio(ours.requests_per_second, theirs.requests_per_second),
+                    "p99_ratio_etcd_over_switchyard": ratio(theirs.p99_ms, ours.p99_ms),
+                })).collect::<Vec<_>>(),
+                "propagation_p50_ratio_etcd_over_switchyard": ratio(etcd_propagation.p50_ms, propagation.p50_ms),
+                "propagation_p99_ratio_etcd_over_switchyard": ratio(etcd_propagation.p99_ms, propagation.p99_ms),
             }),
             None => json!({"etcd": "not installed: run scripts/bench-config-service.sh to install etcd-server"}),
         };
@@ -565,7 +591,7 @@ fn main() {
                 "etcd_reads": "serializable Range (no quorum round), its fastest read",
             },
             "targets": {"get_p99_ms": 1.0, "get_rps": 20000, "propagation_p99_ms": 50.0},
-            "switchyard_get_config": read_json(&reads),
+            "switchyard_get_config": reads.iter().map(read_json).collect::<Vec<_>>(),
             "switchyard_propagation": propagation_json(&propagation),
             "comparison": comparison,
         });

@@ -168,7 +168,8 @@ async fn http_long_poll_answers_at_once_or_when_a_change_arrives() {
     let answered = waiting.await.unwrap();
     assert_eq!(answered.status, 200);
     assert_eq!(answered.json()["revision"], revision.to_string());
-    assert_eq!(answered.json()["configs"][0]["content"]["port"], 7);
+    let text = answered.json()["configs"][0]["text"].as_str().unwrap().to_owned();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap()["port"], 7);
 
     let bad = testing::http("GET", &url(1, "forever"), &[("authorization", &auth)], "").await;
     assert_eq!(bad.status, 400);

@@ -242,12 +242,12 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     pub async fn environment(&self, caller: Caller<'_>, project: &str, id: &str) -> ConfigResult<Environment> {
-        let found = self.project(caller, project).await?;
-        found
-            .environments
-            .into_iter()
-            .find(|environment| environment.id == id)
-            .ok_or_else(|| ConfigError::NotFound(format!("projects/{project}/environments/{id}")))
+        let resource = format!("projects/{project}/environments/{id}");
+        caller.require(Role::Viewer, &resource)?;
+        self.repository
+            .environment(caller.tenant(), project, id)
+            .await?
+            .ok_or(ConfigError::NotFound(resource))
     }
 
     /// Replaces an environment's variables when `etag` matches, then re-resolves what it serves.

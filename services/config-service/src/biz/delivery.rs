@@ -36,16 +36,30 @@ const CATCH_UP_BATCH: i64 = 1000;
 /// One config as an environment serves it, with its redacted form computed once.
 #[derive(Debug)]
 pub struct Entry {
+    /// `projects/{project}/environments/{environment}/configs/{config}`.
+    pub name: String,
     pub served: Served,
     /// The resolved document with secret values replaced by a mask.
     pub redacted: Value,
+    /// `redacted` as compact JSON text (the string itself for plain-text configs), rendered once.
+    pub text: String,
 }
 
 impl Entry {
-    fn new(served: Served) -> Arc<Entry> {
+    fn new(env: &EnvKey, served: Served) -> Arc<Entry> {
         let mut redacted = served.resolved.clone();
         secrets::redact(&mut redacted, &served.secret_paths);
-        Arc::new(Entry { served, redacted })
+        let text = match (&served.format, &redacted) {
+            (super::document::Format::Text, Value::String(text)) => text.clone(),
+            _ => serde_json::to_string(&redacted).unwrap_or_default(),
+        };
+        let name = format!("{}/configs/{}", env.resource(), served.config);
+        Arc::new(Entry {
+            name,
+            served,
+            redacted,
+            text,
+        })
     }
 }
 
@@ -142,6 +156,7 @@ impl<R: Repository> Delivery<R> {
         if let Some(state) = self.loaded(env) {
             return Ok(state);
         }
+        let key = env;
         let (environment, served) = match self.repository.served(env).await {
             Err(StoreError::Missing) => return Err(ConfigError::NotFound(env.resource())),
             other => other?,
@@ -151,7 +166,7 @@ impl<R: Repository> Delivery<R> {
             compacted: environment.compacted,
             configs: served
                 .into_iter()
-                .map(|served| (served.config.clone(), Entry::new(served)))
+                .map(|served| (served.config.clone(), Entry::new(key, served)))
                 .collect(),
             recent: VecDeque::new(),
         };
@@ -192,7 +207,7 @@ impl<R: Repository> Delivery<R> {
             let guard = state.refreshing.lock().await;
             let contiguous = rows.first().map(|row| row.revision) == Some(state.revision() + 1);
             if contiguous {
-                self.apply(&state, rows);
+                self.apply(env, &state, rows);
             }
             drop(guard);
             let behind = last.is_some_and(|last| state.revision() < last);
@@ -223,13 +238,13 @@ impl<R: Repository> Delivery<R> {
         });
     }
 
-    fn apply(&self, state: &EnvState, rows: Vec<Served>) {
+    fn apply(&self, env: &EnvKey, state: &EnvState, rows: Vec<Served>) {
         let mut view = state.write();
         for row in rows {
             if row.revision <= view.revision {
                 continue;
             }
-            let entry = Entry::new(row);
+            let entry = Entry::new(env, row);
             view.revision = entry.served.revision;
             view.configs.insert(entry.served.config.clone(), entry.clone());
             view.recent.push_back(entry);
@@ -257,7 +272,7 @@ impl<R: Repository> Delivery<R> {
                 return self.reload(env, state).await;
             }
             let full = rows.len() as i64 == CATCH_UP_BATCH;
-            self.apply(state, rows);
+            self.apply(env, state, rows);
             if !full {
                 return Ok(());
             }
@@ -271,7 +286,7 @@ impl<R: Repository> Delivery<R> {
         view.compacted = environment.compacted;
         view.configs = served
             .into_iter()
-            .map(|served| (served.config.clone(), Entry::new(served)))
+            .map(|served| (served.config.clone(), Entry::new(env, served)))
             .collect();
         view.recent.clear();
         drop(view);
@@ -397,7 +412,7 @@ impl<R: Repository> Delivery<R> {
         Ok(Some(Batch {
             revision,
             snapshot: false,
-            entries: rows.into_iter().map(Entry::new).collect(),
+            entries: rows.into_iter().map(|row| Entry::new(env, row)).collect(),
         }))
     }
 

@@ -54,7 +54,7 @@ struct Source {
 /// A published config as a caller sees it.
 #[derive(Debug, Clone)]
 pub struct Presented {
-    pub env: EnvKey,
+    pub env: Arc<EnvKey>,
     pub entry: Arc<Entry>,
     /// The document with secrets in clear, when revealed.
     pub revealed: Option<Value>,
@@ -636,10 +636,10 @@ impl<R: Repository> ConfigStore<R> {
                 etag: entry.served.content_hash.clone(),
             });
         }
-        self.present(env, entry, reveal).await
+        self.present(&Arc::new(env.clone()), entry, reveal).await
     }
 
-    async fn present(&self, env: &EnvKey, entry: Arc<Entry>, reveal: bool) -> ConfigResult<Presented> {
+    async fn present(&self, env: &Arc<EnvKey>, entry: Arc<Entry>, reveal: bool) -> ConfigResult<Presented> {
         let revealed = if reveal && !entry.served.secret_paths.is_empty() {
             let mut document = entry.served.resolved.clone();
             self.keystore.open_document(&mut document).await?;
@@ -874,7 +874,7 @@ impl<R: Repository> ConfigStore<R> {
 
     async fn present_batch(
         &self,
-        env: &EnvKey,
+        env: &Arc<EnvKey>,
         batch: Batch,
         only: &[String],
         reveal: bool,
@@ -906,11 +906,11 @@ impl<R: Repository> ConfigStore<R> {
         self.authorize_watch(caller, &env, reveal)?;
         let batches = self.delivery.clone().watch(env.clone(), since).await?;
         let store = self.clone();
+        let env = Arc::new(env);
+        let only: Arc<[String]> = only.into();
         Ok(batches
             .then(move |batch| {
-                let store = store.clone();
-                let env = env.clone();
-                let only = only.clone();
+                let (store, env, only) = (store.clone(), env.clone(), only.clone());
                 async move { store.present_batch(&env, batch?, &only, reveal).await }
             })
             .filter(|batch| {
@@ -935,6 +935,6 @@ impl<R: Repository> ConfigStore<R> {
         self.authorize_watch(caller, env, reveal)?;
         let wait = wait.min(self.limits.max_wait);
         let batch = self.delivery.poll(env, since, wait).await?;
-        self.present_batch(env, batch, only, reveal).await
+        self.present_batch(&Arc::new(env.clone()), batch, only, reveal).await
     }
 }

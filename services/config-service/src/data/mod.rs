@@ -186,8 +186,9 @@ async fn insert_served(conn: &mut AnyConnection, env: &EnvKey, served: &Served) 
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
-    let updated = sqlx::query(
-        "UPDATE published SET revision = $5 WHERE tenant = $1 AND project = $2 AND environment = $3 AND config = $4",
+    sqlx::query(
+        "INSERT INTO published (tenant, project, environment, config, revision) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant, project, environment, config) DO UPDATE SET revision = excluded.revision",
     )
     .bind(&env.tenant)
     .bind(&env.project)
@@ -197,19 +198,6 @@ async fn insert_served(conn: &mut AnyConnection, env: &EnvKey, served: &Served) 
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
-    if updated.rows_affected() == 0 {
-        sqlx::query(
-            "INSERT INTO published (tenant, project, environment, config, revision) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&env.tenant)
-        .bind(&env.project)
-        .bind(&env.environment)
-        .bind(&served.config)
-        .bind(served.revision)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    }
     Ok(())
 }
 
@@ -473,6 +461,20 @@ impl Repository for SqlRepository {
                 return Ok(out);
             }
         }
+    }
+
+    async fn environment(&self, tenant: &str, project: &str, id: &str) -> StoreResult<Option<Environment>> {
+        let row = sqlx::query(
+            "SELECT project, id, position, variables, revision, compacted, version FROM environments \
+             WHERE tenant = $1 AND project = $2 AND id = $3",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(environment_of).transpose()
     }
 
     async fn direct_dependents(&self, tenant: &str, project: &str, config: &str) -> StoreResult<Vec<(String, String)>> {

@@ -175,22 +175,34 @@ pub fn release(view: &ReleaseView) -> pb::Release {
     }
 }
 
-/// A published config; `text` is the resolved document as compact JSON text (or the raw text for
-/// plain-text configs) unless the caller asked for the raw view and passes it in.
+/// A published config. `text` is the resolved document as compact JSON (the text itself for
+/// plain-text configs), or the config's own text when the caller asked for the raw view.
 pub fn resolved(presented: &Presented, raw_text: Option<String>) -> pb::ResolvedConfig {
-    let served = &presented.entry.served;
-    let content = presented.content();
-    let text = raw_text.unwrap_or_else(|| match (served.format, content) {
-        (Format::Text, Value::String(text)) => text.clone(),
-        _ => serde_json::to_string(content).unwrap_or_default(),
-    });
     pb::ResolvedConfig {
-        name: format!("{}/configs/{}", presented.env.resource(), served.config),
+        content: Some(to_proto_value(presented.content())),
+        ..event(presented, raw_text)
+    }
+}
+
+/// A published config as a watch event: the document as `text` only, so that a change seen
+/// by many watchers costs each of them a few string copies.
+pub fn event(presented: &Presented, raw_text: Option<String>) -> pb::ResolvedConfig {
+    let served = &presented.entry.served;
+    let text = match (raw_text, &presented.revealed) {
+        (Some(raw), _) => raw,
+        (None, Some(revealed)) => match (served.format, revealed) {
+            (Format::Text, Value::String(text)) => text.clone(),
+            _ => serde_json::to_string(revealed).unwrap_or_default(),
+        },
+        (None, None) => presented.entry.text.clone(),
+    };
+    pb::ResolvedConfig {
+        name: presented.entry.name.clone(),
         release: served.release.max(0) as u64,
         revision: served.revision.max(0) as u64,
         etag: served.content_hash.clone(),
         format: format_to_proto(served.format) as i32,
-        content: Some(to_proto_value(content)),
+        content: None,
         text,
         secret_paths: served.secret_paths.clone(),
         deleted: false,

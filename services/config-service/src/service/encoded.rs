@@ -1,6 +1,6 @@
-//! Published configs as protobuf, built once per (config, revision) and shared by every
-//! reader and watcher: a publication seen by a thousand watchers is converted once, and the
-//! `GetConfig` hot path is a map lookup and a clone.
+//! Published configs as protobuf, built once per published entry and shared by every
+//! reader: the `GetConfig` hot path is a map lookup and a clone. Entries that are no
+//! longer served stay until the cache starts over at its capacity.
 
 use std::{
     collections::HashMap,
@@ -10,23 +10,18 @@ use std::{
 use switchyard_api::config::v1 as pb;
 
 use super::convert;
-use crate::biz::publishing::Presented;
+use crate::biz::{delivery::Entry, publishing::Presented};
 
 /// Entries kept before the cache starts over; a published config is rebuilt on its next read.
 const CAPACITY: usize = 50_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    tenant: String,
-    project: String,
-    environment: String,
-    config: String,
-    revision: i64,
-}
+/// Keyed by the address of the published entry. Each cached value holds that entry, so the
+/// address cannot be reused by another entry while the key exists.
+type Cached = (Arc<Entry>, Arc<pb::ResolvedConfig>);
 
 #[derive(Debug, Default)]
 pub struct EncodedConfigs {
-    entries: Mutex<HashMap<Key, Arc<pb::ResolvedConfig>>>,
+    entries: Mutex<HashMap<usize, Cached>>,
 }
 
 impl EncodedConfigs {
@@ -35,22 +30,16 @@ impl EncodedConfigs {
         if presented.revealed.is_some() {
             return Arc::new(convert::resolved(presented, None));
         }
-        let key = Key {
-            tenant: presented.env.tenant.clone(),
-            project: presented.env.project.clone(),
-            environment: presented.env.environment.clone(),
-            config: presented.entry.served.config.clone(),
-            revision: presented.entry.served.revision,
-        };
+        let key = Arc::as_ptr(&presented.entry) as usize;
         let mut entries = self.entries.lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some(encoded) = entries.get(&key) {
+        if let Some((_, encoded)) = entries.get(&key) {
             return encoded.clone();
         }
         if entries.len() >= CAPACITY {
             entries.clear();
         }
         let encoded = Arc::new(convert::resolved(presented, None));
-        entries.insert(key, encoded.clone());
+        entries.insert(key, (presented.entry.clone(), encoded.clone()));
         encoded
     }
 }

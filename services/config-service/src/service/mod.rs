@@ -130,14 +130,14 @@ fn next_token(full: bool, last: Option<String>) -> String {
     if full { last.unwrap_or_default() } else { String::new() }
 }
 
-fn watch_response(encoded: &encoded::EncodedConfigs, batch: crate::biz::publishing::WatchBatch) -> pb::WatchResponse {
+fn watch_response(batch: crate::biz::publishing::WatchBatch) -> pb::WatchResponse {
     pb::WatchResponse {
         revision: batch.revision.max(0) as u64,
         snapshot: batch.snapshot,
         configs: batch
             .configs
             .iter()
-            .map(|config| encoded.resolved(config).as_ref().clone())
+            .map(|config| convert::event(config, None))
             .collect(),
     }
 }
@@ -582,8 +582,7 @@ impl ConfigService for ConfigServiceApi {
             .watch(caller, env, since, body.configs.clone(), body.reveal_secrets)
             .await
             .map_err(status)?;
-        let encoded = self.encoded.clone();
-        let responses = batches.map(move |batch| batch.map(|batch| watch_response(&encoded, batch)).map_err(status));
+        let responses = batches.map(|batch| batch.map(watch_response).map_err(status));
         Ok(Response::new(Box::pin(end_on_shutdown(
             responses,
             self.shutdown.clone(),
@@ -611,7 +610,7 @@ impl ConfigService for ConfigServiceApi {
             batch = poll => batch.map_err(status)?,
             _ = self.shutdown.cancelled() => return Err(Shutdown::stream_status()),
         };
-        Ok(Response::new(watch_response(&self.encoded, batch)))
+        Ok(Response::new(watch_response(batch)))
     }
 
     async fn list_audit_records(
