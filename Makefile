@@ -5,7 +5,7 @@ CARGO ?= cargo
 export POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export REDIS_TEST_URL ?= redis://127.0.0.1:6379
 
-.PHONY: run test lint fmt bench proto migrate build
+.PHONY: run test lint fmt bench bench-config proto migrate build
 
 ## run: build and start all five services in one process (switchyard dev)
 run:
@@ -36,6 +36,10 @@ build:
 ## bench: criterion benchmarks; results land in bench/results/
 bench:
 	$(CARGO) bench --workspace
+
+## bench-config: config-service's data plane against etcd (installs etcd-server if missing)
+bench-config:
+	./scripts/bench-config-service.sh
 
 ## proto: regenerate the API crate from proto/ (it also happens on every build)
 proto:
