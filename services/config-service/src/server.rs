@@ -26,11 +26,12 @@ const PUBLIC: &[&str] = &["/switchyard.config.v1.ConfigService/GetServiceInfo"];
 const GENERATED_KEY_FILE: &str = "secrets.kek";
 
 pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, StartError> {
-    let keyring = keyring(&settings.service, &settings.data_dir)?;
+    let embedded = settings.storage_url(IDENTITY.name).starts_with("sqlite:");
+    let keyring = keyring(&settings.service, &settings.data_dir, embedded)?;
     let host = Host::prepare(IDENTITY, settings, shutdown, &MIGRATIONS).await?;
     let own = &host.settings.service;
     let repository = Arc::new(SqlRepository::new(host.database.pool.clone()));
-    let keystore = Arc::new(Keystore::new(repository.clone(), Some(keyring)));
+    let keystore = Arc::new(Keystore::new(repository.clone(), keyring));
     let mut delivery = Delivery::new(
         repository.clone(),
         host.bus.clone(),
@@ -47,9 +48,14 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     tokio::spawn(delivery.clone().resync_every(interval, host.shutdown.clone()));
     let store = Arc::new(ConfigStore::new(repository, keystore, delivery, StoreLimits::default()));
     let max_message = host.settings.limits.max_request_bytes;
-    let api = ConfigServiceServer::new(ConfigServiceApi::new(host.about.clone(), store, host.shutdown.clone()))
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+    let api = ConfigServiceServer::new(ConfigServiceApi::new(
+        host.about.clone(),
+        store,
+        host.shutdown.clone(),
+        &host.metrics,
+    ))
+    .max_decoding_message_size(max_message)
+    .max_encoding_message_size(max_message);
     let services = PUBLIC
         .iter()
         .fold(GrpcServices::new().with_service(api), |services, path| {
@@ -58,19 +64,29 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     host.serve(services).await
 }
 
-/// The key-encryption keys from settings, or one generated into the data directory.
-fn keyring(settings: &ConfigServiceSettings, data_dir: &std::path::Path) -> Result<Keyring, StartError> {
+/// The key-encryption keys from settings. Without any, an embedded (SQLite) node generates
+/// one into its data directory; a node on shared storage runs without one and refuses
+/// secrets, because replicas that each generated their own key could not open each other's.
+fn keyring(
+    settings: &ConfigServiceSettings,
+    data_dir: &std::path::Path,
+    embedded: bool,
+) -> Result<Option<Keyring>, StartError> {
     let invalid = |message: String| {
         StartError::Settings(switchyard_platform::settings::SettingsError::Invalid {
             key: "service.secret_keys".to_owned(),
             reason: message,
         })
     };
+    if settings.secret_keys.is_empty() && !embedded {
+        tracing::warn!("no [service] secret_keys: configs holding secrets will be refused");
+        return Ok(None);
+    }
     if settings.secret_keys.is_empty() {
         let material = generated_key(data_dir)
             .map_err(|error| invalid(format!("cannot create a key in {}: {error}", data_dir.display())))?;
-        return Keyring::new(vec![("generated".to_owned(), material)], "generated")
-            .map_err(|error| invalid(error.to_string()));
+        let keyring = Keyring::new(vec![("generated".to_owned(), material)], "generated");
+        return keyring.map(Some).map_err(|error| invalid(error.to_string()));
     }
     let mut keys = Vec::new();
     for (id, encoded) in &settings.secret_keys {
@@ -84,7 +100,9 @@ fn keyring(settings: &ConfigServiceSettings, data_dir: &std::path::Path) -> Resu
         "" => return Err(invalid("set service.active_secret_key to one of the keys".to_owned())),
         active => active.to_owned(),
     };
-    Keyring::new(keys, &active).map_err(|error| invalid(error.to_string()))
+    Keyring::new(keys, &active)
+        .map(Some)
+        .map_err(|error| invalid(error.to_string()))
 }
 
 /// Reads `<data_dir>/secrets.kek`, creating it (0600) with 32 random bytes on first use.

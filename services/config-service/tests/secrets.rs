@@ -226,3 +226,29 @@ async fn writing_back_a_masked_draft_is_refused_instead_of_destroying_the_secret
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert!(refused.message().contains("mask"), "{}", refused.message());
 }
+
+#[tokio::test]
+async fn on_shared_storage_without_a_key_secrets_are_refused_not_stored_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, keys) = support::settings_with_keys(dir.path());
+    let settings = switchyard_platform::testing::with_postgres_and_redis(settings).await;
+    let service = support::start_with(settings, keys, tempfile::tempdir().unwrap()).await;
+    shop(&service).await;
+    let refused = service
+        .client()
+        .create_config(authed(
+            &service.keys.editor,
+            pb::CreateConfigRequest {
+                parent: "projects/shop".into(),
+                config_id: "payments".into(),
+                config: Some(pb::Config {
+                    content: r#"{"password": {"$secret": "pw"}}"#.into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("secret_keys"), "{}", refused.message());
+}

@@ -74,6 +74,9 @@ async fn a_resumed_watch_gets_every_later_change_once_in_order() {
     assert!(snapshot.snapshot);
     assert_eq!(snapshot.revision, 1);
     assert_eq!(snapshot.configs.len(), 1);
+    let metrics = testing::get(&service.http("/metrics")).await.text();
+    assert!(metrics.contains("switchyard_config_watchers 1"), "{metrics}");
+    assert!(metrics.contains("switchyard_config_publications_total 1"), "{metrics}");
 
     let r2 = publish_port(&service, 2).await;
     let change = next(&mut stream).await;

@@ -101,6 +101,9 @@ impl EnvState {
     }
 }
 
+/// A client of one config: (environment, config, service, instance).
+type ClientKey = (EnvKey, String, String, String);
+
 /// The announcement on the bus.
 #[derive(Debug, Serialize, Deserialize)]
 struct Announcement {
@@ -119,7 +122,9 @@ pub struct Delivery<R> {
     ring: usize,
     /// Change-log rows the database keeps per environment.
     retain: i64,
-    fetches: std::sync::Mutex<HashMap<Fetch, (i64, u64)>>,
+    /// Per (environment, config, service, instance): the latest fetch, its time, and how many
+    /// fetches since the last flush.
+    fetches: std::sync::Mutex<HashMap<ClientKey, (Fetch, i64, u64)>>,
     mirror: Option<super::mirror::Mirror>,
 }
 
@@ -484,17 +489,22 @@ impl<R: Repository> Delivery<R> {
 
     /// Notes a fetch in memory; written to the database on the next resync.
     pub fn record_fetch(&self, fetch: Fetch) {
+        let key = (
+            fetch.env.clone(),
+            fetch.config.clone(),
+            fetch.service.clone(),
+            fetch.instance.clone(),
+        );
         let mut fetches = self.fetches.lock().unwrap_or_else(|poison| poison.into_inner());
-        let slot = fetches.entry(fetch).or_insert((0, 0));
-        slot.0 = now_ms();
-        slot.1 += 1;
+        let count = fetches.get(&key).map(|(_, _, count)| *count).unwrap_or(0);
+        fetches.insert(key, (fetch, now_ms(), count + 1));
     }
 
     /// Writes the fetches noted since the last flush.
     pub async fn flush_fetches(&self) {
         let pending: Vec<(Fetch, i64, u64)> = {
             let mut fetches = self.fetches.lock().unwrap_or_else(|poison| poison.into_inner());
-            fetches.drain().map(|(fetch, (at, count))| (fetch, at, count)).collect()
+            fetches.drain().map(|(_, pending)| pending).collect()
         };
         if pending.is_empty() {
             return;

@@ -50,7 +50,8 @@ impl<R: Repository> Keystore<R> {
     fn keyring(&self) -> ConfigResult<&Keyring> {
         self.keyring.as_ref().ok_or_else(|| {
             ConfigError::FailedPrecondition(
-                "this config holds secrets but no key-encryption key is configured ([service.secrets])".to_owned(),
+                "this config holds secrets but no key-encryption key is configured: set [service] secret_keys"
+                    .to_owned(),
             )
         })
     }

@@ -63,7 +63,12 @@ pub trait Repository: Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<Project>>> + Send;
 
-    fn environment(&self, tenant: &str, project: &str, id: &str) -> impl Future<Output = StoreResult<Option<Environment>>> + Send;
+    fn environment(
+        &self,
+        tenant: &str,
+        project: &str,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<Environment>>> + Send;
     fn create_environment(
         &self,
         tenant: &str,

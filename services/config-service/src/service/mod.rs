@@ -4,6 +4,7 @@
 mod archive;
 mod convert;
 mod encoded;
+mod figures;
 
 use std::{pin::Pin, sync::Arc};
 
@@ -18,6 +19,7 @@ use switchyard_platform::{
     audit::{AuditFilter, AuditRecord},
     auth::Principal,
     error::{Classify, to_status},
+    metrics::Metrics,
     settings::parse_duration,
     shutdown::end_on_shutdown,
 };
@@ -44,15 +46,17 @@ pub struct ConfigServiceApi {
     store: Arc<Store>,
     shutdown: Shutdown,
     encoded: Arc<encoded::EncodedConfigs>,
+    figures: figures::Figures,
 }
 
 impl ConfigServiceApi {
-    pub fn new(about: About, store: Arc<Store>, shutdown: Shutdown) -> Self {
+    pub fn new(about: About, store: Arc<Store>, shutdown: Shutdown, metrics: &Metrics) -> Self {
         Self {
             about,
             store,
             shutdown,
             encoded: Arc::default(),
+            figures: figures::Figures::register(metrics),
         }
     }
 }
@@ -412,6 +416,7 @@ impl ConfigService for ConfigServiceApi {
             .publish(caller, &project, &config, &body.environment, &body.message, &body.etag)
             .await
             .map_err(status)?;
+        self.figures.publications.inc();
         Ok(Response::new(convert::release(&view)))
     }
 
@@ -450,6 +455,7 @@ impl ConfigService for ConfigServiceApi {
             .get(caller, &env, &config, body.reveal_secrets, &client)
             .await
             .map_err(status)?;
+        self.figures.reads.inc();
         if body.view != pb::View::Raw as i32 {
             return Ok(Response::new(self.encoded.resolved(&presented).as_ref().clone()));
         }
@@ -536,6 +542,7 @@ impl ConfigService for ConfigServiceApi {
             .rollback(caller, &env, &config, number, &body.message)
             .await
             .map_err(status)?;
+        self.figures.publications.inc();
         Ok(Response::new(convert::release(&view)))
     }
 
@@ -551,6 +558,7 @@ impl ConfigService for ConfigServiceApi {
             .promote(caller, &env, &config, number, &body.message)
             .await
             .map_err(status)?;
+        self.figures.publications.inc();
         Ok(Response::new(convert::release(&view)))
     }
 
@@ -582,7 +590,11 @@ impl ConfigService for ConfigServiceApi {
             .watch(caller, env, since, body.configs.clone(), body.reveal_secrets)
             .await
             .map_err(status)?;
-        let responses = batches.map(|batch| batch.map(watch_response).map_err(status));
+        let guard = figures::WatcherGuard::new(&self.figures.watchers);
+        let responses = batches.map(move |batch| {
+            let _open = &guard;
+            batch.map(watch_response).map_err(status)
+        });
         Ok(Response::new(Box::pin(end_on_shutdown(
             responses,
             self.shutdown.clone(),

@@ -70,11 +70,17 @@ pub async fn sqlite() -> Service {
     start_with(settings, keys, dir).await
 }
 
-/// Production shape: a fresh PostgreSQL database and the Redis bus.
+/// Production shape: a fresh PostgreSQL database, the Redis bus and a key-encryption key
+/// from settings, as replicas share it.
 pub async fn postgres() -> Service {
     let dir = tempfile::tempdir().unwrap();
     let (settings, keys) = settings_with_keys(dir.path());
-    let settings = testing::with_postgres_and_redis(settings).await;
+    let mut settings = testing::with_postgres_and_redis(settings).await;
+    settings.service.secret_keys = [(
+        "primary".to_owned(),
+        "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".to_owned(),
+    )]
+    .into();
     start_with(settings, keys, dir).await
 }
 
