@@ -197,3 +197,41 @@ async fn replicas_on_postgres_keep_watchers_in_step_through_redis() {
         "pushed by the bus, not the 60s resync"
     );
 }
+
+#[tokio::test]
+async fn watchers_that_say_who_they_are_show_up_as_clients_of_what_they_hold() {
+    let service = support::sqlite().await;
+    setup(&service).await;
+    let mut stream = service
+        .client()
+        .watch(authed(
+            &service.keys.viewer,
+            pb::WatchRequest {
+                parent: "projects/shop/environments/dev".into(),
+                client_service: "cart".into(),
+                client_instance: "cart-0".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    next(&mut stream).await;
+    publish_port(&service, 5).await;
+    next(&mut stream).await;
+    let clients = service
+        .client()
+        .list_config_clients(authed(
+            &service.keys.viewer,
+            pb::ListConfigClientsRequest {
+                name: "projects/shop/environments/dev/configs/app".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(clients.clients.len(), 1);
+    assert_eq!(clients.clients[0].instance, "cart-0");
+    assert_eq!(clients.clients[0].release, clients.current_release);
+    assert!(!clients.clients[0].stale);
+}

@@ -87,6 +87,18 @@ pub struct WatchBatch {
     pub configs: Vec<Presented>,
 }
 
+/// What a watcher or long-poller asks for.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub env: EnvKey,
+    /// The last revision the client applied; 0 for a snapshot first.
+    pub since: i64,
+    /// Only these config ids; every config when empty.
+    pub configs: Vec<String>,
+    pub reveal: bool,
+    pub client: ClientId,
+}
+
 /// Who is fetching, for client tracking.
 #[derive(Debug, Clone, Default)]
 pub struct ClientId {
@@ -324,11 +336,16 @@ impl<R: Repository> ConfigStore<R> {
     ) -> ConfigResult<ReleaseView> {
         let env = EnvKey::new(caller.tenant(), project, environment);
         caller.require(Role::Publisher, &published_resource(&env, config))?;
-        let draft = self.stored_draft(caller, project, config).await?;
+        // Two independent reads, on two connections: one round trip of latency instead of two.
+        let (draft, target) = futures::future::join(
+            self.stored_draft(caller, project, config),
+            self.environment(caller, project, environment),
+        )
+        .await;
+        let (draft, target) = (draft?, target?);
         if !etag.is_empty() && parse_etag(etag)? != draft.version {
             return Err(ConfigError::Conflict(format!("projects/{project}/configs/{config}")));
         }
-        let target = self.environment(caller, project, environment).await?;
         let source = Source {
             format: draft.format,
             content: draft.content.clone(),
@@ -626,17 +643,23 @@ impl<R: Repository> ConfigStore<R> {
             caller.require_reveal(&resource)?;
         }
         let entry = self.delivery.current(env, config).await?;
-        if !client.service.is_empty() {
-            self.delivery.record_fetch(Fetch {
-                env: env.clone(),
-                config: config.to_owned(),
-                service: client.service.chars().take(128).collect(),
-                instance: client.instance.chars().take(128).collect(),
-                release: entry.served.release,
-                etag: entry.served.content_hash.clone(),
-            });
-        }
+        self.record(env, &entry, client);
         self.present(&Arc::new(env.clone()), entry, reveal).await
+    }
+
+    /// Notes that `client` now holds `entry` (when the client said who it is).
+    fn record(&self, env: &EnvKey, entry: &Entry, client: &ClientId) {
+        if client.service.is_empty() {
+            return;
+        }
+        self.delivery.record_fetch(Fetch {
+            env: env.clone(),
+            config: entry.served.config.clone(),
+            service: client.service.chars().take(128).collect(),
+            instance: client.instance.chars().take(128).collect(),
+            release: entry.served.release,
+            etag: entry.served.content_hash.clone(),
+        });
     }
 
     async fn present(&self, env: &Arc<EnvKey>, entry: Arc<Entry>, reveal: bool) -> ConfigResult<Presented> {
@@ -872,19 +895,21 @@ impl<R: Repository> ConfigStore<R> {
         Ok(())
     }
 
+    /// Filters, reveals and records what a watcher or poller receives.
     async fn present_batch(
         &self,
         env: &Arc<EnvKey>,
         batch: Batch,
-        only: &[String],
-        reveal: bool,
+        subscription: &Subscription,
     ) -> ConfigResult<WatchBatch> {
+        let only = &subscription.configs;
         let mut configs = Vec::with_capacity(batch.entries.len());
         for entry in batch.entries {
             if !only.is_empty() && !only.contains(&entry.served.config) {
                 continue;
             }
-            configs.push(self.present(env, entry, reveal).await?);
+            self.record(env, &entry, &subscription.client);
+            configs.push(self.present(env, entry, subscription.reveal).await?);
         }
         Ok(WatchBatch {
             revision: batch.revision,
@@ -893,25 +918,26 @@ impl<R: Repository> ConfigStore<R> {
         })
     }
 
-    /// Changes of `env` after `since`, then live; a snapshot first when `since` is 0 or too old.
-    /// Batches that carry none of the `only` configs are skipped.
+    /// Changes after `subscription.since`, then live; a snapshot first when `since` is 0 or
+    /// too old. Batches that carry none of the requested configs are skipped.
     pub async fn watch(
         self: Arc<Self>,
         caller: Caller<'_>,
-        env: EnvKey,
-        since: i64,
-        only: Vec<String>,
-        reveal: bool,
+        subscription: Subscription,
     ) -> ConfigResult<impl Stream<Item = ConfigResult<WatchBatch>> + Send + 'static> {
-        self.authorize_watch(caller, &env, reveal)?;
-        let batches = self.delivery.clone().watch(env.clone(), since).await?;
+        self.authorize_watch(caller, &subscription.env, subscription.reveal)?;
+        let batches = self
+            .delivery
+            .clone()
+            .watch(subscription.env.clone(), subscription.since)
+            .await?;
         let store = self.clone();
-        let env = Arc::new(env);
-        let only: Arc<[String]> = only.into();
+        let subscription = Arc::new(subscription);
+        let env = Arc::new(subscription.env.clone());
         Ok(batches
             .then(move |batch| {
-                let (store, env, only) = (store.clone(), env.clone(), only.clone());
-                async move { store.present_batch(&env, batch?, &only, reveal).await }
+                let (store, env, subscription) = (store.clone(), env.clone(), subscription.clone());
+                async move { store.present_batch(&env, batch?, &subscription).await }
             })
             .filter(|batch| {
                 let keep = match batch {
@@ -926,15 +952,13 @@ impl<R: Repository> ConfigStore<R> {
     pub async fn poll(
         &self,
         caller: Caller<'_>,
-        env: &EnvKey,
-        since: i64,
+        subscription: &Subscription,
         wait: Duration,
-        only: &[String],
-        reveal: bool,
     ) -> ConfigResult<WatchBatch> {
-        self.authorize_watch(caller, env, reveal)?;
+        self.authorize_watch(caller, &subscription.env, subscription.reveal)?;
         let wait = wait.min(self.limits.max_wait);
-        let batch = self.delivery.poll(env, since, wait).await?;
-        self.present_batch(&Arc::new(env.clone()), batch, only, reveal).await
+        let batch = self.delivery.poll(&subscription.env, subscription.since, wait).await?;
+        self.present_batch(&Arc::new(subscription.env.clone()), batch, subscription)
+            .await
     }
 }

@@ -31,7 +31,7 @@ use crate::{
         error::{ConfigError, ConfigResult},
         model::{ConfigFilter, EnvKey},
         names::{ConfigRef, parse},
-        publishing::{ClientId, DiffSide},
+        publishing::{ClientId, DiffSide, Subscription},
         store::{Caller, ConfigStore},
     },
     data::SqlRepository,
@@ -187,6 +187,30 @@ fn audit_record(record: &AuditRecord) -> pb::AuditRecord {
         create_time: convert::timestamp(record.created_ms),
         hash: record.hash.clone(),
         previous_hash: record.previous_hash.clone(),
+    }
+}
+
+fn client_of(service: &str, instance: &str) -> ClientId {
+    ClientId {
+        service: service.to_owned(),
+        instance: instance.to_owned(),
+    }
+}
+
+fn subscription(
+    env: EnvKey,
+    since: i64,
+    configs: &[String],
+    reveal: bool,
+    service: &str,
+    instance: &str,
+) -> Subscription {
+    Subscription {
+        env,
+        since,
+        configs: configs.to_vec(),
+        reveal,
+        client: client_of(service, instance),
     }
 }
 
@@ -446,10 +470,7 @@ impl ConfigService for ConfigServiceApi {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let (env, config) = published(&caller, "name", &body.name).map_err(status)?;
-        let client = ClientId {
-            service: body.client_service.clone(),
-            instance: body.client_instance.clone(),
-        };
+        let client = client_of(&body.client_service, &body.client_instance);
         let presented = self
             .store
             .get(caller, &env, &config, body.reveal_secrets, &client)
@@ -587,7 +608,17 @@ impl ConfigService for ConfigServiceApi {
         let batches = self
             .store
             .clone()
-            .watch(caller, env, since, body.configs.clone(), body.reveal_secrets)
+            .watch(
+                caller,
+                subscription(
+                    env,
+                    since,
+                    &body.configs,
+                    body.reveal_secrets,
+                    &body.client_service,
+                    &body.client_instance,
+                ),
+            )
             .await
             .map_err(status)?;
         let guard = figures::WatcherGuard::new(&self.figures.watchers);
@@ -615,9 +646,15 @@ impl ConfigService for ConfigServiceApi {
             text => parse_duration(text)
                 .ok_or_else(|| status(ConfigError::invalid("wait", "a duration such as 30s or 500ms")))?,
         };
-        let poll = self
-            .store
-            .poll(caller, &env, since, wait, &body.configs, body.reveal_secrets);
+        let subscription = subscription(
+            env,
+            since,
+            &body.configs,
+            body.reveal_secrets,
+            &body.client_service,
+            &body.client_instance,
+        );
+        let poll = self.store.poll(caller, &subscription, wait);
         let batch = tokio::select! {
             batch = poll => batch.map_err(status)?,
             _ = self.shutdown.cancelled() => return Err(Shutdown::stream_status()),
