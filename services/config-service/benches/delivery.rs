@@ -32,7 +32,8 @@ const WATCHERS: usize = 1_000;
 const READ_CONCURRENCY: [usize; 3] = [8, 16, 32];
 const CHANNELS: usize = 4;
 const ROUND: Duration = Duration::from_secs(4);
-const ROUNDS: usize = 3;
+/// Each workload runs this many times, alternating between the two systems; medians are reported.
+const REPETITIONS: usize = 3;
 const PUBLISHES: usize = 20;
 
 /// A realistic service config: ~600 bytes of JSON.
@@ -81,48 +82,59 @@ struct PropagationFigures {
     deliveries: usize,
 }
 
-/// Runs `call` from `concurrency` tasks for ROUND, ROUNDS times; the median round.
+/// Runs `call` from `concurrency` closed-loop tasks for ROUND.
 async fn closed_loop<F, Fut>(concurrency: usize, call: F) -> ReadFigures
 where
     F: Fn(usize, usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let mut rounds = Vec::new();
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for task in 0..concurrency {
-            let call = call.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(100_000);
-                let mut n = task * 7919;
-                while started.elapsed() < ROUND {
-                    let begin = Instant::now();
-                    call(task, n % CONFIGS).await;
-                    latencies.push(begin.elapsed().as_micros() as u32);
-                    n += 1;
-                }
-                latencies
-            }));
-        }
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.unwrap());
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        all.sort_unstable();
-        rounds.push(ReadFigures {
-            concurrency,
-            requests_per_second: all.len() as f64 / elapsed,
-            p50_ms: percentile(&all, 0.50),
-            p99_ms: percentile(&all, 0.99),
-        });
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..concurrency {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(100_000);
+            let mut n = task * 7919;
+            while started.elapsed() < ROUND {
+                let begin = Instant::now();
+                call(task, n % CONFIGS).await;
+                latencies.push(begin.elapsed().as_micros() as u32);
+                n += 1;
+            }
+            latencies
+        }));
     }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
     ReadFigures {
         concurrency,
-        requests_per_second: median(rounds.iter().map(|round| round.requests_per_second).collect()),
-        p50_ms: median(rounds.iter().map(|round| round.p50_ms).collect()),
-        p99_ms: median(rounds.iter().map(|round| round.p99_ms).collect()),
+        requests_per_second: all.len() as f64 / elapsed,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+    }
+}
+
+/// The median of each figure over repetitions.
+fn median_reads(runs: &[ReadFigures]) -> ReadFigures {
+    ReadFigures {
+        concurrency: runs[0].concurrency,
+        requests_per_second: median(runs.iter().map(|run| run.requests_per_second).collect()),
+        p50_ms: median(runs.iter().map(|run| run.p50_ms).collect()),
+        p99_ms: median(runs.iter().map(|run| run.p99_ms).collect()),
+    }
+}
+
+fn median_propagation(runs: &[PropagationFigures]) -> PropagationFigures {
+    PropagationFigures {
+        write_ack_ms: median(runs.iter().map(|run| run.write_ack_ms).collect()),
+        p50_ms: median(runs.iter().map(|run| run.p50_ms).collect()),
+        p99_ms: median(runs.iter().map(|run| run.p99_ms).collect()),
+        max_ms: median(runs.iter().map(|run| run.max_ms).collect()),
+        deliveries: runs.iter().map(|run| run.deliveries).sum(),
     }
 }
 
@@ -245,7 +257,7 @@ async fn start_switchyard() -> Switchyard {
     }
 }
 
-async fn switchyard_reads(switchyard: &Switchyard) -> Vec<ReadFigures> {
+async fn populate_switchyard(switchyard: &Switchyard) {
     let mut client = ConfigServiceClient::new(channels(&switchyard.process.grpc_url)[0].clone())
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
@@ -260,28 +272,28 @@ async fn switchyard_reads(switchyard: &Switchyard) -> Vec<ReadFigures> {
         ))
         .await
         .unwrap();
+    // Load the environment into memory before measuring.
+    client
+        .get_config(authed(&switchyard.key, get_request(0)))
+        .await
+        .unwrap();
     eprintln!("switchyard: imported {CONFIGS} configs in {:?}", populated.elapsed());
+}
+
+async fn switchyard_reads(switchyard: &Switchyard, concurrency: usize) -> ReadFigures {
     let channels = Arc::new(channels(&switchyard.process.grpc_url));
     let key = Arc::new(switchyard.key.clone());
-    // Warm the environment into memory and the connections.
-    let mut warm = ConfigServiceClient::new(channels[0].clone());
-    warm.get_config(authed(&key, get_request(0))).await.unwrap();
-    let mut levels = Vec::new();
-    for concurrency in READ_CONCURRENCY {
-        let (channels, key) = (channels.clone(), key.clone());
-        let figures = closed_loop(concurrency, move |task, index| {
-            let mut client = ConfigServiceClient::new(channels[task % CHANNELS].clone());
-            let key = key.clone();
-            async move {
-                let response = client.get_config(authed(&key, get_request(index))).await.unwrap();
-                assert_eq!(response.get_ref().release, 1);
-            }
-        })
-        .await;
-        eprintln!("switchyard GetConfig: {figures:?}");
-        levels.push(figures);
-    }
-    levels
+    let figures = closed_loop(concurrency, move |task, index| {
+        let mut client = ConfigServiceClient::new(channels[task % CHANNELS].clone());
+        let key = key.clone();
+        async move {
+            let response = client.get_config(authed(&key, get_request(index))).await.unwrap();
+            assert!(response.get_ref().release >= 1);
+        }
+    })
+    .await;
+    eprintln!("switchyard GetConfig: {figures:?}");
+    figures
 }
 
 fn get_request(index: usize) -> pb::GetConfigRequest {
@@ -420,8 +432,8 @@ fn etcd_key(index: usize) -> Vec<u8> {
     format!("/switchyard/bench/prod/c{index}").into_bytes()
 }
 
-async fn etcd_reads(etcd: &Etcd) -> Vec<ReadFigures> {
-    let channels = Arc::new(channels(&etcd.url));
+async fn populate_etcd(etcd: &Etcd) {
+    let channels = channels(&etcd.url);
     let populated = Instant::now();
     let mut writers = Vec::new();
     for writer in 0..16 {
@@ -438,21 +450,20 @@ async fn etcd_reads(etcd: &Etcd) -> Vec<ReadFigures> {
         writer.await.unwrap();
     }
     eprintln!("etcd: put {CONFIGS} keys in {:?}", populated.elapsed());
-    let mut levels = Vec::new();
-    for concurrency in READ_CONCURRENCY {
-        let channels = channels.clone();
-        let figures = closed_loop(concurrency, move |task, index| {
-            let mut grpc = tonic::client::Grpc::new(channels[task % CHANNELS].clone());
-            async move {
-                let response = etcd::range(&mut grpc, &etcd_key(index)).await.unwrap();
-                assert_eq!(response.kvs.len(), 1);
-            }
-        })
-        .await;
-        eprintln!("etcd Range: {figures:?}");
-        levels.push(figures);
-    }
-    levels
+}
+
+async fn etcd_reads(etcd: &Etcd, concurrency: usize) -> ReadFigures {
+    let channels = Arc::new(channels(&etcd.url));
+    let figures = closed_loop(concurrency, move |task, index| {
+        let mut grpc = tonic::client::Grpc::new(channels[task % CHANNELS].clone());
+        async move {
+            let response = etcd::range(&mut grpc, &etcd_key(index)).await.unwrap();
+            assert_eq!(response.kvs.len(), 1);
+        }
+    })
+    .await;
+    eprintln!("etcd Range: {figures:?}");
+    figures
 }
 
 async fn etcd_propagation(etcd: &Etcd) -> PropagationFigures {
@@ -545,35 +556,56 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let mut switchyard = start_switchyard().await;
-        let reads = switchyard_reads(&switchyard).await;
-        let propagation = switchyard_propagation(&switchyard).await;
-        eprintln!("switchyard propagation: {propagation:?}");
-        switchyard.process.kill();
-
+        populate_switchyard(&switchyard).await;
         let etcd = match etcd_binary() {
-            Some(binary) => {
-                let etcd = start_etcd(&binary).await;
-                let reads = etcd_reads(&etcd).await;
-                let propagation = etcd_propagation(&etcd).await;
-                eprintln!("etcd propagation: {propagation:?}");
-                Some((reads, propagation))
-            }
+            Some(binary) => Some(start_etcd(&binary).await),
             None => None,
         };
-        let comparison = match &etcd {
-            Some((etcd_reads, etcd_propagation)) => json!({
+        if let Some(etcd) = &etcd {
+            populate_etcd(etcd).await;
+        }
+        // Alternate the systems so that drift on a noisy machine hits both alike.
+        let mut our_reads: Vec<Vec<ReadFigures>> = vec![Vec::new(); READ_CONCURRENCY.len()];
+        let mut their_reads: Vec<Vec<ReadFigures>> = vec![Vec::new(); READ_CONCURRENCY.len()];
+        let (mut our_propagation, mut their_propagation) = (Vec::new(), Vec::new());
+        for _ in 0..REPETITIONS {
+            for (level, concurrency) in READ_CONCURRENCY.into_iter().enumerate() {
+                our_reads[level].push(switchyard_reads(&switchyard, concurrency).await);
+                if let Some(etcd) = &etcd {
+                    their_reads[level].push(etcd_reads(etcd, concurrency).await);
+                }
+            }
+            let figures = switchyard_propagation(&switchyard).await;
+            eprintln!("switchyard propagation: {figures:?}");
+            our_propagation.push(figures);
+            if let Some(etcd) = &etcd {
+                let figures = etcd_propagation(etcd).await;
+                eprintln!("etcd propagation: {figures:?}");
+                their_propagation.push(figures);
+            }
+        }
+        switchyard.process.kill();
+        drop(etcd);
+        let reads: Vec<ReadFigures> = our_reads.iter().map(|runs| median_reads(runs)).collect();
+        let propagation = median_propagation(&our_propagation);
+        let comparison = if their_propagation.is_empty() {
+            json!({"etcd": "not installed: run scripts/bench-config-service.sh to install etcd-server"})
+        } else {
+            let etcd_reads: Vec<ReadFigures> = their_reads.iter().map(|runs| median_reads(runs)).collect();
+            let etcd_propagation = median_propagation(&their_propagation);
+            json!({
                 "etcd_version": std::process::Command::new(etcd_binary().unwrap_or_default()).arg("--version").output().ok().map(|out| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned()),
                 "etcd_reads": etcd_reads.iter().map(read_json).collect::<Vec<_>>(),
-                "etcd_propagation": propagation_json(etcd_propagation),
-                "reads_by_concurrency": reads.iter().zip(etcd_reads).map(|(ours, theirs)| json!({
+                "etcd_propagation": propagation_json(&etcd_propagation),
+                "reads_by_concurrency": reads.iter().zip(&etcd_reads).map(|(ours, theirs)| json!({
                     "concurrency": ours.concurrency,
                     "throughput_ratio_switchyard_over_etcd": ratio(ours.requests_per_second, theirs.requests_per_second),
                     "p99_ratio_etcd_over_switchyard": ratio(theirs.p99_ms, ours.p99_ms),
                 })).collect::<Vec<_>>(),
+                "write_ack_ratio_etcd_over_switchyard": ratio(etcd_propagation.write_ack_ms, propagation.write_ack_ms),
                 "propagation_p50_ratio_etcd_over_switchyard": ratio(etcd_propagation.p50_ms, propagation.p50_ms),
                 "propagation_p99_ratio_etcd_over_switchyard": ratio(etcd_propagation.p99_ms, propagation.p99_ms),
-            }),
-            None => json!({"etcd": "not installed: run scripts/bench-config-service.sh to install etcd-server"}),
+            })
         };
         let report = json!({
             "benchmark": "config-service data plane vs etcd, one run, loopback",
@@ -584,7 +616,8 @@ fn main() {
                 "read_concurrency": READ_CONCURRENCY,
                 "connections": CHANNELS,
                 "round_seconds": ROUND.as_secs(),
-                "rounds_median_of": ROUNDS,
+                "repetitions_median_of": REPETITIONS,
+                "load_generator": "one tokio current-thread runtime in the benchmark process",
                 "watchers": WATCHERS,
                 "publishes": PUBLISHES,
                 "switchyard_storage": "postgresql",
