@@ -59,19 +59,21 @@ pub struct ChainReport {
 
 /// Appends `entry` to its tenant's chain inside the caller's transaction.
 pub async fn append(conn: &mut AnyConnection, entry: &AuditEntry, now_ms: i64) -> Result<AuditRecord, sqlx::Error> {
-    let head = sqlx::query("UPDATE audit_heads SET sequence = sequence + 1 WHERE tenant = $1 RETURNING sequence, hash")
-        .bind(&entry.tenant)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (sequence, previous_hash) = match head {
-        Some(row) => (row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?),
+    let (sequence, previous_hash) = match advance_head(conn, &entry.tenant).await? {
+        Some(head) => head,
         None => {
-            sqlx::query("INSERT INTO audit_heads (tenant, sequence, hash) VALUES ($1, 1, $2)")
-                .bind(&entry.tenant)
-                .bind(GENESIS)
-                .execute(&mut *conn)
-                .await?;
-            (1, GENESIS.to_owned())
+            // The tenant's first record: create its head. Concurrent first writers both get
+            // past this insert and then queue on the row lock of the update.
+            sqlx::query(
+                "INSERT INTO audit_heads (tenant, sequence, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant) DO NOTHING",
+            )
+            .bind(&entry.tenant)
+            .bind(GENESIS)
+            .execute(&mut *conn)
+            .await?;
+            advance_head(conn, &entry.tenant)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)?
         }
     };
     let hash = link_hash(&previous_hash, sequence, entry, now_ms);
@@ -104,6 +106,19 @@ pub async fn append(conn: &mut AnyConnection, entry: &AuditEntry, now_ms: i64) -
         previous_hash,
         hash,
     })
+}
+
+/// Takes the tenant's next sequence number (locking its head until the transaction ends)
+/// and returns it with the previous record's hash.
+async fn advance_head(conn: &mut AnyConnection, tenant: &str) -> Result<Option<(i64, String)>, sqlx::Error> {
+    let head = sqlx::query("UPDATE audit_heads SET sequence = sequence + 1 WHERE tenant = $1 RETURNING sequence, hash")
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match head {
+        Some(row) => Ok(Some((row.try_get(0)?, row.try_get(1)?))),
+        None => Ok(None),
+    }
 }
 
 /// The hash of one link: SHA-256 over the previous hash and every field, each length-prefixed

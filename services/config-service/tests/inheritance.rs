@@ -188,3 +188,51 @@ async fn publishing_a_base_re_resolves_its_dependents_and_says_who_they_are() {
     assert!(after.revision > before.revision);
     assert_ne!(after.etag, before.etag);
 }
+
+#[tokio::test]
+async fn extending_a_config_of_another_project_needs_the_right_to_read_it() {
+    let service = support::sqlite().await;
+    shop(&service).await;
+    let mut client = service.client();
+    client
+        .create_project(authed(
+            &service.keys.admin,
+            pb::CreateProjectRequest {
+                project_id: "payments".into(),
+                project: None,
+                environment_ids: vec!["dev".into()],
+            },
+        ))
+        .await
+        .unwrap();
+    client
+        .create_config(authed(
+            &service.keys.admin,
+            pb::CreateConfigRequest {
+                parent: "projects/payments".into(),
+                config_id: "keys".into(),
+                config: Some(pb::Config {
+                    content: r#"{"merchant": "m-1"}"#.into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    let denied = client
+        .create_config(authed(
+            &service.keys.shop_editor,
+            pb::CreateConfigRequest {
+                parent: "projects/shop".into(),
+                config_id: "thief".into(),
+                config: Some(pb::Config {
+                    content: "{}".into(),
+                    extends: vec!["projects/payments/configs/keys".into()],
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+}

@@ -252,3 +252,124 @@ async fn on_shared_storage_without_a_key_secrets_are_refused_not_stored_in_clear
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(refused.message().contains("secret_keys"), "{}", refused.message());
 }
+
+async fn create_json(service: &support::Service, id: &str, content: &str, schema: &str, overlays: &[(&str, &str)]) {
+    service
+        .client()
+        .create_config(authed(
+            &service.keys.editor,
+            pb::CreateConfigRequest {
+                parent: "projects/shop".into(),
+                config_id: id.into(),
+                config: Some(pb::Config {
+                    content: content.into(),
+                    schema: schema.into(),
+                    overlays: overlays
+                        .iter()
+                        .map(|(env, text)| ((*env).to_owned(), (*text).to_owned()))
+                        .collect(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+}
+
+async fn update_schema(service: &support::Service, id: &str, schema: &str) {
+    let mut client = service.client();
+    let mut draft = client
+        .get_config_draft(authed(
+            &service.keys.admin,
+            pb::GetConfigDraftRequest {
+                name: format!("projects/shop/configs/{id}"),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    draft.schema = schema.into();
+    // Admins read drafts masked too; put the secret back in clear.
+    draft.content = r#"{"password": "hunter2", "port": 1}"#.into();
+    client
+        .update_config(authed(
+            &service.keys.editor,
+            pb::UpdateConfigRequest { config: Some(draft) },
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_rollback_keeps_secrets_secret_after_the_schema_stopped_marking_them() {
+    let service = support::sqlite().await;
+    shop(&service).await;
+    let marked = r#"{"properties": {"password": {"type": "string", "x-secret": true}}}"#;
+    create_json(&service, "db", r#"{"password": "hunter2", "port": 1}"#, marked, &[]).await;
+    publish(&service, "db", "dev").await.unwrap();
+    update_schema(&service, "db", r#"{"type": "object"}"#).await;
+    service
+        .client()
+        .rollback_config(authed(
+            &service.keys.publisher,
+            pb::RollbackConfigRequest {
+                name: "projects/shop/environments/dev/configs/db".into(),
+                release: 1,
+                message: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let served = get(&service, &service.keys.viewer, "db", "dev").await.unwrap();
+    assert!(!served.text.contains("hunter2"), "{}", served.text);
+}
+
+#[tokio::test]
+async fn diffs_and_raw_views_mask_secrets_inside_changed_or_overlaid_parts() {
+    let service = support::sqlite().await;
+    shop(&service).await;
+    create_json(
+        &service,
+        "db",
+        r#"{"db": {"host": "h", "password": {"$secret": "s3cret-pw"}}}"#,
+        "",
+        &[("dev", r#"{"db": null, "mode": "local"}"#)],
+    )
+    .await;
+    let first = publish(&service, "db", "prod").await.unwrap();
+    let dev = publish(&service, "db", "dev").await.unwrap();
+    let mut client = service.client();
+    // prod has db (with its secret); dev's overlay removed it: the diff reports the removed subtree.
+    let diff = client
+        .diff_releases(authed(
+            &service.keys.viewer,
+            pb::DiffReleasesRequest {
+                from: first.name.clone(),
+                to: dev.name.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let shown = format!("{diff:?}");
+    assert!(shown.contains("$.db"), "{shown}");
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    // The raw view of the dev release shows the config's own text, its secret masked even
+    // though dev's resolved document has no secret left.
+    let raw = client
+        .get_release(authed(
+            &service.keys.viewer,
+            pb::GetReleaseRequest {
+                name: dev.name.clone(),
+                reveal_secrets: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !raw.content.contains("s3cret-pw") && !raw.content.contains("enc:v1"),
+        "{}",
+        raw.content
+    );
+}

@@ -206,7 +206,9 @@ impl<R: Repository> ConfigStore<R> {
                 .iter()
                 .filter(|row| row.environment == environment.id)
                 .collect();
-            // The served rows keep their place at the top of the environment's history.
+            // The served rows keep their place at the top of the environment's history (a
+            // hand-made archive with too small a revision gets one that fits them).
+            environment.revision = environment.revision.max(rows.len() as i64);
             let first = environment.revision - rows.len() as i64 + 1;
             environment.compacted = first - 1;
             for (offset, row) in rows.into_iter().enumerate() {

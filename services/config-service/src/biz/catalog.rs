@@ -365,6 +365,9 @@ impl<R: Repository> ConfigStore<R> {
         let mut stack: Vec<(ConfigRef, Vec<String>)> = Vec::new();
         for (position, text) in extends.iter().enumerate() {
             let base = ConfigRef::parse(&format!("extends[{position}]"), text, project)?;
+            // Extending a config exposes its content through this one: the caller must be
+            // able to read it.
+            caller.require(Role::Viewer, &base.name())?;
             if base == me {
                 return Err(ConfigError::invalid("extends", "a config cannot extend itself"));
             }
@@ -469,8 +472,12 @@ impl<R: Repository> ConfigStore<R> {
         }
         let mut value =
             document::parse(format, &plain).map_err(|error| ConfigError::FailedPrecondition(error.to_string()))?;
+        // The text's own `$secret` markers count too: an overlay may have removed them from
+        // the resolved document whose paths were passed in.
+        let mut all = secrets::secret_paths(None, &value);
+        all.extend(paths.iter().cloned());
         secrets::unwrap_markers(&mut value);
-        secrets::redact(&mut value, paths);
+        secrets::redact(&mut value, &all);
         document::render(format, &value).map_err(|error| ConfigError::FailedPrecondition(error.to_string()))
     }
 

@@ -478,8 +478,10 @@ impl<R: Repository> Delivery<R> {
                 return Ok(batch);
             }
             if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                // The client's own revision: a change applied after the check above must not
+                // be reported as seen.
                 return Ok(Batch {
-                    revision: state.revision(),
+                    revision: since,
                     snapshot: false,
                     entries: Vec::new(),
                 });

@@ -164,10 +164,11 @@ impl<R: Repository> Keystore<R> {
         }
     }
 
-    /// Re-wraps every data key under the active key-encryption key, in one transaction.
+    /// Re-wraps the audit entry's tenant's data keys under the active key-encryption key, in
+    /// one transaction.
     pub async fn rotate(&self, audit: AuditEntry) -> ConfigResult<(u64, String)> {
         let keyring = self.keyring()?;
-        let stored = self.repository.data_keys(None).await?;
+        let stored = self.repository.data_keys(Some(&audit.tenant)).await?;
         let mut rewrapped = Vec::with_capacity(stored.len());
         for key in &stored {
             let fresh = keyring.rewrap(&wrapped(key))?;

@@ -49,6 +49,9 @@ struct Source {
     content: String,
     overlay: String,
     extends: Vec<String>,
+    /// Paths already known to be secret (from the draft or the release being copied): kept
+    /// secret even when the schema used now no longer marks them.
+    secret_paths: Vec<String>,
 }
 
 /// A published config as a caller sees it.
@@ -124,24 +127,33 @@ fn parse_schema(text: &str) -> ConfigResult<Option<Value>> {
     }
 }
 
-/// Validates a resolved document. Messages about secret values are replaced, because the
-/// schema library quotes the offending value.
+/// Validates a resolved document. Messages that could quote a secret value are replaced:
+/// the schema library quotes the offending value (or the whole object around it), and a
+/// rule that fails to evaluate quotes its operands. A rule's own message is the author's.
 fn validate(schema: Option<&Value>, rules: &[Rule], resolved: &Resolved, prefix: &str) -> ConfigResult<()> {
     let validator = Validator::compile(schema, rules).map_err(ConfigError::Validation)?;
     let violations = validator.validate(&resolved.document);
     if violations.is_empty() {
         return Ok(());
     }
+    let has_secrets = !resolved.secret_paths.is_empty();
     Err(ConfigError::Validation(
         violations
             .into_iter()
             .map(|violation| {
-                let secret =
-                    violation.source == ViolationSource::Schema && under_any(&violation.path, &resolved.secret_paths);
-                let message = if secret {
-                    "this secret value does not satisfy the schema".to_owned()
-                } else {
-                    violation.message
+                let hidden = match violation.source {
+                    ViolationSource::Schema => touches_secret(&violation.path, &resolved.secret_paths),
+                    ViolationSource::Rule => has_secrets && !rules.iter().any(|rule| rule.message == violation.message),
+                    ViolationSource::Syntax => false,
+                };
+                let message = match (hidden, violation.source) {
+                    (false, _) => violation.message,
+                    (true, ViolationSource::Rule) => {
+                        "a rule could not be evaluated (details hidden: the document holds secrets)".to_owned()
+                    }
+                    (true, _) => {
+                        "this value holds a secret and does not satisfy the schema (details hidden)".to_owned()
+                    }
                 };
                 Violation {
                     message: format!("{prefix}{message}"),
@@ -150,6 +162,27 @@ fn validate(schema: Option<&Value>, rules: &[Rule], resolved: &Resolved, prefix:
             })
             .collect(),
     ))
+}
+
+/// Whether `path` is a secret, lies under one, or contains one.
+fn touches_secret(path: &str, secret_paths: &[String]) -> bool {
+    under_any(path, secret_paths) || secret_paths.iter().any(|secret| under_any(secret, &[path.to_owned()]))
+}
+
+/// `value`, found at `path`, with every secret inside it masked.
+fn mask_inside(path: &str, value: Value, secret_paths: &[String]) -> Value {
+    if under_any(path, secret_paths) {
+        return Value::String(secrets::REDACTED.to_owned());
+    }
+    let mut value = value;
+    let relative: Vec<String> = secret_paths
+        .iter()
+        .filter_map(|secret| secret.strip_prefix(path))
+        .filter(|rest| rest.starts_with('.') || rest.starts_with('['))
+        .map(|rest| format!("{}{rest}", super::json_path::ROOT))
+        .collect();
+    secrets::redact(&mut value, &relative);
+    value
 }
 
 impl<R: Repository> ConfigStore<R> {
@@ -168,6 +201,7 @@ impl<R: Repository> ConfigStore<R> {
         let overlay = self.keystore.open_text(&source.overlay).await?;
         let mut own = parse_document("content", source.format, &content)?;
         let mut paths = secrets::secret_paths(schema, &own);
+        paths.extend(source.secret_paths.iter().cloned());
         if !overlay.trim().is_empty() {
             let overlay = parse_document("overlay", source.format, &overlay)?;
             paths.extend(secrets::secret_paths(schema, &overlay));
@@ -280,11 +314,21 @@ impl<R: Repository> ConfigStore<R> {
         .ok_or_else(|| ConfigError::FailedPrecondition(format!("projects/{project} has no such environment")))?;
         let env = EnvKey::new(caller.tenant(), project, &environment.id);
         let (content, overlays) = self.opened_draft(&draft).await?;
+        if candidate
+            .as_deref()
+            .is_some_and(|text| secrets::sealed_key_id(text).is_some())
+        {
+            return Err(ConfigError::invalid(
+                "content",
+                "a sealed value cannot be a candidate document",
+            ));
+        }
         let source = Source {
             format: draft.format,
             content: candidate.unwrap_or(content),
             overlay: overlays.get(&environment.id).cloned().unwrap_or_default(),
             extends: draft.extends.clone(),
+            secret_paths: draft.secret_paths.clone(),
         };
         let schema = parse_schema(&draft.schema)?;
         let resolved = match self
@@ -338,10 +382,11 @@ impl<R: Repository> ConfigStore<R> {
         caller.require(Role::Publisher, &published_resource(&env, config))?;
         // Two independent reads, on two connections: one round trip of latency instead of two.
         let (draft, target) = futures::future::join(
-            self.stored_draft(caller, project, config),
-            self.environment(caller, project, environment),
+            self.draft_for_publisher(caller.tenant(), project, config),
+            self.repository.environment(caller.tenant(), project, environment),
         )
         .await;
+        let target = target?.ok_or_else(|| ConfigError::NotFound(env.resource()));
         let (draft, target) = (draft?, target?);
         if !etag.is_empty() && parse_etag(etag)? != draft.version {
             return Err(ConfigError::Conflict(format!("projects/{project}/configs/{config}")));
@@ -351,6 +396,7 @@ impl<R: Repository> ConfigStore<R> {
             content: draft.content.clone(),
             overlay: draft.overlays.get(environment).cloned().unwrap_or_default(),
             extends: draft.extends.clone(),
+            secret_paths: draft.secret_paths.clone(),
         };
         let schema = parse_schema(&draft.schema)?;
         let rules = draft.rules.clone();
@@ -365,6 +411,20 @@ impl<R: Repository> ConfigStore<R> {
             String::new(),
         )
         .await
+    }
+
+    /// The draft a publication copies. Publishing rights on the target (checked by the caller)
+    /// include reading what is published, so no separate read right on the draft is needed.
+    async fn draft_for_publisher(
+        &self,
+        tenant: &str,
+        project: &str,
+        config: &str,
+    ) -> ConfigResult<super::model::ConfigDraft> {
+        self.repository
+            .config(tenant, project, config)
+            .await?
+            .ok_or_else(|| ConfigError::NotFound(format!("projects/{project}/configs/{config}")))
     }
 
     /// Resolves, validates (when asked), writes the release with its dependents, announces it.
@@ -528,11 +588,14 @@ impl<R: Repository> ConfigStore<R> {
             Some(draft) => (parse_schema(&draft.schema)?, draft.rules.clone()),
             None => (None, Vec::new()),
         };
+        let mut known = release.secret_paths;
+        known.extend(draft.iter().flat_map(|draft| draft.secret_paths.iter().cloned()));
         let source = Source {
             format: release.format,
             content: release.content,
             overlay: release.overlay,
             extends: release.extends,
+            secret_paths: known,
         };
         let resolved = self
             .resolve(
@@ -701,7 +764,10 @@ impl<R: Repository> ConfigStore<R> {
         }
         let mut release = release;
         let paths = release.secret_paths.clone();
-        if !paths.is_empty() {
+        let sealed = [&release.content, &release.overlay]
+            .iter()
+            .any(|text| secrets::sealed_key_id(text).is_some());
+        if !paths.is_empty() || sealed {
             release.content = self
                 .present_text(&release.content, release.format, &paths, reveal)
                 .await?;
@@ -770,11 +836,16 @@ impl<R: Repository> ConfigStore<R> {
             .release(env, config, number)
             .await?
             .ok_or_else(|| ConfigError::NotFound(release_name(env, config, number)))?;
+        let mut known = old.secret_paths;
+        if let Some(draft) = self.repository.config(&env.tenant, &env.project, config).await? {
+            known.extend(draft.secret_paths);
+        }
         let source = Source {
             format: old.format,
             content: old.content,
             overlay: old.overlay,
             extends: old.extends,
+            secret_paths: known,
         };
         let message = if message.is_empty() {
             format!("rollback to release {number}")
@@ -813,12 +884,15 @@ impl<R: Repository> ConfigStore<R> {
             .release(env, config, number)
             .await?
             .ok_or_else(|| ConfigError::NotFound(release_name(env, config, number)))?;
-        let draft = self.stored_draft(caller, &env.project, config).await?;
+        let draft = self.draft_for_publisher(&env.tenant, &env.project, config).await?;
+        let mut known = old.secret_paths;
+        known.extend(draft.secret_paths.iter().cloned());
         let source = Source {
             format: old.format,
             content: old.content,
             overlay: draft.overlays.get(&next.id).cloned().unwrap_or_default(),
             extends: old.extends,
+            secret_paths: known,
         };
         let checks = Some((parse_schema(&draft.schema)?, draft.rules.clone()));
         let message = if message.is_empty() {
@@ -857,18 +931,12 @@ impl<R: Repository> ConfigStore<R> {
         paths.extend(after_paths);
         self.keystore.open_document(&mut before).await?;
         self.keystore.open_document(&mut after).await?;
-        let mask = |value: Option<Value>| value.map(|_| Value::String(secrets::REDACTED.to_owned()));
         Ok(diff::diff(&before, &after)
             .into_iter()
-            .map(|change| {
-                if !under_any(&change.path, &paths) {
-                    return change;
-                }
-                Change {
-                    before: mask(change.before),
-                    after: mask(change.after),
-                    ..change
-                }
+            .map(|change| Change {
+                before: change.before.map(|value| mask_inside(&change.path, value, &paths)),
+                after: change.after.map(|value| mask_inside(&change.path, value, &paths)),
+                ..change
             })
             .collect())
     }

@@ -17,6 +17,8 @@ pub struct Keys {
     pub viewer: String,
     pub revealer: String,
     pub other_tenant: String,
+    /// Editor of `projects/shop` only.
+    pub shop_editor: String,
 }
 
 pub struct Service {
@@ -43,6 +45,7 @@ pub fn settings_with_keys(dir: &std::path::Path) -> (Settings, Keys) {
         viewer: add("acme", &["viewer"], &[]),
         revealer: add("acme", &["viewer"], &["secrets:reveal"]),
         other_tenant: add("other", &["admin"], &[]),
+        shop_editor: add("acme", &["editor:projects/shop"], &[]),
     };
     settings.service.resync_interval_ms = 200;
     (settings, keys)
