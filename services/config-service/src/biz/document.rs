@@ -141,6 +141,40 @@ fn nests_deeper_than(value: &Value, budget: usize) -> bool {
 // numbers, so the parsers report those problems with their own line and column.
 // ---------------------------------------------------------------------------------------------
 
+/// How much a parsed document may grow to, in bytes of string content plus a fixed cost per
+/// node. A YAML alias repeats its anchor's whole subtree, so a small text can expand to an
+/// enormous value ("billion laughs"); the budget stops that while it is being built.
+const EXPANSION_BUDGET: usize = 8 * MAX_DOCUMENT_BYTES;
+const NODE_COST: usize = 16;
+
+thread_local! {
+    /// What the document being parsed on this thread may still grow by. Parsing is
+    /// synchronous, so the budget never crosses a parse.
+    static BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Runs a parse with a fresh expansion budget, restoring "unlimited" afterwards.
+fn with_budget<T>(parse: impl FnOnce() -> T) -> T {
+    BUDGET.with(|budget| budget.set(EXPANSION_BUDGET));
+    let result = parse();
+    BUDGET.with(|budget| budget.set(usize::MAX));
+    result
+}
+
+fn spend<E: de::Error>(bytes: usize) -> Result<(), E> {
+    BUDGET.with(|budget| {
+        let cost = NODE_COST + bytes;
+        let left = budget.get();
+        if left < cost {
+            return Err(E::custom(
+                "the document expands beyond the size limit (YAML aliases repeating large anchors?)",
+            ));
+        }
+        budget.set(left - cost);
+        Ok(())
+    })
+}
+
 /// A value deserialized from any self-describing format, with the rules of canonical JSON.
 struct Strict(Value);
 
@@ -160,10 +194,12 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        spend::<E>(0)?;
         Ok(Value::Null)
     }
 
     fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        spend::<E>(0)?;
         Ok(Value::Null)
     }
 
@@ -172,14 +208,17 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        spend::<E>(0)?;
         Ok(Value::Bool(v))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        spend::<E>(0)?;
         Ok(Value::from(v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        spend::<E>(0)?;
         Ok(Value::from(v))
     }
 
@@ -192,20 +231,24 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        spend::<E>(0)?;
         Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom(format!("{v} is not a finite number")))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        spend::<E>(v.len())?;
         Ok(Value::String(v.to_owned()))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        spend::<E>(v.len())?;
         Ok(Value::String(v))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        spend::<A::Error>(0)?;
         let mut items = Vec::new();
         while let Some(Strict(item)) = seq.next_element()? {
             items.push(item);
@@ -214,8 +257,10 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        spend::<A::Error>(0)?;
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            spend::<A::Error>(key.len())?;
             if object.contains_key(&key) {
                 return Err(de::Error::custom(format!("duplicate key `{key}`")));
             }
@@ -234,7 +279,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 fn parse_json(text: &str) -> Result<Value, DocumentError> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let Strict(value) = Strict::deserialize(&mut deserializer).map_err(json_error)?;
+    let Strict(value) = with_budget(|| Strict::deserialize(&mut deserializer)).map_err(json_error)?;
     deserializer.end().map_err(json_error)?;
     Ok(value)
 }
@@ -251,7 +296,7 @@ fn json_error(err: serde_json::Error) -> DocumentError {
 
 fn parse_yaml(text: &str) -> Result<Value, DocumentError> {
     let deserializer = serde_norway::Deserializer::from_str(text);
-    match Strict::deserialize(deserializer) {
+    match with_budget(|| Strict::deserialize(deserializer)) {
         Ok(Strict(value)) => Ok(value),
         Err(err) if err.location().is_none() && holds_no_yaml_document(text) => Ok(Value::Null),
         Err(err) => Err(yaml_error(err)),
@@ -621,6 +666,31 @@ fn render_text(value: &Value) -> Result<String, DocumentError> {
     match value {
         Value::String(text) => Ok(text.clone()),
         other => serde_json::to_string_pretty(other).map_err(|err| DocumentError::new(err.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod expansion_tests {
+    use super::*;
+
+    #[test]
+    fn yaml_aliases_cannot_expand_a_small_text_without_bound() {
+        // One large anchor repeated by many aliases: few alias jumps (under the YAML
+        // library's own repetition limit), but ten million strings from 90 KB of text.
+        let anchor = vec!["x"; 20_000].join(", ");
+        let aliases = vec!["*big"; 500].join(", ");
+        let text = format!("big: &big [{anchor}]\nmany: [{aliases}]\n");
+        assert!(text.len() < MAX_DOCUMENT_BYTES);
+        let started = std::time::Instant::now();
+        let error = parse(Format::Yaml, &text).unwrap_err();
+        assert!(error.message.contains("expands beyond"), "{}", error.message);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn modest_aliases_still_work() {
+        let value = parse(Format::Yaml, "base: &base {pool: 5}\nprod: *base\n").unwrap();
+        assert_eq!(value["prod"]["pool"], 5);
     }
 }
 
