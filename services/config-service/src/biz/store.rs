@@ -105,8 +105,9 @@ impl<R: Repository> ConfigStore<R> {
         &self.delivery
     }
 
-    /// A requested page size, bounded.
-    pub(super) fn page_size(&self, requested: i32) -> i64 {
+    /// A requested page size, bounded: the default when 0 or negative, at most the maximum.
+    /// The service layer uses it too, to know whether a page came back full.
+    pub fn page_size(&self, requested: i32) -> i64 {
         match requested {
             size if size <= 0 => self.limits.default_page_size,
             size => i64::from(size).min(self.limits.max_page_size),

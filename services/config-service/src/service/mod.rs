@@ -266,7 +266,7 @@ impl ConfigService for ConfigServiceApi {
             .list_projects(caller, &body.page_token, body.page_size)
             .await
             .map_err(status)?;
-        let full = body.page_size > 0 && projects.len() as i32 >= body.page_size;
+        let full = projects.len() as i64 >= self.store.page_size(body.page_size);
         Ok(Response::new(pb::ListProjectsResponse {
             next_page_token: next_token(full, projects.last().map(|project| project.id.clone())),
             projects: projects.iter().map(convert::project).collect(),
@@ -389,11 +389,7 @@ impl ConfigService for ConfigServiceApi {
                 .ok_or_else(|| status(ConfigError::invalid("labels", "each filter is `key=value`")))?;
             labels.push((key.to_owned(), value.to_owned()));
         }
-        let limit = if body.page_size > 0 {
-            i64::from(body.page_size)
-        } else {
-            100
-        };
+        let limit = self.store.page_size(body.page_size);
         let filter = ConfigFilter {
             name_prefix: body.name_prefix.clone(),
             labels,
@@ -506,7 +502,7 @@ impl ConfigService for ConfigServiceApi {
             .releases(caller, &env, &config, before, body.page_size)
             .await
             .map_err(status)?;
-        let full = body.page_size > 0 && views.len() as i32 >= body.page_size;
+        let full = views.len() as i64 >= self.store.page_size(body.page_size);
         Ok(Response::new(pb::ListReleasesResponse {
             next_page_token: next_token(full, views.last().map(|view| view.release.number.to_string())),
             releases: views.iter().map(convert::release).collect(),
@@ -668,9 +664,7 @@ impl ConfigService for ConfigServiceApi {
     ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
         let caller = caller(&request)?;
         let mut filter = audit_filter(request.get_ref()).map_err(status)?;
-        if filter.limit == 0 {
-            filter.limit = 100;
-        }
+        filter.limit = self.store.page_size(request.get_ref().page_size);
         let records = self.store.audit_records(caller, &filter).await.map_err(status)?;
         let full = records.len() as i64 >= filter.limit;
         Ok(Response::new(pb::ListAuditRecordsResponse {
