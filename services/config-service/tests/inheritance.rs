@@ -236,3 +236,32 @@ async fn extending_a_config_of_another_project_needs_the_right_to_read_it() {
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
 }
+
+async fn publish_as(service: &support::Service, config: &str) -> Result<pb::Release, tonic::Status> {
+    publish(service, config, "dev").await
+}
+
+#[tokio::test]
+async fn concurrent_publications_of_a_base_and_its_dependent_never_serve_a_stale_mix() {
+    let service = support::postgres().await;
+    shop(&service).await;
+    create(&service, "base", r#"{"base": 0}"#, &[], &[]).await.unwrap();
+    create(&service, "child", r#"{"child": 0}"#, &["base"], &[])
+        .await
+        .unwrap();
+    publish_as(&service, "base").await.unwrap();
+    publish_as(&service, "child").await.unwrap();
+    for round in 1..=8 {
+        support::edit(&service, "base", &format!(r#"{{"base": {round}}}"#)).await;
+        support::edit(&service, "child", &format!(r#"{{"child": {round}}}"#)).await;
+        let (base, child) = tokio::join!(publish_as(&service, "base"), publish_as(&service, "child"));
+        base.unwrap();
+        child.unwrap();
+        let served = get(&service, &service.keys.viewer, "child", "dev").await.unwrap();
+        assert_eq!(
+            content(&served),
+            json!({"base": round, "child": round}),
+            "round {round}: the child serves both latest publications"
+        );
+    }
+}

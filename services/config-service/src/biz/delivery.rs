@@ -351,6 +351,11 @@ impl<R: Repository> Delivery<R> {
         }
     }
 
+    /// Brings every loaded environment up to what the database holds, now.
+    pub async fn catch_up(&self) {
+        self.refresh_all().await;
+    }
+
     /// Re-reads the change log of every loaded environment.
     async fn refresh_all(&self) {
         let loaded: Vec<(EnvKey, Arc<EnvState>)> = {

@@ -64,7 +64,7 @@ impl Classify for ConfigError {
             ConfigError::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             ConfigError::Conflict(_) => ErrorKind::Conflict,
             ConfigError::Auth(error) => error.kind(),
-            ConfigError::Storage(StoreError::Conflict) => ErrorKind::Conflict,
+            ConfigError::Storage(StoreError::Conflict | StoreError::Stale) => ErrorKind::Conflict,
             ConfigError::Storage(StoreError::Duplicate) => ErrorKind::AlreadyExists,
             ConfigError::Storage(StoreError::Missing) => ErrorKind::NotFound,
             ConfigError::Storage(StoreError::Backend(_)) | ConfigError::Secrets(_) => ErrorKind::Internal,

@@ -114,6 +114,16 @@ pub struct Served {
     pub created_ms: i64,
 }
 
+/// What a resolution was computed from: `config` in `env` was served at `revision` (0 when
+/// it was not served). A publication whose preconditions no longer hold is refused, so a
+/// document resolved from a state that changed meanwhile never becomes current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Precondition {
+    pub env: EnvKey,
+    pub config: String,
+    pub revision: i64,
+}
+
 /// A new resolved document for a config, to be given the environment's next revision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolution {
@@ -123,6 +133,7 @@ pub struct Resolution {
     pub resolved: Value,
     pub content_hash: String,
     pub secret_paths: Vec<String>,
+    pub requires: Vec<Precondition>,
 }
 
 /// A client that fetched a config.

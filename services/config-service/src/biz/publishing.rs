@@ -27,9 +27,9 @@ use super::{
     document::{self, Format},
     error::{ConfigError, ConfigResult},
     merge,
-    model::{ConfigClient, EnvKey, Environment, Fetch, Release, Resolution},
+    model::{ConfigClient, EnvKey, Environment, Fetch, Precondition, Release, Resolution},
     names::ConfigRef,
-    repository::{Publication, Repository},
+    repository::{Publication, Repository, StoreError},
     secrets,
     store::{Caller, ConfigStore},
     validation::{Rule, Validator, Violation, ViolationSource},
@@ -40,6 +40,8 @@ use super::{
 pub struct Resolved {
     pub document: Value,
     pub secret_paths: Vec<String>,
+    /// The served bases this document was built from.
+    pub requires: Vec<Precondition>,
 }
 
 /// What a config publishes: its own texts (as stored, possibly sealed) and bases.
@@ -74,6 +76,9 @@ impl Presented {
 pub struct ReleaseView {
     pub release: Release,
 }
+
+/// How often a publication is resolved again when what it was resolved from changed.
+const MAX_ATTEMPTS: usize = 5;
 
 /// A side of a diff: a given release, or what an environment serves now.
 #[derive(Debug, Clone)]
@@ -224,12 +229,15 @@ impl<R: Repository> ConfigStore<R> {
             return Ok(Resolved {
                 secret_paths: existing_paths(&own, paths),
                 document: own,
+                requires: Vec::new(),
             });
         }
         let mut document = Value::Object(serde_json::Map::new());
+        let mut requires = Vec::new();
         for text in &source.extends {
             let base = ConfigRef::parse("extends", text, home_project)?;
-            let resolved = self.base_in(env, &base, fresh).await?;
+            let (resolved, served_at) = self.base_in(env, &base, fresh).await?;
+            requires.extend(served_at);
             paths.extend(resolved.secret_paths);
             merge::deep_merge(&mut document, &resolved.document);
         }
@@ -237,6 +245,7 @@ impl<R: Repository> ConfigStore<R> {
         Ok(Resolved {
             secret_paths: existing_paths(&document, paths),
             document,
+            requires,
         })
     }
 
@@ -246,9 +255,10 @@ impl<R: Repository> ConfigStore<R> {
         env: &EnvKey,
         base: &ConfigRef,
         fresh: &HashMap<ConfigRef, Resolved>,
-    ) -> ConfigResult<Resolved> {
+    ) -> ConfigResult<(Resolved, Option<Precondition>)> {
+        // A base re-resolved in the same publication is written in the same transaction.
         if let Some(resolved) = fresh.get(base) {
-            return Ok(resolved.clone());
+            return Ok((resolved.clone(), None));
         }
         let base_env = EnvKey::new(&env.tenant, &base.project, &env.environment);
         let entry = self
@@ -265,10 +275,17 @@ impl<R: Repository> ConfigStore<R> {
             })?;
         let mut document = entry.served.resolved.clone();
         self.keystore.open_document(&mut document).await?;
-        Ok(Resolved {
+        let served_at = Precondition {
+            env: base_env,
+            config: base.config.clone(),
+            revision: entry.served.revision,
+        };
+        let resolved = Resolved {
             document,
             secret_paths: entry.served.secret_paths.clone(),
-        })
+            requires: Vec::new(),
+        };
+        Ok((resolved, Some(served_at)))
     }
 
     /// Seals a resolved document for storage and describes it as a resolution.
@@ -291,6 +308,7 @@ impl<R: Repository> ConfigStore<R> {
             content_hash: document::digest(&resolved.document),
             resolved: sealed,
             secret_paths: resolved.secret_paths.clone(),
+            requires: resolved.requires.clone(),
         })
     }
 
@@ -428,6 +446,9 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Resolves, validates (when asked), writes the release with its dependents, announces it.
+    /// When a base or a dependent changed between resolving and writing (another publisher,
+    /// or a replica whose view lagged), the store refuses the write; the view catches up and
+    /// the publication is resolved again.
     #[allow(clippy::too_many_arguments)]
     async fn publish_source(
         &self,
@@ -440,12 +461,48 @@ impl<R: Repository> ConfigStore<R> {
         message: &str,
         origin: String,
     ) -> ConfigResult<ReleaseView> {
+        let mut attempt = 1;
+        loop {
+            let outcome = self
+                .try_publish(
+                    caller,
+                    env,
+                    environment,
+                    config,
+                    source.clone(),
+                    &checks,
+                    message,
+                    &origin,
+                )
+                .await;
+            match outcome {
+                Err(ConfigError::Storage(StoreError::Stale)) if attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    self.delivery.catch_up().await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_publish(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        environment: &Environment,
+        config: &str,
+        source: Source,
+        checks: &Option<(Option<Value>, Vec<Rule>)>,
+        message: &str,
+        origin: &str,
+    ) -> ConfigResult<ReleaseView> {
         let no_fresh = HashMap::new();
         let schema = checks.as_ref().and_then(|(schema, _)| schema.as_ref());
         let resolved = self
             .resolve(env, &environment.variables, &env.project, &source, schema, &no_fresh)
             .await?;
-        if let Some((schema, rules)) = &checks {
+        if let Some((schema, rules)) = checks {
             validate(schema.as_ref(), rules, &resolved, "")?;
         }
         let me = ConfigRef {
@@ -468,7 +525,7 @@ impl<R: Repository> ConfigStore<R> {
             resolved: first.resolved.clone(),
             content_hash: first.content_hash.clone(),
             secret_paths: first.secret_paths.clone(),
-            source: origin,
+            source: origin.to_owned(),
             revision: 0,
         };
         let resource = published_resource(env, config);
@@ -609,9 +666,14 @@ impl<R: Repository> ConfigStore<R> {
             .await?;
         let prefix = format!("{} would become invalid: ", config.name());
         validate(schema.as_ref(), &rules, &resolved, &prefix)?;
-        let resolution = self
+        let mut resolution = self
             .resolution(env, &config.config, release.number, release.format, &resolved)
             .await?;
+        resolution.requires.push(Precondition {
+            env: env.clone(),
+            config: config.config.clone(),
+            revision: entry.served.revision,
+        });
         Ok(Some((resolution, resolved)))
     }
 
@@ -639,6 +701,24 @@ impl<R: Repository> ConfigStore<R> {
     /// Re-resolves everything an environment serves, bases before the configs extending them
     /// (after its variables changed).
     pub(super) async fn reresolve_environment(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        environment: &str,
+    ) -> ConfigResult<()> {
+        let mut attempt = 1;
+        loop {
+            match self.try_reresolve_environment(caller, project, environment).await {
+                Err(ConfigError::Storage(StoreError::Stale)) if attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    self.delivery.catch_up().await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_reresolve_environment(
         &self,
         caller: Caller<'_>,
         project: &str,

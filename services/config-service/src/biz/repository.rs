@@ -21,6 +21,9 @@ pub enum StoreError {
     Conflict,
     #[error("not found")]
     Missing,
+    /// A publication's precondition no longer holds: what it was resolved from changed.
+    #[error("resolved from a state that changed meanwhile")]
+    Stale,
     #[error("storage: {0}")]
     Backend(String),
 }

@@ -13,8 +13,8 @@ use switchyard_platform::{
 
 use crate::biz::{
     model::{
-        ConfigClient, ConfigDraft, ConfigFilter, EnvKey, Environment, Fetch, Project, Release, Served, StoredDataKey,
-        now_ms,
+        ConfigClient, ConfigDraft, ConfigFilter, EnvKey, Environment, Fetch, Project, Release, Resolution, Served,
+        StoredDataKey, now_ms,
     },
     names::ConfigRef,
     repository::{ProjectImage, Publication, Repository, StoreError, StoreResult},
@@ -198,6 +198,27 @@ async fn insert_served(conn: &mut AnyConnection, env: &EnvKey, served: &Served) 
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
+    Ok(())
+}
+
+/// Fails with `Stale` when a resolution was computed from a state that is no longer served.
+async fn check_preconditions(conn: &mut AnyConnection, resolutions: &[Resolution]) -> StoreResult<()> {
+    for precondition in resolutions.iter().flat_map(|resolution| &resolution.requires) {
+        let env = &precondition.env;
+        let served: Option<i64> = sqlx::query_scalar(
+            "SELECT revision FROM published WHERE tenant = $1 AND project = $2 AND environment = $3 AND config = $4",
+        )
+        .bind(&env.tenant)
+        .bind(&env.project)
+        .bind(&env.environment)
+        .bind(&precondition.config)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+        if served.unwrap_or(0) != precondition.revision {
+            return Err(StoreError::Stale);
+        }
+    }
     Ok(())
 }
 
@@ -500,8 +521,15 @@ impl Repository for SqlRepository {
         let created_ms = now_ms();
         let mut served = Vec::with_capacity(publication.resolutions.len());
         let mut release_out = None;
+        let mut locked = false;
         for (position, resolution) in publication.resolutions.iter().enumerate() {
             let revision = next_revision(&mut tx, env).await?;
+            if !locked {
+                // The environment row is locked now: publications into it are serialised, and
+                // what they were resolved from can be checked before anything is written.
+                check_preconditions(&mut tx, &publication.resolutions).await?;
+                locked = true;
+            }
             let mut release_number = resolution.release;
             if position == 0
                 && let Some(release) = &publication.release
