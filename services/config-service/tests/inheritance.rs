@@ -265,3 +265,20 @@ async fn concurrent_publications_of_a_base_and_its_dependent_never_serve_a_stale
         );
     }
 }
+
+#[tokio::test]
+async fn diamond_inheritance_re_resolves_bases_before_the_configs_that_extend_them() {
+    let service = support::sqlite().await;
+    shop(&service).await;
+    create(&service, "b", r#"{"x": 1}"#, &[], &[]).await.unwrap();
+    create(&service, "c", r#"{"c": true}"#, &["b"], &[]).await.unwrap();
+    // `a` sorts before `c`, and extends both: `c` must be fresh when `a` is resolved.
+    create(&service, "a", r#"{"a": true}"#, &["b", "c"], &[]).await.unwrap();
+    for config in ["b", "c", "a"] {
+        publish(&service, config, "dev").await.unwrap();
+    }
+    support::edit(&service, "b", r#"{"x": 2}"#).await;
+    publish(&service, "b", "dev").await.unwrap();
+    let a = get(&service, &service.keys.viewer, "a", "dev").await.unwrap();
+    assert_eq!(content(&a), json!({"x": 2, "c": true, "a": true}));
+}

@@ -606,7 +606,7 @@ impl<R: Repository> ConfigStore<R> {
     ) -> ConfigResult<Vec<(EnvKey, Resolution)>> {
         let mut fresh = HashMap::from([(changed.clone(), resolved.clone())]);
         let mut out = Vec::new();
-        for (dependent, _) in self.dependents(caller, changed).await? {
+        for dependent in self.bases_first(caller, changed).await? {
             let dependent_env = EnvKey::new(&env.tenant, &dependent.project, &env.environment);
             if let Some((resolution, document)) = self.reresolve(caller, &dependent_env, &dependent, &fresh).await? {
                 fresh.insert(dependent, document);
@@ -614,6 +614,48 @@ impl<R: Repository> ConfigStore<R> {
             }
         }
         Ok(out)
+    }
+
+    /// Every dependent of `changed`, each after all of its own bases that are also affected
+    /// (a topological order of the inheritance graph below `changed`): with A extending B and
+    /// C, and C extending B, C is re-resolved before A uses it.
+    async fn bases_first(&self, caller: Caller<'_>, changed: &ConfigRef) -> ConfigResult<Vec<ConfigRef>> {
+        let affected: Vec<ConfigRef> = self
+            .dependents(caller, changed)
+            .await?
+            .into_iter()
+            .map(|(dependent, _)| dependent)
+            .collect();
+        let mut waiting_on: HashMap<ConfigRef, usize> = affected.iter().map(|node| (node.clone(), 0)).collect();
+        let mut children: HashMap<ConfigRef, Vec<ConfigRef>> = HashMap::new();
+        for node in std::iter::once(changed).chain(&affected) {
+            let direct = self
+                .repository
+                .direct_dependents(caller.tenant(), &node.project, &node.config)
+                .await?;
+            for (project, config) in direct {
+                let child = ConfigRef { project, config };
+                if let Some(count) = waiting_on.get_mut(&child) {
+                    *count += 1;
+                    children.entry(node.clone()).or_default().push(child);
+                }
+            }
+        }
+        let mut ordered = Vec::with_capacity(affected.len());
+        let mut ready = vec![changed.clone()];
+        while let Some(node) = ready.pop() {
+            for child in children.remove(&node).unwrap_or_default() {
+                let Some(count) = waiting_on.get_mut(&child) else {
+                    continue;
+                };
+                *count -= 1;
+                if *count == 0 {
+                    ordered.push(child.clone());
+                    ready.push(child);
+                }
+            }
+        }
+        Ok(ordered)
     }
 
     /// Re-resolves what `env` serves for `config` (if anything) against current bases.
