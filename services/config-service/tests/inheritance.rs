@@ -282,3 +282,62 @@ async fn diamond_inheritance_re_resolves_bases_before_the_configs_that_extend_th
     let a = get(&service, &service.keys.viewer, "a", "dev").await.unwrap();
     assert_eq!(content(&a), json!({"x": 2, "c": true, "a": true}));
 }
+
+#[tokio::test]
+async fn variables_that_would_make_a_served_config_invalid_are_refused_and_change_nothing() {
+    let service = support::sqlite().await;
+    shop(&service).await;
+    let schema = r#"{"properties": {"region": {"enum": ["local", "ap-south-1", "ap-southeast-1"]}}}"#;
+    support::create_yaml(&service, "app", "region: ${region}\n", schema).await;
+    publish(&service, "app", "dev").await.unwrap();
+    let mut client = service.client();
+    let name = "projects/shop/environments/dev".to_owned();
+    let before = client
+        .get_environment(authed(
+            &service.keys.viewer,
+            pb::GetEnvironmentRequest { name: name.clone() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = client
+        .update_environment(authed(
+            &service.keys.admin,
+            pb::UpdateEnvironmentRequest {
+                name: name.clone(),
+                variables: [("region".to_owned(), "mars".to_owned())].into_iter().collect(),
+                etag: before.etag.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let after = client
+        .get_environment(authed(
+            &service.keys.viewer,
+            pb::GetEnvironmentRequest { name: name.clone() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after, before, "variables, etag and revision unchanged");
+    let served = get(&service, &service.keys.viewer, "app", "dev").await.unwrap();
+    assert_eq!(content(&served)["region"], "local");
+
+    // A valid change re-resolves what the environment serves, in the same step.
+    let changed = client
+        .update_environment(authed(
+            &service.keys.admin,
+            pb::UpdateEnvironmentRequest {
+                name,
+                variables: [("region".to_owned(), "ap-south-1".to_owned())].into_iter().collect(),
+                etag: before.etag,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(changed.revision, before.revision + 1);
+    let served = get(&service, &service.keys.viewer, "app", "dev").await.unwrap();
+    assert_eq!(content(&served)["region"], "ap-south-1");
+}

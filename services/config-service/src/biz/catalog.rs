@@ -13,7 +13,7 @@ use super::{
     json_path,
     model::{ConfigDraft, ConfigFilter, Environment, Project, now_ms},
     names::{ConfigRef, check_id},
-    repository::{Repository, StoreError},
+    repository::{Publication, Repository, StoreError},
     secrets,
     store::{Caller, ConfigStore, digest_text},
     validation::{Rule, Validator},
@@ -271,16 +271,36 @@ impl<R: Repository> ConfigStore<R> {
         let after = digest_text(&serde_json::to_string(&variables).unwrap_or_default());
         let audit = caller.audit("environment.update", &resource, Some(before), Some(after));
         let updated = Environment { variables, ..current };
-        let stored = match self
-            .repository
-            .update_environment(caller.tenant(), &updated, &audit)
-            .await
-        {
-            Err(StoreError::Conflict) => return Err(ConfigError::Conflict(resource)),
-            other => other?,
-        };
-        self.reresolve_environment(caller, project, id).await?;
-        Ok(stored)
+        // Resolve and validate everything the environment serves with the new variables
+        // first; the variables and the new documents are then written in one transaction,
+        // so a refused update changes nothing.
+        let env = super::model::EnvKey::new(caller.tenant(), project, id);
+        let mut attempt = 1;
+        loop {
+            let resolutions = self.plan_environment(caller, project, id, &updated.variables).await?;
+            let publication = Publication {
+                env: env.clone(),
+                release: None,
+                resolutions,
+                retain_changes: self.delivery.retain(),
+            };
+            let written = self
+                .repository
+                .update_environment(caller.tenant(), &updated, &audit, &publication)
+                .await;
+            match written {
+                Err(StoreError::Conflict) => return Err(ConfigError::Conflict(resource)),
+                Err(StoreError::Stale) if attempt < super::publishing::MAX_ATTEMPTS => {
+                    attempt += 1;
+                    self.delivery.catch_up().await;
+                }
+                Err(other) => return Err(other.into()),
+                Ok((stored, served)) => {
+                    self.delivery.applied(&env, served).await;
+                    return Ok(stored);
+                }
+            }
+        }
     }
 
     pub async fn create_config(

@@ -78,7 +78,7 @@ pub struct ReleaseView {
 }
 
 /// How often a publication is resolved again when what it was resolved from changed.
-const MAX_ATTEMPTS: usize = 5;
+pub(super) const MAX_ATTEMPTS: usize = 5;
 
 /// A side of a diff: a given release, or what an environment serves now.
 #[derive(Debug, Clone)]
@@ -608,7 +608,8 @@ impl<R: Repository> ConfigStore<R> {
         let mut out = Vec::new();
         for dependent in self.bases_first(caller, changed).await? {
             let dependent_env = EnvKey::new(&env.tenant, &dependent.project, &env.environment);
-            if let Some((resolution, document)) = self.reresolve(caller, &dependent_env, &dependent, &fresh).await? {
+            let reresolved = self.reresolve(caller, &dependent_env, &dependent, &fresh, None).await?;
+            if let Some((resolution, document)) = reresolved {
                 fresh.insert(dependent, document);
                 out.push((dependent_env, resolution));
             }
@@ -659,12 +660,14 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Re-resolves what `env` serves for `config` (if anything) against current bases.
+    /// `variables` replaces the environment's stored variables (for planning an update).
     async fn reresolve(
         &self,
         caller: Caller<'_>,
         env: &EnvKey,
         config: &ConfigRef,
         fresh: &HashMap<ConfigRef, Resolved>,
+        variables: Option<&BTreeMap<String, String>>,
     ) -> ConfigResult<Option<(Resolution, Resolved)>> {
         let entry = match self.delivery.current(env, &config.config).await {
             Ok(entry) => entry,
@@ -696,15 +699,9 @@ impl<R: Repository> ConfigStore<R> {
             extends: release.extends,
             secret_paths: known,
         };
+        let variables = variables.unwrap_or(&environment.variables);
         let resolved = self
-            .resolve(
-                env,
-                &environment.variables,
-                &config.project,
-                &source,
-                schema.as_ref(),
-                fresh,
-            )
+            .resolve(env, variables, &config.project, &source, schema.as_ref(), fresh)
             .await?;
         let prefix = format!("{} would become invalid: ", config.name());
         validate(schema.as_ref(), &rules, &resolved, &prefix)?;
@@ -740,32 +737,15 @@ impl<R: Repository> ConfigStore<R> {
         Ok((project.id, environment, project.environments))
     }
 
-    /// Re-resolves everything an environment serves, bases before the configs extending them
-    /// (after its variables changed).
-    pub(super) async fn reresolve_environment(
+    /// What everything an environment serves resolves to with `variables`, bases before the
+    /// configs extending them, validated; nothing is written.
+    pub(super) async fn plan_environment(
         &self,
         caller: Caller<'_>,
         project: &str,
         environment: &str,
-    ) -> ConfigResult<()> {
-        let mut attempt = 1;
-        loop {
-            match self.try_reresolve_environment(caller, project, environment).await {
-                Err(ConfigError::Storage(StoreError::Stale)) if attempt < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    self.delivery.catch_up().await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn try_reresolve_environment(
-        &self,
-        caller: Caller<'_>,
-        project: &str,
-        environment: &str,
-    ) -> ConfigResult<()> {
+        variables: &BTreeMap<String, String>,
+    ) -> ConfigResult<Vec<Resolution>> {
         let env = EnvKey::new(caller.tenant(), project, environment);
         let snapshot = self.delivery.snapshot(&env).await?;
         let mut pending: Vec<String> = snapshot
@@ -777,14 +757,15 @@ impl<R: Repository> ConfigStore<R> {
         let mut resolutions = Vec::new();
         // Bases first: a config waits while one of its same-project bases is still pending.
         let mut extends_of: HashMap<String, Vec<ConfigRef>> = HashMap::new();
-        for config in &pending {
-            if let Some(draft) = self.repository.config(caller.tenant(), project, config).await? {
-                let bases = draft
+        for entry in &snapshot.entries {
+            let served = &entry.served;
+            if let Some(release) = self.repository.release(&env, &served.config, served.release).await? {
+                let bases = release
                     .extends
                     .iter()
                     .filter_map(|text| ConfigRef::parse("extends", text, project).ok())
                     .collect();
-                extends_of.insert(config.clone(), bases);
+                extends_of.insert(served.config.clone(), bases);
             }
         }
         while !pending.is_empty() {
@@ -803,14 +784,17 @@ impl<R: Repository> ConfigStore<R> {
                     project: project.to_owned(),
                     config: config.clone(),
                 };
-                if let Some((resolution, resolved)) = self.reresolve(caller, &env, &reference, &fresh).await? {
+                let planned = self
+                    .reresolve(caller, &env, &reference, &fresh, Some(variables))
+                    .await?;
+                if let Some((resolution, resolved)) = planned {
                     fresh.insert(reference, resolved);
                     resolutions.push(resolution);
                 }
             }
             pending.retain(|config| !batch.contains(config));
         }
-        self.write_resolutions(caller, &env, resolutions).await
+        Ok(resolutions)
     }
 
     /// The resolved configuration an environment serves, from memory.

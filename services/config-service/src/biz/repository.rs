@@ -78,13 +78,16 @@ pub trait Repository: Send + Sync + 'static {
         environment: &Environment,
         audit: &AuditEntry,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Replaces the variables when the stored version equals `environment.version`; returns the new state.
+    /// Replaces the variables when the stored version equals `environment.version` and makes
+    /// the documents re-resolved with them current, in one transaction; returns the new state
+    /// and the served rows.
     fn update_environment(
         &self,
         tenant: &str,
         environment: &Environment,
         audit: &AuditEntry,
-    ) -> impl Future<Output = StoreResult<Environment>> + Send;
+        reresolved: &Publication,
+    ) -> impl Future<Output = StoreResult<(Environment, Vec<Served>)>> + Send;
 
     fn create_config(
         &self,

@@ -274,6 +274,74 @@ async fn prune_changes(conn: &mut AnyConnection, env: &EnvKey, latest: i64, reta
     Ok(())
 }
 
+/// Writes a publication inside the caller's transaction: each resolution takes the
+/// environment's next revision (the first locks the environment row, after which the
+/// preconditions are checked), the release (if any) is numbered, then the audit entries.
+async fn write_publication(
+    tx: &mut AnyConnection,
+    publication: &Publication,
+    audit: &[AuditEntry],
+) -> StoreResult<(Option<Release>, Vec<Served>)> {
+    let env = &publication.env;
+    let created_ms = now_ms();
+    let mut served = Vec::with_capacity(publication.resolutions.len());
+    let mut release_out = None;
+    let mut locked = false;
+    for (position, resolution) in publication.resolutions.iter().enumerate() {
+        let revision = next_revision(&mut *tx, env).await?;
+        if !locked {
+            // The environment row is locked now: publications into it are serialised, and
+            // what they were resolved from can be checked before anything is written.
+            check_preconditions(&mut *tx, &publication.resolutions).await?;
+            locked = true;
+        }
+        let mut release_number = resolution.release;
+        if position == 0
+            && let Some(release) = &publication.release
+        {
+            let number: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM releases \
+                     WHERE tenant = $1 AND project = $2 AND environment = $3 AND config = $4",
+            )
+            .bind(&env.tenant)
+            .bind(&env.project)
+            .bind(&env.environment)
+            .bind(&release.config)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let numbered = Release {
+                number,
+                revision,
+                created_ms,
+                ..release.clone()
+            };
+            insert_release(&mut *tx, &numbered).await?;
+            release_number = number;
+            release_out = Some(numbered);
+        }
+        let row = Served {
+            config: resolution.config.clone(),
+            revision,
+            release: release_number,
+            format: resolution.format,
+            resolved: resolution.resolved.clone(),
+            content_hash: resolution.content_hash.clone(),
+            secret_paths: resolution.secret_paths.clone(),
+            created_ms,
+        };
+        insert_served(&mut *tx, env, &row).await?;
+        served.push(row);
+    }
+    for entry in audit {
+        append_audit(&mut *tx, entry).await?;
+    }
+    if let Some(last) = served.last() {
+        prune_changes(&mut *tx, env, last.revision, publication.retain_changes).await?;
+    }
+    Ok((release_out, served))
+}
+
 impl SqlRepository {
     async fn environments(&self, tenant: &str, project: &str) -> StoreResult<Vec<Environment>> {
         let rows = sqlx::query(
@@ -359,7 +427,8 @@ impl Repository for SqlRepository {
         tenant: &str,
         environment: &Environment,
         audit: &AuditEntry,
-    ) -> StoreResult<Environment> {
+        reresolved: &Publication,
+    ) -> StoreResult<(Environment, Vec<Served>)> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let row = sqlx::query(
             "UPDATE environments SET variables = $4, version = version + 1 \
@@ -375,10 +444,12 @@ impl Repository for SqlRepository {
         .await
         .map_err(backend)?
         .ok_or(StoreError::Conflict)?;
-        let updated = environment_of(&row)?;
+        let mut updated = environment_of(&row)?;
         append_audit(&mut tx, audit).await?;
+        let (_, served) = write_publication(&mut tx, reresolved, &[]).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(updated)
+        updated.revision = served.last().map_or(updated.revision, |row| row.revision);
+        Ok((updated, served))
     }
 
     async fn create_config(&self, tenant: &str, draft: &ConfigDraft, audit: &AuditEntry) -> StoreResult<()> {
@@ -516,66 +587,10 @@ impl Repository for SqlRepository {
         publication: &Publication,
         audit: &[AuditEntry],
     ) -> StoreResult<(Option<Release>, Vec<Served>)> {
-        let env = &publication.env;
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let created_ms = now_ms();
-        let mut served = Vec::with_capacity(publication.resolutions.len());
-        let mut release_out = None;
-        let mut locked = false;
-        for (position, resolution) in publication.resolutions.iter().enumerate() {
-            let revision = next_revision(&mut tx, env).await?;
-            if !locked {
-                // The environment row is locked now: publications into it are serialised, and
-                // what they were resolved from can be checked before anything is written.
-                check_preconditions(&mut tx, &publication.resolutions).await?;
-                locked = true;
-            }
-            let mut release_number = resolution.release;
-            if position == 0
-                && let Some(release) = &publication.release
-            {
-                let number: i64 = sqlx::query_scalar(
-                    "SELECT COALESCE(MAX(number), 0) + 1 FROM releases \
-                     WHERE tenant = $1 AND project = $2 AND environment = $3 AND config = $4",
-                )
-                .bind(&env.tenant)
-                .bind(&env.project)
-                .bind(&env.environment)
-                .bind(&release.config)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-                let numbered = Release {
-                    number,
-                    revision,
-                    created_ms,
-                    ..release.clone()
-                };
-                insert_release(&mut tx, &numbered).await?;
-                release_number = number;
-                release_out = Some(numbered);
-            }
-            let row = Served {
-                config: resolution.config.clone(),
-                revision,
-                release: release_number,
-                format: resolution.format,
-                resolved: resolution.resolved.clone(),
-                content_hash: resolution.content_hash.clone(),
-                secret_paths: resolution.secret_paths.clone(),
-                created_ms,
-            };
-            insert_served(&mut tx, env, &row).await?;
-            served.push(row);
-        }
-        for entry in audit {
-            append_audit(&mut tx, entry).await?;
-        }
-        if let Some(last) = served.last() {
-            prune_changes(&mut tx, env, last.revision, publication.retain_changes).await?;
-        }
+        let written = write_publication(&mut tx, publication, audit).await?;
         tx.commit().await.map_err(backend)?;
-        Ok((release_out, served))
+        Ok(written)
     }
 
     async fn release(&self, env: &EnvKey, config: &str, number: i64) -> StoreResult<Option<Release>> {
