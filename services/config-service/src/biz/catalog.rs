@@ -93,12 +93,7 @@ pub fn parse_spec(spec: &ConfigSpec, format: Format, environments: &[Environment
             "plain-text configs cannot extend templates or have overlays",
         ));
     }
-    let schema = match spec.schema.trim() {
-        "" => None,
-        text => Some(
-            serde_json::from_str::<Value>(text).map_err(|error| ConfigError::invalid("schema", error.to_string()))?,
-        ),
-    };
+    let schema = parse_schema(&spec.schema)?;
     if let Err(problems) = Validator::compile(schema.as_ref(), &spec.rules) {
         return Err(ConfigError::Validation(problems));
     }
@@ -111,6 +106,16 @@ pub fn parse_spec(spec: &ConfigSpec, format: Format, environments: &[Environment
         overlays,
         schema,
     })
+}
+
+/// A config's JSON Schema text, `None` when empty.
+pub fn parse_schema(text: &str) -> ConfigResult<Option<Value>> {
+    match text.trim() {
+        "" => Ok(None),
+        text => Ok(Some(
+            serde_json::from_str(text).map_err(|error| ConfigError::invalid("schema", error.to_string()))?,
+        )),
+    }
 }
 
 /// Checks a string map: bounded size, keys of a safe alphabet.

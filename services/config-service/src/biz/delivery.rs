@@ -49,10 +49,7 @@ impl Entry {
     fn new(env: &EnvKey, served: Served) -> Arc<Entry> {
         let mut redacted = served.resolved.clone();
         secrets::redact(&mut redacted, &served.secret_paths);
-        let text = match (&served.format, &redacted) {
-            (super::document::Format::Text, Value::String(text)) => text.clone(),
-            _ => serde_json::to_string(&redacted).unwrap_or_default(),
-        };
+        let text = super::document::delivered_text(served.format, &redacted);
         let name = format!("{}/configs/{}", env.resource(), served.config);
         Arc::new(Entry {
             name,

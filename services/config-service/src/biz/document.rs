@@ -121,6 +121,15 @@ pub fn render(format: Format, value: &Value) -> Result<String, DocumentError> {
     }
 }
 
+/// A resolved document as clients receive it in text form: compact JSON, or the text itself
+/// for plain-text configs.
+pub fn delivered_text(format: Format, value: &Value) -> String {
+    match (format, value) {
+        (Format::Text, Value::String(text)) => text.clone(),
+        _ => serde_json::to_string(value).unwrap_or_default(),
+    }
+}
+
 /// SHA-256 hex of the canonical JSON serialization (object keys sorted), used as content hash / etag.
 pub fn digest(value: &Value) -> String {
     hex::encode(Sha256::digest(value.to_string().as_bytes()))

@@ -21,7 +21,7 @@ use serde_json::Value;
 use switchyard_platform::auth::Role;
 
 use super::{
-    catalog::{existing_paths, parse_document, parse_etag, under_any},
+    catalog::{existing_paths, parse_document, parse_etag, parse_schema, under_any},
     delivery::{Batch, Entry},
     diff::{self, Change},
     document::{self, Format},
@@ -121,15 +121,6 @@ fn published_resource(env: &EnvKey, config: &str) -> String {
 
 fn release_name(env: &EnvKey, config: &str, number: i64) -> String {
     format!("{}/configs/{config}/releases/{number}", env.resource())
-}
-
-fn parse_schema(text: &str) -> ConfigResult<Option<Value>> {
-    match text.trim() {
-        "" => Ok(None),
-        text => Ok(Some(
-            serde_json::from_str(text).map_err(|error| ConfigError::invalid("schema", error.to_string()))?,
-        )),
-    }
 }
 
 /// Validates a resolved document. Messages that could quote a secret value are replaced:

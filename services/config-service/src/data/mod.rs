@@ -19,7 +19,10 @@ use crate::biz::{
     names::ConfigRef,
     repository::{ProjectImage, Publication, Repository, StoreError, StoreResult},
 };
-use rows::{CONFIG_COLUMNS, RELEASE_COLUMNS, SERVED_COLUMNS, config_of, environment_of, json, release_of, served_of};
+use rows::{
+    CONFIG_COLUMNS, ENVIRONMENT_COLUMNS, RELEASE_COLUMNS, SERVED_COLUMNS, config_of, environment_of, json, release_of,
+    served_of,
+};
 
 static POSTGRES: Migrator = sqlx::migrate!("../../migrations/config-service/postgres");
 static SQLITE: Migrator = sqlx::migrate!("../../migrations/config-service/sqlite");
@@ -344,15 +347,15 @@ async fn write_publication(
 
 impl SqlRepository {
     async fn environments(&self, tenant: &str, project: &str) -> StoreResult<Vec<Environment>> {
-        let rows = sqlx::query(
-            "SELECT project, id, position, variables, revision, compacted, version FROM environments \
-             WHERE tenant = $1 AND project = $2 ORDER BY position, id",
-        )
-        .bind(tenant)
-        .bind(project)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        let sql = format!(
+            "SELECT {ENVIRONMENT_COLUMNS} FROM environments WHERE tenant = $1 AND project = $2 ORDER BY position, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(environment_of).collect()
     }
 
@@ -430,20 +433,20 @@ impl Repository for SqlRepository {
         reresolved: &Publication,
     ) -> StoreResult<(Environment, Vec<Served>)> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row = sqlx::query(
+        let sql = format!(
             "UPDATE environments SET variables = $4, version = version + 1 \
-             WHERE tenant = $1 AND project = $2 AND id = $3 AND version = $5 \
-             RETURNING project, id, position, variables, revision, compacted, version",
-        )
-        .bind(tenant)
-        .bind(&environment.project)
-        .bind(&environment.id)
-        .bind(json(&environment.variables))
-        .bind(environment.version)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::Conflict)?;
+             WHERE tenant = $1 AND project = $2 AND id = $3 AND version = $5 RETURNING {ENVIRONMENT_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(&environment.project)
+            .bind(&environment.id)
+            .bind(json(&environment.variables))
+            .bind(environment.version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::Conflict)?;
         let mut updated = environment_of(&row)?;
         append_audit(&mut tx, audit).await?;
         let (_, served) = write_publication(&mut tx, reresolved, &[]).await?;
@@ -556,16 +559,15 @@ impl Repository for SqlRepository {
     }
 
     async fn environment(&self, tenant: &str, project: &str, id: &str) -> StoreResult<Option<Environment>> {
-        let row = sqlx::query(
-            "SELECT project, id, position, variables, revision, compacted, version FROM environments \
-             WHERE tenant = $1 AND project = $2 AND id = $3",
-        )
-        .bind(tenant)
-        .bind(project)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        let sql =
+            format!("SELECT {ENVIRONMENT_COLUMNS} FROM environments WHERE tenant = $1 AND project = $2 AND id = $3");
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(project)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
         row.as_ref().map(environment_of).transpose()
     }
 
@@ -643,18 +645,10 @@ impl Repository for SqlRepository {
     }
 
     async fn served(&self, env: &EnvKey) -> StoreResult<(Environment, Vec<Served>)> {
-        let row = sqlx::query(
-            "SELECT project, id, position, variables, revision, compacted, version FROM environments \
-             WHERE tenant = $1 AND project = $2 AND id = $3",
-        )
-        .bind(&env.tenant)
-        .bind(&env.project)
-        .bind(&env.environment)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::Missing)?;
-        let environment = environment_of(&row)?;
+        let environment = self
+            .environment(&env.tenant, &env.project, &env.environment)
+            .await?
+            .ok_or(StoreError::Missing)?;
         let sql = format!(
             "SELECT {SERVED_COLUMNS} FROM changes c JOIN published p ON p.tenant = c.tenant AND p.project = c.project \
              AND p.environment = c.environment AND p.revision = c.revision \

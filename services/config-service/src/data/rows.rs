@@ -11,6 +11,8 @@ use crate::biz::{
     repository::{StoreError, StoreResult},
 };
 
+pub const ENVIRONMENT_COLUMNS: &str = "project, id, position, variables, revision, compacted, version";
+
 pub const CONFIG_COLUMNS: &str = "project, id, format, content, overlays, extends, schema_text, rules, labels, \
                                   secret_paths, search_text, version, updated_by, updated_ms";
 
@@ -120,28 +122,11 @@ pub fn data_key_of(row: &AnyRow) -> StoreResult<StoredDataKey> {
 
 pub async fn upsert_client(conn: &mut AnyConnection, fetch: &Fetch, at_ms: i64) -> StoreResult<()> {
     let env = &fetch.env;
-    let updated = sqlx::query(
-        "UPDATE config_clients SET release = $7, etag = $8, last_fetch_ms = $9 WHERE tenant = $1 AND project = $2 \
-         AND environment = $3 AND config = $4 AND service = $5 AND instance = $6",
-    )
-    .bind(&env.tenant)
-    .bind(&env.project)
-    .bind(&env.environment)
-    .bind(&fetch.config)
-    .bind(&fetch.service)
-    .bind(&fetch.instance)
-    .bind(fetch.release)
-    .bind(&fetch.etag)
-    .bind(at_ms)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    if updated.rows_affected() > 0 {
-        return Ok(());
-    }
     sqlx::query(
         "INSERT INTO config_clients (tenant, project, environment, config, service, instance, release, etag, \
-         last_fetch_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         last_fetch_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (tenant, project, environment, config, service, instance) \
+         DO UPDATE SET release = excluded.release, etag = excluded.etag, last_fetch_ms = excluded.last_fetch_ms",
     )
     .bind(&env.tenant)
     .bind(&env.project)
@@ -159,23 +144,10 @@ pub async fn upsert_client(conn: &mut AnyConnection, fetch: &Fetch, at_ms: i64) 
 }
 
 pub async fn add_fetches(conn: &mut AnyConnection, env: &EnvKey, config: &str, count: i64) -> StoreResult<()> {
-    let updated = sqlx::query(
-        "UPDATE config_fetch_counts SET fetches = fetches + $5 WHERE tenant = $1 AND project = $2 \
-         AND environment = $3 AND config = $4",
-    )
-    .bind(&env.tenant)
-    .bind(&env.project)
-    .bind(&env.environment)
-    .bind(config)
-    .bind(count)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    if updated.rows_affected() > 0 {
-        return Ok(());
-    }
     sqlx::query(
-        "INSERT INTO config_fetch_counts (tenant, project, environment, config, fetches) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO config_fetch_counts (tenant, project, environment, config, fetches) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant, project, environment, config) \
+         DO UPDATE SET fetches = config_fetch_counts.fetches + excluded.fetches",
     )
     .bind(&env.tenant)
     .bind(&env.project)

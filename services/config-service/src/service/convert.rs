@@ -6,7 +6,7 @@ use switchyard_api::config::v1 as pb;
 
 use crate::biz::{
     catalog::{DraftView, etag_of},
-    document::Format,
+    document::{self, Format},
     model::{ConfigClient, Environment, Project},
     publishing::{Presented, ReleaseView},
     validation::{Rule, Violation},
@@ -190,10 +190,7 @@ pub fn event(presented: &Presented, raw_text: Option<String>) -> pb::ResolvedCon
     let served = &presented.entry.served;
     let text = match (raw_text, &presented.revealed) {
         (Some(raw), _) => raw,
-        (None, Some(revealed)) => match (served.format, revealed) {
-            (Format::Text, Value::String(text)) => text.clone(),
-            _ => serde_json::to_string(revealed).unwrap_or_default(),
-        },
+        (None, Some(revealed)) => document::delivered_text(served.format, revealed),
         (None, None) => presented.entry.text.clone(),
     };
     pb::ResolvedConfig {
