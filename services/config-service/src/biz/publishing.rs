@@ -599,7 +599,7 @@ impl<R: Repository> ConfigStore<R> {
         let mut out = Vec::new();
         for dependent in self.bases_first(caller, changed).await? {
             let dependent_env = EnvKey::new(&env.tenant, &dependent.project, &env.environment);
-            let reresolved = self.reresolve(caller, &dependent_env, &dependent, &fresh, None).await?;
+            let reresolved = self.reresolve(&dependent_env, &dependent, &fresh, None).await?;
             if let Some((resolution, document)) = reresolved {
                 fresh.insert(dependent, document);
                 out.push((dependent_env, resolution));
@@ -654,7 +654,6 @@ impl<R: Repository> ConfigStore<R> {
     /// `variables` replaces the environment's stored variables (for planning an update).
     async fn reresolve(
         &self,
-        caller: Caller<'_>,
         env: &EnvKey,
         config: &ConfigRef,
         fresh: &HashMap<ConfigRef, Resolved>,
@@ -672,7 +671,7 @@ impl<R: Repository> ConfigStore<R> {
         else {
             return Ok(None);
         };
-        let (_, environment, _) = self.environment_of(caller, env).await?;
+        let environment = self.environment_of(env).await?;
         let draft = self
             .repository
             .config(&env.tenant, &config.project, &config.config)
@@ -707,25 +706,12 @@ impl<R: Repository> ConfigStore<R> {
         Ok(Some((resolution, resolved)))
     }
 
-    /// The environment behind an env key, found through the tenant's project.
-    async fn environment_of(
-        &self,
-        caller: Caller<'_>,
-        env: &EnvKey,
-    ) -> ConfigResult<(String, Environment, Vec<Environment>)> {
-        let project = self
-            .repository
-            .project(&env.tenant, &env.project)
+    /// The environment behind an env key (of the key's tenant).
+    async fn environment_of(&self, env: &EnvKey) -> ConfigResult<Environment> {
+        self.repository
+            .environment(&env.tenant, &env.project, &env.environment)
             .await?
-            .ok_or_else(|| ConfigError::NotFound(format!("projects/{}", env.project)))?;
-        let _ = caller;
-        let environment = project
-            .environments
-            .iter()
-            .find(|environment| environment.id == env.environment)
-            .cloned()
-            .ok_or_else(|| ConfigError::NotFound(env.resource()))?;
-        Ok((project.id, environment, project.environments))
+            .ok_or_else(|| ConfigError::NotFound(env.resource()))
     }
 
     /// What everything an environment serves resolves to with `variables`, bases before the
@@ -775,9 +761,7 @@ impl<R: Repository> ConfigStore<R> {
                     project: project.to_owned(),
                     config: config.clone(),
                 };
-                let planned = self
-                    .reresolve(caller, &env, &reference, &fresh, Some(variables))
-                    .await?;
+                let planned = self.reresolve(&env, &reference, &fresh, Some(variables)).await?;
                 if let Some((resolution, resolved)) = planned {
                     fresh.insert(reference, resolved);
                     resolutions.push(resolution);
@@ -907,7 +891,7 @@ impl<R: Repository> ConfigStore<R> {
         page_size: i32,
     ) -> ConfigResult<Vec<ReleaseView>> {
         caller.require(Role::Viewer, &published_resource(env, config))?;
-        self.environment_of(caller, env).await?;
+        self.environment_of(env).await?;
         let limit = self.page_size(page_size);
         let mut views = Vec::new();
         for release in self.repository.list_releases(env, config, before, limit).await? {
@@ -927,7 +911,7 @@ impl<R: Repository> ConfigStore<R> {
         message: &str,
     ) -> ConfigResult<ReleaseView> {
         caller.require(Role::Publisher, &published_resource(env, config))?;
-        let (_, environment, _) = self.environment_of(caller, env).await?;
+        let environment = self.environment_of(env).await?;
         let old = self
             .repository
             .release(env, config, number)
@@ -965,7 +949,13 @@ impl<R: Repository> ConfigStore<R> {
         message: &str,
     ) -> ConfigResult<ReleaseView> {
         caller.require(Role::Viewer, &published_resource(env, config))?;
-        let (_, environment, pipeline) = self.environment_of(caller, env).await?;
+        let environment = self.environment_of(env).await?;
+        let pipeline = self
+            .repository
+            .project(&env.tenant, &env.project)
+            .await?
+            .map(|project| project.environments)
+            .unwrap_or_default();
         let next = pipeline
             .iter()
             .filter(|candidate| candidate.position > environment.position)
