@@ -1,0 +1,492 @@
+//! Evaluation of compiled rules.
+//!
+//! Results borrow from the rule or the context wherever they can (`Cow`), so a typical
+//! targeting rule — a few `var`s compared with literals — allocates nothing.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value};
+
+use super::js::{compare, loose_equal, number_value, strict_equal, to_number, to_text, truthy};
+use super::{Bucket, Expr, Fractional, Op, Path, SemVer, Target, Var, version_of};
+use crate::bucketing;
+
+/// The evaluation ran out of steps (a rule mapping over a huge context array, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Exhausted;
+
+type Outcome<'a> = Result<Cow<'a, Value>, Exhausted>;
+
+/// The data of one evaluation: the context with flagd's enrichment.
+#[derive(Debug)]
+pub(crate) struct Root<'a> {
+    pub(crate) context: &'a Map<String, Value>,
+    /// The flag key as a JSON string, so `$flagd.flagKey` can be borrowed.
+    pub(crate) flag_key: &'a Value,
+    pub(crate) timestamp: i64,
+}
+
+/// Steps left; every node evaluated spends one.
+#[derive(Debug)]
+pub(crate) struct Budget(pub(crate) u32);
+
+impl Budget {
+    fn spend(&mut self) -> Result<(), Exhausted> {
+        self.0 = self.0.checked_sub(1).ok_or(Exhausted)?;
+        Ok(())
+    }
+}
+
+/// What `var` reads: the root, or the current element inside `map`, `filter`, `all`...
+#[derive(Debug, Clone, Copy)]
+struct Data<'a> {
+    root: &'a Root<'a>,
+    item: Option<&'a Value>,
+}
+
+impl Expr {
+    pub(crate) fn evaluate<'a>(&'a self, root: &'a Root<'a>, budget: &mut Budget) -> Outcome<'a> {
+        eval(self, Data { root, item: None }, budget)
+    }
+}
+
+fn eval<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    budget.spend()?;
+    match expr {
+        Expr::Literal(value) => Ok(Cow::Borrowed(value)),
+        Expr::Array(items) => {
+            let values = items.iter().map(|item| eval(item, data, budget).map(Cow::into_owned));
+            Ok(Cow::Owned(Value::Array(values.collect::<Result<_, _>>()?)))
+        }
+        Expr::Var(var) => eval_var(var, data, budget),
+        Expr::Op(op, args) => eval_op(*op, args, data, budget),
+        Expr::Fractional(fractional) => eval_fractional(fractional, data, budget),
+        Expr::SemVer(sem_ver) => eval_sem_ver(sem_ver, data, budget),
+    }
+}
+
+fn null<'a>() -> Outcome<'a> {
+    Ok(Cow::Owned(Value::Null))
+}
+
+fn boolean<'a>(value: bool) -> Outcome<'a> {
+    Ok(Cow::Owned(Value::Bool(value)))
+}
+
+fn eval_var<'a>(var: &'a Var, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    let found = match &var.path {
+        Path::Whole => Some(whole(data)),
+        Path::Keys(keys) => lookup(data, keys.iter().map(|key| &**key)),
+        Path::Computed(rule) => {
+            let path = eval(rule, data, budget)?;
+            match to_text(&path) {
+                text if text.is_empty() => Some(whole(data)),
+                text => lookup(data, text.split('.')),
+            }
+        }
+    };
+    match (found, &var.default) {
+        (Some(value), _) if !value.is_null() => Ok(value),
+        (_, Some(default)) => eval(default, data, budget),
+        (found, None) => Ok(found.unwrap_or(Cow::Owned(Value::Null))),
+    }
+}
+
+fn whole<'a>(data: Data<'a>) -> Cow<'a, Value> {
+    if let Some(item) = data.item {
+        return Cow::Borrowed(item);
+    }
+    let mut object = data.root.context.clone();
+    object.insert("$flagd".to_owned(), flagd_object(data.root));
+    Cow::Owned(Value::Object(object))
+}
+
+fn flagd_object(root: &Root<'_>) -> Value {
+    let mut flagd = Map::new();
+    flagd.insert("flagKey".to_owned(), root.flag_key.clone());
+    flagd.insert("timestamp".to_owned(), Value::from(root.timestamp));
+    Value::Object(flagd)
+}
+
+fn lookup<'a, 'k>(data: Data<'a>, mut keys: impl Iterator<Item = &'k str>) -> Option<Cow<'a, Value>> {
+    if let Some(item) = data.item {
+        return descend(item, keys).map(Cow::Borrowed);
+    }
+    let first = keys.next()?;
+    if first == "$flagd" {
+        return match (keys.next(), keys.next()) {
+            (None, _) => Some(Cow::Owned(flagd_object(data.root))),
+            (Some("flagKey"), None) => Some(Cow::Borrowed(data.root.flag_key)),
+            (Some("timestamp"), None) => Some(Cow::Owned(Value::from(data.root.timestamp))),
+            _ => None,
+        };
+    }
+    descend(data.root.context.get(first)?, keys).map(Cow::Borrowed)
+}
+
+fn descend<'a, 'k>(mut value: &'a Value, keys: impl Iterator<Item = &'k str>) -> Option<&'a Value> {
+    for key in keys {
+        value = match value {
+            Value::Object(object) => object.get(key)?,
+            Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+fn eval_op<'a>(op: Op, args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    match op {
+        Op::If => eval_if(args, data, budget),
+        Op::And | Op::Or => eval_and_or(op == Op::And, args, data, budget),
+        Op::Map | Op::Filter | Op::All | Op::Some | Op::None => eval_over_array(op, args, data, budget),
+        Op::Reduce => eval_reduce(args, data, budget),
+        Op::Missing => eval_missing(args, data, budget),
+        Op::MissingSome => eval_missing_some(args, data, budget),
+        _ => {
+            let values = evaluate_all(args, data, budget)?;
+            Ok(apply(op, &values))
+        }
+    }
+}
+
+fn evaluate_all<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Result<Vec<Cow<'a, Value>>, Exhausted> {
+    args.iter().map(|arg| eval(arg, data, budget)).collect()
+}
+
+/// Operators whose arguments are all evaluated first.
+fn apply<'a>(op: Op, values: &[Cow<'a, Value>]) -> Cow<'a, Value> {
+    let arg = |index: usize| values.get(index).map_or(&Value::Null, |value| &**value);
+    let owned = Cow::Owned;
+    match op {
+        Op::Equal => owned(Value::Bool(loose_equal(arg(0), arg(1)))),
+        Op::NotEqual => owned(Value::Bool(!loose_equal(arg(0), arg(1)))),
+        Op::StrictEqual => owned(Value::Bool(strict_equal(arg(0), arg(1)))),
+        Op::StrictNotEqual => owned(Value::Bool(!strict_equal(arg(0), arg(1)))),
+        Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual => owned(Value::Bool(ordered(op, values))),
+        Op::Not => owned(Value::Bool(!truthy(arg(0)))),
+        Op::Truthy => owned(Value::Bool(truthy(arg(0)))),
+        Op::In => owned(Value::Bool(contains(arg(1), arg(0)))),
+        Op::Cat => owned(Value::String(values.iter().map(|value| to_text(value)).collect())),
+        Op::Substr => owned(substring(arg(0), arg(1), values.get(2).map(|value| &**value))),
+        Op::Add => owned(number_value(values.iter().map(|value| to_number(value)).sum())),
+        Op::Multiply => owned(number_value(values.iter().map(|value| to_number(value)).product())),
+        Op::Subtract if values.len() == 1 => owned(number_value(-to_number(arg(0)))),
+        Op::Subtract => owned(number_value(to_number(arg(0)) - to_number(arg(1)))),
+        Op::Divide => owned(number_value(to_number(arg(0)) / to_number(arg(1)))),
+        Op::Modulo => owned(number_value(to_number(arg(0)) % to_number(arg(1)))),
+        Op::Min => owned(extreme(values, f64::min)),
+        Op::Max => owned(extreme(values, f64::max)),
+        Op::Merge => owned(Value::Array(values.iter().flat_map(|value| flatten(value)).collect())),
+        Op::Log => values.first().cloned().unwrap_or(Cow::Owned(Value::Null)),
+        Op::StartsWith => owned(affix(arg(0), arg(1), |text, affix| text.starts_with(affix))),
+        Op::EndsWith => owned(affix(arg(0), arg(1), |text, affix| text.ends_with(affix))),
+        Op::If
+        | Op::And
+        | Op::Or
+        | Op::Map
+        | Op::Filter
+        | Op::Reduce
+        | Op::All
+        | Op::Some
+        | Op::None
+        | Op::Missing
+        | Op::MissingSome => owned(Value::Null),
+    }
+}
+
+/// `<`, `<=` (both also as "between" with three arguments), `>`, `>=`.
+fn ordered(op: Op, values: &[Cow<'_, Value>]) -> bool {
+    let holds = |left: &Value, right: &Value| {
+        let order = compare(left, right);
+        match op {
+            Op::Less => order == Some(Ordering::Less),
+            Op::LessOrEqual => matches!(order, Some(Ordering::Less | Ordering::Equal)),
+            Op::Greater => order == Some(Ordering::Greater),
+            _ => matches!(order, Some(Ordering::Greater | Ordering::Equal)),
+        }
+    };
+    match values {
+        [left, right] => holds(left, right),
+        [low, middle, high] if matches!(op, Op::Less | Op::LessOrEqual) => holds(low, middle) && holds(middle, high),
+        [left, right, ..] => holds(left, right),
+        _ => false,
+    }
+}
+
+fn contains(haystack: &Value, needle: &Value) -> bool {
+    match haystack {
+        Value::String(text) => text.contains(&*to_text(needle)),
+        Value::Array(items) => items.iter().any(|item| strict_equal(item, needle)),
+        _ => false,
+    }
+}
+
+fn substring(source: &Value, start: &Value, length: Option<&Value>) -> Value {
+    let chars: Vec<char> = to_text(source).chars().collect();
+    let count = chars.len() as f64;
+    let start = to_number(start);
+    let start = if start.is_nan() { 0.0 } else { start };
+    let begin = if start < 0.0 {
+        (count + start).max(0.0)
+    } else {
+        start.min(count)
+    };
+    let end = match length.map(to_number) {
+        Some(length) if length < 0.0 => (count + length).max(begin),
+        Some(length) if !length.is_nan() => (begin + length).min(count),
+        _ => count,
+    };
+    // Both bounds are whole-number-free floats clamped to [0, count]; truncation picks indices.
+    Value::String(
+        chars[begin as usize..(end as usize).max(begin as usize)]
+            .iter()
+            .collect(),
+    )
+}
+
+fn extreme(values: &[Cow<'_, Value>], pick: fn(f64, f64) -> f64) -> Value {
+    let mut numbers = values.iter().map(|value| to_number(value));
+    let Some(first) = numbers.next() else {
+        return Value::Null;
+    };
+    number_value(numbers.fold(first, pick))
+}
+
+fn flatten(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+/// flagd's `starts_with` / `ends_with`: null unless both arguments are strings.
+fn affix(text: &Value, affix: &Value, test: fn(&str, &str) -> bool) -> Value {
+    match (text, affix) {
+        (Value::String(text), Value::String(affix)) => Value::Bool(test(text, affix)),
+        _ => Value::Null,
+    }
+}
+
+fn eval_if<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    let mut pairs = args.chunks_exact(2);
+    for pair in &mut pairs {
+        let condition = eval(&pair[0], data, budget)?;
+        if truthy(&condition) {
+            return eval(&pair[1], data, budget);
+        }
+    }
+    match pairs.remainder() {
+        [otherwise] => eval(otherwise, data, budget),
+        _ => null(),
+    }
+}
+
+fn eval_and_or<'a>(is_and: bool, args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    let mut last = Cow::Owned(Value::Null);
+    for arg in args {
+        last = eval(arg, data, budget)?;
+        if truthy(&last) != is_and {
+            return Ok(last);
+        }
+    }
+    Ok(last)
+}
+
+fn eval_over_array<'a>(op: Op, args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    let (Some(source), Some(rule)) = (args.first(), args.get(1)) else {
+        return match op {
+            Op::Map | Op::Filter => Ok(Cow::Owned(Value::Array(Vec::new()))),
+            _ => boolean(false),
+        };
+    };
+    let source = eval(source, data, budget)?;
+    let items = match &*source {
+        Value::Array(items) => items.as_slice(),
+        _ => &[],
+    };
+    let mut results = Vec::new();
+    for item in items {
+        let scoped = Data {
+            root: data.root,
+            item: Some(item),
+        };
+        let result = eval(rule, scoped, budget)?;
+        match op {
+            Op::Map => results.push(result.into_owned()),
+            Op::Filter if truthy(&result) => results.push(item.clone()),
+            Op::All if !truthy(&result) => return boolean(false),
+            Op::Some if truthy(&result) => return boolean(true),
+            Op::None if truthy(&result) => return boolean(false),
+            _ => {}
+        }
+    }
+    match op {
+        Op::Map | Op::Filter => Ok(Cow::Owned(Value::Array(results))),
+        Op::All => boolean(!items.is_empty()),
+        Op::Some => boolean(false),
+        _ => boolean(true),
+    }
+}
+
+fn eval_reduce<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    let (Some(source), Some(rule)) = (args.first(), args.get(1)) else {
+        return null();
+    };
+    let mut accumulator = match args.get(2) {
+        Some(initial) => eval(initial, data, budget)?.into_owned(),
+        None => Value::Null,
+    };
+    let source = eval(source, data, budget)?;
+    let Value::Array(items) = &*source else {
+        return Ok(Cow::Owned(accumulator));
+    };
+    for item in items {
+        let mut pair = Map::new();
+        pair.insert("current".to_owned(), item.clone());
+        pair.insert("accumulator".to_owned(), accumulator);
+        let pair = Value::Object(pair);
+        accumulator = eval(
+            rule,
+            Data {
+                root: data.root,
+                item: Some(&pair),
+            },
+            budget,
+        )?
+        .into_owned();
+    }
+    Ok(Cow::Owned(accumulator))
+}
+
+fn eval_missing<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    let values = evaluate_all(args, data, budget)?;
+    let keys: Vec<&Value> = match values.first().map(|value| &**value) {
+        Some(Value::Array(keys)) => keys.iter().collect(),
+        _ => values.iter().map(|value| &**value).collect(),
+    };
+    Ok(Cow::Owned(Value::Array(missing_keys(&keys, data))))
+}
+
+fn eval_missing_some<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    let values = evaluate_all(args, data, budget)?;
+    let needed = values.first().map_or(0.0, |value| to_number(value));
+    let keys: Vec<&Value> = match values.get(1).map(|value| &**value) {
+        Some(Value::Array(keys)) => keys.iter().collect(),
+        _ => Vec::new(),
+    };
+    let missing = missing_keys(&keys, data);
+    let present = (keys.len() - missing.len()) as f64;
+    Ok(Cow::Owned(Value::Array(if present >= needed {
+        Vec::new()
+    } else {
+        missing
+    })))
+}
+
+fn missing_keys(keys: &[&Value], data: Data<'_>) -> Vec<Value> {
+    keys.iter()
+        .filter(|key| {
+            let path = to_text(key);
+            let found = if path.is_empty() {
+                Some(whole(data))
+            } else {
+                lookup(data, path.split('.'))
+            };
+            found.is_none_or(|value| value.is_null() || value.as_str() == Some(""))
+        })
+        .map(|key| (*key).clone())
+        .collect()
+}
+
+fn eval_fractional<'a>(fractional: &'a Fractional, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    let key = match &fractional.key {
+        Some(rule) => eval(rule, data, budget)?,
+        None => Cow::Owned(Value::Null),
+    };
+    let key = match &*key {
+        Value::String(key) => Cow::Borrowed(key.as_str()),
+        // A bucketing rule that yields null falls back to the default key, as in flagd.
+        Value::Null => match default_bucket_key(data) {
+            Some(key) => Cow::Owned(key),
+            None => return null(),
+        },
+        _ => return null(),
+    };
+    let computed;
+    let weights = match &fractional.fixed_weights {
+        Some(weights) => weights,
+        None => match bucket_weights(&fractional.buckets, data, budget)? {
+            Some(weights) => {
+                computed = weights;
+                &computed
+            }
+            None => return null(),
+        },
+    };
+    match bucketing::pick(&key, weights) {
+        Some(index) => eval(&fractional.buckets[index].variant, data, budget),
+        None => null(),
+    }
+}
+
+/// Without a bucketing key flagd hashes the flag key followed by a non-empty targeting key.
+fn default_bucket_key(data: Data<'_>) -> Option<String> {
+    let targeting_key = data
+        .root
+        .context
+        .get("targetingKey")?
+        .as_str()
+        .filter(|key| !key.is_empty())?;
+    let flag_key = data.root.flag_key.as_str()?;
+    Some(format!("{flag_key}{targeting_key}"))
+}
+
+fn bucket_weights(buckets: &[Bucket], data: Data<'_>, budget: &mut Budget) -> Result<Option<Box<[u64]>>, Exhausted> {
+    let mut weights = Vec::with_capacity(buckets.len());
+    for bucket in buckets {
+        let value = eval(&bucket.weight, data, budget)?;
+        let Some(weight) = weight(&value) else {
+            return Ok(None);
+        };
+        weights.push(weight);
+    }
+    Ok(valid_weights(weights))
+}
+
+/// A bucket weight as flagd reads it: a whole number, negative ones counting as zero; `None`
+/// for anything else (the whole `fractional` then yields null).
+pub(super) fn weight(value: &Value) -> Option<u64> {
+    let number = value.as_f64()?;
+    if number.fract() != 0.0 || number > f64::from(i32::MAX) {
+        return None;
+    }
+    // Whole and at most i32::MAX, so the conversion is exact.
+    Some(number.max(0.0) as u64)
+}
+
+/// Weights whose total stays within flagd's bound (i32::MAX).
+pub(super) fn valid_weights(weights: Vec<u64>) -> Option<Box<[u64]>> {
+    let total: u64 = weights.iter().sum();
+    (total <= i32::MAX as u64).then(|| weights.into_boxed_slice())
+}
+
+fn eval_sem_ver<'a>(sem_ver: &'a SemVer, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    let version = eval(&sem_ver.version, data, budget)?;
+    let Some(version) = version_of(&version) else {
+        return null();
+    };
+    let computed;
+    let target = match &sem_ver.target {
+        Target::Parsed(target) => target,
+        Target::Computed(rule) => match version_of(&*eval(rule, data, budget)?) {
+            Some(target) => {
+                computed = target;
+                &computed
+            }
+            None => return null(),
+        },
+    };
+    boolean(sem_ver.comparison.holds(&version, target))
+}
