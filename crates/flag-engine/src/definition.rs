@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::Metadata;
 use crate::flag::{ErrorCode, Flag, FlagState, Resolution, Targeting, ValueKind};
-use crate::logic::{Compiler, Scope};
+use crate::logic::{Compiler, Scope, inline_refs};
 
 /// Bounds on what a document may hold.
 #[derive(Debug, Clone)]
@@ -111,16 +111,44 @@ impl FlagSet {
         };
         let metadata = metadata_at(root.get("metadata"), "metadata")?;
 
-        let mut compiler = Compiler::new(evaluators, limits.max_rule_depth, limits.max_rule_nodes);
+        let mut compiler = Compiler::new(limits.max_rule_depth, limits.max_rule_nodes);
         let mut compiled = HashMap::with_capacity(flags.len());
         for (key, definition) in flags {
-            let flag = compile_flag(key, definition, &metadata, &mut compiler, limits)?;
+            let flag = compile_flag(key, definition, &metadata, evaluators, &mut compiler, limits)?;
             compiled.insert(Box::from(key.as_str()), flag);
         }
         Ok(Self {
             flags: compiled,
             metadata,
         })
+    }
+
+    /// The flags `keep` accepts from several sets, later sets overriding earlier ones key by key. Each flag carries its set's metadata already.
+    pub fn merged<'a>(sets: impl IntoIterator<Item = &'a FlagSet>, keep: impl Fn(&Flag) -> bool) -> FlagSet {
+        let mut flags = HashMap::new();
+        for set in sets {
+            for (key, flag) in &set.flags {
+                if keep(flag) {
+                    flags.insert(key.clone(), flag.clone());
+                }
+            }
+        }
+        FlagSet {
+            flags,
+            metadata: Metadata::new(),
+        }
+    }
+
+    /// The set as a flagd document with `$ref`s inlined and set metadata folded into each
+    /// flag — the form flagd's sync protocol carries. Keys are sorted.
+    pub fn to_document(&self) -> Value {
+        let mut keys: Vec<&str> = self.flags.keys().map(|key| &**key).collect();
+        keys.sort_unstable();
+        let flags: Map<String, Value> = keys
+            .into_iter()
+            .filter_map(|key| Some((key.to_owned(), self.flags.get(key)?.definition())))
+            .collect();
+        serde_json::json!({ "flags": flags })
     }
 
     pub fn get(&self, key: &str) -> Option<&Flag> {
@@ -178,7 +206,8 @@ fn compile_flag(
     key: &str,
     definition: &Value,
     set_metadata: &Metadata,
-    compiler: &mut Compiler<'_>,
+    evaluators: &Map<String, Value>,
+    compiler: &mut Compiler,
     limits: &Limits,
 ) -> Result<Flag, DefinitionError> {
     let at = |field: &str| format!("flags.{key}.{field}");
@@ -217,6 +246,8 @@ fn compile_flag(
 
     let default_variant = match fields.get("defaultVariant") {
         None | Some(Value::Null) => None,
+        // flagd writes a missing default variant as "" in the documents it syncs.
+        Some(Value::String(name)) if name.is_empty() => None,
         Some(Value::String(name)) if variants.iter().any(|(variant, _)| **variant == **name) => Some(name.as_str()),
         Some(Value::String(name)) => {
             let names: Vec<&str> = variants.iter().map(|(variant, _)| &**variant).collect();
@@ -236,10 +267,17 @@ fn compile_flag(
     let targeting = match fields.get("targeting") {
         None | Some(Value::Null) => Targeting::None,
         Some(Value::Object(rule)) if rule.is_empty() => Targeting::None,
-        Some(rule @ Value::Object(_)) => match compiler.compile(rule) {
-            Ok(rule) => Targeting::Rule(rule),
-            Err(error) => Targeting::Broken(format!("targeting: {error}")),
-        },
+        Some(rule @ Value::Object(_)) => {
+            let compiled = inline_refs(rule, evaluators, limits.max_rule_depth, limits.max_rule_nodes)
+                .and_then(|inlined| compiler.compile(&inlined).map(|expr| (expr, inlined)));
+            match compiled {
+                Ok((expr, inlined)) => Targeting::Rule { expr, source: inlined },
+                Err(error) => Targeting::Broken {
+                    reason: format!("targeting: {error}"),
+                    source: rule.clone(),
+                },
+            }
+        }
         Some(_) => return Err(DefinitionError::new(at("targeting"), "expected a JSON Logic object")),
     };
 

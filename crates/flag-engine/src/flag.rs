@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::Metadata;
 use crate::logic::{Budget, Root};
@@ -167,8 +167,15 @@ pub struct Flag {
 #[derive(Debug, Clone)]
 pub(crate) enum Targeting {
     None,
-    Rule(Expr),
-    Broken(String),
+    /// `source` is the rule as written, with `$ref`s inlined.
+    Rule {
+        expr: Expr,
+        source: Value,
+    },
+    Broken {
+        reason: String,
+        source: Value,
+    },
 }
 
 impl Flag {
@@ -228,9 +235,37 @@ impl Flag {
     /// Why the flag's targeting does not compile, if it does not.
     pub fn problem(&self) -> Option<&str> {
         match &self.targeting {
-            Targeting::Broken(reason) => Some(reason),
+            Targeting::Broken { reason, .. } => Some(reason),
             _ => None,
         }
+    }
+
+    /// The flag as flagd JSON: state, variants, defaultVariant (`""` when there is none, as
+    /// flagd writes it), targeting with `$ref`s inlined, and metadata when there is any.
+    pub fn definition(&self) -> Value {
+        let mut definition = Map::new();
+        let state = match self.state {
+            FlagState::Enabled => "ENABLED",
+            FlagState::Disabled => "DISABLED",
+        };
+        definition.insert("state".into(), state.into());
+        let variants = self
+            .variants
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect();
+        definition.insert("variants".into(), Value::Object(variants));
+        definition.insert(
+            "defaultVariant".into(),
+            self.default_variant().unwrap_or_default().into(),
+        );
+        if let Targeting::Rule { source, .. } | Targeting::Broken { source, .. } = &self.targeting {
+            definition.insert("targeting".into(), source.clone());
+        }
+        if !self.metadata.is_empty() {
+            definition.insert("metadata".into(), Value::Object(self.metadata.clone()));
+        }
+        Value::Object(definition)
     }
 
     pub fn evaluate(&self, scope: &Scope<'_>) -> Resolution<'_> {
@@ -245,8 +280,10 @@ impl Flag {
         }
         match &self.targeting {
             Targeting::None => self.default_resolution(Reason::Static),
-            Targeting::Broken(reason) => Resolution::failed(ErrorCode::ParseError, reason.clone(), &self.metadata),
-            Targeting::Rule(rule) => self.target(rule, scope),
+            Targeting::Broken { reason, .. } => {
+                Resolution::failed(ErrorCode::ParseError, reason.clone(), &self.metadata)
+            }
+            Targeting::Rule { expr, .. } => self.target(expr, scope),
         }
     }
 

@@ -452,3 +452,43 @@ fn fractional_splits_by_weight_and_is_sticky() {
         "weights are whole numbers"
     );
 }
+
+#[test]
+fn documents_round_trip_with_refs_inlined_and_sets_merge() {
+    let flags = set(json!({
+        "metadata": {"flagSetId": "shop"},
+        "flags": {
+            "gold": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                     "targeting": {"if": [{"$ref": "is_gold"}, "on"]}},
+            "plain": {"state": "DISABLED", "variants": {"a": "a"}}
+        },
+        "$evaluators": {"is_gold": {"==": [{"var": "tier"}, "gold"]}}
+    }));
+    let document = flags.to_document();
+    assert!(!document.to_string().contains("$ref"), "{document}");
+    assert_eq!(document["flags"]["gold"]["metadata"]["flagSetId"], json!("shop"));
+    assert_eq!(document["flags"]["plain"]["defaultVariant"], json!(""));
+    let again = FlagSet::from_document(&document, &Limits::default()).unwrap();
+    let ctx = context(json!({"tier": "gold"}));
+    let scope = Scope {
+        context: &ctx,
+        timestamp: 0,
+    };
+    assert_eq!(again.evaluate("gold", &scope), flags.evaluate("gold", &scope));
+    assert_eq!(again.evaluate("plain", &scope).reason, Reason::Disabled);
+
+    let override_set =
+        set(json!({"flags": {"gold": {"state": "ENABLED", "variants": {"x": 1}, "defaultVariant": "x"}}}));
+    let merged = FlagSet::merged([&flags, &override_set], |_| true);
+    assert_eq!(merged.len(), 2);
+    assert_eq!(merged.get("gold").unwrap().kind(), ValueKind::Integer, "later sets win");
+    let shop_only = FlagSet::merged([&flags, &override_set], |flag| {
+        flag.metadata().get("flagSetId") == Some(&json!("shop"))
+    });
+    assert_eq!(shop_only.len(), 2);
+    assert_eq!(
+        shop_only.get("gold").unwrap().kind(),
+        ValueKind::Boolean,
+        "a flag outside the selection hides nothing"
+    );
+}

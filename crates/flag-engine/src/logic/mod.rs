@@ -182,30 +182,99 @@ pub enum CompileError {
     Fractional(&'static str),
 }
 
-/// Compiles rules against a set of shared evaluators, within size limits.
-pub(crate) struct Compiler<'a> {
+/// Replaces every `{"$ref": name}` in `rule` with the shared evaluator `name`, recursively, as
+/// flagd does when a document loads. The result is bounded like a compiled rule.
+pub(crate) fn inline_refs(
+    rule: &Value,
+    evaluators: &Map<String, Value>,
+    max_depth: usize,
+    max_nodes: usize,
+) -> Result<Value, CompileError> {
+    let mut inliner = Inliner {
+        evaluators,
+        max_depth,
+        max_nodes,
+        nodes: 0,
+        open: Vec::new(),
+    };
+    inliner.inline(rule, 0)
+}
+
+struct Inliner<'a> {
     evaluators: &'a Map<String, Value>,
     max_depth: usize,
     max_nodes: usize,
     nodes: usize,
-    refs: Vec<String>,
+    /// The evaluators being inlined, outermost first, to catch cycles.
+    open: Vec<&'a str>,
 }
 
-impl<'a> Compiler<'a> {
-    pub(crate) fn new(evaluators: &'a Map<String, Value>, max_depth: usize, max_nodes: usize) -> Self {
+impl<'a> Inliner<'a> {
+    fn inline(&mut self, rule: &Value, depth: usize) -> Result<Value, CompileError> {
+        if depth > self.max_depth {
+            return Err(CompileError::TooDeep(self.max_depth));
+        }
+        self.nodes += 1;
+        if self.nodes > self.max_nodes {
+            return Err(CompileError::TooLarge(self.max_nodes));
+        }
+        match rule {
+            Value::Array(items) => items
+                .iter()
+                .map(|item| self.inline(item, depth + 1))
+                .collect::<Result<_, _>>()
+                .map(Value::Array),
+            Value::Object(object) => match object.get("$ref") {
+                Some(name) if object.len() == 1 => self.reference(name, depth),
+                _ => {
+                    let mut inlined = Map::with_capacity(object.len());
+                    for (key, value) in object {
+                        inlined.insert(key.clone(), self.inline(value, depth + 1)?);
+                    }
+                    Ok(Value::Object(inlined))
+                }
+            },
+            scalar => Ok(scalar.clone()),
+        }
+    }
+
+    fn reference(&mut self, name: &Value, depth: usize) -> Result<Value, CompileError> {
+        let Value::String(name) = name else {
+            return Err(CompileError::InvalidRef);
+        };
+        let evaluators = self.evaluators;
+        let Some((name, rule)) = evaluators.get_key_value(name.as_str()) else {
+            return Err(CompileError::UnknownEvaluator(name.clone()));
+        };
+        if self.open.contains(&name.as_str()) {
+            return Err(CompileError::RefCycle(name.clone()));
+        }
+        self.open.push(name);
+        let inlined = self.inline(rule, depth);
+        self.open.pop();
+        inlined
+    }
+}
+
+/// Compiles rules (their `$ref`s already inlined) within size limits.
+pub(crate) struct Compiler {
+    max_depth: usize,
+    max_nodes: usize,
+    nodes: usize,
+}
+
+impl Compiler {
+    pub(crate) fn new(max_depth: usize, max_nodes: usize) -> Self {
         Self {
-            evaluators,
             max_depth,
             max_nodes,
             nodes: 0,
-            refs: Vec::new(),
         }
     }
 
     /// Compiles one flag's targeting; the node budget is per rule.
     pub(crate) fn compile(&mut self, rule: &Value) -> Result<Expr, CompileError> {
         self.nodes = 0;
-        self.refs.clear();
         self.expr(rule, 0)
     }
 
@@ -237,7 +306,6 @@ impl<'a> Compiler<'a> {
 
     fn operation(&mut self, name: &str, args: &Value, depth: usize) -> Result<Expr, CompileError> {
         match name {
-            "$ref" => self.reference(args, depth),
             "var" => self.var(args, depth),
             "fractional" => self.fractional(args, depth),
             "sem_ver" => self.sem_ver(args, depth),
@@ -259,23 +327,6 @@ impl<'a> Compiler<'a> {
             Value::Array(items) => items.iter().map(|item| self.expr(item, depth + 1)).collect(),
             single => Ok(Box::new([self.expr(single, depth + 1)?])),
         }
-    }
-
-    fn reference(&mut self, name: &Value, depth: usize) -> Result<Expr, CompileError> {
-        let Value::String(name) = name else {
-            return Err(CompileError::InvalidRef);
-        };
-        if self.refs.iter().any(|open| open == name) {
-            return Err(CompileError::RefCycle(name.clone()));
-        }
-        let evaluators = self.evaluators;
-        let rule = evaluators
-            .get(name)
-            .ok_or_else(|| CompileError::UnknownEvaluator(name.clone()))?;
-        self.refs.push(name.clone());
-        let expr = self.expr(rule, depth + 1);
-        self.refs.pop();
-        expr
     }
 
     fn var(&mut self, args: &Value, depth: usize) -> Result<Expr, CompileError> {
