@@ -11,6 +11,10 @@ const PROTOS: &[&str] = &[
     "switchyard/experiments/v1/experiment_service.proto",
     "switchyard/realtime/v1/realtime_service.proto",
     "switchyard/presence/v1/presence_service.proto",
+    // flagd's own protocols, so every OpenFeature flagd provider can talk to flag-service.
+    "flagd/evaluation/v1/evaluation.proto",
+    "flagd/evaluation/v2/evaluation.proto",
+    "flagd/sync/v1/sync.proto",
 ];
 
 const TESTING_PROTOS: &[&str] = &["switchyard/testing/v1/transcode_test.proto"];

@@ -32,3 +32,21 @@ proto_package!(realtime, "realtime");
 proto_package!(presence, "presence");
 #[cfg(feature = "testing")]
 proto_package!(testing, "testing");
+
+/// flagd's protocols (evaluation v1 and v2, sync v1), served by flag-service. Same packages,
+/// services, fields and numbers as flagd publishes, so unmodified providers work.
+pub mod flagd {
+    pub mod evaluation {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/flagd.evaluation.v1.rs"));
+        }
+        pub mod v2 {
+            include!(concat!(env!("OUT_DIR"), "/flagd.evaluation.v2.rs"));
+        }
+    }
+    pub mod sync {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/flagd.sync.v1.rs"));
+        }
+    }
+}

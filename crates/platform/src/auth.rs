@@ -393,15 +393,26 @@ fn parse_roles(roles: &[String]) -> Result<Vec<RoleBinding>, AuthError> {
 /// gRPC paths that need no credentials: health, reflection, and methods a service marks
 /// public (such as `GetServiceInfo`).
 #[derive(Debug, Clone, Default)]
-pub struct PublicMethods(HashSet<String>);
+pub struct PublicMethods {
+    methods: HashSet<String>,
+    services: Vec<String>,
+}
 
 impl PublicMethods {
     pub fn insert(&mut self, path: impl Into<String>) {
-        self.0.insert(path.into());
+        self.methods.insert(path.into());
+    }
+
+    /// Makes every method of a service (`package.Service`) public.
+    pub fn insert_service(&mut self, service: &str) {
+        self.services.push(format!("/{service}/"));
     }
 
     fn contains(&self, path: &str) -> bool {
-        path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") || self.0.contains(path)
+        path.starts_with("/grpc.health.v1.Health/")
+            || path.starts_with("/grpc.reflection.")
+            || self.methods.contains(path)
+            || self.services.iter().any(|prefix| path.starts_with(prefix.as_str()))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod error;
 pub mod metrics;
 pub mod protection;
+pub mod proto_json;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

@@ -21,10 +21,13 @@ use tower::{BoxError, Layer, Service};
 use crate::{auth::Principal, settings::LimitSettings};
 
 /// Keyed token buckets: authenticated calls are limited per principal, anonymous ones per IP.
+/// Services a binary marks unmetered (data-plane reads answered from memory) skip both; the
+/// global concurrency limit and load shedding still bound them.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     per_principal: Arc<DefaultKeyedRateLimiter<String>>,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    unmetered: Arc<[String]>,
 }
 
 impl std::fmt::Debug for RateLimitLayer {
@@ -44,7 +47,14 @@ impl RateLimitLayer {
         RateLimitLayer {
             per_principal: Arc::new(RateLimiter::keyed(quota(limits.per_principal_rps))),
             per_ip: Arc::new(RateLimiter::keyed(quota(limits.per_ip_rps))),
+            unmetered: Arc::from([]),
         }
+    }
+
+    /// Exempts every method of these services (`package.Service`) from the rate limits.
+    pub fn unmetered(mut self, services: &[String]) -> Self {
+        self.unmetered = services.iter().map(|service| format!("/{service}/")).collect();
+        self
     }
 
     /// Forgets idle keys so the maps do not grow without bound; call periodically.
@@ -54,6 +64,10 @@ impl RateLimitLayer {
     }
 
     fn check(&self, request: &http::Request<Body>) -> Result<(), Duration> {
+        let path = request.uri().path();
+        if self.unmetered.iter().any(|prefix| path.starts_with(prefix.as_str())) {
+            return Ok(());
+        }
         // The limiter's own clock: building a new one per call recalibrates quanta's TSC
         // clock (CPUID, which traps to the hypervisor in a VM) and cost ~12% of a GetConfig.
         let now = self.per_principal.clock().now();

@@ -151,6 +151,8 @@ pub struct GrpcServices {
     routes: Routes,
     names: Vec<&'static str>,
     public: PublicMethods,
+    unmetered: Vec<String>,
+    http_routes: Option<Router>,
 }
 
 impl GrpcServices {
@@ -177,6 +179,29 @@ impl GrpcServices {
     /// Marks a method (`/package.Service/Method`) as callable without credentials.
     pub fn public(mut self, path: &str) -> Self {
         self.public.insert(path);
+        self
+    }
+
+    /// Marks every method of a service (`package.Service`) as callable without credentials.
+    pub fn public_service(mut self, service: &str) -> Self {
+        self.public.insert_service(service);
+        self
+    }
+
+    /// Exempts a service's methods from the per-principal and per-IP rate limits: for
+    /// data-plane reads served from memory, which callers make on every request they handle.
+    pub fn unmetered_service(mut self, service: &str) -> Self {
+        self.unmetered.push(service.to_owned());
+        self
+    }
+
+    /// Plain HTTP routes served beside the transcoded API (a protocol that is not gRPC, such as
+    /// OFREP). They get the HTTP port's metrics and tracing; limits are theirs to apply.
+    pub fn with_http_routes(mut self, routes: Router) -> Self {
+        self.http_routes = Some(match self.http_routes.take() {
+            Some(existing) => existing.merge(routes),
+            None => routes,
+        });
         self
     }
 }
@@ -211,7 +236,7 @@ impl<S> Host<S> {
 
         let routes = with_reflection(services.routes, &services.names)?.add_service(health_service);
         let limits = &self.settings.limits;
-        let rate_limits = RateLimitLayer::new(limits);
+        let rate_limits = RateLimitLayer::new(limits).unmetered(&services.unmetered);
         let stack: GrpcStack = BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .layer(GrpcMetricsLayer(self.metrics.clone()))
@@ -271,7 +296,7 @@ impl<S> Host<S> {
                 tonic::transport::server::TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
                 stop.clone().cancelled_owned(),
             );
-        let http_app = http_router(http).into_make_service_with_connect_info::<SocketAddr>();
+        let http_app = http_router(http, services.http_routes).into_make_service_with_connect_info::<SocketAddr>();
         let http_listener = axum::serve::ListenerExt::tap_io(self.http_listener, |tcp| {
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
@@ -412,15 +437,16 @@ struct HttpState {
     title: &'static str,
 }
 
-fn http_router(state: HttpState) -> Router {
+fn http_router(state: HttpState, extra: Option<Router>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi_json))
         .fallback(transcode)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe_http))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(extra.unwrap_or_default())
+        .layer(axum::middleware::from_fn_with_state(state, observe_http))
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {

@@ -1,5 +1,7 @@
 //! The settings of flag-service: the platform's shared settings plus its own `[service]` section.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 use switchyard_platform::{ServiceIdentity, settings::SettingsError};
 
@@ -12,10 +14,26 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
 };
 
 /// Settings that only flag-service reads (`[service]`, or `[services.flag_service.service]` in a
-/// shared file). None yet: later capabilities add theirs here.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlagServiceSettings {}
+/// shared file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagServiceSettings {
+    /// flagd flag files (JSON, or YAML by extension) served as flag sources, in priority order:
+    /// a flag in a later file overrides the same key in an earlier one. `--flags-file` adds to
+    /// these. Each file is also a selector: `Flagd-Selector: source=<path as written here>`.
+    pub flags_files: Vec<PathBuf>,
+    /// How often flag files are checked for changes, in milliseconds.
+    pub flags_file_poll_ms: u64,
+}
+
+impl Default for FlagServiceSettings {
+    fn default() -> Self {
+        Self {
+            flags_files: Vec::new(),
+            flags_file_poll_ms: 50,
+        }
+    }
+}
 
 pub type Settings = switchyard_platform::Settings<FlagServiceSettings>;
 

@@ -9,12 +9,19 @@ struct Args {
     /// Settings file; defaults to ./switchyard.toml when present.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     config: Option<std::path::PathBuf>,
+
+    /// Serve a flagd flag file (JSON, or YAML by extension), reloading it when it changes.
+    /// Repeatable; later files override flags of earlier ones with the same key. Added after
+    /// any `[service] flags_files` from the settings.
+    #[arg(long = "flags-file", value_name = "PATH")]
+    flags_files: Vec<std::path::PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let settings = flag_service::conf::load(args.config.as_deref())?;
+    let mut settings = flag_service::conf::load(args.config.as_deref())?;
+    settings.service.flags_files.extend(args.flags_files);
     let shutdown = switchyard_platform::Shutdown::new();
     shutdown.trigger_on_signals();
     flag_service::run(settings, shutdown).await?;

@@ -1,27 +1,80 @@
 //! Wiring: the platform host, then this service's parts on top of it.
 
-use switchyard_api::flags::v1::flag_service_server::FlagServiceServer;
-use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError};
+use std::{sync::Arc, time::Duration};
+
+use flag_engine::Limits;
+use switchyard_api::{
+    flagd::{
+        evaluation::{
+            v1::service_server::ServiceServer as FlagdV1Server, v2::service_server::ServiceServer as FlagdV2Server,
+        },
+        sync::v1::flag_sync_service_server::FlagSyncServiceServer,
+    },
+    flags::v1::flag_service_server::FlagServiceServer,
+};
+use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError, settings::SettingsError};
 
 use crate::{
+    biz::{catalog::Catalog, evaluation::Evaluator},
     conf::{IDENTITY, Settings},
-    data::MIGRATIONS,
-    service::FlagServiceApi,
+    data::{MIGRATIONS, flag_files::FlagFiles},
+    service::{FlagServiceApi, flagd_sync::FlagdSync, flagd_v1::FlagdV1, flagd_v2::FlagdV2, ofrep},
 };
 
 /// `GetServiceInfo` answers without credentials, like a version endpoint.
 const PUBLIC: &[&str] = &["/switchyard.flags.v1.FlagService/GetServiceInfo"];
 
+/// Evaluation answers from memory on every request a caller handles: it needs no management
+/// credentials (as with flagd) and is not rate limited per caller.
+const EVALUATION: &[&str] = &[
+    "/switchyard.flags.v1.FlagService/Evaluate",
+    "/switchyard.flags.v1.FlagService/EvaluateAll",
+];
+const FLAGD_SERVICES: &[&str] = &[
+    "flagd.evaluation.v1.Service",
+    "flagd.evaluation.v2.Service",
+    "flagd.sync.v1.FlagSyncService",
+];
+
 pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, StartError> {
+    let catalog = Arc::new(Catalog::new());
+    let files =
+        FlagFiles::load(&settings.service.flags_files, catalog.clone(), Limits::default()).map_err(|error| {
+            StartError::Settings(SettingsError::Invalid {
+                key: "service.flags_files".to_owned(),
+                reason: error.to_string(),
+            })
+        })?;
     let host = Host::prepare(IDENTITY, settings, shutdown, &MIGRATIONS).await?;
+    let poll = Duration::from_millis(host.settings.service.flags_file_poll_ms.max(1));
+    tokio::spawn(files.watch(poll, host.shutdown.clone()));
+
+    let evaluator = Evaluator::new(catalog);
     let max_message = host.settings.limits.max_request_bytes;
-    let api = FlagServiceServer::new(FlagServiceApi::new(host.about.clone()))
+    let api = FlagServiceServer::new(FlagServiceApi::new(host.about.clone(), evaluator.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
-    let services = PUBLIC
-        .iter()
-        .fold(GrpcServices::new().with_service(api), |services, path| {
-            services.public(path)
-        });
+    let v1 = FlagdV1Server::new(FlagdV1::new(evaluator.clone(), host.shutdown.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let v2 = FlagdV2Server::new(FlagdV2::new(evaluator.clone(), host.shutdown.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let sync = FlagSyncServiceServer::new(FlagdSync::new(evaluator.clone(), host.shutdown.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+
+    let mut services = GrpcServices::new()
+        .with_service(api)
+        .with_service(v1)
+        .with_service(v2)
+        .with_service(sync)
+        .with_http_routes(ofrep::routes(evaluator, max_message));
+    for path in PUBLIC.iter().chain(EVALUATION) {
+        services = services.public(path);
+    }
+    for service in FLAGD_SERVICES {
+        services = services.public_service(service).unmetered_service(service);
+    }
     host.serve(services).await
 }

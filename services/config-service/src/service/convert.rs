@@ -1,8 +1,8 @@
 //! Protobuf ↔ domain conversions: JSON values, timestamps, formats and the resource views.
 
-use pbjson_types::{ListValue, Struct, Timestamp, Value as ProtoValue, value::Kind};
-use serde_json::Value;
+use pbjson_types::Timestamp;
 use switchyard_api::config::v1 as pb;
+pub use switchyard_platform::proto_json::{from_proto_value, to_proto_value};
 
 use crate::biz::{
     catalog::{DraftView, etag_of},
@@ -11,55 +11,6 @@ use crate::biz::{
     publishing::{Presented, ReleaseView},
     validation::{Rule, Violation},
 };
-
-/// A JSON value as a `google.protobuf.Value`. Integers beyond 2^53 lose precision, as they
-/// do in every proto3 JSON mapping.
-pub fn to_proto_value(value: &Value) -> ProtoValue {
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(flag) => Kind::BoolValue(*flag),
-        Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or_default()),
-        Value::String(text) => Kind::StringValue(text.clone()),
-        Value::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(to_proto_value).collect(),
-        }),
-        Value::Object(fields) => Kind::StructValue(Struct {
-            fields: fields
-                .iter()
-                .map(|(key, value)| (key.clone(), to_proto_value(value)))
-                .collect(),
-        }),
-    };
-    ProtoValue { kind: Some(kind) }
-}
-
-/// A `google.protobuf.Value` as JSON; whole numbers come back as integers.
-pub fn from_proto_value(value: &ProtoValue) -> Value {
-    match &value.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(flag)) => Value::Bool(*flag),
-        Some(Kind::NumberValue(number)) => number_of(*number),
-        Some(Kind::StringValue(text)) => Value::String(text.clone()),
-        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(from_proto_value).collect()),
-        Some(Kind::StructValue(fields)) => Value::Object(
-            fields
-                .fields
-                .iter()
-                .map(|(key, value)| (key.clone(), from_proto_value(value)))
-                .collect(),
-        ),
-    }
-}
-
-fn number_of(number: f64) -> Value {
-    let whole = number.fract() == 0.0 && number.abs() < 9.007_199_254_740_992e15;
-    if whole {
-        return Value::from(number as i64);
-    }
-    serde_json::Number::from_f64(number)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
-}
 
 pub fn timestamp(ms: i64) -> Option<Timestamp> {
     Some(Timestamp {
@@ -220,13 +171,6 @@ pub fn client(client: &ConfigClient, current: i64) -> pb::ConfigClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn json_values_survive_the_round_trip_through_protobuf() {
-        let document = json!({"a": [1, 2.5, "x", null, true], "b": {"c": -3}});
-        assert_eq!(from_proto_value(&to_proto_value(&document)), document);
-    }
 
     #[test]
     fn timestamps_split_milliseconds() {

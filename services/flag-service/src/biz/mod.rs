@@ -1,3 +1,11 @@
-//! The domain of flag-service: types and use cases, free of SQL, gRPC and HTTP. Repositories are
-//! traits defined here and implemented in `data/`. The foundation gives this service
-//! only `GetServiceInfo`, which needs no domain logic; its capabilities land here.
+//! The domain of flag-service: types and use cases, free of SQL, gRPC and HTTP.
+//!
+//! Flags live in named sources (a flags file, later a project environment), compiled by
+//! flag-engine. The [`catalog::Catalog`] holds them in memory and answers every evaluation
+//! protocol from views selected the way flagd selects (`flagSetId=`, `source=`); watchers
+//! follow it through [`feeds`].
+
+pub mod catalog;
+pub mod evaluation;
+pub mod feeds;
+pub mod selector;

@@ -1,5 +1,7 @@
-//! Persistence for flag-service: its migrations (applied at start, one set per backend) and,
-//! as the domain grows, the sqlx repositories that implement the traits in `biz`.
+//! Persistence and sources for flag-service: its migrations (applied at start, one set per
+//! backend) and the flag files it serves.
+
+pub mod flag_files;
 
 use sqlx::migrate::Migrator;
 use switchyard_platform::storage::Migrations;

@@ -1,21 +1,78 @@
-//! The gRPC face of flag-service: maps protobuf requests to use cases and errors to statuses.
+//! The faces of flag-service: its own gRPC API, flagd's protocols (evaluation v1 and v2, sync
+//! v1) and OFREP. Each maps requests to the use cases in `biz` and errors to statuses.
 
+pub mod flagd;
+pub mod flagd_sync;
+pub mod flagd_v1;
+pub mod flagd_v2;
+pub mod ofrep;
+
+use flag_engine::{Resolution, ValueKind};
 use switchyard_api::{
-    flags::v1::flag_service_server::FlagService,
+    flags::v1::{
+        self as pb, EvaluateAllRequest, EvaluateAllResponse, EvaluateRequest, ValueType,
+        flag_service_server::FlagService,
+    },
     runtime::v1::{GetServiceInfoRequest, ServiceInfo},
 };
-use switchyard_platform::{about::About, error::to_status};
+use switchyard_platform::{
+    about::About,
+    error::to_status,
+    proto_json::{to_proto_struct, to_proto_value},
+};
 use tonic::{Request, Response, Status};
+
+use crate::biz::{evaluation::Evaluator, selector::Selector};
+
+/// The longest flag key accepted.
+const MAX_FLAG_KEY: usize = 256;
 
 /// Implements `switchyard.flags.v1.FlagService`.
 #[derive(Debug, Clone)]
 pub struct FlagServiceApi {
     about: About,
+    evaluator: Evaluator,
 }
 
 impl FlagServiceApi {
-    pub fn new(about: About) -> Self {
-        Self { about }
+    pub fn new(about: About, evaluator: Evaluator) -> Self {
+        Self { about, evaluator }
+    }
+}
+
+fn selector(text: &str) -> Result<Selector, Status> {
+    Selector::parse(text).map_err(|error| Status::invalid_argument(format!("selector: {error}")))
+}
+
+fn expected_kind(value: i32) -> Result<Option<ValueKind>, Status> {
+    Ok(match ValueType::try_from(value) {
+        Ok(ValueType::Unspecified) => None,
+        Ok(ValueType::Boolean) => Some(ValueKind::Boolean),
+        Ok(ValueType::String) => Some(ValueKind::String),
+        Ok(ValueType::Integer) => Some(ValueKind::Integer),
+        Ok(ValueType::Float) => Some(ValueKind::Float),
+        Ok(ValueType::Object) => Some(ValueKind::Object),
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "expected_type: unknown value {value}"
+            )));
+        }
+    })
+}
+
+fn evaluation(key: &str, resolution: &Resolution<'_>) -> pb::Evaluation {
+    let (error_code, error_message) = match &resolution.error {
+        Some((code, message)) => (code.as_str().to_owned(), message.to_string()),
+        None => (String::new(), String::new()),
+    };
+    pb::Evaluation {
+        flag: key.to_owned(),
+        value: resolution.value.map(to_proto_value),
+        variant: resolution.variant.unwrap_or_default().to_owned(),
+        reason: resolution.reason.as_str().to_owned(),
+        error_code,
+        error_message,
+        metadata: Some(to_proto_struct(resolution.metadata)),
     }
 }
 
@@ -27,5 +84,37 @@ impl FlagService for FlagServiceApi {
     ) -> Result<Response<ServiceInfo>, Status> {
         let info = self.about.service_info().await.map_err(|error| to_status(&error))?;
         Ok(Response::new(info))
+    }
+
+    async fn evaluate(&self, request: Request<EvaluateRequest>) -> Result<Response<pb::Evaluation>, Status> {
+        let request = request.into_inner();
+        if request.flag.is_empty() || request.flag.len() > MAX_FLAG_KEY {
+            return Err(Status::invalid_argument(format!(
+                "flag: a flag key has 1 to {MAX_FLAG_KEY} bytes"
+            )));
+        }
+        let selector = selector(&request.selector)?;
+        let expected = expected_kind(request.expected_type)?;
+        let context = flagd::context(request.context.as_ref());
+        let view = self.evaluator.view(&selector);
+        let resolution = self.evaluator.evaluate(&view, &request.flag, &context, expected);
+        Ok(Response::new(evaluation(&request.flag, &resolution)))
+    }
+
+    async fn evaluate_all(
+        &self,
+        request: Request<EvaluateAllRequest>,
+    ) -> Result<Response<EvaluateAllResponse>, Status> {
+        let request = request.into_inner();
+        let selector = selector(&request.selector)?;
+        let context = flagd::context(request.context.as_ref());
+        let view = self.evaluator.view(&selector);
+        let mut keys: Vec<&str> = view.flags().flags().map(|flag| flag.key()).collect();
+        keys.sort_unstable();
+        let evaluations = keys
+            .into_iter()
+            .map(|key| evaluation(key, &self.evaluator.evaluate(&view, key, &context, None)))
+            .collect();
+        Ok(Response::new(EvaluateAllResponse { evaluations }))
     }
 }
