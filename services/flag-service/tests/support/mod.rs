@@ -1,0 +1,109 @@
+//! A flag-service on loopback serving flag files from a private directory, with gRPC clients
+//! for each protocol and a way to edit the files the way deployment tools do.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use flag_service::conf::{Settings, defaults};
+use serde_json::{Value, json};
+use switchyard_api::flagd::{
+    evaluation::{v1::service_client::ServiceClient as V1Client, v2::service_client::ServiceClient as V2Client},
+    sync::v1::flag_sync_service_client::FlagSyncServiceClient,
+};
+use switchyard_platform::{Running, Shutdown, testing};
+use tonic::transport::Channel;
+
+pub struct Service {
+    pub running: Running,
+    pub shutdown: Shutdown,
+    pub dir: tempfile::TempDir,
+    pub files: Vec<PathBuf>,
+}
+
+impl Service {
+    pub fn v1(&self) -> V1Client<Channel> {
+        V1Client::new(testing::grpc_channel(&self.running))
+    }
+
+    pub fn v2(&self) -> V2Client<Channel> {
+        V2Client::new(testing::grpc_channel(&self.running))
+    }
+
+    pub fn sync(&self) -> FlagSyncServiceClient<Channel> {
+        FlagSyncServiceClient::new(testing::grpc_channel(&self.running))
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.http_addr)
+    }
+
+    /// Replaces flag file `index` by writing a sibling and renaming it over the original.
+    pub fn replace_file(&self, index: usize, document: &Value) {
+        write_atomically(&self.files[index], &document.to_string());
+    }
+
+    /// The name a selector uses for flag file `index`.
+    pub fn source(&self, index: usize) -> String {
+        self.files[index].display().to_string()
+    }
+}
+
+pub fn write_atomically(path: &Path, text: &str) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+/// Starts flag-service on `documents`, one flag file each, in priority order.
+pub async fn start(documents: &[Value]) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = documents
+        .iter()
+        .enumerate()
+        .map(|(index, document)| {
+            let path = dir.path().join(format!("flags-{index}.json"));
+            std::fs::write(&path, document.to_string()).unwrap();
+            path
+        })
+        .collect();
+    let mut settings: Settings = testing::local(defaults(), dir.path());
+    settings.service.flags_files = files.clone();
+    settings.service.flags_file_poll_ms = 10;
+    let shutdown = Shutdown::new();
+    let running = match flag_service::start(settings, shutdown.clone()).await {
+        Ok(running) => running,
+        Err(error) => panic!("flag-service did not start: {error}"),
+    };
+    Service {
+        running,
+        shutdown,
+        dir,
+        files,
+    }
+}
+
+/// The flagd-testbed evaluator flags.
+pub fn testkit() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/conformance/flagd-testbed/evaluator/flags/testkit-flags.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A boolean flag with the given default variant.
+pub fn boolean_flag(default: &str) -> Value {
+    json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": default})
+}
+
+/// A `google.protobuf.Struct` from a JSON object.
+pub fn context(value: Value) -> Option<pbjson_types::Struct> {
+    value.as_object().map(switchyard_platform::proto_json::to_proto_struct)
+}
+
+/// A request carrying the `flagd-selector` header.
+pub fn with_selector<T>(message: T, selector: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("flagd-selector", selector.parse().unwrap());
+    request
+}
