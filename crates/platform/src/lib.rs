@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bus;
 pub mod discovery;
 pub mod error;
+pub mod json;
 pub mod metrics;
 pub mod protection;
 pub mod proto_json;

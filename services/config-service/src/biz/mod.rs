@@ -4,10 +4,10 @@
 pub mod archive;
 pub mod catalog;
 pub mod delivery;
-pub mod diff;
+pub use switchyard_platform::json::diff;
 pub mod document;
 pub mod error;
-pub mod json_path;
+pub use switchyard_platform::json::path as json_path;
 pub mod keystore;
 pub mod merge;
 pub mod mirror;

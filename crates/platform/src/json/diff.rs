@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::json_path;
+use super::path as json_path;
 
 /// How a path differs between two documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
