@@ -24,6 +24,9 @@ pub struct FlagServiceSettings {
     pub flags_files: Vec<PathBuf>,
     /// How often flag files are checked for changes, in milliseconds.
     pub flags_file_poll_ms: u64,
+    /// Whose managed flags a caller without credentials evaluates — flagd providers send none.
+    /// Empty: such callers see flag files only, and managed flags need an API key or JWT.
+    pub anonymous_tenant: String,
 }
 
 impl Default for FlagServiceSettings {
@@ -31,6 +34,7 @@ impl Default for FlagServiceSettings {
         Self {
             flags_files: Vec::new(),
             flags_file_poll_ms: 50,
+            anonymous_tenant: "default".to_owned(),
         }
     }
 }

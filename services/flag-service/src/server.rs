@@ -49,7 +49,8 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let poll = Duration::from_millis(host.settings.service.flags_file_poll_ms.max(1));
     tokio::spawn(files.watch(poll, host.shutdown.clone()));
 
-    let evaluator = Evaluator::new(catalog);
+    let anonymous = Some(host.settings.service.anonymous_tenant.clone()).filter(|tenant| !tenant.is_empty());
+    let evaluator = Evaluator::new(catalog, anonymous);
     let max_message = host.settings.limits.max_request_bytes;
     let api = FlagServiceServer::new(FlagServiceApi::new(host.about.clone(), evaluator.clone()))
         .max_decoding_message_size(max_message)
@@ -69,7 +70,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         .with_service(v1)
         .with_service(v2)
         .with_service(sync)
-        .with_http_routes(ofrep::routes(evaluator, max_message));
+        .with_http_routes(ofrep::routes(evaluator, host.authenticator.clone(), max_message));
     for path in PUBLIC.iter().chain(EVALUATION) {
         services = services.public(path);
     }

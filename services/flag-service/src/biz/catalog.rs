@@ -1,8 +1,10 @@
 //! Every flag source in memory, and the views that evaluation protocols read.
 //!
-//! A source is one compiled flag document under a name (a flags file path, later a project
-//! environment). A [`View`] is what a selector sees: the matching flags of every source merged,
-//! later sources overriding earlier ones key by key. Views are built once per change of the
+//! A source is one compiled flag document under a name (a flags file path, or
+//! `projects/{p}/environments/{e}` for flags managed through the API) and, for managed flags,
+//! the tenant that owns it; file sources belong to no tenant and every caller sees them. A
+//! [`View`] is what a tenant's selector sees: the matching flags of every visible source
+//! merged, later sources overriding earlier ones key by key. Views are built once per change of the
 //! sources and shared, so an evaluation costs a map lookup and the flag's own evaluation. Every
 //! change bumps a generation number that watchers follow.
 
@@ -33,8 +35,25 @@ pub struct Catalog {
 struct State {
     generation: u64,
     /// In priority order: later sources override earlier ones.
-    sources: Vec<(String, Arc<FlagSet>)>,
-    views: HashMap<Selector, Arc<View>>,
+    sources: Vec<Source>,
+    views: HashMap<(Option<String>, Selector), Arc<View>>,
+}
+
+#[derive(Debug)]
+struct Source {
+    name: String,
+    tenant: Option<String>,
+    flags: Arc<FlagSet>,
+}
+
+impl Source {
+    fn is(&self, tenant: Option<&str>, name: &str) -> bool {
+        self.name == name && self.tenant.as_deref() == tenant
+    }
+
+    fn visible_to(&self, tenant: Option<&str>) -> bool {
+        self.tenant.is_none() || self.tenant.as_deref() == tenant
+    }
 }
 
 impl Default for Catalog {
@@ -51,22 +70,28 @@ impl Catalog {
         }
     }
 
-    /// Adds a source after the existing ones, or replaces the one with this name in place.
-    pub fn put_source(&self, name: &str, flags: FlagSet) {
+    /// Adds a source after the existing ones, or replaces the one with this name and tenant in
+    /// place. `tenant` is `None` for sources every caller sees (flag files).
+    pub fn put_source(&self, tenant: Option<&str>, name: &str, flags: FlagSet) {
         let flags = Arc::new(flags);
-        self.change(
-            |sources| match sources.iter_mut().find(|(existing, _)| existing == name) {
-                Some(source) => source.1 = flags,
-                None => sources.push((name.to_owned(), flags)),
-            },
-        );
+        self.change(|sources| {
+            let existing = sources.iter_mut().find(|source| source.is(tenant, name));
+            match existing {
+                Some(source) => source.flags = flags,
+                None => sources.push(Source {
+                    name: name.to_owned(),
+                    tenant: tenant.map(str::to_owned),
+                    flags,
+                }),
+            }
+        });
     }
 
-    pub fn remove_source(&self, name: &str) {
-        self.change(|sources| sources.retain(|(existing, _)| existing != name));
+    pub fn remove_source(&self, tenant: Option<&str>, name: &str) {
+        self.change(|sources| sources.retain(|source| !source.is(tenant, name)));
     }
 
-    fn change(&self, edit: impl FnOnce(&mut Vec<(String, Arc<FlagSet>)>)) {
+    fn change(&self, edit: impl FnOnce(&mut Vec<Source>)) {
         let generation = {
             let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             edit(&mut state.sources);
@@ -77,21 +102,23 @@ impl Catalog {
         self.generation.send_replace(generation);
     }
 
-    /// What `selector` sees now.
-    pub fn view(&self, selector: &Selector) -> Arc<View> {
+    /// What `selector` sees now for a caller of `tenant`.
+    pub fn view(&self, tenant: Option<&str>, selector: &Selector) -> Arc<View> {
+        let key = (tenant.map(str::to_owned), selector.clone());
         {
             let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(view) = state.views.get(selector) {
+            if let Some(view) = state.views.get(&key) {
                 return view.clone();
             }
         }
         let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(view) = state.views.get(selector) {
+        if let Some(view) = state.views.get(&key) {
             return view.clone();
         }
-        let view = Arc::new(View::build(state.generation, &state.sources, selector));
+        let visible = state.sources.iter().filter(|source| source.visible_to(tenant));
+        let view = Arc::new(View::build(state.generation, visible, selector));
         if state.views.len() < MAX_CACHED_VIEWS {
-            state.views.insert(selector.clone(), view.clone());
+            state.views.insert(key, view.clone());
         }
         view
     }
@@ -101,10 +128,15 @@ impl Catalog {
         self.generation.subscribe()
     }
 
-    /// Source names in priority order.
-    pub fn source_names(&self) -> Vec<String> {
+    /// The names of a tenant's own sources (not the shared ones).
+    pub fn source_names(&self, tenant: &str) -> Vec<String> {
         let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.sources.iter().map(|(name, _)| name.clone()).collect()
+        state
+            .sources
+            .iter()
+            .filter(|source| source.tenant.as_deref() == Some(tenant))
+            .map(|source| source.name.clone())
+            .collect()
     }
 }
 
@@ -137,17 +169,16 @@ pub struct View {
 }
 
 impl View {
-    fn build(generation: u64, sources: &[(String, Arc<FlagSet>)], selector: &Selector) -> Self {
+    fn build<'a>(generation: u64, sources: impl Iterator<Item = &'a Source>, selector: &Selector) -> Self {
         let flags = match selector {
-            Selector::All => FlagSet::merged(sources.iter().map(|(_, flags)| &**flags), |_| true),
+            Selector::All => FlagSet::merged(sources.map(|source| &*source.flags), |_| true),
             Selector::Source(name) => FlagSet::merged(
                 sources
-                    .iter()
-                    .filter(|(source, _)| source == name)
-                    .map(|(_, flags)| &**flags),
+                    .filter(|source| &source.name == name)
+                    .map(|source| &*source.flags),
                 |_| true,
             ),
-            Selector::FlagSetId(id) => FlagSet::merged(sources.iter().map(|(_, flags)| &**flags), |flag| {
+            Selector::FlagSetId(id) => FlagSet::merged(sources.map(|source| &*source.flags), |flag| {
                 match flag.metadata().get("flagSetId") {
                     Some(Value::String(flag_set)) => flag_set == id,
                     None => id.is_empty(),
@@ -229,24 +260,55 @@ mod tests {
     fn later_sources_override_and_selectors_filter() {
         let catalog = Catalog::new();
         catalog.put_source(
+            None,
             "a.json",
             flags(json!({"metadata": {"flagSetId": "shop"}, "flags": {"x": boolean(true), "y": boolean(true)}})),
         );
-        catalog.put_source("b.json", flags(json!({"flags": {"x": boolean(false)}})));
-        let all = catalog.view(&Selector::All);
+        catalog.put_source(None, "b.json", flags(json!({"flags": {"x": boolean(false)}})));
+        let all = catalog.view(None, &Selector::All);
         assert_eq!(all.flags().len(), 2);
         assert_eq!(
             all.flags().get("x").and_then(|flag| flag.default_variant()),
             Some("off")
         );
-        let shop = catalog.view(&Selector::FlagSetId("shop".into()));
+        let shop = catalog.view(None, &Selector::FlagSetId("shop".into()));
         assert_eq!(
             shop.flags().get("x").and_then(|flag| flag.default_variant()),
             Some("on")
         );
-        assert_eq!(catalog.view(&Selector::Source("b.json".into())).flags().len(), 1);
-        assert_eq!(catalog.view(&Selector::FlagSetId(String::new())).flags().len(), 1);
-        assert!(catalog.view(&Selector::Source("nope".into())).flags().is_empty());
+        assert_eq!(catalog.view(None, &Selector::Source("b.json".into())).flags().len(), 1);
+        assert_eq!(catalog.view(None, &Selector::FlagSetId(String::new())).flags().len(), 1);
+        assert!(catalog.view(None, &Selector::Source("nope".into())).flags().is_empty());
+    }
+
+    #[test]
+    fn tenants_see_shared_sources_and_only_their_own() {
+        let catalog = Catalog::new();
+        catalog.put_source(None, "shared.json", flags(json!({"flags": {"shared": boolean(true)}})));
+        catalog.put_source(
+            Some("acme"),
+            "projects/shop/environments/prod",
+            flags(json!({"flags": {"acme": boolean(true)}})),
+        );
+        catalog.put_source(
+            Some("globex"),
+            "projects/shop/environments/prod",
+            flags(json!({"flags": {"globex": boolean(true)}})),
+        );
+        let acme = catalog.view(Some("acme"), &Selector::All);
+        assert!(acme.flags().get("shared").is_some() && acme.flags().get("acme").is_some());
+        assert!(acme.flags().get("globex").is_none());
+        let selected = catalog.view(
+            Some("globex"),
+            &Selector::Source("projects/shop/environments/prod".into()),
+        );
+        assert_eq!(selected.flags().len(), 1);
+        assert!(selected.flags().get("globex").is_some());
+        assert_eq!(
+            catalog.view(None, &Selector::All).flags().len(),
+            1,
+            "no tenant: shared sources only"
+        );
     }
 
     #[test]
@@ -254,17 +316,19 @@ mod tests {
         let catalog = Catalog::new();
         let mut generations = catalog.generations();
         catalog.put_source(
+            None,
             "a",
             flags(json!({"flags": {"kept": boolean(true), "changed": boolean(true), "gone": boolean(true)}})),
         );
-        let before = catalog.view(&Selector::All);
+        let before = catalog.view(None, &Selector::All);
         catalog.put_source(
+            None,
             "a",
             flags(json!({"flags": {"kept": boolean(true), "changed": boolean(false), "new": boolean(true)}})),
         );
         assert!(generations.has_changed().unwrap_or(false));
         assert_eq!(*generations.borrow_and_update(), 2);
-        let after = catalog.view(&Selector::All);
+        let after = catalog.view(None, &Selector::All);
         let changes: Vec<(String, &str)> = after
             .changes_since(&before)
             .into_iter()

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use flag_engine::{Resolution, Scope, ValueKind};
 use serde_json::{Map, Value};
+use switchyard_platform::auth::Principal;
 
 use super::{
     catalog::{Catalog, View},
@@ -15,21 +16,35 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct Evaluator {
     catalog: Arc<Catalog>,
+    anonymous_tenant: Option<String>,
 }
 
 impl Evaluator {
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
+    /// `anonymous_tenant` is whose managed flags callers without credentials see (flagd
+    /// providers send none); `None` shows them flag files only.
+    pub fn new(catalog: Arc<Catalog>, anonymous_tenant: Option<String>) -> Self {
+        Self {
+            catalog,
+            anonymous_tenant,
+        }
+    }
+
+    /// The tenant whose flags a caller sees: its own when it authenticated, else the
+    /// anonymous tenant.
+    pub fn tenant_of(&self, principal: Option<&Principal>) -> Option<String> {
+        principal
+            .map(|principal| principal.tenant.clone())
+            .or_else(|| self.anonymous_tenant.clone())
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
 
-    /// What `selector` sees now; hold it for a bulk evaluation so every flag comes from one
-    /// generation.
-    pub fn view(&self, selector: &Selector) -> Arc<View> {
-        self.catalog.view(selector)
+    /// What `selector` sees now for a caller of `tenant` (`None`: shared sources only); hold
+    /// it for a bulk evaluation so every flag comes from one generation.
+    pub fn view(&self, tenant: Option<&str>, selector: &Selector) -> Arc<View> {
+        self.catalog.view(tenant, selector)
     }
 
     /// Evaluates `key` in `view`; with `expected`, a value of another type is TYPE_MISMATCH.

@@ -30,18 +30,20 @@ pub enum ProviderEvent {
 
 struct Follower {
     catalog: Arc<Catalog>,
+    tenant: Option<String>,
     selector: Selector,
     generations: watch::Receiver<u64>,
     last: Arc<View>,
 }
 
 impl Follower {
-    fn new(catalog: Arc<Catalog>, selector: Selector) -> Self {
+    fn new(catalog: Arc<Catalog>, tenant: Option<String>, selector: Selector) -> Self {
         let mut generations = catalog.generations();
         generations.mark_unchanged();
-        let last = catalog.view(&selector);
+        let last = catalog.view(tenant.as_deref(), &selector);
         Self {
             catalog,
+            tenant,
             selector,
             generations,
             last,
@@ -53,7 +55,7 @@ impl Follower {
     async fn next(&mut self) -> Option<(Arc<View>, Arc<View>)> {
         self.generations.changed().await.ok()?;
         self.generations.mark_unchanged();
-        let now = self.catalog.view(&self.selector);
+        let now = self.catalog.view(self.tenant.as_deref(), &self.selector);
         let before = std::mem::replace(&mut self.last, now.clone());
         Some((before, now))
     }
@@ -63,10 +65,11 @@ impl Follower {
 /// changed keys whenever the selection changes, and `KeepAlive` after `keep_alive` of silence.
 pub fn provider_events(
     catalog: Arc<Catalog>,
+    tenant: Option<String>,
     selector: Selector,
     keep_alive: Duration,
 ) -> impl Stream<Item = ProviderEvent> + Send + 'static {
-    let follower = Follower::new(catalog, selector);
+    let follower = Follower::new(catalog, tenant, selector);
     futures::stream::unfold((follower, false), move |(mut follower, started)| async move {
         if !started {
             return Some((ProviderEvent::Ready, (follower, true)));
@@ -86,8 +89,12 @@ pub fn provider_events(
 
 /// Full snapshots (flagd JSON) for `selector`: the current one at once, then a new one whenever
 /// the selection's content changes.
-pub fn snapshots(catalog: Arc<Catalog>, selector: Selector) -> impl Stream<Item = Arc<str>> + Send + 'static {
-    let follower = Follower::new(catalog, selector);
+pub fn snapshots(
+    catalog: Arc<Catalog>,
+    tenant: Option<String>,
+    selector: Selector,
+) -> impl Stream<Item = Arc<str>> + Send + 'static {
+    let follower = Follower::new(catalog, tenant, selector);
     futures::stream::unfold((follower, None::<Arc<str>>), |(mut follower, sent)| async move {
         let Some(sent) = sent else {
             let document = follower.last.document();
@@ -119,12 +126,12 @@ mod tests {
     #[tokio::test]
     async fn ready_then_changes_then_keep_alive() {
         let catalog = Arc::new(Catalog::new());
-        catalog.put_source("a", flags("on"));
-        let events = provider_events(catalog.clone(), Selector::All, Duration::from_millis(200));
+        catalog.put_source(None, "a", flags("on"));
+        let events = provider_events(catalog.clone(), None, Selector::All, Duration::from_millis(200));
         tokio::pin!(events);
         assert_eq!(events.next().await, Some(ProviderEvent::Ready));
-        catalog.put_source("a", flags("on")); // same content: no event
-        catalog.put_source("a", flags("off"));
+        catalog.put_source(None, "a", flags("on")); // same content: no event
+        catalog.put_source(None, "a", flags("off"));
         let expected = BTreeMap::from([("banner".to_owned(), Change::Update)]);
         assert_eq!(events.next().await, Some(ProviderEvent::ConfigurationChange(expected)));
         assert_eq!(events.next().await, Some(ProviderEvent::KeepAlive));
@@ -133,13 +140,13 @@ mod tests {
     #[tokio::test]
     async fn snapshots_skip_identical_content() {
         let catalog = Arc::new(Catalog::new());
-        catalog.put_source("a", flags("on"));
-        let documents = snapshots(catalog.clone(), Selector::All);
+        catalog.put_source(None, "a", flags("on"));
+        let documents = snapshots(catalog.clone(), None, Selector::All);
         tokio::pin!(documents);
         let first = documents.next().await.unwrap_or_default();
         assert!(first.contains("\"defaultVariant\":\"on\""), "{first}");
-        catalog.put_source("a", flags("on"));
-        catalog.put_source("a", flags("off"));
+        catalog.put_source(None, "a", flags("on"));
+        catalog.put_source(None, "a", flags("off"));
         let second = documents.next().await.unwrap_or_default();
         assert!(second.contains("\"defaultVariant\":\"off\""), "{second}");
     }

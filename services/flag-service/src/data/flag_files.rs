@@ -104,7 +104,7 @@ impl FlagFiles {
             let flags = read(path, &limits)?;
             let name = path.display().to_string();
             tracing::info!(path = %name, flags = flags.len(), "flag file loaded");
-            catalog.put_source(&name, flags);
+            catalog.put_source(None, &name, flags);
             files.push(Watched {
                 path: path.clone(),
                 name,
@@ -136,7 +136,7 @@ impl FlagFiles {
             match read(&file.path, &self.limits) {
                 Ok(flags) => {
                     tracing::info!(path = %file.name, flags = flags.len(), "flag file reloaded");
-                    self.catalog.put_source(&file.name, flags);
+                    self.catalog.put_source(None, &file.name, flags);
                     file.stamp = current;
                     file.failure = None;
                 }

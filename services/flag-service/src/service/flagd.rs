@@ -9,6 +9,7 @@ use pbjson_types::Struct;
 use serde_json::{Map, Value, json};
 use switchyard_platform::{
     Shutdown,
+    auth::Principal,
     proto_json::{from_proto_struct, to_proto_struct},
     shutdown::end_on_shutdown,
 };
@@ -36,6 +37,11 @@ pub fn selector(metadata: &MetadataMap, body: &str) -> Result<Selector, Status> 
         None => body,
     };
     Selector::parse(header).map_err(|error| Status::invalid_argument(error.to_string()))
+}
+
+/// The tenant whose flags the caller of `request` sees.
+pub fn tenant<T>(evaluator: &Evaluator, request: &Request<T>) -> Option<String> {
+    evaluator.tenant_of(Principal::of(request).ok())
 }
 
 /// A request's evaluation context as JSON.
@@ -80,8 +86,9 @@ pub fn resolve<T: FlagRequest>(
     kind: ValueKind,
 ) -> Result<Resolved, Status> {
     let selector = selector(request.metadata(), "")?;
+    let tenant = tenant(evaluator, &request);
     let request = request.into_inner();
-    let view = evaluator.view(&selector);
+    let view = evaluator.view(tenant.as_deref(), &selector);
     let context = context(request.context());
     let Resolution {
         value,
@@ -154,9 +161,9 @@ fn changed_flags(changes: &BTreeMap<String, Change>) -> Struct {
 }
 
 /// The provider event stream for one subscriber, ended with a resumable status on shutdown.
-pub fn event_stream<T, F>(
+pub fn event_stream<R, T, F>(
     evaluator: &Evaluator,
-    metadata: &MetadataMap,
+    request: &Request<R>,
     shutdown: Shutdown,
     build: F,
 ) -> Result<EventStream<T>, Status>
@@ -164,8 +171,9 @@ where
     T: Send + 'static,
     F: Fn(&'static str, Option<Struct>) -> T + Send + 'static,
 {
-    let selector = selector(metadata, "")?;
-    let events = provider_events(Arc::clone(evaluator.catalog()), selector, KEEP_ALIVE).map(move |event| {
+    let selector = selector(request.metadata(), "")?;
+    let tenant = tenant(evaluator, request);
+    let events = provider_events(Arc::clone(evaluator.catalog()), tenant, selector, KEEP_ALIVE).map(move |event| {
         let (kind, data) = event_parts(&event);
         Ok(build(kind, data))
     });

@@ -38,7 +38,12 @@ impl FlagSyncService for FlagdSync {
 
     async fn sync_flags(&self, request: Request<SyncFlagsRequest>) -> Result<Response<Self::SyncFlagsStream>, Status> {
         let selector = flagd::selector(request.metadata(), &request.get_ref().selector)?;
-        let documents = snapshots(Arc::clone(self.evaluator.catalog()), selector).map(|document| {
+        let documents = snapshots(
+            Arc::clone(self.evaluator.catalog()),
+            flagd::tenant(&self.evaluator, &request),
+            selector,
+        )
+        .map(|document| {
             Ok(SyncFlagsResponse {
                 flag_configuration: document.to_string(),
                 sync_context: Some(Struct::default()),
@@ -55,7 +60,8 @@ impl FlagSyncService for FlagdSync {
         request: Request<FetchAllFlagsRequest>,
     ) -> Result<Response<FetchAllFlagsResponse>, Status> {
         let selector = flagd::selector(request.metadata(), &request.get_ref().selector)?;
-        let document = self.evaluator.view(&selector).document();
+        let tenant = flagd::tenant(&self.evaluator, &request);
+        let document = self.evaluator.view(tenant.as_deref(), &selector).document();
         Ok(Response::new(FetchAllFlagsResponse {
             flag_configuration: document.to_string(),
         }))

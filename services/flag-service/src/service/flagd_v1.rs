@@ -42,7 +42,8 @@ impl Service for FlagdV1 {
     async fn resolve_all(&self, request: Request<ResolveAllRequest>) -> Result<Response<ResolveAllResponse>, Status> {
         let selector = flagd::selector(request.metadata(), "")?;
         let context = flagd::context(request.get_ref().context.as_ref());
-        let view = self.evaluator.view(&selector);
+        let tenant = flagd::tenant(&self.evaluator, &request);
+        let view = self.evaluator.view(tenant.as_deref(), &selector);
         let mut flags = std::collections::HashMap::new();
         for flag in view.flags().flags() {
             let resolution = self.evaluator.evaluate(&view, flag.key(), &context, None);
@@ -149,15 +150,12 @@ impl Service for FlagdV1 {
         &self,
         request: Request<EventStreamRequest>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
-        let stream = flagd::event_stream(
-            &self.evaluator,
-            request.metadata(),
-            self.shutdown.clone(),
-            |kind, data| EventStreamResponse {
+        let stream = flagd::event_stream(&self.evaluator, &request, self.shutdown.clone(), |kind, data| {
+            EventStreamResponse {
                 r#type: kind.to_owned(),
                 data,
-            },
-        )?;
+            }
+        })?;
         Ok(Response::new(stream))
     }
 }

@@ -101,15 +101,12 @@ impl Service for FlagdV2 {
         &self,
         request: Request<EventStreamRequest>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
-        let stream = flagd::event_stream(
-            &self.evaluator,
-            request.metadata(),
-            self.shutdown.clone(),
-            |kind, data| EventStreamResponse {
+        let stream = flagd::event_stream(&self.evaluator, &request, self.shutdown.clone(), |kind, data| {
+            EventStreamResponse {
                 r#type: kind.to_owned(),
                 data,
-            },
-        )?;
+            }
+        })?;
         Ok(Response::new(stream))
     }
 }

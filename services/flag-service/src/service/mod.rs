@@ -87,6 +87,7 @@ impl FlagService for FlagServiceApi {
     }
 
     async fn evaluate(&self, request: Request<EvaluateRequest>) -> Result<Response<pb::Evaluation>, Status> {
+        let tenant = flagd::tenant(&self.evaluator, &request);
         let request = request.into_inner();
         if request.flag.is_empty() || request.flag.len() > MAX_FLAG_KEY {
             return Err(Status::invalid_argument(format!(
@@ -96,7 +97,7 @@ impl FlagService for FlagServiceApi {
         let selector = selector(&request.selector)?;
         let expected = expected_kind(request.expected_type)?;
         let context = flagd::context(request.context.as_ref());
-        let view = self.evaluator.view(&selector);
+        let view = self.evaluator.view(tenant.as_deref(), &selector);
         let resolution = self.evaluator.evaluate(&view, &request.flag, &context, expected);
         Ok(Response::new(evaluation(&request.flag, &resolution)))
     }
@@ -105,10 +106,11 @@ impl FlagService for FlagServiceApi {
         &self,
         request: Request<EvaluateAllRequest>,
     ) -> Result<Response<EvaluateAllResponse>, Status> {
+        let tenant = flagd::tenant(&self.evaluator, &request);
         let request = request.into_inner();
         let selector = selector(&request.selector)?;
         let context = flagd::context(request.context.as_ref());
-        let view = self.evaluator.view(&selector);
+        let view = self.evaluator.view(tenant.as_deref(), &selector);
         let mut keys: Vec<&str> = view.flags().flags().map(|flag| flag.key()).collect();
         keys.sort_unstable();
         let evaluations = keys

@@ -6,7 +6,10 @@
 //! answers carry an ETag over the flag definitions, the selector and the context: a client that
 //! sends it back in `If-None-Match` gets `304 Not Modified` until one of them changes.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::{
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
+};
 
 use axum::{
     Router,
@@ -18,22 +21,54 @@ use axum::{
 };
 use flag_engine::{ErrorCode, Resolution};
 use serde_json::{Map, Value, json};
+use switchyard_platform::auth::Authenticator;
 
 use crate::biz::{evaluation::Evaluator, selector::Selector};
 
 use super::flagd::SELECTOR_HEADER;
 
-/// The OFREP routes, with request bodies limited to `max_body` bytes.
-pub fn routes(evaluator: Evaluator, max_body: usize) -> Router {
+/// What the OFREP handlers share.
+#[derive(Debug, Clone)]
+pub struct Ofrep {
+    evaluator: Evaluator,
+    authenticator: Arc<Authenticator>,
+}
+
+/// The OFREP routes, with request bodies limited to `max_body` bytes. A bearer token (API key
+/// or JWT) selects its tenant's flags; without one the caller is anonymous.
+pub fn routes(evaluator: Evaluator, authenticator: Arc<Authenticator>, max_body: usize) -> Router {
     Router::new()
         .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
         .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(evaluator)
+        .with_state(Ofrep {
+            evaluator,
+            authenticator,
+        })
+}
+
+/// The tenant a request evaluates for; bad credentials are refused (401), not ignored.
+fn tenant(ofrep: &Ofrep, headers: &HeaderMap) -> Result<Option<String>, Response> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(ofrep.evaluator.tenant_of(None));
+    };
+    let principal = value
+        .to_str()
+        .map_err(|_| "the authorization header is not ASCII".to_owned())
+        .and_then(|value| {
+            ofrep
+                .authenticator
+                .authenticate(value)
+                .map_err(|error| error.to_string())
+        });
+    match principal {
+        Ok(principal) => Ok(ofrep.evaluator.tenant_of(Some(&principal))),
+        Err(details) => Err((StatusCode::UNAUTHORIZED, axum::Json(json!({ "errorDetails": details }))).into_response()),
+    }
 }
 
 async fn evaluate_one(
-    State(evaluator): State<Evaluator>,
+    State(ofrep): State<Ofrep>,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -46,7 +81,12 @@ async fn evaluate_one(
         Ok(context) => context,
         Err(details) => return failure(StatusCode::BAD_REQUEST, Some(&key), "INVALID_CONTEXT", &details),
     };
-    let view = evaluator.view(&selector);
+    let tenant = match tenant(&ofrep, &headers) {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let evaluator = &ofrep.evaluator;
+    let view = evaluator.view(tenant.as_deref(), &selector);
     let resolution = evaluator.evaluate(&view, &key, &context, None);
     let status = match &resolution.error {
         None => StatusCode::OK,
@@ -56,7 +96,7 @@ async fn evaluate_one(
     (status, axum::Json(item(&key, &resolution, &selector))).into_response()
 }
 
-async fn evaluate_all(State(evaluator): State<Evaluator>, headers: HeaderMap, body: Bytes) -> Response {
+async fn evaluate_all(State(ofrep): State<Ofrep>, headers: HeaderMap, body: Bytes) -> Response {
     let selector = match selector(&headers) {
         Ok(selector) => selector,
         Err(details) => return failure(StatusCode::BAD_REQUEST, None, "GENERAL", &details),
@@ -65,7 +105,12 @@ async fn evaluate_all(State(evaluator): State<Evaluator>, headers: HeaderMap, bo
         Ok(context) => context,
         Err(details) => return failure(StatusCode::BAD_REQUEST, None, "INVALID_CONTEXT", &details),
     };
-    let view = evaluator.view(&selector);
+    let tenant = match tenant(&ofrep, &headers) {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let evaluator = &ofrep.evaluator;
+    let view = evaluator.view(tenant.as_deref(), &selector);
     let etag = etag(&view.document(), &selector, &context);
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
