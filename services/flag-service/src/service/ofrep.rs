@@ -47,8 +47,8 @@ pub fn routes(evaluator: Evaluator, authenticator: Arc<Authenticator>, max_body:
         })
 }
 
-/// The tenant a request evaluates for; bad credentials are refused (401), not ignored.
-fn tenant(ofrep: &Ofrep, headers: &HeaderMap) -> Result<Option<String>, Response> {
+/// The tenant a request evaluates for; bad credentials are an error (answered 401), not ignored.
+fn tenant(ofrep: &Ofrep, headers: &HeaderMap) -> Result<Option<String>, String> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(ofrep.evaluator.tenant_of(None));
     };
@@ -63,7 +63,7 @@ fn tenant(ofrep: &Ofrep, headers: &HeaderMap) -> Result<Option<String>, Response
         });
     match principal {
         Ok(principal) => Ok(ofrep.evaluator.tenant_of(Some(&principal))),
-        Err(details) => Err((StatusCode::UNAUTHORIZED, axum::Json(json!({ "errorDetails": details }))).into_response()),
+        Err(details) => Err(details),
     }
 }
 
@@ -83,7 +83,9 @@ async fn evaluate_one(
     };
     let tenant = match tenant(&ofrep, &headers) {
         Ok(tenant) => tenant,
-        Err(response) => return response,
+        Err(details) => {
+            return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "errorDetails": details }))).into_response();
+        }
     };
     let evaluator = &ofrep.evaluator;
     let view = evaluator.view(tenant.as_deref(), &selector);
@@ -107,7 +109,9 @@ async fn evaluate_all(State(ofrep): State<Ofrep>, headers: HeaderMap, body: Byte
     };
     let tenant = match tenant(&ofrep, &headers) {
         Ok(tenant) => tenant,
-        Err(response) => return response,
+        Err(details) => {
+            return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "errorDetails": details }))).into_response();
+        }
     };
     let evaluator = &ofrep.evaluator;
     let view = evaluator.view(tenant.as_deref(), &selector);
