@@ -27,6 +27,9 @@ pub struct FlagServiceSettings {
     /// Whose managed flags a caller without credentials evaluates — flagd providers send none.
     /// Empty: such callers see flag files only, and managed flags need an API key or JWT.
     pub anonymous_tenant: String,
+    /// How often each replica compares stored project revisions with what it serves, as a
+    /// safety net behind the change bus, in milliseconds.
+    pub resync_interval_ms: u64,
 }
 
 impl Default for FlagServiceSettings {
@@ -35,6 +38,7 @@ impl Default for FlagServiceSettings {
             flags_files: Vec::new(),
             flags_file_poll_ms: 50,
             anonymous_tenant: "default".to_owned(),
+            resync_interval_ms: 2_000,
         }
     }
 }

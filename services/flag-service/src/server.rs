@@ -12,12 +12,14 @@ use switchyard_api::{
     },
     flags::v1::flag_service_server::FlagServiceServer,
 };
-use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError, settings::SettingsError};
+use switchyard_platform::{
+    GrpcServices, Host, Running, Shutdown, StartError, settings::SettingsError, storage::StorageError,
+};
 
 use crate::{
-    biz::{catalog::Catalog, evaluation::Evaluator},
+    biz::{catalog::Catalog, evaluation::Evaluator, management::Manager, projection::Projection},
     conf::{IDENTITY, Settings},
-    data::{MIGRATIONS, flag_files::FlagFiles},
+    data::{MIGRATIONS, flag_files::FlagFiles, repository::SqlRepository},
     service::{FlagServiceApi, flagd_sync::FlagdSync, flagd_v1::FlagdV1, flagd_v2::FlagdV2, ofrep},
 };
 
@@ -50,9 +52,18 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     tokio::spawn(files.watch(poll, host.shutdown.clone()));
 
     let anonymous = Some(host.settings.service.anonymous_tenant.clone()).filter(|tenant| !tenant.is_empty());
-    let evaluator = Evaluator::new(catalog, anonymous);
+    let evaluator = Evaluator::new(catalog.clone(), anonymous);
+    let repository = Arc::new(SqlRepository::new(host.database.pool.clone()));
+    let projection = Arc::new(Projection::new(repository.clone(), catalog, host.bus.clone()));
+    projection
+        .load_all()
+        .await
+        .map_err(|error| StartError::Storage(StorageError::Query(sqlx::Error::Protocol(error.to_string()))))?;
+    let resync = Duration::from_millis(host.settings.service.resync_interval_ms.max(10));
+    tokio::spawn(projection.clone().follow(resync, host.shutdown.clone()));
+    let manager = Arc::new(Manager::new(repository, projection));
     let max_message = host.settings.limits.max_request_bytes;
-    let api = FlagServiceServer::new(FlagServiceApi::new(host.about.clone(), evaluator.clone()))
+    let api = FlagServiceServer::new(FlagServiceApi::new(host.about.clone(), evaluator.clone(), manager))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let v1 = FlagdV1Server::new(FlagdV1::new(evaluator.clone(), host.shutdown.clone()))

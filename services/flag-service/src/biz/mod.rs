@@ -6,6 +6,11 @@
 //! follow it through [`feeds`].
 
 pub mod catalog;
+pub mod error;
 pub mod evaluation;
 pub mod feeds;
+pub mod management;
+pub mod model;
+pub mod projection;
+pub mod repository;
 pub mod selector;

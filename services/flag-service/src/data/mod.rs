@@ -2,6 +2,7 @@
 //! backend) and the flag files it serves.
 
 pub mod flag_files;
+pub mod repository;
 
 use sqlx::migrate::Migrator;
 use switchyard_platform::storage::Migrations;

@@ -5,6 +5,7 @@ pub mod flagd;
 pub mod flagd_sync;
 pub mod flagd_v1;
 pub mod flagd_v2;
+pub mod management;
 pub mod ofrep;
 
 use flag_engine::{Resolution, ValueKind};
@@ -22,7 +23,13 @@ use switchyard_platform::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::biz::{evaluation::Evaluator, selector::Selector};
+use std::sync::Arc;
+
+use crate::{
+    biz::{evaluation::Evaluator, selector::Selector},
+    data::repository::SqlRepository,
+};
+use management::{FlagManager, Handlers};
 
 /// The longest flag key accepted.
 const MAX_FLAG_KEY: usize = 256;
@@ -32,11 +39,20 @@ const MAX_FLAG_KEY: usize = 256;
 pub struct FlagServiceApi {
     about: About,
     evaluator: Evaluator,
+    manager: Arc<FlagManager>,
 }
 
 impl FlagServiceApi {
-    pub fn new(about: About, evaluator: Evaluator) -> Self {
-        Self { about, evaluator }
+    pub fn new(about: About, evaluator: Evaluator, manager: Arc<FlagManager>) -> Self {
+        Self {
+            about,
+            evaluator,
+            manager,
+        }
+    }
+
+    fn handlers(&self) -> Handlers<'_, SqlRepository> {
+        Handlers { manager: &self.manager }
     }
 }
 
@@ -78,6 +94,96 @@ fn evaluation(key: &str, resolution: &Resolution<'_>) -> pb::Evaluation {
 
 #[tonic::async_trait]
 impl FlagService for FlagServiceApi {
+    async fn create_flag(&self, request: Request<pb::CreateFlagRequest>) -> Result<Response<pb::Flag>, Status> {
+        self.handlers().create_flag(request).await.map(Response::new)
+    }
+
+    async fn get_flag(&self, request: Request<pb::GetFlagRequest>) -> Result<Response<pb::Flag>, Status> {
+        self.handlers().get_flag(request).await.map(Response::new)
+    }
+
+    async fn list_flags(
+        &self,
+        request: Request<pb::ListFlagsRequest>,
+    ) -> Result<Response<pb::ListFlagsResponse>, Status> {
+        self.handlers().list_flags(request).await.map(Response::new)
+    }
+
+    async fn update_flag(&self, request: Request<pb::UpdateFlagRequest>) -> Result<Response<pb::Flag>, Status> {
+        self.handlers().update_flag(request).await.map(Response::new)
+    }
+
+    async fn kill_flag(&self, request: Request<pb::KillFlagRequest>) -> Result<Response<pb::Flag>, Status> {
+        self.handlers().kill_flag(request).await.map(Response::new)
+    }
+
+    async fn list_flag_versions(
+        &self,
+        request: Request<pb::ListFlagVersionsRequest>,
+    ) -> Result<Response<pb::ListFlagVersionsResponse>, Status> {
+        self.handlers().list_flag_versions(request).await.map(Response::new)
+    }
+
+    async fn diff_flag_versions(
+        &self,
+        request: Request<pb::DiffFlagVersionsRequest>,
+    ) -> Result<Response<pb::DiffFlagVersionsResponse>, Status> {
+        self.handlers().diff_flag_versions(request).await.map(Response::new)
+    }
+
+    async fn rollback_flag(&self, request: Request<pb::RollbackFlagRequest>) -> Result<Response<pb::Flag>, Status> {
+        self.handlers().rollback_flag(request).await.map(Response::new)
+    }
+
+    async fn create_segment(
+        &self,
+        request: Request<pb::CreateSegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
+        self.handlers().create_segment(request).await.map(Response::new)
+    }
+
+    async fn update_segment(
+        &self,
+        request: Request<pb::UpdateSegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
+        self.handlers().update_segment(request).await.map(Response::new)
+    }
+
+    async fn delete_segment(
+        &self,
+        request: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        self.handlers().delete_segment(request).await.map(Response::new)
+    }
+
+    async fn list_segments(
+        &self,
+        request: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        self.handlers().list_segments(request).await.map(Response::new)
+    }
+
+    async fn export_flags(
+        &self,
+        request: Request<pb::ExportFlagsRequest>,
+    ) -> Result<Response<pb::ExportFlagsResponse>, Status> {
+        self.handlers().export_flags(request).await.map(Response::new)
+    }
+
+    async fn import_flags(
+        &self,
+        request: Request<pb::ImportFlagsRequest>,
+    ) -> Result<Response<pb::ImportFlagsResponse>, Status> {
+        self.handlers().import_flags(request).await.map(Response::new)
+    }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<pb::ListAuditRecordsRequest>,
+    ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
+        self.handlers().list_audit_records(request).await.map(Response::new)
+    }
+
     async fn get_service_info(
         &self,
         _request: Request<GetServiceInfoRequest>,

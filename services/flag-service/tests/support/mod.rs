@@ -107,3 +107,65 @@ pub fn with_selector<T>(message: T, selector: &str) -> tonic::Request<T> {
         .insert("flagd-selector", selector.parse().unwrap());
     request
 }
+
+/// API keys of tenant `acme` (one per role, an editor of `projects/shop/environments/dev`
+/// only) and of tenant `other`.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub admin: String,
+    pub editor: String,
+    pub viewer: String,
+    pub dev_editor: String,
+    pub other_tenant: String,
+}
+
+/// Settings with one API key per role; anonymous evaluation sees tenant `acme`.
+pub fn settings_with_keys(dir: &Path) -> (Settings, Keys) {
+    let mut settings: Settings = testing::local(defaults(), dir);
+    let mut add = |tenant: &str, roles: &[&str]| {
+        let key = switchyard_platform::auth::generate_api_key(tenant, roles);
+        settings.auth.api_keys.push(key.record);
+        key.plaintext
+    };
+    let keys = Keys {
+        admin: add("acme", &["admin"]),
+        editor: add("acme", &["editor"]),
+        viewer: add("acme", &["viewer"]),
+        dev_editor: add("acme", &["viewer", "editor:projects/shop/environments/dev"]),
+        other_tenant: add("other", &["admin"]),
+    };
+    settings.service.anonymous_tenant = "acme".to_owned();
+    settings.service.resync_interval_ms = 200;
+    (settings, keys)
+}
+
+pub async fn start_settings(settings: Settings) -> (Running, Shutdown) {
+    let shutdown = Shutdown::new();
+    match flag_service::start(settings, shutdown.clone()).await {
+        Ok(running) => (running, shutdown),
+        Err(error) => panic!("flag-service did not start: {error}"),
+    }
+}
+
+/// A management client that sends `key`.
+pub fn management(running: &Running, key: &str) -> ManagementClient {
+    let channel = testing::grpc_channel(running);
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
+    switchyard_api::flags::v1::flag_service_client::FlagServiceClient::with_interceptor(
+        channel,
+        Box::new(move |mut request: tonic::Request<()>| {
+            request.metadata_mut().insert("authorization", bearer.clone());
+            Ok(request)
+        }) as Authorize,
+    )
+}
+
+pub type Authorize = Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send + Sync>;
+pub type ManagementClient = switchyard_api::flags::v1::flag_service_client::FlagServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, Authorize>,
+>;
+
+/// A protobuf Struct from JSON.
+pub fn proto_struct(value: Value) -> Option<pbjson_types::Struct> {
+    context(value)
+}

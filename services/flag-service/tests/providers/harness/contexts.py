@@ -9,6 +9,7 @@ hashes UTF-16 code units in `fractional` where flagd hashes UTF-8 bytes."""
 from __future__ import annotations
 
 import random
+import re
 import string
 
 
@@ -148,9 +149,32 @@ class ContextGenerator:
             return r.randint(-5, 130)
         return round(r.uniform(-10, 200), 2)
 
+    def _near_version(self, version: str) -> str:
+        """A version close to `version`: just below or above it, a pre-release of it, or partial."""
+        r = self.random
+        parts = [int(p) for p in re.findall(r"\d+", version)[:3]] + [0, 0, 0]
+        major, minor, patch = parts[:3]
+        choice = r.randrange(7)
+        if choice == 0:
+            return f"{major}.{minor}.{max(0, patch - 1) if patch else patch}"
+        if choice == 1:
+            return f"{major}.{max(0, minor - 1)}.{patch + 3}"
+        if choice == 2:
+            return f"{major}.{minor}.{patch}-{r.choice(['alpha', 'beta.1', 'rc.2', '1'])}"
+        if choice == 3:
+            return f"{major}.{minor + r.randint(0, 1)}.{patch + r.randint(0, 2)}"
+        if choice == 4:
+            return f"{major}.{minor}" if r.random() < 0.5 else f"{major}"
+        if choice == 5:
+            return f"v{major}.{minor}.{patch}"
+        return f"{major + r.choice([-1, 1]) if major else 1}.{minor}.{patch}"
+
     def value(self, path: str = ""):
         r = self.random
         related = self.related.get(path)
+        versions = [v for v in related or [] if isinstance(v, str) and re.match(r"^v?\d+(\.\d+)*", v)]
+        if versions and r.random() < 0.35:
+            return self._near_version(r.choice(versions))
         if related and r.random() < 0.45:
             choice = r.choice(related)
             if isinstance(choice, str) and r.random() < 0.3:

@@ -3,7 +3,8 @@
 //
 // stdin: JSON lines {"file": path, "flag": key, "type": "boolean|string|integer|float|object",
 //        "default": value, "context": {...}}
-// stdout: one JSON line per request {"value", "variant", "reason", "errorCode"} in order.
+// stdout: one JSON line per request {"value", "variant", "reason", "errorCode", "errorMessage"},
+//         in order.
 // Run with NODE_PATH pointing at the node_modules that holds @openfeature/flagd-core.
 'use strict';
 
@@ -45,6 +46,7 @@ input.on('line', (line) => {
       variant: result.variant === undefined ? null : result.variant,
       reason: result.reason,
       errorCode: result.errorCode === undefined ? null : result.errorCode,
+      errorMessage: result.errorMessage === undefined ? null : result.errorMessage,
     };
   } catch (error) {
     answer = { value: null, variant: null, reason: 'THROWN', errorCode: String(error && error.message) };

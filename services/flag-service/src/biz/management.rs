@@ -1,0 +1,589 @@
+//! Flag management use cases: flags and segments per project, history with diff and rollback,
+//! the kill switch, and flagd import/export.
+//!
+//! Every write is validated against the project as it will be after the write (a segment
+//! still referenced cannot be deleted, a rule cannot name a missing segment), committed with
+//! the project revision it was validated against — a concurrent write makes it retry — then
+//! put in this replica's catalog before the call returns and announced to the others.
+//!
+//! Roles: viewer reads; editor writes. Rules of an environment need the role on that
+//! environment (`projects/{p}/environments/{e}`); the flag's own fields (variants, description,
+//! lifecycle...) need it on the project.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use switchyard_platform::{
+    audit::{AuditFilter, AuditRecord},
+    auth::{Principal, Role},
+    json::diff::{self, Change},
+};
+
+use super::{
+    error::{FlagError, FlagResult, StoreError},
+    model::{EnvironmentRules, FlagDefinition, Lifecycle, ProjectFlags, SegmentDefinition, check_id, source_name},
+    projection::Projection,
+    repository::{
+        Changeset, Committed, Expected, FlagRepository, FlagVersion, FlagWrite, SegmentWrite, StoredFlag, StoredSegment,
+    },
+};
+use flag_engine::{FlagSet, Limits};
+
+/// Who is calling, and the request to attribute changes to.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub principal: &'a Principal,
+    pub request_id: Option<&'a str>,
+}
+
+impl Caller<'_> {
+    fn tenant(&self) -> &str {
+        &self.principal.tenant
+    }
+
+    fn require(&self, role: Role, resource: &str) -> FlagResult<()> {
+        Ok(self.principal.authorize(&self.principal.tenant, role, resource)?)
+    }
+}
+
+/// Attempts at a write whose project changed between validation and commit.
+const MAX_ATTEMPTS: usize = 5;
+/// The longest page a list returns.
+pub const MAX_PAGE: i64 = 500;
+
+/// One write: flags and segments to put (segments `None` to delete).
+struct Write<'a> {
+    project: &'a str,
+    action: &'static str,
+    message: &'a str,
+    flags: Vec<FlagWrite>,
+    segments: Vec<SegmentWrite>,
+}
+
+/// The flag management use cases.
+#[derive(Debug)]
+pub struct Manager<R> {
+    repository: Arc<R>,
+    projection: Arc<Projection<R>>,
+}
+
+fn project_resource(project: &str) -> String {
+    format!("projects/{project}")
+}
+
+fn flag_resource(project: &str, key: &str) -> String {
+    format!("projects/{project}/flags/{key}")
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl<R: FlagRepository> Manager<R> {
+    pub fn new(repository: Arc<R>, projection: Arc<Projection<R>>) -> Self {
+        Self { repository, projection }
+    }
+
+    pub async fn create_flag(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+        definition: FlagDefinition,
+        message: &str,
+    ) -> FlagResult<StoredFlag> {
+        check_id("project", project)?;
+        check_id("flagId", key)?;
+        caller.require(Role::Editor, &project_resource(project))?;
+        for environment in definition.environments.keys() {
+            caller.require(Role::Editor, &source_name(project, environment))?;
+        }
+        let write = FlagWrite {
+            key: key.to_owned(),
+            expected: Expected::Absent,
+            definition,
+        };
+        self.write_flag(caller, project, "flags.create", message, write).await
+    }
+
+    /// Replaces a flag's definition; `expected_version` (the etag read) guards against
+    /// overwriting a change the caller has not seen.
+    pub async fn update_flag(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+        definition: FlagDefinition,
+        expected_version: Option<i64>,
+        message: &str,
+    ) -> FlagResult<StoredFlag> {
+        let current = self.flag(caller, project, key).await?;
+        require_for_change(caller, project, &current.definition, &definition)?;
+        let expected = Expected::Version(expected_version.unwrap_or(current.version));
+        let write = FlagWrite {
+            key: key.to_owned(),
+            expected,
+            definition,
+        };
+        self.write_flag(caller, project, "flags.update", message, write).await
+    }
+
+    /// The kill switch: disables the flag in the given environments (all when empty), so every
+    /// caller gets its own default at once.
+    pub async fn kill(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+        environments: &[String],
+        message: &str,
+    ) -> FlagResult<StoredFlag> {
+        let current = self.flag(caller, project, key).await?;
+        let mut definition = current.definition.clone();
+        let targets: Vec<String> = match environments {
+            [] => definition.environments.keys().cloned().collect(),
+            some => some.to_vec(),
+        };
+        for environment in &targets {
+            check_id("environments", environment)?;
+            caller.require(Role::Editor, &source_name(project, environment))?;
+            let rules = definition
+                .environments
+                .entry(environment.clone())
+                .or_insert_with(|| EnvironmentRules {
+                    enabled: false,
+                    default_variant: None,
+                    targeting: None,
+                });
+            rules.enabled = false;
+        }
+        let write = FlagWrite {
+            key: key.to_owned(),
+            expected: Expected::Version(current.version),
+            definition,
+        };
+        self.write_flag(caller, project, "flags.kill", message, write).await
+    }
+
+    /// Makes a new version equal to an older one.
+    pub async fn rollback(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+        version: i64,
+        message: &str,
+    ) -> FlagResult<StoredFlag> {
+        let current = self.flag(caller, project, key).await?;
+        let target = self.version(caller, project, key, version).await?;
+        require_for_change(caller, project, &current.definition, &target.definition)?;
+        let message = if message.is_empty() {
+            format!("rollback to version {version}")
+        } else {
+            message.to_owned()
+        };
+        let write = FlagWrite {
+            key: key.to_owned(),
+            expected: Expected::Version(current.version),
+            definition: target.definition,
+        };
+        self.write_flag(caller, project, "flags.rollback", &message, write)
+            .await
+    }
+
+    pub async fn flag(&self, caller: Caller<'_>, project: &str, key: &str) -> FlagResult<StoredFlag> {
+        check_id("project", project)?;
+        check_id("flag", key)?;
+        caller.require(Role::Viewer, &project_resource(project))?;
+        self.repository
+            .flag(caller.tenant(), project, key)
+            .await?
+            .ok_or_else(|| FlagError::NotFound(flag_resource(project, key)))
+    }
+
+    /// A page of flags by key, optionally only those with `tag` or in `lifecycle`.
+    pub async fn flags(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        after: Option<&str>,
+        page_size: i64,
+        keep: impl Fn(&StoredFlag) -> bool,
+    ) -> FlagResult<(Vec<StoredFlag>, Option<String>)> {
+        check_id("parent", project)?;
+        caller.require(Role::Viewer, &project_resource(project))?;
+        let limit = page_size.clamp(1, MAX_PAGE);
+        let mut page = Vec::new();
+        let mut cursor = after.map(str::to_owned);
+        // Filtering happens after reading, so read until the page is full or the list ends;
+        // the next page continues after the last flag returned.
+        loop {
+            let batch = self
+                .repository
+                .flags(caller.tenant(), project, cursor.as_deref(), limit)
+                .await?;
+            let exhausted = (batch.len() as i64) < limit;
+            for flag in batch {
+                cursor = Some(flag.key.clone());
+                if keep(&flag) {
+                    page.push(flag);
+                    if page.len() as i64 == limit {
+                        return Ok((page, cursor));
+                    }
+                }
+            }
+            if exhausted {
+                return Ok((page, None));
+            }
+        }
+    }
+
+    pub async fn versions(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+        before: Option<i64>,
+        page_size: i64,
+    ) -> FlagResult<Vec<FlagVersion>> {
+        self.flag(caller, project, key).await?;
+        Ok(self
+            .repository
+            .versions(caller.tenant(), project, key, before, page_size.clamp(1, MAX_PAGE))
+            .await?)
+    }
+
+    pub async fn version(&self, caller: Caller<'_>, project: &str, key: &str, version: i64) -> FlagResult<FlagVersion> {
+        check_id("project", project)?;
+        caller.require(Role::Viewer, &project_resource(project))?;
+        self.repository
+            .version(caller.tenant(), project, key, version)
+            .await?
+            .ok_or_else(|| FlagError::NotFound(format!("{}/versions/{version}", flag_resource(project, key))))
+    }
+
+    /// What changed from version `from` to version `to`, by JSON path.
+    pub async fn diff(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+        from: i64,
+        to: i64,
+    ) -> FlagResult<Vec<Change>> {
+        let before = self.version(caller, project, key, from).await?;
+        let after = self.version(caller, project, key, to).await?;
+        Ok(diff::diff(&as_json(&before.definition), &as_json(&after.definition)))
+    }
+
+    pub async fn put_segment(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+        definition: SegmentDefinition,
+        expected: Expected,
+        message: &str,
+    ) -> FlagResult<StoredSegment> {
+        check_id("project", project)?;
+        check_id("segmentId", key)?;
+        caller.require(Role::Editor, &project_resource(project))?;
+        let action = if expected == Expected::Absent {
+            "segments.create"
+        } else {
+            "segments.update"
+        };
+        let segments = vec![SegmentWrite {
+            key: key.to_owned(),
+            expected,
+            definition: Some(definition),
+        }];
+        self.write(
+            caller,
+            Write {
+                project,
+                action,
+                message,
+                flags: Vec::new(),
+                segments,
+            },
+        )
+        .await?;
+        self.segment(caller, project, key).await
+    }
+
+    pub async fn delete_segment(&self, caller: Caller<'_>, project: &str, key: &str, message: &str) -> FlagResult<()> {
+        let current = self.segment(caller, project, key).await?;
+        caller.require(Role::Editor, &project_resource(project))?;
+        let segments = vec![SegmentWrite {
+            key: key.to_owned(),
+            expected: Expected::Version(current.version),
+            definition: None,
+        }];
+        self.write(
+            caller,
+            Write {
+                project,
+                action: "segments.delete",
+                message,
+                flags: Vec::new(),
+                segments,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn segment(&self, caller: Caller<'_>, project: &str, key: &str) -> FlagResult<StoredSegment> {
+        let segments = self.segments(caller, project).await?;
+        segments
+            .into_iter()
+            .find(|segment| segment.key == key)
+            .ok_or_else(|| FlagError::NotFound(format!("projects/{project}/segments/{key}")))
+    }
+
+    pub async fn segments(&self, caller: Caller<'_>, project: &str) -> FlagResult<Vec<StoredSegment>> {
+        check_id("project", project)?;
+        caller.require(Role::Viewer, &project_resource(project))?;
+        Ok(self.repository.segments(caller.tenant(), project).await?)
+    }
+
+    /// The tenant's audit trail (admin only).
+    pub async fn audit(&self, caller: Caller<'_>, filter: &AuditFilter) -> FlagResult<Vec<AuditRecord>> {
+        caller.require(Role::Admin, "audit")?;
+        Ok(self.repository.audit(caller.tenant(), filter).await?)
+    }
+
+    /// An environment's flags as the flagd document it is served as.
+    pub async fn export(&self, caller: Caller<'_>, project: &str, environment: &str) -> FlagResult<Value> {
+        check_id("project", project)?;
+        check_id("environment", environment)?;
+        caller.require(Role::Viewer, &source_name(project, environment))?;
+        let (flags, _) = self.repository.project(caller.tenant(), project).await?;
+        Ok(flags.document(project, environment))
+    }
+
+    /// Takes a flagd document's flags into an environment: a flag that exists keeps its other
+    /// environments and takes the document's variants and rules for this one; `$evaluators`
+    /// become segments. Returns how many flags were written.
+    pub async fn import(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        environment: &str,
+        document: &Value,
+        message: &str,
+    ) -> FlagResult<usize> {
+        check_id("project", project)?;
+        check_id("environment", environment)?;
+        caller.require(Role::Editor, &project_resource(project))?;
+        caller.require(Role::Editor, &source_name(project, environment))?;
+        // The document must be a valid flagd document before anything is taken from it.
+        let parsed = FlagSet::from_document(document, &Limits::default())
+            .map_err(|error| FlagError::invalid(format!("document.{}", error.path), error.message))?;
+        let (existing, _) = self.repository.project(caller.tenant(), project).await?;
+        let mut flags = Vec::new();
+        for flag in parsed.flags() {
+            let served = document
+                .pointer(&format!("/flags/{}", pointer_escape(flag.key())))
+                .cloned()
+                .unwrap_or_default();
+            check_id(&format!("document.flags.{}", flag.key()), flag.key())?;
+            let mut definition = existing
+                .flags
+                .get(flag.key())
+                .cloned()
+                .unwrap_or_else(|| FlagDefinition {
+                    description: String::new(),
+                    owner: String::new(),
+                    tags: Vec::new(),
+                    lifecycle: Default::default(),
+                    variants: Default::default(),
+                    environments: Default::default(),
+                    metadata: Default::default(),
+                });
+            definition.variants = served
+                .get("variants")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(metadata) = served.get("metadata").and_then(Value::as_object) {
+                definition.metadata = metadata.clone();
+                definition.metadata.remove("flagSetId");
+            }
+            let rules = EnvironmentRules {
+                enabled: served.get("state").and_then(Value::as_str) == Some("ENABLED"),
+                default_variant: flag.default_variant().map(str::to_owned),
+                targeting: served
+                    .get("targeting")
+                    .filter(|targeting| !targeting.is_null())
+                    .cloned(),
+            };
+            definition.environments.insert(environment.to_owned(), rules);
+            flags.push(FlagWrite {
+                key: flag.key().to_owned(),
+                expected: Expected::Any,
+                definition,
+            });
+        }
+        flags.sort_by(|a, b| a.key.cmp(&b.key));
+        let segments: Vec<SegmentWrite> = document
+            .get("$evaluators")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(key, rule)| SegmentWrite {
+                key: key.clone(),
+                expected: Expected::Any,
+                definition: Some(SegmentDefinition {
+                    description: String::new(),
+                    rule: rule.clone(),
+                }),
+            })
+            .collect();
+        for segment in &segments {
+            check_id(&format!("document.$evaluators.{}", segment.key), &segment.key)?;
+        }
+        let count = flags.len();
+        self.write(
+            caller,
+            Write {
+                project,
+                action: "flags.import",
+                message,
+                flags,
+                segments,
+            },
+        )
+        .await?;
+        Ok(count)
+    }
+
+    async fn write_flag(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        action: &'static str,
+        message: &str,
+        write: FlagWrite,
+    ) -> FlagResult<StoredFlag> {
+        let violations = write.definition.check_fields();
+        if !violations.is_empty() {
+            return Err(FlagError::Invalid(violations));
+        }
+        let key = write.key.clone();
+        self.write(
+            caller,
+            Write {
+                project,
+                action,
+                message,
+                flags: vec![write],
+                segments: Vec::new(),
+            },
+        )
+        .await?;
+        self.repository
+            .flag(caller.tenant(), project, &key)
+            .await?
+            .ok_or_else(|| FlagError::NotFound(flag_resource(project, &key)))
+    }
+
+    /// Validates the project as it would be, commits against the revision validated, and
+    /// retries when another write got there first.
+    async fn write(&self, caller: Caller<'_>, write: Write<'_>) -> FlagResult<Committed> {
+        let tenant = caller.tenant();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut project, revision) = self.repository.project(tenant, write.project).await?;
+            apply(&mut project, &write);
+            project.compile(write.project).map_err(FlagError::Invalid)?;
+            let changeset = Changeset {
+                tenant: tenant.to_owned(),
+                project: write.project.to_owned(),
+                author: caller.principal.subject.clone(),
+                message: write.message.to_owned(),
+                request_id: caller.request_id.map(str::to_owned),
+                action: write.action,
+                expected_revision: revision,
+                flags: write.flags.clone(),
+                segments: write.segments.clone(),
+            };
+            match self.repository.commit(&changeset, now_ms()).await {
+                Ok(committed) => {
+                    self.projection.refresh(tenant, write.project).await?;
+                    self.projection.announce(tenant, write.project).await;
+                    return Ok(committed);
+                }
+                Err(StoreError::ProjectMoved) if attempt < MAX_ATTEMPTS => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+fn apply(project: &mut ProjectFlags, write: &Write<'_>) {
+    for flag in &write.flags {
+        project.flags.insert(flag.key.clone(), flag.definition.clone());
+    }
+    for segment in &write.segments {
+        match &segment.definition {
+            Some(definition) => project.segments.insert(segment.key.clone(), definition.clone()),
+            None => project.segments.remove(&segment.key),
+        };
+    }
+}
+
+/// The roles a change from `before` to `after` needs: editor on each environment whose rules
+/// change, and on the project when the flag's own fields change.
+fn require_for_change(
+    caller: Caller<'_>,
+    project: &str,
+    before: &FlagDefinition,
+    after: &FlagDefinition,
+) -> FlagResult<()> {
+    if own_fields(before) != own_fields(after) {
+        caller.require(Role::Editor, &project_resource(project))?;
+    }
+    let environments = before.environments.keys().chain(after.environments.keys());
+    for environment in environments {
+        if before.environments.get(environment) != after.environments.get(environment) {
+            caller.require(Role::Editor, &source_name(project, environment))?;
+        }
+    }
+    if before == after {
+        caller.require(Role::Editor, &project_resource(project))?;
+    }
+    Ok(())
+}
+
+/// A flag's fields other than its environment rules.
+type OwnFields<'a> = (
+    &'a str,
+    &'a str,
+    &'a [String],
+    Lifecycle,
+    &'a Map<String, Value>,
+    &'a Map<String, Value>,
+);
+
+fn own_fields(flag: &FlagDefinition) -> OwnFields<'_> {
+    (
+        &flag.description,
+        &flag.owner,
+        &flag.tags,
+        flag.lifecycle,
+        &flag.variants,
+        &flag.metadata,
+    )
+}
+
+fn as_json(definition: &FlagDefinition) -> Value {
+    serde_json::to_value(definition).unwrap_or_default()
+}
+
+fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}

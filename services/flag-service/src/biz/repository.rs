@@ -1,0 +1,153 @@
+//! What flag management needs from storage. Every write goes through one [`Changeset`], which
+//! the repository applies in one transaction together with the version history, the project
+//! revision that replicas follow, and the audit records.
+
+use std::future::Future;
+
+use switchyard_platform::audit::{AuditFilter, AuditRecord};
+
+use super::{
+    error::StoreError,
+    model::{FlagDefinition, ProjectFlags, SegmentDefinition},
+};
+
+/// A stored flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFlag {
+    pub key: String,
+    pub definition: FlagDefinition,
+    pub version: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// One entry of a flag's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagVersion {
+    pub version: i64,
+    pub definition: FlagDefinition,
+    pub author: String,
+    pub message: String,
+    pub created_ms: i64,
+}
+
+/// A stored segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSegment {
+    pub key: String,
+    pub definition: SegmentDefinition,
+    pub version: i64,
+    pub updated_ms: i64,
+}
+
+/// What a write expects to find, for optimistic concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// Creating: nothing with this key yet.
+    Absent,
+    /// Exactly this version (the etag the caller read).
+    Version(i64),
+    /// Whatever is there, or nothing (imports).
+    Any,
+}
+
+#[derive(Debug, Clone)]
+pub struct FlagWrite {
+    pub key: String,
+    pub expected: Expected,
+    pub definition: FlagDefinition,
+}
+
+#[derive(Debug, Clone)]
+pub struct SegmentWrite {
+    pub key: String,
+    pub expected: Expected,
+    /// `None` deletes the segment.
+    pub definition: Option<SegmentDefinition>,
+}
+
+/// Writes to one project, applied together or not at all.
+#[derive(Debug, Clone)]
+pub struct Changeset {
+    pub tenant: String,
+    pub project: String,
+    pub author: String,
+    pub message: String,
+    pub request_id: Option<String>,
+    /// The audit action, such as `flags.update`.
+    pub action: &'static str,
+    /// The project revision the write was validated against; the commit fails with
+    /// `ProjectMoved` if the project has moved on since.
+    pub expected_revision: i64,
+    pub flags: Vec<FlagWrite>,
+    pub segments: Vec<SegmentWrite>,
+}
+
+/// What a committed changeset produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The new version of each written flag, in changeset order.
+    pub flag_versions: Vec<i64>,
+    /// The project's new revision.
+    pub revision: i64,
+}
+
+pub trait FlagRepository: Send + Sync + 'static {
+    fn commit(&self, changeset: &Changeset, now_ms: i64) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// Every flag and segment of a project, with its revision (0 when it has none).
+    fn project(
+        &self,
+        tenant: &str,
+        project: &str,
+    ) -> impl Future<Output = Result<(ProjectFlags, i64), StoreError>> + Send;
+
+    fn flag(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<StoredFlag>, StoreError>> + Send;
+
+    /// Flags by key after `after`, at most `limit`.
+    fn flags(
+        &self,
+        tenant: &str,
+        project: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<StoredFlag>, StoreError>> + Send;
+
+    /// A flag's versions, newest first, below `before`, at most `limit`.
+    fn versions(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<FlagVersion>, StoreError>> + Send;
+
+    fn version(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<Option<FlagVersion>, StoreError>> + Send;
+
+    fn segments(
+        &self,
+        tenant: &str,
+        project: &str,
+    ) -> impl Future<Output = Result<Vec<StoredSegment>, StoreError>> + Send;
+
+    fn audit(
+        &self,
+        tenant: &str,
+        filter: &AuditFilter,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+
+    /// Every project's revision, for replicas to see what moved.
+    fn revisions(&self) -> impl Future<Output = Result<Vec<(String, String, i64)>, StoreError>> + Send;
+}

@@ -1,0 +1,382 @@
+//! [`SqlRepository`]: flags, segments, versions and the audit trail with the same SQL on
+//! PostgreSQL and SQLite.
+
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
+use switchyard_platform::audit::{self, AuditEntry, AuditFilter, AuditRecord};
+
+use crate::biz::{
+    error::StoreError,
+    model::{FlagDefinition, ProjectFlags, SegmentDefinition},
+    repository::{Changeset, Committed, Expected, FlagRepository, FlagVersion, StoredFlag, StoredSegment},
+};
+
+/// The repository on a migrated pool.
+#[derive(Debug, Clone)]
+pub struct SqlRepository {
+    pool: AnyPool,
+}
+
+impl SqlRepository {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+fn backend(error: sqlx::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Backend(format!("a stored definition does not parse: {error}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Backend(error.to_string()))
+}
+
+fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+const FLAG_COLUMNS: &str = "flag_key, definition, version, created_ms, updated_ms";
+
+fn flag_of(row: &AnyRow) -> Result<StoredFlag, StoreError> {
+    Ok(StoredFlag {
+        key: row.try_get("flag_key").map_err(backend)?,
+        definition: decode(&row.try_get::<String, _>("definition").map_err(backend)?)?,
+        version: row.try_get("version").map_err(backend)?,
+        created_ms: row.try_get("created_ms").map_err(backend)?,
+        updated_ms: row.try_get("updated_ms").map_err(backend)?,
+    })
+}
+
+fn version_of(row: &AnyRow) -> Result<FlagVersion, StoreError> {
+    Ok(FlagVersion {
+        version: row.try_get("version").map_err(backend)?,
+        definition: decode(&row.try_get::<String, _>("definition").map_err(backend)?)?,
+        author: row.try_get("author").map_err(backend)?,
+        message: row.try_get("message").map_err(backend)?,
+        created_ms: row.try_get("created_ms").map_err(backend)?,
+    })
+}
+
+/// The current (definition text, version) of a row, if any.
+async fn current(
+    conn: &mut AnyConnection,
+    table: &str,
+    key_column: &str,
+    changeset: &Changeset,
+    key: &str,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let sql =
+        format!("SELECT definition, version FROM {table} WHERE tenant = $1 AND project = $2 AND {key_column} = $3");
+    let row = sqlx::query(&sql)
+        .bind(&changeset.tenant)
+        .bind(&changeset.project)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    row.map(|row| {
+        Ok((
+            row.try_get("definition").map_err(backend)?,
+            row.try_get("version").map_err(backend)?,
+        ))
+    })
+    .transpose()
+}
+
+fn check_expected(expected: Expected, current: Option<i64>, resource: &str) -> Result<(), StoreError> {
+    match (expected, current) {
+        (Expected::Absent, Some(_)) => Err(StoreError::Exists(resource.to_owned())),
+        (Expected::Version(_), None) => Err(StoreError::Missing(resource.to_owned())),
+        (Expected::Version(wanted), Some(version)) if wanted != version => Err(StoreError::Stale(resource.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+fn audit_entry(changeset: &Changeset, resource: String, before: Option<&str>, after: Option<&str>) -> AuditEntry {
+    AuditEntry {
+        tenant: changeset.tenant.clone(),
+        actor: changeset.author.clone(),
+        action: changeset.action.to_owned(),
+        resource,
+        before_digest: before.map(digest),
+        after_digest: after.map(digest),
+        request_id: changeset.request_id.clone(),
+    }
+}
+
+impl FlagRepository for SqlRepository {
+    async fn commit(&self, changeset: &Changeset, now_ms: i64) -> Result<Committed, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("INSERT INTO flag_projects (tenant, project, revision) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING")
+            .bind(&changeset.tenant)
+            .bind(&changeset.project)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // Moving the revision takes the project's row lock: writes to one project serialise here.
+        let moved = sqlx::query(
+            "UPDATE flag_projects SET revision = revision + 1 WHERE tenant = $1 AND project = $2 AND revision = $3",
+        )
+        .bind(&changeset.tenant)
+        .bind(&changeset.project)
+        .bind(changeset.expected_revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if moved.rows_affected() == 0 {
+            return Err(StoreError::ProjectMoved);
+        }
+
+        let mut flag_versions = Vec::with_capacity(changeset.flags.len());
+        for write in &changeset.flags {
+            let resource = format!("projects/{}/flags/{}", changeset.project, write.key);
+            let before = current(&mut tx, "flags", "flag_key", changeset, &write.key).await?;
+            check_expected(write.expected, before.as_ref().map(|(_, version)| *version), &resource)?;
+            let text = encode(&write.definition)?;
+            let version = before.as_ref().map_or(1, |(_, version)| version + 1);
+            let sql = if before.is_some() {
+                "UPDATE flags SET definition = $4, version = $5, updated_ms = $6 \
+                 WHERE tenant = $1 AND project = $2 AND flag_key = $3"
+            } else {
+                "INSERT INTO flags (tenant, project, flag_key, definition, version, created_ms, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)"
+            };
+            sqlx::query(sql)
+                .bind(&changeset.tenant)
+                .bind(&changeset.project)
+                .bind(&write.key)
+                .bind(&text)
+                .bind(version)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(
+                "INSERT INTO flag_versions (tenant, project, flag_key, version, definition, author, message, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&changeset.tenant)
+            .bind(&changeset.project)
+            .bind(&write.key)
+            .bind(version)
+            .bind(&text)
+            .bind(&changeset.author)
+            .bind(&changeset.message)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let entry = audit_entry(
+                changeset,
+                resource,
+                before.as_ref().map(|(text, _)| text.as_str()),
+                Some(&text),
+            );
+            audit::append(&mut tx, &entry, now_ms).await.map_err(backend)?;
+            flag_versions.push(version);
+        }
+
+        for write in &changeset.segments {
+            let resource = format!("projects/{}/segments/{}", changeset.project, write.key);
+            let before = current(&mut tx, "segments", "segment_key", changeset, &write.key).await?;
+            check_expected(write.expected, before.as_ref().map(|(_, version)| *version), &resource)?;
+            let after = write.definition.as_ref().map(encode).transpose()?;
+            let query = match (&after, &before) {
+                (None, _) => {
+                    sqlx::query("DELETE FROM segments WHERE tenant = $1 AND project = $2 AND segment_key = $3")
+                }
+                (Some(_), Some(_)) => sqlx::query(
+                    "UPDATE segments SET definition = $4, version = $5, updated_ms = $6 \
+                     WHERE tenant = $1 AND project = $2 AND segment_key = $3",
+                ),
+                (Some(_), None) => sqlx::query(
+                    "INSERT INTO segments (tenant, project, segment_key, definition, version, created_ms, updated_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                ),
+            };
+            let version = before.as_ref().map_or(1, |(_, version)| version + 1);
+            let query = query.bind(&changeset.tenant).bind(&changeset.project).bind(&write.key);
+            let query = match &after {
+                Some(text) => query.bind(text.clone()).bind(version).bind(now_ms),
+                None => query,
+            };
+            query.execute(&mut *tx).await.map_err(backend)?;
+            let entry = audit_entry(
+                changeset,
+                resource,
+                before.as_ref().map(|(text, _)| text.as_str()),
+                after.as_deref(),
+            );
+            audit::append(&mut tx, &entry, now_ms).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(Committed {
+            flag_versions,
+            revision: changeset.expected_revision + 1,
+        })
+    }
+
+    async fn project(&self, tenant: &str, project: &str) -> Result<(ProjectFlags, i64), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let revision: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM flag_projects WHERE tenant = $1 AND project = $2")
+                .bind(tenant)
+                .bind(project)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend)?;
+        let mut flags = ProjectFlags::default();
+        let rows = sqlx::query("SELECT flag_key, definition FROM flags WHERE tenant = $1 AND project = $2")
+            .bind(tenant)
+            .bind(project)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        for row in rows {
+            let key: String = row.try_get("flag_key").map_err(backend)?;
+            let definition: FlagDefinition = decode(&row.try_get::<String, _>("definition").map_err(backend)?)?;
+            flags.flags.insert(key, definition);
+        }
+        let rows = sqlx::query("SELECT segment_key, definition FROM segments WHERE tenant = $1 AND project = $2")
+            .bind(tenant)
+            .bind(project)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        for row in rows {
+            let key: String = row.try_get("segment_key").map_err(backend)?;
+            let definition: SegmentDefinition = decode(&row.try_get::<String, _>("definition").map_err(backend)?)?;
+            flags.segments.insert(key, definition);
+        }
+        Ok((flags, revision.unwrap_or(0)))
+    }
+
+    async fn flag(&self, tenant: &str, project: &str, key: &str) -> Result<Option<StoredFlag>, StoreError> {
+        let sql = format!("SELECT {FLAG_COLUMNS} FROM flags WHERE tenant = $1 AND project = $2 AND flag_key = $3");
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(project)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(flag_of).transpose()
+    }
+
+    async fn flags(
+        &self,
+        tenant: &str,
+        project: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredFlag>, StoreError> {
+        let sql = format!(
+            "SELECT {FLAG_COLUMNS} FROM flags WHERE tenant = $1 AND project = $2 AND flag_key > $3 \
+             ORDER BY flag_key LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(project)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(flag_of).collect()
+    }
+
+    async fn versions(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<FlagVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, definition, author, message, created_ms FROM flag_versions \
+             WHERE tenant = $1 AND project = $2 AND flag_key = $3 AND version < $4 ORDER BY version DESC LIMIT $5",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(key)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(version_of).collect()
+    }
+
+    async fn version(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+        version: i64,
+    ) -> Result<Option<FlagVersion>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version, definition, author, message, created_ms FROM flag_versions \
+             WHERE tenant = $1 AND project = $2 AND flag_key = $3 AND version = $4",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(key)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(version_of).transpose()
+    }
+
+    async fn segments(&self, tenant: &str, project: &str) -> Result<Vec<StoredSegment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT segment_key, definition, version, updated_ms FROM segments \
+             WHERE tenant = $1 AND project = $2 ORDER BY segment_key",
+        )
+        .bind(tenant)
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredSegment {
+                    key: row.try_get("segment_key").map_err(backend)?,
+                    definition: decode(&row.try_get::<String, _>("definition").map_err(backend)?)?,
+                    version: row.try_get("version").map_err(backend)?,
+                    updated_ms: row.try_get("updated_ms").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit(&self, tenant: &str, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        audit::list(&self.pool, tenant, filter).await.map_err(backend)
+    }
+
+    async fn revisions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT tenant, project, revision FROM flag_projects")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("tenant").map_err(backend)?,
+                    row.try_get("project").map_err(backend)?,
+                    row.try_get("revision").map_err(backend)?,
+                ))
+            })
+            .collect()
+    }
+}
