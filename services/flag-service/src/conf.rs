@@ -30,6 +30,15 @@ pub struct FlagServiceSettings {
     /// How often each replica compares stored project revisions with what it serves, as a
     /// safety net behind the change bus, in milliseconds.
     pub resync_interval_ms: u64,
+    /// How often evaluation counts are written to storage, in milliseconds.
+    pub usage_flush_ms: u64,
+    /// Exposure records waiting for delivery at most; beyond this they are dropped (and
+    /// counted) rather than slowing evaluation down.
+    pub exposure_queue: usize,
+    /// Exposure records per delivered batch at most.
+    pub exposure_batch: usize,
+    /// How long an exposure waits for its batch to fill, in milliseconds.
+    pub exposure_linger_ms: u64,
 }
 
 impl Default for FlagServiceSettings {
@@ -39,6 +48,10 @@ impl Default for FlagServiceSettings {
             flags_file_poll_ms: 50,
             anonymous_tenant: "default".to_owned(),
             resync_interval_ms: 2_000,
+            usage_flush_ms: 10_000,
+            exposure_queue: 65_536,
+            exposure_batch: 500,
+            exposure_linger_ms: 200,
         }
     }
 }

@@ -17,9 +17,15 @@ use switchyard_platform::{
 };
 
 use crate::{
-    biz::{catalog::Catalog, evaluation::Evaluator, management::Manager, projection::Projection},
+    biz::{
+        catalog::Catalog,
+        evaluation::Evaluator,
+        management::Manager,
+        projection::Projection,
+        usage::{self, Usage},
+    },
     conf::{IDENTITY, Settings},
-    data::{MIGRATIONS, flag_files::FlagFiles, repository::SqlRepository},
+    data::{MIGRATIONS, exposures::BusExposures, flag_files::FlagFiles, repository::SqlRepository},
     service::{FlagServiceApi, flagd_sync::FlagdSync, flagd_v1::FlagdV1, flagd_v2::FlagdV2, ofrep},
 };
 
@@ -52,8 +58,24 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     tokio::spawn(files.watch(poll, host.shutdown.clone()));
 
     let anonymous = Some(host.settings.service.anonymous_tenant.clone()).filter(|tenant| !tenant.is_empty());
-    let evaluator = Evaluator::new(catalog.clone(), anonymous);
+    let own = &host.settings.service;
+    let (usage, exposures) = Usage::new(own.exposure_queue);
+    let evaluator = Evaluator::new(catalog.clone(), anonymous, usage.clone());
     let repository = Arc::new(SqlRepository::new(host.database.pool.clone()));
+    tokio::spawn(Usage::deliver_exposures(
+        exposures,
+        BusExposures::new(host.bus.clone()),
+        own.exposure_batch,
+        Duration::from_millis(own.exposure_linger_ms.max(1)),
+        host.shutdown.clone(),
+    ));
+    let flush = Duration::from_millis(own.usage_flush_ms.max(10));
+    tokio::spawn(usage::flush_every(
+        usage,
+        repository.clone(),
+        flush,
+        host.shutdown.clone(),
+    ));
     let projection = Arc::new(Projection::new(repository.clone(), catalog, host.bus.clone()));
     projection
         .load_all()

@@ -116,7 +116,7 @@ impl Catalog {
             return view.clone();
         }
         let visible = state.sources.iter().filter(|source| source.visible_to(tenant));
-        let view = Arc::new(View::build(state.generation, visible, selector));
+        let view = Arc::new(View::build(state.generation, tenant, visible, selector));
         if state.views.len() < MAX_CACHED_VIEWS {
             state.views.insert(key, view.clone());
         }
@@ -163,13 +163,19 @@ impl Change {
 #[derive(Debug)]
 pub struct View {
     generation: u64,
+    tenant: Option<String>,
     flags: FlagSet,
     document: OnceLock<Arc<str>>,
     fingerprints: OnceLock<HashMap<String, u64>>,
 }
 
 impl View {
-    fn build<'a>(generation: u64, sources: impl Iterator<Item = &'a Source>, selector: &Selector) -> Self {
+    fn build<'a>(
+        generation: u64,
+        tenant: Option<&str>,
+        sources: impl Iterator<Item = &'a Source>,
+        selector: &Selector,
+    ) -> Self {
         let flags = match selector {
             Selector::All => FlagSet::merged(sources.map(|source| &*source.flags), |_| true),
             Selector::Source(name) => FlagSet::merged(
@@ -188,6 +194,7 @@ impl View {
         };
         Self {
             generation,
+            tenant: tenant.map(str::to_owned),
             flags,
             document: OnceLock::new(),
             fingerprints: OnceLock::new(),
@@ -196,6 +203,11 @@ impl View {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The tenant this view was built for (`None`: shared sources only).
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
     }
 
     pub fn flags(&self) -> &FlagSet {

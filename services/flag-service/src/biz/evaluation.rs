@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use flag_engine::{Resolution, Scope, ValueKind};
+use flag_engine::{ErrorCode, Resolution, Scope, ValueKind};
 use serde_json::{Map, Value};
 use switchyard_platform::auth::Principal;
 
 use super::{
     catalog::{Catalog, View},
     selector::Selector,
+    usage::{EXPERIMENT_KEY, Exposure, Usage},
 };
 
 /// The evaluation use case shared by the native, flagd and OFREP protocols.
@@ -17,16 +18,22 @@ use super::{
 pub struct Evaluator {
     catalog: Arc<Catalog>,
     anonymous_tenant: Option<String>,
+    usage: Arc<Usage>,
 }
 
 impl Evaluator {
     /// `anonymous_tenant` is whose managed flags callers without credentials see (flagd
     /// providers send none); `None` shows them flag files only.
-    pub fn new(catalog: Arc<Catalog>, anonymous_tenant: Option<String>) -> Self {
+    pub fn new(catalog: Arc<Catalog>, anonymous_tenant: Option<String>, usage: Arc<Usage>) -> Self {
         Self {
             catalog,
             anonymous_tenant,
+            usage,
         }
+    }
+
+    pub fn usage(&self) -> &Arc<Usage> {
+        &self.usage
     }
 
     /// The tenant whose flags a caller sees: its own when it authenticated, else the
@@ -55,19 +62,55 @@ impl Evaluator {
         context: &Map<String, Value>,
         expected: Option<ValueKind>,
     ) -> Resolution<'v> {
+        let now_ms = now_ms();
         let scope = Scope {
             context,
-            timestamp: now_seconds(),
+            timestamp: now_ms / 1000,
         };
         let resolution = view.flags().evaluate(key, &scope);
-        match expected {
+        let resolution = match expected {
             Some(kind) => resolution.expecting(kind),
             None => resolution,
+        };
+        self.observe(view, key, context, &resolution, now_ms);
+        resolution
+    }
+
+    /// Counts the evaluation of a flag that exists, and emits an exposure when the flag is
+    /// bound to an experiment and served a variant.
+    fn observe(&self, view: &View, key: &str, context: &Map<String, Value>, resolution: &Resolution<'_>, now_ms: i64) {
+        if matches!(resolution.error, Some((ErrorCode::FlagNotFound, _))) {
+            return;
         }
+        let tenant = view.tenant().unwrap_or_default();
+        let flag_set = resolution
+            .metadata
+            .get("flagSetId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        self.usage.record(tenant, flag_set, key, resolution.variant, now_ms);
+        let (Some(Value::String(experiment)), Some(variant)) =
+            (resolution.metadata.get(EXPERIMENT_KEY), resolution.variant)
+        else {
+            return;
+        };
+        self.usage.expose(Exposure {
+            tenant: tenant.to_owned(),
+            experiment: experiment.clone(),
+            flag_set: flag_set.to_owned(),
+            flag: key.to_owned(),
+            variant: variant.to_owned(),
+            targeting_key: context
+                .get("targetingKey")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            timestamp_ms: now_ms,
+        });
     }
 }
 
-fn now_seconds() -> i64 {
+fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since_epoch.map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+    since_epoch.map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }

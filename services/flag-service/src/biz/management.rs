@@ -24,7 +24,8 @@ use super::{
     model::{EnvironmentRules, FlagDefinition, Lifecycle, ProjectFlags, SegmentDefinition, check_id, source_name},
     projection::Projection,
     repository::{
-        Changeset, Committed, Expected, FlagRepository, FlagVersion, FlagWrite, SegmentWrite, StoredFlag, StoredSegment,
+        Changeset, Committed, EnvironmentUsage, Expected, FlagRepository, FlagVersion, FlagWrite, SegmentWrite,
+        StoredFlag, StoredSegment,
     },
 };
 use flag_engine::{FlagSet, Limits};
@@ -347,6 +348,50 @@ impl<R: FlagRepository> Manager<R> {
         check_id("project", project)?;
         caller.require(Role::Viewer, &project_resource(project))?;
         Ok(self.repository.segments(caller.tenant(), project).await?)
+    }
+
+    /// How often the flag served each variant in each environment (as last flushed).
+    pub async fn usage(&self, caller: Caller<'_>, project: &str, key: &str) -> FlagResult<Vec<EnvironmentUsage>> {
+        self.flag(caller, project, key).await?;
+        Ok(self.repository.usage(caller.tenant(), project, key).await?)
+    }
+
+    /// Flags that are not archived and were not evaluated since `cutoff_ms` — never evaluated
+    /// counts from the flag's creation — with their last evaluation (0 for never).
+    pub async fn stale_flags(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        cutoff_ms: i64,
+    ) -> FlagResult<Vec<(StoredFlag, i64)>> {
+        check_id("parent", project)?;
+        caller.require(Role::Viewer, &project_resource(project))?;
+        let last: std::collections::HashMap<String, i64> = self
+            .repository
+            .last_evaluations(caller.tenant(), project)
+            .await?
+            .into_iter()
+            .collect();
+        let mut stale = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = self
+                .repository
+                .flags(caller.tenant(), project, after.as_deref(), MAX_PAGE)
+                .await?;
+            let done = (batch.len() as i64) < MAX_PAGE;
+            after = batch.last().map(|flag| flag.key.clone());
+            for flag in batch {
+                let last_ms = last.get(&flag.key).copied().unwrap_or(0);
+                let idle_since = if last_ms == 0 { flag.created_ms } else { last_ms };
+                if flag.definition.lifecycle != Lifecycle::Archived && idle_since < cutoff_ms {
+                    stale.push((flag, last_ms));
+                }
+            }
+            if done {
+                return Ok(stale);
+            }
+        }
     }
 
     /// The tenant's audit trail (admin only).

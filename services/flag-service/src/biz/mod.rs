@@ -14,3 +14,4 @@ pub mod model;
 pub mod projection;
 pub mod repository;
 pub mod selector;
+pub mod usage;

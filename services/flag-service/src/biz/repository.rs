@@ -40,6 +40,27 @@ pub struct StoredSegment {
     pub updated_ms: i64,
 }
 
+/// Evaluations of one flag in one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentUsage {
+    pub environment: String,
+    /// Variant → evaluations (`""`: no variant served).
+    pub evaluations: Vec<(String, i64)>,
+    pub last_ms: i64,
+}
+
+/// Counts to add for one flag variant in one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub tenant: String,
+    pub project: String,
+    pub environment: String,
+    pub flag: String,
+    pub variant: String,
+    pub evaluations: i64,
+    pub last_ms: i64,
+}
+
 /// What a write expects to find, for optimistic concurrency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
@@ -141,6 +162,24 @@ pub trait FlagRepository: Send + Sync + 'static {
         tenant: &str,
         project: &str,
     ) -> impl Future<Output = Result<Vec<StoredSegment>, StoreError>> + Send;
+
+    /// Adds evaluation counts and moves last-evaluated times forward.
+    fn record_usage(&self, rows: &[UsageRow]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A flag's evaluations per environment.
+    fn usage(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<EnvironmentUsage>, StoreError>> + Send;
+
+    /// The last evaluation of each flag of a project that was ever evaluated.
+    fn last_evaluations(
+        &self,
+        tenant: &str,
+        project: &str,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
 
     fn audit(
         &self,

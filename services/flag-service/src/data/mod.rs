@@ -1,6 +1,7 @@
 //! Persistence and sources for flag-service: its migrations (applied at start, one set per
 //! backend) and the flag files it serves.
 
+pub mod exposures;
 pub mod flag_files;
 pub mod repository;
 

@@ -8,7 +8,10 @@ use switchyard_platform::audit::{self, AuditEntry, AuditFilter, AuditRecord};
 use crate::biz::{
     error::StoreError,
     model::{FlagDefinition, ProjectFlags, SegmentDefinition},
-    repository::{Changeset, Committed, Expected, FlagRepository, FlagVersion, StoredFlag, StoredSegment},
+    repository::{
+        Changeset, Committed, EnvironmentUsage, Expected, FlagRepository, FlagVersion, StoredFlag, StoredSegment,
+        UsageRow,
+    },
 };
 
 /// The repository on a migrated pool.
@@ -356,6 +359,81 @@ impl FlagRepository for SqlRepository {
                     version: row.try_get("version").map_err(backend)?,
                     updated_ms: row.try_get("updated_ms").map_err(backend)?,
                 })
+            })
+            .collect()
+    }
+
+    async fn record_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for row in rows {
+            sqlx::query(
+                "INSERT INTO flag_usage (tenant, project, environment, flag_key, variant, evaluations, last_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (tenant, project, environment, flag_key, variant) DO UPDATE SET \
+                 evaluations = flag_usage.evaluations + excluded.evaluations, \
+                 last_ms = CASE WHEN excluded.last_ms > flag_usage.last_ms THEN excluded.last_ms ELSE flag_usage.last_ms END",
+            )
+            .bind(&row.tenant)
+            .bind(&row.project)
+            .bind(&row.environment)
+            .bind(&row.flag)
+            .bind(&row.variant)
+            .bind(row.evaluations)
+            .bind(row.last_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn usage(&self, tenant: &str, project: &str, key: &str) -> Result<Vec<EnvironmentUsage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT environment, variant, evaluations, last_ms FROM flag_usage \
+             WHERE tenant = $1 AND project = $2 AND flag_key = $3 ORDER BY environment, variant",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut usage: Vec<EnvironmentUsage> = Vec::new();
+        for row in rows {
+            let environment: String = row.try_get("environment").map_err(backend)?;
+            let variant: String = row.try_get("variant").map_err(backend)?;
+            let evaluations: i64 = row.try_get("evaluations").map_err(backend)?;
+            let last_ms: i64 = row.try_get("last_ms").map_err(backend)?;
+            match usage.last_mut() {
+                Some(current) if current.environment == environment => {
+                    current.evaluations.push((variant, evaluations));
+                    current.last_ms = current.last_ms.max(last_ms);
+                }
+                _ => usage.push(EnvironmentUsage {
+                    environment,
+                    evaluations: vec![(variant, evaluations)],
+                    last_ms,
+                }),
+            }
+        }
+        Ok(usage)
+    }
+
+    async fn last_evaluations(&self, tenant: &str, project: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT flag_key, MAX(last_ms) AS last_ms FROM flag_usage WHERE tenant = $1 AND project = $2 GROUP BY flag_key",
+        )
+        .bind(tenant)
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("flag_key").map_err(backend)?,
+                    row.try_get("last_ms").map_err(backend)?,
+                ))
             })
             .collect()
     }

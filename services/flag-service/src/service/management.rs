@@ -454,6 +454,60 @@ impl<R: FlagRepository> Handlers<'_, R> {
         })
     }
 
+    pub async fn get_flag_usage(&self, request: Request<pb::GetFlagUsageRequest>) -> Result<pb::FlagUsage, Status> {
+        let caller = caller(&request)?;
+        let flag_name = request.get_ref().name.clone();
+        let ids = name("name", &flag_name, "projects/*/flags/*")?;
+        let usage = self.manager.usage(caller, &ids[0], &ids[1]).await.map_err(status)?;
+        Ok(pb::FlagUsage {
+            name: flag_name,
+            environments: usage
+                .into_iter()
+                .map(|environment| pb::EnvironmentUsage {
+                    environment: environment.environment,
+                    variants: environment
+                        .evaluations
+                        .into_iter()
+                        .map(|(variant, evaluations)| pb::VariantEvaluations { variant, evaluations })
+                        .collect(),
+                    last_evaluated: timestamp(environment.last_ms),
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn list_stale_flags(
+        &self,
+        request: Request<pb::ListStaleFlagsRequest>,
+    ) -> Result<pb::ListStaleFlagsResponse, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let project = name("parent", &message.parent, "projects/*")?.remove(0);
+        let days = match message.stale_days {
+            0 => 30,
+            days if days > 0 => i64::from(days),
+            _ => return Err(invalid(FieldViolation::new("stale_days", "must not be negative"))),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as i64);
+        let cutoff = now - days * 86_400_000;
+        let stale = self
+            .manager
+            .stale_flags(caller, &project, cutoff)
+            .await
+            .map_err(status)?;
+        Ok(pb::ListStaleFlagsResponse {
+            flags: stale
+                .iter()
+                .map(|(flag, last_ms)| pb::StaleFlag {
+                    flag: Some(stored(&project, flag)),
+                    last_evaluated: if *last_ms == 0 { None } else { timestamp(*last_ms) },
+                })
+                .collect(),
+        })
+    }
+
     pub async fn list_audit_records(
         &self,
         request: Request<pb::ListAuditRecordsRequest>,

@@ -177,6 +177,20 @@ impl FlagService for FlagServiceApi {
         self.handlers().import_flags(request).await.map(Response::new)
     }
 
+    async fn get_flag_usage(
+        &self,
+        request: Request<pb::GetFlagUsageRequest>,
+    ) -> Result<Response<pb::FlagUsage>, Status> {
+        self.handlers().get_flag_usage(request).await.map(Response::new)
+    }
+
+    async fn list_stale_flags(
+        &self,
+        request: Request<pb::ListStaleFlagsRequest>,
+    ) -> Result<Response<pb::ListStaleFlagsResponse>, Status> {
+        self.handlers().list_stale_flags(request).await.map(Response::new)
+    }
+
     async fn list_audit_records(
         &self,
         request: Request<pb::ListAuditRecordsRequest>,

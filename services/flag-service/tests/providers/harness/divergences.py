@@ -134,6 +134,16 @@ def _missing_null(rule, context, reference) -> bool:
     )
 
 
+def _semver_whitespace(rule, context, reference) -> bool:
+    for op, args in operations(rule):
+        if op == "sem_ver" and isinstance(args, list) and args:
+            path = var_path(args[0])
+            value = lookup(context, path) if path else MISSING
+            if isinstance(value, str) and value != value.strip():
+                return True
+    return False
+
+
 REFERENCE = [
     Rule(
         "js-engine-throws",
@@ -159,15 +169,26 @@ REFERENCE = [
         "flagd-core does not",
         _missing_null,
     ),
+    Rule(
+        "semver-whitespace",
+        "a version with surrounding whitespace (\"1.0.0 \"): node-semver trims it, flagd (x/mod/semver) rejects "
+        "it and sem_ver yields null",
+        _semver_whitespace,
+    ),
 ]
 
 
-def _semver_partial_prerelease(rule, context, reference) -> bool:
+def _semver_lenient(rule, context, reference) -> bool:
     for op, args in operations(rule):
         if op == "sem_ver" and isinstance(args, list) and args:
             path = var_path(args[0])
             value = lookup(context, path) if path else MISSING
-            if isinstance(value, str) and re.match(r"^[vV]?\d+(\.\d+)?[-+]", value):
+            if (
+                isinstance(value, str)
+                and value == value.strip()
+                and re.match(r"^[vV]?\d", value)
+                and go_version(value) is None
+            ):
                 return True
     return False
 
@@ -201,12 +222,22 @@ def _missing_empty_string(rule, context, reference) -> bool:
     )
 
 
+def _fractional_array_key(rule, context, reference) -> bool:
+    for op, args in operations(rule):
+        if op == "fractional" and isinstance(args, list) and args and not isinstance(args[0], list):
+            path = var_path(args[0])
+            if path and isinstance(lookup(context, path), list):
+                return True
+    return False
+
+
 SERVER = [
     Rule(
-        "F1 semver-partial-prerelease",
-        "flag-service accepts a partial version with a pre-release or build suffix (\"1-1\", \"2.1-beta\"); flagd "
-        "(x/mod/semver) and flagd-core reject it and sem_ver yields null",
-        _semver_partial_prerelease,
+        "F1 semver-lenient-parsing",
+        "flag-service reads versions flagd (golang.org/x/mod/semver) rejects: a pre-release or build suffix on a "
+        "partial version (\"1-1\", \"2.1-beta\") and build metadata with invalid characters "
+        "(\"1.0.0+build@x\"); flagd's sem_ver yields null for them",
+        _semver_lenient,
     ),
     Rule(
         "F2 semver-caret-tilde-below-target",
@@ -225,6 +256,12 @@ SERVER = [
         "`missing` on a key whose value is \"\": flagd (jsonlogic getVar != nil) does not count it as missing, "
         "flag-service does",
         _missing_empty_string,
+    ),
+    Rule(
+        "F5 fractional-array-bucket-key",
+        "a fractional bucketing expression that evaluates to an array: flagd treats the array as one more "
+        "bucket and buckets on flagKey+targetingKey (so does flagd-core); flag-service yields null",
+        _fractional_array_key,
     ),
 ]
 
