@@ -77,6 +77,7 @@ fn checkout_flag() -> pb::Flag {
                     enabled: true,
                     default_variant: "old".into(),
                     targeting: proto_struct(json!({"if": [{"$ref": "staff"}, "new"]})),
+                    ..Default::default()
                 },
             ),
             (
@@ -84,7 +85,7 @@ fn checkout_flag() -> pb::Flag {
                 pb::EnvironmentRules {
                     enabled: true,
                     default_variant: "new".into(),
-                    targeting: None,
+                    ..Default::default()
                 },
             ),
         ]
@@ -687,4 +688,67 @@ async fn a_change_on_one_replica_reaches_the_other_through_redis() {
         .unwrap()
         .into_inner();
     assert_eq!(served.value.as_deref(), Some("old"));
+}
+
+#[tokio::test]
+async fn prerequisites_gate_rules_and_must_name_real_flags() {
+    let fixture = Fixture::sqlite().await;
+    let mut editor = fixture.editor();
+    create_checkout(&mut editor).await;
+    let wallet = |variants: Vec<String>| pb::Flag {
+        variants: proto_struct(json!({"shown": "shown", "hidden": "hidden"})),
+        environments: [(
+            "prod".to_owned(),
+            pb::EnvironmentRules {
+                enabled: true,
+                default_variant: "hidden".into(),
+                targeting: proto_struct(json!({"if": [true, "shown"]})),
+                prerequisites: vec![pb::Prerequisite {
+                    flag: "new-checkout".into(),
+                    variants,
+                }],
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    editor
+        .create_flag(pb::CreateFlagRequest {
+            parent: "projects/shop".into(),
+            flag_id: "wallet".into(),
+            flag: Some(wallet(vec!["new".into()])),
+            message: String::new(),
+        })
+        .await
+        .unwrap();
+    let staff = fixture
+        .resolve(PROD, "wallet", json!({"email": "ana@shop.com.bd"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        staff.value.as_deref(),
+        Some("shown"),
+        "staff get the new checkout, so its prerequisite holds"
+    );
+    let customer = fixture
+        .resolve(PROD, "wallet", json!({"email": "bob@gmail.com"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (customer.value.as_deref(), customer.reason.as_str()),
+        (Some("hidden"), "DEFAULT")
+    );
+
+    let error = editor
+        .create_flag(pb::CreateFlagRequest {
+            parent: "projects/shop".into(),
+            flag_id: "bad".into(),
+            flag: Some(wallet(vec!["sideways".into()])),
+            message: String::new(),
+        })
+        .await
+        .unwrap_err();
+    let details = tonic_types::StatusExt::get_details_bad_request(&error).unwrap();
+    assert_eq!(details.field_violations[0].field, "bad.environments.prod.prerequisites");
+    assert!(details.field_violations[0].description.contains("sideways"));
 }

@@ -30,6 +30,7 @@ fn experiment_flag(experiment: Option<&str>) -> pb::Flag {
                 enabled: true,
                 default_variant: "control".into(),
                 targeting: proto_struct(json!({"fractional": [["control", 50], ["treatment", 50]]})),
+                ..Default::default()
             },
         )]
         .into(),

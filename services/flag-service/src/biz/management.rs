@@ -156,6 +156,7 @@ impl<R: FlagRepository> Manager<R> {
                     enabled: false,
                     default_variant: None,
                     targeting: None,
+                    prerequisites: Vec::new(),
                 });
             rules.enabled = false;
         }
@@ -406,7 +407,7 @@ impl<R: FlagRepository> Manager<R> {
         check_id("environment", environment)?;
         caller.require(Role::Viewer, &source_name(project, environment))?;
         let (flags, _) = self.repository.project(caller.tenant(), project).await?;
-        Ok(flags.document(project, environment))
+        Ok(flags.document(project, environment)?)
     }
 
     /// Takes a flagd document's flags into an environment: a flag that exists keeps its other
@@ -464,6 +465,7 @@ impl<R: FlagRepository> Manager<R> {
                     .get("targeting")
                     .filter(|targeting| !targeting.is_null())
                     .cloned(),
+                prerequisites: Vec::new(),
             };
             definition.environments.insert(environment.to_owned(), rules);
             flags.push(FlagWrite {

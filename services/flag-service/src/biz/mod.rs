@@ -11,6 +11,7 @@ pub mod evaluation;
 pub mod feeds;
 pub mod management;
 pub mod model;
+pub mod prerequisites;
 pub mod projection;
 pub mod repository;
 pub mod selector;

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use switchyard_platform::error::FieldViolation;
 
+pub use super::prerequisites::Prerequisite;
+use super::prerequisites::served_targeting;
+
 /// Where a flag is in its life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +40,9 @@ pub struct EnvironmentRules {
     /// JSON Logic choosing a variant (flagd's targeting); `None` serves the default variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targeting: Option<Value>,
+    /// Flags that must serve given variants here for these rules to apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<Prerequisite>,
 }
 
 /// A flag as stored and versioned.
@@ -154,25 +160,6 @@ impl FlagDefinition {
         }
         violations
     }
-
-    /// The flag as flagd serves it in `environment`; a flag without rules there is disabled.
-    pub fn served_in(&self, environment: &str) -> Value {
-        let rules = self.environments.get(environment);
-        let mut served = Map::new();
-        let enabled = rules.is_some_and(|rules| rules.enabled);
-        served.insert("state".into(), (if enabled { "ENABLED" } else { "DISABLED" }).into());
-        served.insert("variants".into(), Value::Object(self.variants.clone()));
-        if let Some(default) = rules.and_then(|rules| rules.default_variant.clone()) {
-            served.insert("defaultVariant".into(), default.into());
-        }
-        if let Some(targeting) = rules.and_then(|rules| rules.targeting.clone()) {
-            served.insert("targeting".into(), targeting);
-        }
-        if !self.metadata.is_empty() {
-            served.insert("metadata".into(), Value::Object(self.metadata.clone()));
-        }
-        Value::Object(served)
-    }
 }
 
 /// A project's flags and segments as they are stored.
@@ -196,24 +183,49 @@ impl ProjectFlags {
     }
 
     /// The flagd document served for `environment`: every flag that is not archived, segments
-    /// as `$evaluators`, and the environment as the flag set id.
-    pub fn document(&self, project: &str, environment: &str) -> Value {
-        let flags: Map<String, Value> = self
+    /// as `$evaluators`, and the environment as the flag set id. Fails on a prerequisite that
+    /// cannot be served (missing flag or variant, a cycle).
+    pub fn document(&self, project: &str, environment: &str) -> Result<Value, FieldViolation> {
+        let mut flags = Map::new();
+        for (key, flag) in self
             .flags
             .iter()
             .filter(|(_, flag)| flag.lifecycle != Lifecycle::Archived)
-            .map(|(key, flag)| (key.clone(), flag.served_in(environment)))
-            .collect();
+        {
+            flags.insert(key.clone(), self.served(key, flag, environment)?);
+        }
         let evaluators: Map<String, Value> = self
             .segments
             .iter()
             .map(|(key, segment)| (key.clone(), segment.rule.clone()))
             .collect();
-        json!({
+        Ok(json!({
             "metadata": { "flagSetId": source_name(project, environment) },
             "flags": flags,
             "$evaluators": evaluators,
-        })
+        }))
+    }
+
+    /// A flag as flagd serves it in `environment`; a flag without rules there is disabled.
+    fn served(&self, key: &str, flag: &FlagDefinition, environment: &str) -> Result<Value, FieldViolation> {
+        let rules = flag.environments.get(environment);
+        let mut served = Map::new();
+        let enabled = rules.is_some_and(|rules| rules.enabled);
+        served.insert("state".into(), (if enabled { "ENABLED" } else { "DISABLED" }).into());
+        served.insert("variants".into(), Value::Object(flag.variants.clone()));
+        if let Some(default) = rules.and_then(|rules| rules.default_variant.clone()) {
+            served.insert("defaultVariant".into(), default.into());
+        }
+        let targeting = served_targeting(self, flag, environment).map_err(|message| {
+            FieldViolation::new(format!("{key}.environments.{environment}.prerequisites"), message)
+        })?;
+        if let Some(targeting) = targeting {
+            served.insert("targeting".into(), targeting);
+        }
+        if !flag.metadata.is_empty() {
+            served.insert("metadata".into(), Value::Object(flag.metadata.clone()));
+        }
+        Ok(Value::Object(served))
     }
 
     /// Compiles every environment; the first mistake of each kind is reported at its field.
@@ -227,7 +239,14 @@ impl ProjectFlags {
             environments => environments,
         };
         for environment in environments {
-            match FlagSet::from_document(&self.document(project, &environment), &limits) {
+            let document = match self.document(project, &environment) {
+                Ok(document) => document,
+                Err(violation) => {
+                    violations.push(violation);
+                    continue;
+                }
+            };
+            match FlagSet::from_document(&document, &limits) {
                 Ok(flags) => {
                     for problem in flags.problems() {
                         let field = format!("{}.environments.{environment}.targeting", problem.flag);

@@ -61,7 +61,11 @@ impl<R: FlagRepository> Projection<R> {
         let environments = flags.environments();
         for environment in &environments {
             let name = source_name(project, environment);
-            match FlagSet::from_document(&flags.document(project, environment), &limits) {
+            let compiled = flags
+                .document(project, environment)
+                .map_err(|violation| violation.description)
+                .and_then(|document| FlagSet::from_document(&document, &limits).map_err(|error| error.to_string()));
+            match compiled {
                 Ok(compiled) => self.catalog.put_source(Some(tenant), &name, compiled),
                 // Writes are validated, so this means storage was edited by hand: keep serving
                 // what was there.

@@ -18,7 +18,7 @@ use crate::{
     biz::{
         error::FlagError,
         management::{Caller, Manager},
-        model::{EnvironmentRules, FlagDefinition, Lifecycle, SegmentDefinition, parse_name},
+        model::{EnvironmentRules, FlagDefinition, Lifecycle, Prerequisite, SegmentDefinition, parse_name},
         repository::{Expected, FlagRepository, FlagVersion, StoredFlag, StoredSegment},
     },
     data::repository::SqlRepository,
@@ -105,6 +105,14 @@ fn definition(flag: Option<pb::Flag>) -> Result<FlagDefinition, Status> {
                     .targeting
                     .as_ref()
                     .map(|targeting| Value::Object(from_proto_struct(targeting))),
+                prerequisites: rules
+                    .prerequisites
+                    .into_iter()
+                    .map(|prerequisite| Prerequisite {
+                        flag: prerequisite.flag,
+                        variants: prerequisite.variants,
+                    })
+                    .collect(),
             };
             (environment, rules)
         })
@@ -129,6 +137,14 @@ fn flag_message(project: &str, key: &str, definition: &FlagDefinition, version: 
                 enabled: rules.enabled,
                 default_variant: rules.default_variant.clone().unwrap_or_default(),
                 targeting: rules.targeting.as_ref().and_then(Value::as_object).map(to_proto_struct),
+                prerequisites: rules
+                    .prerequisites
+                    .iter()
+                    .map(|prerequisite| pb::Prerequisite {
+                        flag: prerequisite.flag.clone(),
+                        variants: prerequisite.variants.clone(),
+                    })
+                    .collect(),
             };
             (environment.clone(), rules)
         })

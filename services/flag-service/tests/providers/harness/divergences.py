@@ -134,14 +134,20 @@ def _missing_null(rule, context, reference) -> bool:
     )
 
 
-def _semver_whitespace(rule, context, reference) -> bool:
+def _semver_values(rule, context):
     for op, args in operations(rule):
         if op == "sem_ver" and isinstance(args, list) and args:
             path = var_path(args[0])
-            value = lookup(context, path) if path else MISSING
-            if isinstance(value, str) and value != value.strip():
-                return True
-    return False
+            if path:
+                yield lookup(context, path)
+
+
+def _semver_whitespace(rule, context, reference) -> bool:
+    return any(isinstance(value, str) and value != value.strip() for value in _semver_values(rule, context))
+
+
+def _semver_structured(rule, context, reference) -> bool:
+    return any(isinstance(value, (list, dict)) for value in _semver_values(rule, context))
 
 
 REFERENCE = [
@@ -174,6 +180,12 @@ REFERENCE = [
         "a version with surrounding whitespace (\"1.0.0 \"): node-semver trims it, flagd (x/mod/semver) rejects "
         "it and sem_ver yields null",
         _semver_whitespace,
+    ),
+    Rule(
+        "semver-structured-value",
+        "sem_ver on an array: flagd-core uses JavaScript's String() ([\"2.0.0\"] -> \"2.0.0\", a version), "
+        "flagd formats it with %v (\"[2.0.0]\", not a version) and sem_ver yields null",
+        _semver_structured,
     ),
 ]
 
