@@ -30,6 +30,8 @@ pub struct FlagServiceSettings {
     /// How often each replica compares stored project revisions with what it serves, as a
     /// safety net behind the change bus, in milliseconds.
     pub resync_interval_ms: u64,
+    /// How often each replica looks for scheduled changes that are due, in milliseconds.
+    pub schedule_poll_ms: u64,
     /// How often evaluation counts are written to storage, in milliseconds.
     pub usage_flush_ms: u64,
     /// Exposure records waiting for delivery at most; beyond this they are dropped (and
@@ -48,6 +50,7 @@ impl Default for FlagServiceSettings {
             flags_file_poll_ms: 50,
             anonymous_tenant: "default".to_owned(),
             resync_interval_ms: 2_000,
+            schedule_poll_ms: 1_000,
             usage_flush_ms: 10_000,
             exposure_queue: 65_536,
             exposure_batch: 500,

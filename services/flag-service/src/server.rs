@@ -22,6 +22,7 @@ use crate::{
         evaluation::Evaluator,
         management::Manager,
         projection::Projection,
+        schedule,
         usage::{self, Usage},
     },
     conf::{IDENTITY, Settings},
@@ -84,6 +85,8 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let resync = Duration::from_millis(host.settings.service.resync_interval_ms.max(10));
     tokio::spawn(projection.clone().follow(resync, host.shutdown.clone()));
     let manager = Arc::new(Manager::new(repository, projection));
+    let poll = Duration::from_millis(host.settings.service.schedule_poll_ms.max(10));
+    tokio::spawn(schedule::apply_due_every(manager.clone(), poll, host.shutdown.clone()));
     let max_message = host.settings.limits.max_request_bytes;
     let api = FlagServiceServer::new(FlagServiceApi::new(host.about.clone(), evaluator.clone(), manager))
         .max_decoding_message_size(max_message)

@@ -27,6 +27,8 @@ pub enum FlagError {
     Invalid(Vec<FieldViolation>),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -51,6 +53,7 @@ impl Classify for FlagError {
             Self::Invalid(_) => ErrorKind::InvalidArgument,
             Self::NotFound(_) | Self::Store(StoreError::Missing(_)) => ErrorKind::NotFound,
             Self::Auth(error) => error.kind(),
+            Self::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             Self::Store(StoreError::Exists(_)) => ErrorKind::AlreadyExists,
             Self::Store(StoreError::Stale(_) | StoreError::ProjectMoved) => ErrorKind::Conflict,
             Self::Store(StoreError::Backend(_)) => ErrorKind::Internal,

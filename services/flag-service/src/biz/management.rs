@@ -13,9 +13,11 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
 use switchyard_platform::{
     audit::{AuditFilter, AuditRecord},
-    auth::{Principal, Role},
+    auth::{Credential, Principal, Role, RoleBinding},
     json::diff::{self, Change},
 };
 
@@ -27,6 +29,7 @@ use super::{
         Changeset, Committed, EnvironmentUsage, Expected, FlagRepository, FlagVersion, FlagWrite, SegmentWrite,
         StoredFlag, StoredSegment,
     },
+    schedule::{ScheduleStatus, ScheduledChange, due_instant},
 };
 use flag_engine::{FlagSet, Limits};
 
@@ -52,13 +55,15 @@ const MAX_ATTEMPTS: usize = 5;
 /// The longest page a list returns.
 pub const MAX_PAGE: i64 = 500;
 
-/// One write: flags and segments to put (segments `None` to delete).
+/// One write: flags and segments to put (segments `None` to delete), and the scheduled change
+/// it applies, if any.
 struct Write<'a> {
     project: &'a str,
     action: &'static str,
     message: &'a str,
     flags: Vec<FlagWrite>,
     segments: Vec<SegmentWrite>,
+    scheduled: Option<String>,
 }
 
 /// The flag management use cases.
@@ -309,6 +314,7 @@ impl<R: FlagRepository> Manager<R> {
                 message,
                 flags: Vec::new(),
                 segments,
+                scheduled: None,
             },
         )
         .await?;
@@ -331,6 +337,7 @@ impl<R: FlagRepository> Manager<R> {
                 message,
                 flags: Vec::new(),
                 segments,
+                scheduled: None,
             },
         )
         .await?;
@@ -349,6 +356,196 @@ impl<R: FlagRepository> Manager<R> {
         check_id("project", project)?;
         caller.require(Role::Viewer, &project_resource(project))?;
         Ok(self.repository.segments(caller.tenant(), project).await?)
+    }
+
+    /// Schedules new rules for some environments of a flag, at `at` in `time_zone`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn schedule(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+        at: &str,
+        time_zone: &str,
+        environments: BTreeMap<String, EnvironmentRules>,
+        message: &str,
+    ) -> FlagResult<ScheduledChange> {
+        let current = self.flag(caller, project, key).await?;
+        if environments.is_empty() {
+            return Err(FlagError::invalid("environments", "name at least one environment"));
+        }
+        for environment in environments.keys() {
+            check_id(&format!("environments.{environment}"), environment)?;
+            caller.require(Role::Editor, &source_name(project, environment))?;
+        }
+        let (due_ms, time_zone) = due_instant(at, time_zone)?;
+        let now = now_ms();
+        if due_ms < now - 60_000 {
+            return Err(FlagError::invalid("at", format!("{at} ({time_zone}) is in the past")));
+        }
+        let mut definition = current.definition;
+        definition.environments.extend(environments.clone());
+        let (mut flags, _) = self.repository.project(caller.tenant(), project).await?;
+        flags.flags.insert(key.to_owned(), definition);
+        flags.compile(project).map_err(FlagError::Invalid)?;
+        let change = ScheduledChange {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            tenant: caller.tenant().to_owned(),
+            project: project.to_owned(),
+            flag: key.to_owned(),
+            due_ms,
+            time_zone,
+            local_time: at.to_owned(),
+            environments,
+            author: caller.principal.subject.clone(),
+            message: message.to_owned(),
+            status: ScheduleStatus::Pending,
+            created_ms: now,
+            applied_ms: None,
+            applied_version: None,
+            failure: None,
+        };
+        self.repository.schedule(&change, caller.request_id).await?;
+        Ok(change)
+    }
+
+    pub async fn scheduled_changes(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+    ) -> FlagResult<Vec<ScheduledChange>> {
+        self.flag(caller, project, key).await?;
+        Ok(self.repository.scheduled(caller.tenant(), project, key).await?)
+    }
+
+    /// Cancels a change that has not been applied yet.
+    pub async fn cancel_scheduled(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+        id: &str,
+    ) -> FlagResult<ScheduledChange> {
+        self.flag(caller, project, key).await?;
+        let missing = || FlagError::NotFound(format!("{}/scheduledChanges/{id}", flag_resource(project, key)));
+        let change = self
+            .repository
+            .scheduled_change(caller.tenant(), id)
+            .await?
+            .filter(|change| change.project == project && change.flag == key)
+            .ok_or_else(missing)?;
+        for environment in change.environments.keys() {
+            caller.require(Role::Editor, &source_name(project, environment))?;
+        }
+        let settled = self
+            .repository
+            .settle_scheduled(
+                caller.tenant(),
+                id,
+                ScheduleStatus::Cancelled,
+                None,
+                &caller.principal.subject,
+                now_ms(),
+            )
+            .await;
+        if let Err(StoreError::Stale(_)) = settled {
+            return Err(FlagError::FailedPrecondition(format!(
+                "the change is {} already",
+                change.status.as_str()
+            )));
+        }
+        settled?;
+        self.repository
+            .scheduled_change(caller.tenant(), id)
+            .await?
+            .ok_or_else(missing)
+    }
+
+    /// Applies every change that is due; returns how many were applied.
+    pub async fn apply_due(&self) -> FlagResult<usize> {
+        let mut applied = 0;
+        for change in self.repository.due(now_ms(), 100).await? {
+            if self.apply_scheduled(&change).await? {
+                applied += 1;
+            }
+        }
+        Ok(applied)
+    }
+
+    async fn apply_scheduled(&self, change: &ScheduledChange) -> FlagResult<bool> {
+        let principal = Principal {
+            subject: format!("scheduler:{}", change.author),
+            tenant: change.tenant.clone(),
+            roles: vec![RoleBinding {
+                role: Role::Admin,
+                resource: None,
+            }],
+            scopes: Vec::new(),
+            credential: Credential::ApiKey,
+        };
+        let caller = Caller {
+            principal: &principal,
+            request_id: None,
+        };
+        let scheduler = principal.subject.clone();
+        let fail = |reason: String| async move {
+            let outcome = self
+                .repository
+                .settle_scheduled(
+                    &change.tenant,
+                    &change.id,
+                    ScheduleStatus::Failed,
+                    Some(&reason),
+                    &scheduler,
+                    now_ms(),
+                )
+                .await;
+            tracing::warn!(id = %change.id, %reason, "a scheduled flag change could not be applied");
+            outcome.map(|()| false).or_else(|error| match error {
+                StoreError::Stale(_) => Ok(false),
+                other => Err(FlagError::Store(other)),
+            })
+        };
+        let Some(current) = self
+            .repository
+            .flag(&change.tenant, &change.project, &change.flag)
+            .await?
+        else {
+            return fail("the flag no longer exists".to_owned()).await;
+        };
+        let mut definition = current.definition;
+        definition.environments.extend(change.environments.clone());
+        let message = if change.message.is_empty() {
+            format!("scheduled change {}", change.id)
+        } else {
+            change.message.clone()
+        };
+        let write = Write {
+            project: &change.project,
+            action: "flags.scheduled",
+            message: &message,
+            flags: vec![FlagWrite {
+                key: change.flag.clone(),
+                expected: Expected::Version(current.version),
+                definition,
+            }],
+            segments: Vec::new(),
+            scheduled: Some(change.id.clone()),
+        };
+        match self.write(caller, write).await {
+            Ok(_) => Ok(true),
+            Err(FlagError::Invalid(violations)) => {
+                let reasons: Vec<String> = violations
+                    .iter()
+                    .map(|v| format!("{}: {}", v.field, v.description))
+                    .collect();
+                fail(reasons.join("; ")).await
+            }
+            // Applied by another replica meanwhile, or the flag changed: the next tick decides.
+            Err(FlagError::Store(StoreError::Stale(_))) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// How often the flag served each variant in each environment (as last flushed).
@@ -501,6 +698,7 @@ impl<R: FlagRepository> Manager<R> {
                 message,
                 flags,
                 segments,
+                scheduled: None,
             },
         )
         .await?;
@@ -528,6 +726,7 @@ impl<R: FlagRepository> Manager<R> {
                 message,
                 flags: vec![write],
                 segments: Vec::new(),
+                scheduled: None,
             },
         )
         .await?;
@@ -555,6 +754,7 @@ impl<R: FlagRepository> Manager<R> {
                 request_id: caller.request_id.map(str::to_owned),
                 action: write.action,
                 expected_revision: revision,
+                scheduled: write.scheduled.clone(),
                 flags: write.flags.clone(),
                 segments: write.segments.clone(),
             };

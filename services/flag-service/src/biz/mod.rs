@@ -14,5 +14,6 @@ pub mod model;
 pub mod prerequisites;
 pub mod projection;
 pub mod repository;
+pub mod schedule;
 pub mod selector;
 pub mod usage;

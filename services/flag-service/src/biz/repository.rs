@@ -9,6 +9,7 @@ use switchyard_platform::audit::{AuditFilter, AuditRecord};
 use super::{
     error::StoreError,
     model::{FlagDefinition, ProjectFlags, SegmentDefinition},
+    schedule::{ScheduleStatus, ScheduledChange},
 };
 
 /// A stored flag.
@@ -100,6 +101,9 @@ pub struct Changeset {
     /// The project revision the write was validated against; the commit fails with
     /// `ProjectMoved` if the project has moved on since.
     pub expected_revision: i64,
+    /// The pending scheduled change this write applies; the commit marks it applied, or fails
+    /// with `Stale` when it is no longer pending (another replica applied it).
+    pub scheduled: Option<String>,
     pub flags: Vec<FlagWrite>,
     pub segments: Vec<SegmentWrite>,
 }
@@ -162,6 +166,42 @@ pub trait FlagRepository: Send + Sync + 'static {
         tenant: &str,
         project: &str,
     ) -> impl Future<Output = Result<Vec<StoredSegment>, StoreError>> + Send;
+
+    /// Stores a pending scheduled change (and its audit record).
+    fn schedule(
+        &self,
+        change: &ScheduledChange,
+        request_id: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A flag's scheduled changes, soonest first.
+    fn scheduled(
+        &self,
+        tenant: &str,
+        project: &str,
+        flag: &str,
+    ) -> impl Future<Output = Result<Vec<ScheduledChange>, StoreError>> + Send;
+
+    fn scheduled_change(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ScheduledChange>, StoreError>> + Send;
+
+    /// Moves a pending change to `status` (cancelled or failed, with `failure`); `Stale` when it
+    /// is no longer pending.
+    fn settle_scheduled(
+        &self,
+        tenant: &str,
+        id: &str,
+        status: ScheduleStatus,
+        failure: Option<&str>,
+        actor: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Pending changes due by `now_ms`, of every tenant, oldest first.
+    fn due(&self, now_ms: i64, limit: i64) -> impl Future<Output = Result<Vec<ScheduledChange>, StoreError>> + Send;
 
     /// Adds evaluation counts and moves last-evaluated times forward.
     fn record_usage(&self, rows: &[UsageRow]) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -12,6 +12,7 @@ use crate::biz::{
         Changeset, Committed, EnvironmentUsage, Expected, FlagRepository, FlagVersion, StoredFlag, StoredSegment,
         UsageRow,
     },
+    schedule::{ScheduleStatus, ScheduledChange},
 };
 
 /// The repository on a migrated pool.
@@ -56,6 +57,31 @@ fn flag_of(row: &AnyRow) -> Result<StoredFlag, StoreError> {
         version: row.try_get("version").map_err(backend)?,
         created_ms: row.try_get("created_ms").map_err(backend)?,
         updated_ms: row.try_get("updated_ms").map_err(backend)?,
+    })
+}
+
+const SCHEDULE_COLUMNS: &str = "tenant, id, project, flag_key, due_ms, time_zone, local_time, environments, author, \
+     message, status, created_ms, applied_ms, applied_version, failure";
+
+fn scheduled_of(row: &AnyRow) -> Result<ScheduledChange, StoreError> {
+    let status: String = row.try_get("status").map_err(backend)?;
+    Ok(ScheduledChange {
+        id: row.try_get("id").map_err(backend)?,
+        tenant: row.try_get("tenant").map_err(backend)?,
+        project: row.try_get("project").map_err(backend)?,
+        flag: row.try_get("flag_key").map_err(backend)?,
+        due_ms: row.try_get("due_ms").map_err(backend)?,
+        time_zone: row.try_get("time_zone").map_err(backend)?,
+        local_time: row.try_get("local_time").map_err(backend)?,
+        environments: decode(&row.try_get::<String, _>("environments").map_err(backend)?)?,
+        author: row.try_get("author").map_err(backend)?,
+        message: row.try_get("message").map_err(backend)?,
+        status: ScheduleStatus::parse(&status)
+            .ok_or_else(|| StoreError::Backend(format!("unknown status {status}")))?,
+        created_ms: row.try_get("created_ms").map_err(backend)?,
+        applied_ms: row.try_get("applied_ms").map_err(backend)?,
+        applied_version: row.try_get("applied_version").map_err(backend)?,
+        failure: row.try_get("failure").map_err(backend)?,
     })
 }
 
@@ -221,6 +247,22 @@ impl FlagRepository for SqlRepository {
             );
             audit::append(&mut tx, &entry, now_ms).await.map_err(backend)?;
         }
+        if let Some(id) = &changeset.scheduled {
+            let applied = sqlx::query(
+                "UPDATE scheduled_changes SET status = 'applied', applied_ms = $3, applied_version = $4 \
+                 WHERE tenant = $1 AND id = $2 AND status = 'pending'",
+            )
+            .bind(&changeset.tenant)
+            .bind(id)
+            .bind(now_ms)
+            .bind(flag_versions.first().copied())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if applied.rows_affected() == 0 {
+                return Err(StoreError::Stale(format!("scheduled change {id}")));
+            }
+        }
         tx.commit().await.map_err(backend)?;
         Ok(Committed {
             flag_versions,
@@ -361,6 +403,123 @@ impl FlagRepository for SqlRepository {
                 })
             })
             .collect()
+    }
+
+    async fn schedule(&self, change: &ScheduledChange, request_id: Option<&str>) -> Result<(), StoreError> {
+        let environments = encode(&change.environments)?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO scheduled_changes (tenant, id, project, flag_key, due_ms, time_zone, local_time, environments, \
+             author, message, status, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11)",
+        )
+        .bind(&change.tenant)
+        .bind(&change.id)
+        .bind(&change.project)
+        .bind(&change.flag)
+        .bind(change.due_ms)
+        .bind(&change.time_zone)
+        .bind(&change.local_time)
+        .bind(&environments)
+        .bind(&change.author)
+        .bind(&change.message)
+        .bind(change.created_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let entry = AuditEntry {
+            tenant: change.tenant.clone(),
+            actor: change.author.clone(),
+            action: "flags.schedule".to_owned(),
+            resource: format!(
+                "projects/{}/flags/{}/scheduledChanges/{}",
+                change.project, change.flag, change.id
+            ),
+            before_digest: None,
+            after_digest: Some(digest(&environments)),
+            request_id: request_id.map(str::to_owned),
+        };
+        audit::append(&mut tx, &entry, change.created_ms)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn scheduled(&self, tenant: &str, project: &str, flag: &str) -> Result<Vec<ScheduledChange>, StoreError> {
+        let sql = format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM scheduled_changes WHERE tenant = $1 AND project = $2 AND flag_key = $3 \
+             ORDER BY due_ms, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(project)
+            .bind(flag)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(scheduled_of).collect()
+    }
+
+    async fn scheduled_change(&self, tenant: &str, id: &str) -> Result<Option<ScheduledChange>, StoreError> {
+        let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM scheduled_changes WHERE tenant = $1 AND id = $2");
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(scheduled_of).transpose()
+    }
+
+    async fn settle_scheduled(
+        &self,
+        tenant: &str,
+        id: &str,
+        status: ScheduleStatus,
+        failure: Option<&str>,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let settled = sqlx::query(
+            "UPDATE scheduled_changes SET status = $3, failure = $4, applied_ms = $5 \
+             WHERE tenant = $1 AND id = $2 AND status = 'pending'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(status.as_str())
+        .bind(failure)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if settled.rows_affected() == 0 {
+            return Err(StoreError::Stale(format!("scheduled change {id}")));
+        }
+        let entry = AuditEntry {
+            tenant: tenant.to_owned(),
+            actor: actor.to_owned(),
+            action: format!("flags.schedule.{}", status.as_str()),
+            resource: format!("scheduledChanges/{id}"),
+            before_digest: None,
+            after_digest: failure.map(digest),
+            request_id: None,
+        };
+        audit::append(&mut tx, &entry, now_ms).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<ScheduledChange>, StoreError> {
+        let sql = format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM scheduled_changes WHERE status = 'pending' AND due_ms <= $1 \
+             ORDER BY due_ms, id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(scheduled_of).collect()
     }
 
     async fn record_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {

@@ -20,6 +20,7 @@ use crate::{
         management::{Caller, Manager},
         model::{EnvironmentRules, FlagDefinition, Lifecycle, Prerequisite, SegmentDefinition, parse_name},
         repository::{Expected, FlagRepository, FlagVersion, StoredFlag, StoredSegment},
+        schedule::ScheduledChange,
     },
     data::repository::SqlRepository,
 };
@@ -91,32 +92,77 @@ fn lifecycle_to(lifecycle: Lifecycle) -> PbLifecycle {
     }
 }
 
+fn environment_rules(
+    rules: std::collections::HashMap<String, pb::EnvironmentRules>,
+) -> BTreeMap<String, EnvironmentRules> {
+    rules
+        .into_iter()
+        .map(|(environment, rules)| (environment, rules_from(rules)))
+        .collect()
+}
+
+fn rules_from(rules: pb::EnvironmentRules) -> EnvironmentRules {
+    EnvironmentRules {
+        enabled: rules.enabled,
+        default_variant: Some(rules.default_variant).filter(|variant| !variant.is_empty()),
+        targeting: rules
+            .targeting
+            .as_ref()
+            .map(|targeting| Value::Object(from_proto_struct(targeting))),
+        prerequisites: rules
+            .prerequisites
+            .into_iter()
+            .map(|prerequisite| Prerequisite {
+                flag: prerequisite.flag,
+                variants: prerequisite.variants,
+            })
+            .collect(),
+    }
+}
+
+fn rules_to(rules: &EnvironmentRules) -> pb::EnvironmentRules {
+    pb::EnvironmentRules {
+        enabled: rules.enabled,
+        default_variant: rules.default_variant.clone().unwrap_or_default(),
+        targeting: rules.targeting.as_ref().and_then(Value::as_object).map(to_proto_struct),
+        prerequisites: rules
+            .prerequisites
+            .iter()
+            .map(|prerequisite| pb::Prerequisite {
+                flag: prerequisite.flag.clone(),
+                variants: prerequisite.variants.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn scheduled_message(change: &ScheduledChange) -> pb::ScheduledChange {
+    pb::ScheduledChange {
+        name: format!(
+            "projects/{}/flags/{}/scheduledChanges/{}",
+            change.project, change.flag, change.id
+        ),
+        due_time: timestamp(change.due_ms),
+        time_zone: change.time_zone.clone(),
+        local_time: change.local_time.clone(),
+        environments: change
+            .environments
+            .iter()
+            .map(|(environment, rules)| (environment.clone(), rules_to(rules)))
+            .collect(),
+        author: change.author.clone(),
+        message: change.message.clone(),
+        state: change.status.as_str().to_owned(),
+        applied_version: change.applied_version.unwrap_or_default(),
+        failure: change.failure.clone().unwrap_or_default(),
+        create_time: timestamp(change.created_ms),
+    }
+}
+
 /// A flag from the API; `name` and output-only fields are ignored.
 fn definition(flag: Option<pb::Flag>) -> Result<FlagDefinition, Status> {
     let flag = flag.ok_or_else(|| invalid(FieldViolation::new("flag", "required")))?;
-    let environments: BTreeMap<String, EnvironmentRules> = flag
-        .environments
-        .into_iter()
-        .map(|(environment, rules)| {
-            let rules = EnvironmentRules {
-                enabled: rules.enabled,
-                default_variant: Some(rules.default_variant).filter(|variant| !variant.is_empty()),
-                targeting: rules
-                    .targeting
-                    .as_ref()
-                    .map(|targeting| Value::Object(from_proto_struct(targeting))),
-                prerequisites: rules
-                    .prerequisites
-                    .into_iter()
-                    .map(|prerequisite| Prerequisite {
-                        flag: prerequisite.flag,
-                        variants: prerequisite.variants,
-                    })
-                    .collect(),
-            };
-            (environment, rules)
-        })
-        .collect();
+    let environments = environment_rules(flag.environments);
     Ok(FlagDefinition {
         description: flag.description,
         owner: flag.owner,
@@ -132,22 +178,7 @@ fn flag_message(project: &str, key: &str, definition: &FlagDefinition, version: 
     let environments = definition
         .environments
         .iter()
-        .map(|(environment, rules)| {
-            let rules = pb::EnvironmentRules {
-                enabled: rules.enabled,
-                default_variant: rules.default_variant.clone().unwrap_or_default(),
-                targeting: rules.targeting.as_ref().and_then(Value::as_object).map(to_proto_struct),
-                prerequisites: rules
-                    .prerequisites
-                    .iter()
-                    .map(|prerequisite| pb::Prerequisite {
-                        flag: prerequisite.flag.clone(),
-                        variants: prerequisite.variants.clone(),
-                    })
-                    .collect(),
-            };
-            (environment.clone(), rules)
-        })
+        .map(|(environment, rules)| (environment.clone(), rules_to(rules)))
         .collect();
     pb::Flag {
         name: format!("projects/{project}/flags/{key}"),
@@ -468,6 +499,60 @@ impl<R: FlagRepository> Handlers<'_, R> {
         Ok(pb::ImportFlagsResponse {
             imported: i32::try_from(imported).unwrap_or(i32::MAX),
         })
+    }
+
+    pub async fn schedule_flag_change(
+        &self,
+        request: Request<pb::ScheduleFlagChangeRequest>,
+    ) -> Result<pb::ScheduledChange, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let ids = name("name", &message.name, "projects/*/flags/*")?;
+        let environments = environment_rules(message.environments.clone());
+        let change = self
+            .manager
+            .schedule(
+                caller,
+                &ids[0],
+                &ids[1],
+                &message.at,
+                &message.time_zone,
+                environments,
+                &message.message,
+            )
+            .await
+            .map_err(status)?;
+        Ok(scheduled_message(&change))
+    }
+
+    pub async fn list_scheduled_changes(
+        &self,
+        request: Request<pb::ListScheduledChangesRequest>,
+    ) -> Result<pb::ListScheduledChangesResponse, Status> {
+        let caller = caller(&request)?;
+        let ids = name("name", &request.get_ref().name, "projects/*/flags/*")?;
+        let changes = self
+            .manager
+            .scheduled_changes(caller, &ids[0], &ids[1])
+            .await
+            .map_err(status)?;
+        Ok(pb::ListScheduledChangesResponse {
+            changes: changes.iter().map(scheduled_message).collect(),
+        })
+    }
+
+    pub async fn cancel_scheduled_change(
+        &self,
+        request: Request<pb::CancelScheduledChangeRequest>,
+    ) -> Result<pb::ScheduledChange, Status> {
+        let caller = caller(&request)?;
+        let ids = name("name", &request.get_ref().name, "projects/*/flags/*/scheduledChanges/*")?;
+        let change = self
+            .manager
+            .cancel_scheduled(caller, &ids[0], &ids[1], &ids[2])
+            .await
+            .map_err(status)?;
+        Ok(scheduled_message(&change))
     }
 
     pub async fn get_flag_usage(&self, request: Request<pb::GetFlagUsageRequest>) -> Result<pb::FlagUsage, Status> {

@@ -177,6 +177,30 @@ impl FlagService for FlagServiceApi {
         self.handlers().import_flags(request).await.map(Response::new)
     }
 
+    async fn schedule_flag_change(
+        &self,
+        request: Request<pb::ScheduleFlagChangeRequest>,
+    ) -> Result<Response<pb::ScheduledChange>, Status> {
+        self.handlers().schedule_flag_change(request).await.map(Response::new)
+    }
+
+    async fn list_scheduled_changes(
+        &self,
+        request: Request<pb::ListScheduledChangesRequest>,
+    ) -> Result<Response<pb::ListScheduledChangesResponse>, Status> {
+        self.handlers().list_scheduled_changes(request).await.map(Response::new)
+    }
+
+    async fn cancel_scheduled_change(
+        &self,
+        request: Request<pb::CancelScheduledChangeRequest>,
+    ) -> Result<Response<pb::ScheduledChange>, Status> {
+        self.handlers()
+            .cancel_scheduled_change(request)
+            .await
+            .map(Response::new)
+    }
+
     async fn get_flag_usage(
         &self,
         request: Request<pb::GetFlagUsageRequest>,
