@@ -14,10 +14,10 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use serde::Serialize;
 use switchyard_api::config::v1 as pb;
 use tonic::Code;
 
+use crate::output::{Output, compact, print_json, read, time};
 use client::{Checked as _, Client};
 
 #[derive(Debug, Args)]
@@ -42,12 +42,6 @@ pub struct ConfigArgs {
     output: Output,
     #[command(subcommand)]
     command: ConfigCommand,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
-    Json,
-    Text,
 }
 
 #[derive(Debug, Subcommand)]
@@ -577,16 +571,6 @@ async fn history(session: &mut Session, args: HistoryArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-fn time(timestamp: Option<&pbjson_types::Timestamp>) -> String {
-    let Some(timestamp) = timestamp else {
-        return "-".to_owned();
-    };
-    let nanos = u32::try_from(timestamp.nanos).unwrap_or(0);
-    chrono::DateTime::from_timestamp(timestamp.seconds, nanos)
-        .map(|time| time.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_else(|| "-".to_owned())
-}
-
 /// The first retry waits this long, doubling up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -707,41 +691,6 @@ async fn render(session: &mut Session, args: RenderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// A protobuf value as compact JSON; protobuf keeps every number as a double, so whole ones
-/// are printed without the `.0`.
-fn compact(value: &pbjson_types::Value) -> String {
-    whole_numbers(serde_json::to_value(value).unwrap_or_default()).to_string()
-}
-
-fn whole_numbers(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    /// Doubles represent every integer up to 2^53 exactly.
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    match value {
-        Value::Number(number) => match number.as_f64() {
-            Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() <= EXACT => Value::from(float as i64),
-            _ => Value::Number(number),
-        },
-        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .into_iter()
-                .map(|(key, value)| (key, whole_numbers(value)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -756,15 +705,6 @@ mod tests {
             FileFormat::Properties
         );
         assert!(FileFormat::guess(Path::new("app")).is_err());
-    }
-
-    #[test]
-    fn whole_doubles_print_as_integers() {
-        let value = serde_json::json!({"port": 8080.0, "ratio": 0.5, "list": [1.0, "x"]});
-        assert_eq!(
-            whole_numbers(value).to_string(),
-            r#"{"list":[1,"x"],"port":8080,"ratio":0.5}"#
-        );
     }
 
     #[test]

@@ -17,6 +17,12 @@ pub struct DevArgs {
     /// `[services.<key>]` for one). Defaults to ./switchyard.toml when present.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     config: Option<PathBuf>,
+    /// Serve a flagd flag file (JSON, or YAML by extension) from flag-service, reloading it
+    /// when it changes. Repeatable; later files override flags of earlier ones with the same
+    /// key. Added after any `flags_files` in the settings file; its selector is
+    /// `source=<PATH as given>`.
+    #[arg(long = "flags-file", value_name = "PATH")]
+    flags_files: Vec<PathBuf>,
 }
 
 const ADMIN_TENANT: &str = "default";
@@ -24,7 +30,8 @@ const ADMIN_TENANT: &str = "default";
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let file = args.config.as_deref();
     let config = config_service::conf::load(file)?;
-    let flags = flag_service::conf::load(file)?;
+    let mut flags = flag_service::conf::load(file)?;
+    flags.service.flags_files.extend(args.flags_files);
     let experiments = experiment_service::conf::load(file)?;
     let realtime = realtime_gateway::conf::load(file)?;
     let presence = presence_service::conf::load(file)?;

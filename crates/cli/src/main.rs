@@ -1,11 +1,15 @@
 //! `switchyard`: the operator CLI. `switchyard dev` runs all five services in one process;
-//! `switchyard keys` makes API keys; `switchyard config` works with config-service. Later
-//! capabilities add their commands here (one module per command group).
+//! `switchyard keys` makes API keys; `switchyard config` works with config-service and
+//! `switchyard flags` with flag-service. Later capabilities add their commands here (one module
+//! per command group; `grpc` and `output` hold what the groups share).
 
 mod config;
 mod dev;
+mod flags;
+mod grpc;
 mod keys;
 mod migrate;
+mod output;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +31,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Read, edit, publish and watch configuration (config-service).
     Config(config::ConfigArgs),
+    /// Define, switch, kill, roll back and evaluate feature flags (flag-service).
+    Flags(flags::FlagsArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -39,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Config(args) => config::run(args).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Flags(args) => flags::run(args).await,
         Command::Keys(command) => keys::run(command),
         Command::Migrate(args) => migrate::run(args).await,
     }

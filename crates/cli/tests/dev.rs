@@ -19,8 +19,14 @@ struct Dev {
 
 /// Starts the binary with every port on 0 (so tests never collide) in `dir`.
 fn start(dir: &std::path::Path) -> Dev {
+    start_with(dir, &[])
+}
+
+/// As [`start`], with more arguments for `switchyard dev`.
+fn start_with(dir: &std::path::Path, args: &[&str]) -> Dev {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .arg("dev")
+        .args(args)
         .current_dir(dir)
         .env("SWITCHYARD_GRPC__PORT", "0")
         .env("SWITCHYARD_HTTP__PORT", "0")
@@ -140,11 +146,50 @@ async fn dev_runs_all_five_prints_the_key_and_stops_cleanly() {
     assert!(wait_exit(&mut again.child).success());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_serves_the_flags_files_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = r#"{"flags": {"banner": {"state": "ENABLED", "variants": {"on": true, "off": false},
+        "defaultVariant": "on"}}}"#;
+    std::fs::write(dir.path().join("flags.json"), flags).unwrap();
+    std::fs::write(
+        dir.path().join("more.yaml"),
+        "flags:\n  theme: {state: ENABLED, variants: {dark: dark}, defaultVariant: dark}\n",
+    )
+    .unwrap();
+    let mut dev = start_with(dir.path(), &["--flags-file", "flags.json", "--flags-file", "more.yaml"]);
+    let (_, _, grpc_port) = dev.ports.iter().find(|(name, _, _)| name == "flag-service").unwrap();
+    let server = format!("http://127.0.0.1:{grpc_port}");
+    let evaluate = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["flags", "--server", &server, "--output", "json"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let banner = evaluate(&["evaluate", "banner", "--selector", "flags.json"]);
+    assert_eq!((&banner["value"], &banner["reason"]), (&true.into(), &"STATIC".into()));
+    let all = evaluate(&["evaluate-all"]);
+    let keys: Vec<&str> = all["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|evaluation| evaluation["flag"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["banner", "theme"], "both files are served");
+    sigterm(&dev.child);
+    assert!(wait_exit(&mut dev.child).success());
+}
+
 #[test]
 fn every_command_has_help() {
     for args in [
         vec!["--help"],
         vec!["dev", "--help"],
+        vec!["flags", "--help"],
         vec!["keys", "--help"],
         vec!["keys", "generate", "--help"],
         vec!["migrate", "--help"],
