@@ -28,6 +28,7 @@ if [ -z "$python" ]; then
   done
 fi
 [ -n "$python" ] || fail "python3 (3.11 or newer) is required but was not found on PATH; install it or set PYTHON"
+command -v "$python" >/dev/null 2>&1 || fail "$python (from PYTHON) was not found"
 "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
   || fail "$python is $("$python" --version 2>&1); 3.11 or newer is required (set PYTHON)"
 "$python" -c 'import venv, ensurepip' 2>/dev/null \
@@ -67,6 +68,8 @@ fi
 export FLAG_SERVICE_BIN="$bin"
 export FLAG_E2E_NODE_MODULES="$node_dir/node_modules"
 export FLAG_E2E_TESTBED="${FLAG_E2E_TESTBED:-$(cd "$repo/.." && pwd)/shared/conformance/flagd-testbed}"
+[ -d "$FLAG_E2E_TESTBED/gherkin" ] && [ -d "$FLAG_E2E_TESTBED/flags" ] \
+  || fail "flagd-testbed not found at $FLAG_E2E_TESTBED (expected ../shared/conformance/flagd-testbed next to the repository; set FLAG_E2E_TESTBED)"
 export FLAG_E2E_REPORT="$e2e/report.json"
 export PYTHONDONTWRITEBYTECODE=1
 # The suite starts its own flag-service processes with their own settings.

@@ -27,9 +27,9 @@ pub(crate) enum Comparison {
     LessOrEqual,
     Greater,
     GreaterOrEqual,
-    /// `^`: same major version, not lower.
+    /// `^`: same major version.
     SameMajor,
-    /// `~`: same major and minor version, not lower.
+    /// `~`: same major and minor version.
     SameMinor,
 }
 
@@ -57,8 +57,9 @@ impl Comparison {
             Self::LessOrEqual => order != Ordering::Greater,
             Self::Greater => order == Ordering::Greater,
             Self::GreaterOrEqual => order != Ordering::Less,
-            Self::SameMajor => left.core[0] == right.core[0] && order != Ordering::Less,
-            Self::SameMinor => left.core[..2] == right.core[..2] && order != Ordering::Less,
+            // As in flagd: only the major (or major.minor) version is compared.
+            Self::SameMajor => left.core[0] == right.core[0],
+            Self::SameMinor => left.core[..2] == right.core[..2],
         }
     }
 }
@@ -66,23 +67,31 @@ impl Comparison {
 impl Version {
     pub(crate) fn parse(text: &str) -> Option<Self> {
         let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
-        let text = text.split_once('+').map_or(text, |(version, _build)| version);
+        let (text, build) = match text.split_once('+') {
+            Some((version, build)) => (version, Some(build)),
+            None => (text, None),
+        };
+        if let Some(build) = build
+            && build
+                .split('.')
+                .any(|part| part.is_empty() || !part.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-'))
+        {
+            return None;
+        }
         let (core_text, pre_text) = match text.split_once('-') {
             Some((core, pre)) => (core, Some(pre)),
             None => (text, None),
         };
 
-        let mut core = [0u64; 3];
-        let mut parts = core_text.split('.');
-        for (index, slot) in core.iter_mut().enumerate() {
-            match parts.next() {
-                Some(part) => *slot = numeric(part)?,
-                None if index > 0 => break,
-                None => return None,
-            }
-        }
-        if parts.next().is_some() {
+        let parts: Vec<&str> = core_text.split('.').collect();
+        // Shorthand ("1", "1.2") is accepted only without a pre-release or build suffix.
+        let shorthand_allowed = pre_text.is_none() && build.is_none();
+        if parts.len() > 3 || (parts.len() < 3 && !shorthand_allowed) {
             return None;
+        }
+        let mut core = [0u64; 3];
+        for (slot, part) in core.iter_mut().zip(&parts) {
+            *slot = numeric(part)?;
         }
 
         let pre = match pre_text {
@@ -203,6 +212,12 @@ mod tests {
         assert_eq!(holds("3.1.0", "^", "3.0.0"), Some(true));
         assert_eq!(holds("4.0.0", "^", "3.0.0"), Some(false));
         assert_eq!(holds("2.9.0", "^", "3.0.0"), Some(false));
+        assert_eq!(
+            holds("3.0.0", "^", "3.1.0"),
+            Some(true),
+            "flagd compares the major version only"
+        );
+        assert_eq!(holds("2.1.0", "~", "2.1.3"), Some(true));
         assert_eq!(holds("1.0.0", "===", "1.0.0"), None);
     }
 }

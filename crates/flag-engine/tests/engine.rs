@@ -492,3 +492,45 @@ fn documents_round_trip_with_refs_inlined_and_sets_merge() {
         "a flag outside the selection hides nothing"
     );
 }
+
+/// Edge cases where flagd's Go evaluator is the reference (found by the provider suite's
+/// differential check against flagd's behaviour).
+#[test]
+fn edge_cases_follow_flagd() {
+    // `missing`: an empty string is present.
+    assert_eq!(
+        variant(
+            json!({"if": [{"missing": ["expires"]}, "a", "b"]}),
+            json!({"expires": ""})
+        ),
+        "b"
+    );
+    // A bucket whose variant evaluates to an array or object voids the whole fractional.
+    let structured = json!({"fractional": [{"var": "targetingKey"}, [{"var": "color"}, 0], ["b", 10]]});
+    assert_eq!(
+        pick(structured.clone(), json!({"targetingKey": "user-7", "color": []})).1,
+        Reason::Default
+    );
+    assert_eq!(
+        pick(structured, json!({"targetingKey": "user-7", "color": "a"})),
+        (Some("b".into()), Reason::TargetingMatch)
+    );
+    // An array where the bucketing key goes is one more bucket, keyed on flag key + targeting key.
+    let array_key = json!({"fractional": [{"var": "k"}, ["a", 0], ["b", 0]]});
+    assert_eq!(
+        pick(array_key, json!({"targetingKey": "user-7", "k": ["c", 5]})),
+        (Some("c".into()), Reason::TargetingMatch)
+    );
+    // sem_ver: shorthand versions cannot carry a pre-release; ^ compares the major only.
+    assert_eq!(
+        pick(json!({"sem_ver": [{"var": "v"}, "=", "1.0.0"]}), json!({"v": "1-1"})).1,
+        Reason::Default
+    );
+    assert_eq!(
+        variant(
+            json!({"if": [{"sem_ver": [{"var": "v"}, "^", "3.1.0"]}, "a", "b"]}),
+            json!({"v": "3.0.0"})
+        ),
+        "a"
+    );
+}

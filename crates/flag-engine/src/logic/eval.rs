@@ -394,7 +394,8 @@ fn missing_keys(keys: &[&Value], data: Data<'_>) -> Vec<Value> {
             } else {
                 lookup(data, path.split('.'))
             };
-            found.is_none_or(|value| value.is_null() || value.as_str() == Some(""))
+            // As in flagd (unlike json-logic-js), an empty string is present.
+            found.is_none_or(|value| value.is_null())
         })
         .map(|key| (*key).clone())
         .collect()
@@ -405,19 +406,45 @@ fn eval_fractional<'a>(fractional: &'a Fractional, data: Data<'a>, budget: &mut 
         Some(rule) => eval(rule, data, budget)?,
         None => Cow::Owned(Value::Null),
     };
-    let key = match &*key {
-        Value::String(key) => Cow::Borrowed(key.as_str()),
-        // A bucketing rule that yields null falls back to the default key, as in flagd.
+    // flagd reads a first argument that is an array as one more bucket, and a null one as
+    // "no bucketing key"; either way the key becomes flag key + targeting key.
+    let (key, extra) = match &*key {
+        Value::String(key) => (Cow::Borrowed(key.as_str()), None),
         Value::Null => match default_bucket_key(data) {
-            Some(key) => Cow::Owned(key),
+            Some(key) => (Cow::Owned(key), None),
             None => return null(),
+        },
+        Value::Array(parts) => match (default_bucket_key(data), extra_bucket(parts)) {
+            (Some(key), Some(bucket)) => (Cow::Owned(key), Some(bucket)),
+            _ => return null(),
         },
         _ => return null(),
     };
+    // flagd checks every bucket's variant before choosing: one that is an array or object
+    // voids the whole rule.
+    let variants = match fractional.literal_variants {
+        true => None,
+        false => {
+            let values = fractional
+                .buckets
+                .iter()
+                .map(|bucket| eval(&bucket.variant, data, budget))
+                .collect::<Result<Vec<_>, _>>()?;
+            if values.iter().any(|value| !is_variant(value)) {
+                return null();
+            }
+            Some(values)
+        }
+    };
     let computed;
-    let weights = match &fractional.fixed_weights {
-        Some(weights) => weights,
-        None => match bucket_weights(&fractional.buckets, data, budget)? {
+    let weights: &[u64] = match (&fractional.fixed_weights, &extra) {
+        (Some(weights), None) => weights,
+        _ => match bucket_weights(
+            &fractional.buckets,
+            extra.as_ref().map(|(_, weight)| *weight),
+            data,
+            budget,
+        )? {
             Some(weights) => {
                 computed = weights;
                 &computed
@@ -425,9 +452,32 @@ fn eval_fractional<'a>(fractional: &'a Fractional, data: Data<'a>, budget: &mut 
             None => return null(),
         },
     };
-    match bucketing::pick(&key, weights) {
-        Some(index) => eval(&fractional.buckets[index].variant, data, budget),
-        None => null(),
+    let Some(index) = bucketing::pick(&key, weights) else {
+        return null();
+    };
+    let index = match extra {
+        Some((variant, _)) if index == 0 => return Ok(Cow::Owned(variant)),
+        Some(_) => index - 1,
+        None => index,
+    };
+    match variants {
+        Some(mut values) => Ok(values.swap_remove(index)),
+        None => eval(&fractional.buckets[index].variant, data, budget),
+    }
+}
+
+/// What flagd accepts as a bucket's variant: a string, boolean, number or null.
+pub(super) fn is_variant(value: &Value) -> bool {
+    !matches!(value, Value::Array(_) | Value::Object(_))
+}
+
+/// An array given where the bucketing key goes, read as a bucket: `[variant]` or
+/// `[variant, weight]`.
+fn extra_bucket(parts: &[Value]) -> Option<(Value, u64)> {
+    match parts {
+        [variant] if is_variant(variant) => Some((variant.clone(), 1)),
+        [variant, weight] if is_variant(variant) => Some((variant.clone(), self::weight(weight)?)),
+        _ => None,
     }
 }
 
@@ -443,8 +493,14 @@ fn default_bucket_key(data: Data<'_>) -> Option<String> {
     Some(format!("{flag_key}{targeting_key}"))
 }
 
-fn bucket_weights(buckets: &[Bucket], data: Data<'_>, budget: &mut Budget) -> Result<Option<Box<[u64]>>, Exhausted> {
-    let mut weights = Vec::with_capacity(buckets.len());
+fn bucket_weights(
+    buckets: &[Bucket],
+    first: Option<u64>,
+    data: Data<'_>,
+    budget: &mut Budget,
+) -> Result<Option<Box<[u64]>>, Exhausted> {
+    let mut weights = Vec::with_capacity(buckets.len() + 1);
+    weights.extend(first);
     for bucket in buckets {
         let value = eval(&bucket.weight, data, budget)?;
         let Some(weight) = weight(&value) else {

@@ -141,6 +141,9 @@ pub(crate) struct Fractional {
     buckets: Box<[Bucket]>,
     /// The weights, when none of them is computed.
     fixed_weights: Option<Box<[u64]>>,
+    /// Every bucket's variant is a literal (checked when compiling), so only the chosen one
+    /// needs evaluating.
+    literal_variants: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -403,10 +406,19 @@ impl Compiler {
                 }
             }
         };
+        let mut literal_variants = true;
+        for bucket in buckets.iter() {
+            match &bucket.variant {
+                Expr::Literal(value) if !eval::is_variant(value) => return Ok(Expr::Literal(Value::Null)),
+                Expr::Literal(_) => {}
+                _ => literal_variants = false,
+            }
+        }
         Ok(Expr::Fractional(Box::new(Fractional {
             key,
             buckets,
             fixed_weights,
+            literal_variants,
         })))
     }
 

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 from openfeature import api
 
+import gherkin_exclusions
 from harness import flagsets, report, testbed
 from harness.server import FlagService, binary
+
+pytest_plugins = ["gherkin_steps"]
 
 # Flag files of the shared provider server, in priority order (later files win a key).
 MAIN = "flags/testing-flags.json"
@@ -28,6 +31,47 @@ def pytest_sessionstart(session):
     # Fail at once, with the reason, rather than once per test.
     binary()
     testbed.root()
+
+
+def pytest_configure(config):
+    # Register the testbed's tags (pytest-bdd turns them into markers) so pytest does not warn.
+    import re
+
+    tags = set()
+    for name in gherkin_exclusions.FEATURES:
+        tags.update(re.findall(r"@([\w.-]+)", (testbed.root() / "gherkin" / name).read_text(encoding="utf-8")))
+    for tag in sorted(tags):
+        config.addinivalue_line("markers", f"{tag}: flagd-testbed tag")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Testbed scenarios run in a mode only when tagged with it; excluded tags are skipped with
+    their reason and known failures are strict xfails (gherkin_exclusions.py)."""
+    selected, deselected = [], []
+    for item in items:
+        if "gherkin_mode" not in getattr(item, "fixturenames", ()) or not hasattr(item, "callspec"):
+            selected.append(item)
+            continue
+        mode = item.callspec.params["gherkin_mode"]
+        tags = {marker.name for marker in item.iter_markers()}
+        if mode not in tags:
+            deselected.append(item)
+            continue
+        selected.append(item)
+        reasons = [gherkin_exclusions.EXCLUDED_TAGS[t] for t in sorted(tags) if t in gherkin_exclusions.EXCLUDED_TAGS]
+        reasons += [why for (m, t), why in gherkin_exclusions.EXCLUDED_IN_MODE.items() if m == mode and t in tags]
+        if reasons:
+            item.add_marker(pytest.mark.skip(reason=f"excluded: {reasons[0]}"))
+            continue
+        # pytest-bdd documents each scenario test as "<feature path>: <scenario name>".
+        feature, _, name = (item.function.__doc__ or "").partition(": ")
+        if name:
+            key = (Path(feature).name, name)
+            if key in gherkin_exclusions.EXPECTED_FAILURES:
+                item.add_marker(pytest.mark.xfail(strict=True, reason=gherkin_exclusions.EXPECTED_FAILURES[key]))
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
 
 
 def pytest_terminal_summary(terminalreporter):

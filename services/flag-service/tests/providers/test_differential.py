@@ -8,8 +8,7 @@ mismatch is written to target/e2e/differential-<file>.json and summarised in the
 
 Differences with a known cause are tallied instead of failing, each under a rule in
 harness/divergences.py: where the JS evaluator departs from flagd (REFERENCE rules) and where
-flag-service does (SERVER rules: findings, pinned in test_known_deviations.py). Any other
-difference fails the test."""
+flag-service would (SERVER rules; none at present). Any other difference fails the test."""
 
 from __future__ import annotations
 
@@ -26,6 +25,7 @@ from openfeature.evaluation_context import EvaluationContext
 from harness import divergences, jsref, report, testbed
 from harness.contexts import ContextGenerator
 from harness.providers import connect
+from harness.server import FlagService
 
 HERE = Path(__file__).parent
 FILES = {
@@ -98,8 +98,6 @@ def via_provider(client, request: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def differential_server(tmp_path_factory):
-    from harness.server import FlagService
-
     workdir = tmp_path_factory.mktemp("differential")
     for relative, source in FILES.items():
         (workdir / relative).parent.mkdir(parents=True, exist_ok=True)

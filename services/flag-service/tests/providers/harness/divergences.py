@@ -2,10 +2,9 @@
 
 Each rule looks at one (flag, context) pair and says whether a known behaviour difference
 applies. `REFERENCE` rules are places where @openfeature/flagd-core 4.0.1 departs from flagd
-v0.16.1 (Go, diegoholiveira/jsonlogic v3.9.1), which flag-service follows. `SERVER` rules are
-places where flag-service departs from flagd: real findings, each pinned by a strict xfail in
-test_known_deviations.py and described in the findings; the differential test tolerates them
-so that anything *else* fails it."""
+v0.16.1 (Go, diegoholiveira/jsonlogic v3.9.1), which flag-service follows. `SERVER` rules
+would be places where flag-service departs from flagd; there are none (the ones the check found
+were fixed and are kept fixed by test_flagd_edge_cases.py). Anything else fails the test."""
 
 from __future__ import annotations
 
@@ -190,92 +189,9 @@ REFERENCE = [
 ]
 
 
-def _semver_lenient(rule, context, reference) -> bool:
-    for op, args in operations(rule):
-        if op == "sem_ver" and isinstance(args, list) and args:
-            path = var_path(args[0])
-            value = lookup(context, path) if path else MISSING
-            if (
-                isinstance(value, str)
-                and value == value.strip()
-                and re.match(r"^[vV]?\d", value)
-                and go_version(value) is None
-            ):
-                return True
-    return False
-
-
-def _semver_caret_tilde_below(rule, context, reference) -> bool:
-    for op, args in operations(rule):
-        if op == "sem_ver" and isinstance(args, list) and len(args) == 3 and args[1] in ("^", "~"):
-            path = var_path(args[0])
-            version = go_version(lookup(context, path)) if path else None
-            target = go_version(args[2])
-            if version and target and go_less(version, target):
-                return True
-    return False
-
-
-def _fractional_structured_variant(rule, context, reference) -> bool:
-    for op, args in operations(rule):
-        if op == "fractional" and isinstance(args, list):
-            for bucket in args:
-                if isinstance(bucket, list) and bucket:
-                    path = var_path(bucket[0])
-                    if path and isinstance(lookup(context, path), (list, dict)):
-                        return True
-    return False
-
-
-def _missing_empty_string(rule, context, reference) -> bool:
-    return any(
-        op == "missing" and any(isinstance(p, str) and lookup(context, p) == "" for p in arguments(args))
-        for op, args in operations(rule)
-    )
-
-
-def _fractional_array_key(rule, context, reference) -> bool:
-    for op, args in operations(rule):
-        if op == "fractional" and isinstance(args, list) and args and not isinstance(args[0], list):
-            path = var_path(args[0])
-            if path and isinstance(lookup(context, path), list):
-                return True
-    return False
-
-
-SERVER = [
-    Rule(
-        "F1 semver-lenient-parsing",
-        "flag-service reads versions flagd (golang.org/x/mod/semver) rejects: a pre-release or build suffix on a "
-        "partial version (\"1-1\", \"2.1-beta\") and build metadata with invalid characters "
-        "(\"1.0.0+build@x\"); flagd's sem_ver yields null for them",
-        _semver_lenient,
-    ),
-    Rule(
-        "F2 semver-caret-tilde-below-target",
-        "flag-service's ^ and ~ also require version >= target; flagd (and flagd-core) only compare the major "
-        "(^) or major.minor (~), so 3.0.0 ^ 3.1.0 and 3.0.0-beta ^ 3.0.0 are true there",
-        _semver_caret_tilde_below,
-    ),
-    Rule(
-        "F3 fractional-structured-variant",
-        "a fractional bucket whose variant evaluates to an array/object: flagd rejects the whole distribution "
-        "(fractional yields null, default variant), flag-service uses the other buckets or answers GENERAL",
-        _fractional_structured_variant,
-    ),
-    Rule(
-        "F4 missing-empty-string",
-        "`missing` on a key whose value is \"\": flagd (jsonlogic getVar != nil) does not count it as missing, "
-        "flag-service does",
-        _missing_empty_string,
-    ),
-    Rule(
-        "F5 fractional-array-bucket-key",
-        "a fractional bucketing expression that evaluates to an array: flagd treats the array as one more "
-        "bucket and buckets on flagKey+targetingKey (so does flagd-core); flag-service yields null",
-        _fractional_array_key,
-    ),
-]
+# flag-service behaviours that differ from flagd; none at present (F1-F5 were fixed, and
+# test_flagd_edge_cases.py keeps them fixed).
+SERVER: list[Rule] = []
 
 
 def classify(flag: dict, evaluators: dict, context: dict, reference: dict) -> Rule | None:

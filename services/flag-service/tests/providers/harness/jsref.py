@@ -1,5 +1,6 @@
-"""OpenFeature's JS flagd evaluator (@openfeature/flagd-core) as a reference, through
-harness/flagd_core_eval.js."""
+"""Node helpers: OpenFeature's JS flagd evaluator (@openfeature/flagd-core) as a reference,
+through harness/flagd_core_eval.js, and the JS flagd provider through
+harness/js_provider_check.js. node_modules come from scripts/flag-provider-e2e.sh."""
 
 from __future__ import annotations
 
@@ -9,23 +10,21 @@ import shutil
 import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).with_name("flagd_core_eval.js")
+HERE = Path(__file__).parent
 
 
-def evaluate(requests: list[dict], timeout: float = 300.0) -> list[dict]:
-    """Evaluates `requests` ({file, flag, type, default, context}) in one node process."""
+def run_node(script: str, stdin: str, timeout: float) -> str:
     node = shutil.which("node")
     if node is None:
-        raise RuntimeError("node is required for the reference evaluator but is not on PATH")
+        raise RuntimeError("node is required but is not on PATH")
     modules = os.environ.get("FLAG_E2E_NODE_MODULES")
     if not modules or not (Path(modules) / "@openfeature/flagd-core").is_dir():
         raise RuntimeError(
-            f"@openfeature/flagd-core not found in FLAG_E2E_NODE_MODULES={modules!r}; run through scripts/flag-provider-e2e.sh"
+            f"Node packages not found in FLAG_E2E_NODE_MODULES={modules!r}; run through scripts/flag-provider-e2e.sh"
         )
-    payload = "".join(json.dumps(request) + "\n" for request in requests)
     completed = subprocess.run(
-        [node, str(SCRIPT)],
-        input=payload,
+        [node, str(HERE / script)],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -33,8 +32,20 @@ def evaluate(requests: list[dict], timeout: float = 300.0) -> list[dict]:
         check=False,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"reference evaluator failed ({completed.returncode}):\n{completed.stderr}")
-    answers = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
+        raise RuntimeError(f"{script} failed ({completed.returncode}):\n{completed.stderr}\n{completed.stdout}")
+    return completed.stdout
+
+
+def evaluate(requests: list[dict], timeout: float = 300.0) -> list[dict]:
+    """Evaluates `requests` ({file, flag, type, default, context}) with flagd-core."""
+    payload = "".join(json.dumps(request) + "\n" for request in requests)
+    out = run_node("flagd_core_eval.js", payload, timeout)
+    answers = [json.loads(line) for line in out.splitlines() if line.strip()]
     if len(answers) != len(requests):
-        raise RuntimeError(f"reference evaluator answered {len(answers)} of {len(requests)} requests:\n{completed.stderr}")
+        raise RuntimeError(f"reference evaluator answered {len(answers)} of {len(requests)} requests")
     return answers
+
+
+def provider_check(request: dict, timeout: float = 120.0) -> dict:
+    """Runs the JS flagd provider against a server (see js_provider_check.js)."""
+    return json.loads(run_node("js_provider_check.js", json.dumps(request), timeout))

@@ -27,8 +27,8 @@ def summary_lines() -> list[str]:
     for name, values in sorted(latencies.items()):
         ms = sorted(v * 1000 for v in values)
         lines.append(
-            f"{name}: n={len(ms)} min={ms[0]:.0f}ms median={statistics.median(ms):.0f}ms max={ms[-1]:.0f}ms"
-            f"  [{', '.join(f'{v:.0f}' for v in ms)}]"
+            f"{name}: n={len(ms)} min={ms[0]:.1f}ms median={statistics.median(ms):.1f}ms max={ms[-1]:.1f}ms"
+            f"  [{', '.join(f'{v:.1f}' for v in ms)}]"
         )
     lines.extend(notes)
     return lines

@@ -1,0 +1,253 @@
+//! Load generator for flag-service's evaluation path: flagd `ResolveBoolean` (evaluation v2)
+//! over gRPC and OFREP single-flag evaluation over HTTP/1.1, closed loop on loopback.
+//!
+//! The server is the release binary in its own process, serving a flag file of 200 flags; the
+//! generator is this process on a single-threaded runtime, so the two share the machine's cores
+//! as a sidecar-less caller and flag-service would. Each level runs several rounds, alternating
+//! protocols; medians are reported. Results go to `bench/results/flag-service.json` under
+//! "server" (other sections of the file are kept).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde_json::{Map, Value, json};
+use switchyard_api::flagd::evaluation::v2::{ResolveBooleanRequest, service_client::ServiceClient};
+use switchyard_platform::testing::ServiceProcess;
+use tonic::transport::Channel;
+
+const FLAGS: usize = 200;
+const LEVELS: [usize; 3] = [16, 32, 64];
+/// HTTP/2 connections the gRPC callers share, as a service with a small channel pool would.
+const CHANNELS: usize = 4;
+const ROUND: Duration = Duration::from_secs(3);
+const REPETITIONS: usize = 3;
+
+/// The benchmarked flag: on for Bangladesh and India, with a percentage rollout elsewhere.
+fn flags_document() -> Value {
+    let mut flags = Map::new();
+    for index in 0..FLAGS {
+        flags.insert(
+            format!("flag-{index}"),
+            json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}),
+        );
+    }
+    flags.insert(
+        "checkout-v2".into(),
+        json!({
+            "state": "ENABLED",
+            "variants": {"on": true, "off": false},
+            "defaultVariant": "off",
+            "targeting": {"if": [
+                {"in": [{"var": "country"}, ["BD", "IN"]]}, "on",
+                {"fractional": [["on", 10], ["off", 90]]}
+            ]}
+        }),
+    );
+    json!({ "flags": flags })
+}
+
+fn context(user: usize) -> Map<String, Value> {
+    let country = if user.is_multiple_of(3) { "NP" } else { "BD" };
+    json!({"targetingKey": format!("user-{user}"), "country": country, "app": "android", "version": "5.2.1"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Figures {
+    concurrency: usize,
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn percentile(sorted: &[u32], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    f64::from(sorted[index]) / 1000.0
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+async fn closed_loop<F, Fut>(concurrency: usize, call: F) -> Figures
+where
+    F: Fn(usize, usize) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let started = Instant::now();
+    let local = tokio::task::LocalSet::new();
+    let mut tasks = Vec::new();
+    for task in 0..concurrency {
+        let call = call.clone();
+        tasks.push(local.spawn_local(async move {
+            let mut latencies = Vec::with_capacity(200_000);
+            let mut user = task * 7919;
+            while started.elapsed() < ROUND {
+                let begin = Instant::now();
+                call(task, user).await;
+                latencies.push(begin.elapsed().as_micros() as u32);
+                user += 1;
+            }
+            latencies
+        }));
+    }
+    let all = local
+        .run_until(async move {
+            let mut all = Vec::new();
+            for task in tasks {
+                all.extend(task.await.unwrap());
+            }
+            all
+        })
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut all = all;
+    all.sort_unstable();
+    Figures {
+        concurrency,
+        requests_per_second: all.len() as f64 / elapsed,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+    }
+}
+
+async fn grpc_round(channels: &[Channel], concurrency: usize) -> Figures {
+    let channels = channels.to_vec();
+    closed_loop(concurrency, move |task, user| {
+        let mut client = ServiceClient::new(channels[task % channels.len()].clone());
+        async move {
+            let request = ResolveBooleanRequest {
+                flag_key: "checkout-v2".into(),
+                context: Some(switchyard_platform::proto_json::to_proto_struct(&context(user))),
+            };
+            let answer = client.resolve_boolean(request).await.unwrap().into_inner();
+            assert!(answer.value.is_some());
+        }
+    })
+    .await
+}
+
+async fn ofrep_round(base: &str, concurrency: usize) -> Figures {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let url: http::Uri = format!("{base}/ofrep/v1/evaluate/flags/checkout-v2").parse().unwrap();
+    closed_loop(concurrency, move |_task, user| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let body = json!({ "context": context(user) }).to_string();
+            let request = http::Request::post(url)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            let response = client.request(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+        }
+    })
+    .await
+}
+
+fn summarize(runs: &[Figures]) -> Figures {
+    Figures {
+        concurrency: runs[0].concurrency,
+        requests_per_second: median(runs.iter().map(|run| run.requests_per_second).collect()),
+        p50_ms: median(runs.iter().map(|run| run.p50_ms).collect()),
+        p99_ms: median(runs.iter().map(|run| run.p99_ms).collect()),
+    }
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .map(|line| line.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    json!({"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu": cpu})
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags_file = dir.path().join("flags.json");
+    std::fs::write(&flags_file, flags_document().to_string()).unwrap();
+    let mut settings = flag_service::conf::defaults();
+    settings.grpc.port = 0;
+    settings.http.port = 0;
+    settings.grpc.host = [127, 0, 0, 1].into();
+    settings.http.host = [127, 0, 0, 1].into();
+    settings.data_dir = dir.path().to_path_buf();
+    settings.service.flags_files = vec![flags_file];
+    settings.limits.max_concurrent_requests = 4096;
+    let mut server = ServiceProcess::spawn(env!("CARGO_BIN_EXE_flag-service"), &settings, dir.path());
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime.block_on(async {
+        let channels: Vec<Channel> = (0..CHANNELS)
+            .map(|_| Channel::from_shared(server.grpc_url.clone()).unwrap().connect_lazy())
+            .collect();
+        // Warm up both paths.
+        grpc_round(&channels, 8).await;
+        ofrep_round(&server.http_url, 8).await;
+        let mut grpc = Vec::new();
+        let mut ofrep = Vec::new();
+        for concurrency in LEVELS {
+            let (mut grpc_runs, mut ofrep_runs) = (Vec::new(), Vec::new());
+            for _ in 0..REPETITIONS {
+                grpc_runs.push(grpc_round(&channels, concurrency).await);
+                ofrep_runs.push(ofrep_round(&server.http_url, concurrency).await);
+            }
+            let (g, o) = (summarize(&grpc_runs), summarize(&ofrep_runs));
+            println!(
+                "concurrency {concurrency:>3}: gRPC ResolveBoolean {:>8.0} req/s p50 {:.2} ms p99 {:.2} ms | OFREP {:>8.0} req/s p50 {:.2} ms p99 {:.2} ms",
+                g.requests_per_second, g.p50_ms, g.p99_ms, o.requests_per_second, o.p50_ms, o.p99_ms
+            );
+            grpc.push(g);
+            ofrep.push(o);
+        }
+        (grpc, ofrep)
+    });
+    server.kill();
+
+    let (grpc, ofrep) = results;
+    let best = |figures: &[Figures]| figures.iter().map(|f| f.requests_per_second).fold(0.0, f64::max);
+    let meets = |figures: &[Figures]| {
+        figures
+            .iter()
+            .any(|f| f.requests_per_second >= 50_000.0 && f.p99_ms < 2.0)
+    };
+    let server = json!({
+        "machine": machine(),
+        "method": format!("closed loop on loopback; flag-service release binary in its own process serving {FLAGS} flags; \
+                   the generator is one current-thread tokio runtime in another process; {REPETITIONS} rounds of {}s per level, \
+                   gRPC and OFREP alternating; medians", ROUND.as_secs()),
+        "flag": "checkout-v2: in-list condition, then a 10/90 fractional rollout",
+        "grpc_resolve_boolean_v2": grpc,
+        "ofrep_single_flag_http1": ofrep,
+        "target": "≥ 50,000 req/s with p99 < 2 ms",
+        "target_met": {"grpc": meets(&grpc), "ofrep": meets(&ofrep)},
+        "best_requests_per_second": {"grpc": best(&grpc), "ofrep": best(&ofrep)},
+    });
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results/flag-service.json");
+    let mut document: Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| json!({}));
+    document["server"] = server;
+    std::fs::write(&path, serde_json::to_string_pretty(&document).unwrap() + "\n").unwrap();
+    println!("wrote {}", path.display());
+}
