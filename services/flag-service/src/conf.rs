@@ -24,6 +24,10 @@ pub struct FlagServiceSettings {
     pub flags_files: Vec<PathBuf>,
     /// How often flag files are checked for changes, in milliseconds.
     pub flags_file_poll_ms: u64,
+    /// Added to every evaluation context, overriding the caller's keys (flagd's
+    /// `--context-value`); in-process providers receive it as the sync context.
+    /// `--context-value key=value` adds to it.
+    pub static_context: serde_json::Map<String, serde_json::Value>,
     /// Whose managed flags a caller without credentials evaluates — flagd providers send none.
     /// Empty: such callers see flag files only, and managed flags need an API key or JWT.
     pub anonymous_tenant: String,
@@ -48,6 +52,7 @@ impl Default for FlagServiceSettings {
         Self {
             flags_files: Vec::new(),
             flags_file_poll_ms: 50,
+            static_context: serde_json::Map::new(),
             anonymous_tenant: "default".to_owned(),
             resync_interval_ms: 2_000,
             schedule_poll_ms: 1_000,

@@ -15,6 +15,18 @@ struct Args {
     /// any `[service] flags_files` from the settings.
     #[arg(long = "flags-file", value_name = "PATH")]
     flags_files: Vec<std::path::PathBuf>,
+
+    /// Add `key=value` to every evaluation context, overriding the caller's value (as flagd's
+    /// `--context-value`). Repeatable; added to `[service] static_context`.
+    #[arg(long = "context-value", value_name = "KEY=VALUE", value_parser = key_value)]
+    context_values: Vec<(String, String)>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got \"{text}\"")),
+    }
 }
 
 #[tokio::main]
@@ -22,6 +34,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut settings = flag_service::conf::load(args.config.as_deref())?;
     settings.service.flags_files.extend(args.flags_files);
+    for (key, value) in args.context_values {
+        settings
+            .service
+            .static_context
+            .insert(key, serde_json::Value::String(value));
+    }
     let shutdown = switchyard_platform::Shutdown::new();
     shutdown.trigger_on_signals();
     flag_service::run(settings, shutdown).await?;

@@ -61,7 +61,8 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let anonymous = Some(host.settings.service.anonymous_tenant.clone()).filter(|tenant| !tenant.is_empty());
     let own = &host.settings.service;
     let (usage, exposures) = Usage::new(own.exposure_queue);
-    let evaluator = Evaluator::new(catalog.clone(), anonymous, usage.clone());
+    let evaluator =
+        Evaluator::new(catalog.clone(), anonymous, usage.clone()).with_static_context(own.static_context.clone());
     let repository = Arc::new(SqlRepository::new(host.database.pool.clone()));
     tokio::spawn(Usage::deliver_exposures(
         exposures,

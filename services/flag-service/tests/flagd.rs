@@ -404,3 +404,62 @@ async fn streams_end_with_unavailable_on_shutdown() {
         .expect("the stream ends");
     assert_eq!(end.unwrap().unwrap_err().code(), Code::Unavailable);
 }
+
+#[tokio::test]
+async fn a_static_context_overrides_callers_and_reaches_in_process_providers() {
+    let document = json!({"flags": {"origin": {
+        "state": "ENABLED", "variants": {"internal": "INTERNAL", "external": "EXTERNAL"}, "defaultVariant": "external",
+        "targeting": {"if": [{"==": [{"var": "injectedmetadata"}, "set"]}, "internal", "external"]}
+    }}});
+    let service = support::start_with(&[document], |settings| {
+        settings
+            .service
+            .static_context
+            .insert("injectedmetadata".into(), json!("set"));
+    })
+    .await;
+    let answer = service
+        .v2()
+        .resolve_string(v2::ResolveStringRequest {
+            flag_key: "origin".into(),
+            context: context(json!({"injectedmetadata": "forged"})),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.value.as_deref(),
+        Some("INTERNAL"),
+        "the static context wins over the caller's"
+    );
+
+    let mut sync = service.sync();
+    let first = sync
+        .sync_flags(SyncFlagsRequest {
+            provider_id: String::new(),
+            selector: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let sync_context = switchyard_platform::proto_json::from_proto_struct(&first.sync_context.unwrap());
+    assert_eq!(
+        serde_json::Value::Object(sync_context),
+        json!({"injectedmetadata": "set"})
+    );
+    let metadata = sync
+        .get_metadata(GetMetadataRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .metadata
+        .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(switchyard_platform::proto_json::from_proto_struct(&metadata)),
+        json!({"injectedmetadata": "set"})
+    );
+}

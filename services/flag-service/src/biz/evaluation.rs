@@ -19,6 +19,7 @@ pub struct Evaluator {
     catalog: Arc<Catalog>,
     anonymous_tenant: Option<String>,
     usage: Arc<Usage>,
+    static_context: Arc<Map<String, Value>>,
 }
 
 impl Evaluator {
@@ -29,7 +30,19 @@ impl Evaluator {
             catalog,
             anonymous_tenant,
             usage,
+            static_context: Arc::default(),
         }
+    }
+
+    /// Entries added to every evaluation context, overriding the caller's (flagd's
+    /// `--context-value`).
+    pub fn with_static_context(mut self, context: Map<String, Value>) -> Self {
+        self.static_context = Arc::new(context);
+        self
+    }
+
+    pub fn static_context(&self) -> &Map<String, Value> {
+        &self.static_context
     }
 
     pub fn usage(&self) -> &Arc<Usage> {
@@ -63,6 +76,19 @@ impl Evaluator {
         expected: Option<ValueKind>,
     ) -> Resolution<'v> {
         let now_ms = now_ms();
+        let merged;
+        let context = if self.static_context.is_empty() {
+            context
+        } else {
+            let mut with_static = context.clone();
+            with_static.extend(
+                self.static_context
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone())),
+            );
+            merged = with_static;
+            &merged
+        };
         let scope = Scope {
             context,
             timestamp: now_ms / 1000,

@@ -8,12 +8,11 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use pbjson_types::Struct;
 use switchyard_api::flagd::sync::v1::{
     FetchAllFlagsRequest, FetchAllFlagsResponse, GetMetadataRequest, GetMetadataResponse, SyncFlagsRequest,
     SyncFlagsResponse, flag_sync_service_server::FlagSyncService,
 };
-use switchyard_platform::{Shutdown, shutdown::end_on_shutdown};
+use switchyard_platform::{Shutdown, proto_json::to_proto_struct, shutdown::end_on_shutdown};
 use tonic::{Request, Response, Status};
 
 use super::flagd::{self, EventStream};
@@ -38,15 +37,16 @@ impl FlagSyncService for FlagdSync {
 
     async fn sync_flags(&self, request: Request<SyncFlagsRequest>) -> Result<Response<Self::SyncFlagsStream>, Status> {
         let selector = flagd::selector(request.metadata(), &request.get_ref().selector)?;
+        let sync_context = to_proto_struct(self.evaluator.static_context());
         let documents = snapshots(
             Arc::clone(self.evaluator.catalog()),
             flagd::tenant(&self.evaluator, &request),
             selector,
         )
-        .map(|document| {
+        .map(move |document| {
             Ok(SyncFlagsResponse {
                 flag_configuration: document.to_string(),
-                sync_context: Some(Struct::default()),
+                sync_context: Some(sync_context.clone()),
             })
         });
         Ok(Response::new(Box::pin(end_on_shutdown(
@@ -67,13 +67,14 @@ impl FlagSyncService for FlagdSync {
         }))
     }
 
-    /// The static context in-process providers add to every evaluation: none.
+    /// The static context in-process providers add to every evaluation (older providers ask
+    /// here; newer ones read `sync_context`).
     async fn get_metadata(
         &self,
         _request: Request<GetMetadataRequest>,
     ) -> Result<Response<GetMetadataResponse>, Status> {
         Ok(Response::new(GetMetadataResponse {
-            metadata: Some(Struct::default()),
+            metadata: Some(to_proto_struct(self.evaluator.static_context())),
         }))
     }
 }

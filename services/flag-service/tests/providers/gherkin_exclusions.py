@@ -42,14 +42,4 @@ EXCLUDED_IN_MODE = {
 }
 
 # Scenarios that run but are expected to fail, strictly: (feature file, scenario name) -> reason.
-EXPECTED_FAILURES = {
-    ("contextEnrichment.feature", "Use enriched context"): "F6: flag-service has no static evaluation context "
-    "(flagd --context-value; the launchpad's {\"injectedmetadata\": \"set\"}), so flagd-context-aware resolves EXTERNAL",
-    ("contextEnrichment.feature", "Use enriched context on connection error for IN-PROCESS"): "F6: no static "
-    "evaluation context",
-    ("contextEnrichment.feature", "Use enriched context on connection error for RPC"): "F6: no static evaluation "
-    "context",
-    ("sync-payload.feature", "Use enriched context"): "F6: no static evaluation context (sync_context is empty)",
-    ("sync-payload.feature", "Use enriched context on connection error for IN-PROCESS"): "F6: no static evaluation "
-    "context (sync_context is empty)",
-}
+EXPECTED_FAILURES: dict[tuple[str, str], str] = {}

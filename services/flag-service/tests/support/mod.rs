@@ -56,6 +56,11 @@ pub fn write_atomically(path: &Path, text: &str) {
 
 /// Starts flag-service on `documents`, one flag file each, in priority order.
 pub async fn start(documents: &[Value]) -> Service {
+    start_with(documents, |_| {}).await
+}
+
+/// Like [`start`], with settings adjusted by `adjust` first.
+pub async fn start_with(documents: &[Value], adjust: impl FnOnce(&mut Settings)) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<PathBuf> = documents
         .iter()
@@ -69,6 +74,7 @@ pub async fn start(documents: &[Value]) -> Service {
     let mut settings: Settings = testing::local(defaults(), dir.path());
     settings.service.flags_files = files.clone();
     settings.service.flags_file_poll_ms = 10;
+    adjust(&mut settings);
     let shutdown = Shutdown::new();
     let running = match flag_service::start(settings, shutdown.clone()).await {
         Ok(running) => running,

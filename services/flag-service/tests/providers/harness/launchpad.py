@@ -27,7 +27,12 @@ class Launchpad:
         if self.server is not None:
             raise RuntimeError("one configuration per scenario")
         testbed.lay_out(self.workdir)
-        self.server = FlagService(self.workdir, testbed.CONFIGS[config], name=f"testbed-{config}")
+        self.server = FlagService(
+            self.workdir,
+            testbed.CONFIGS[config],
+            name=f"testbed-{config}",
+            context_values=testbed.context_values(config),
+        )
         self.server.start()
         return self.server
 

@@ -46,9 +46,16 @@ class FlagService:
     """One flag-service process serving `flag_files` (paths relative to `workdir`, passed to
     `--flags-file` exactly as written, so they are also the `source=` selectors)."""
 
-    def __init__(self, workdir: Path, flag_files: list[str], name: str = "flag-service"):
+    def __init__(
+        self,
+        workdir: Path,
+        flag_files: list[str],
+        name: str = "flag-service",
+        context_values: dict[str, str] | None = None,
+    ):
         self.workdir = workdir
         self.flag_files = list(flag_files)
+        self.context_values = dict(context_values or {})
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self.grpc_port = 0
@@ -98,6 +105,8 @@ class FlagService:
             args = [str(binary())]
             for flag_file in self.flag_files:
                 args += ["--flags-file", flag_file]
+            for key, value in self.context_values.items():
+                args += ["--context-value", f"{key}={value}"]
             self.process = subprocess.Popen(
                 args,
                 cwd=self.workdir,

@@ -56,6 +56,15 @@ CONFIGS = {
 }
 
 
+def context_values(config: str) -> dict[str, str]:
+    """The static context (flagd's --context-value) of a launchpad configuration."""
+    path = root() / "launchpad" / "configs" / f"{config}.json"
+    if not path.exists():
+        return {}
+    values = json.loads(path.read_text(encoding="utf-8")).get("context-value", {})
+    return {str(key): str(value) for key, value in values.items()}
+
+
 def lay_out(workdir: Path) -> None:
     """Copies the testbed flags to `workdir/rawflags` and writes `workdir/flags/allFlags.json`."""
     raw = workdir / "rawflags"
