@@ -52,11 +52,16 @@ pub fn bucket_point(key: &str, total_weight: u64) -> u64 {
 ///
 /// Buckets cover consecutive ranges in the order given, each as wide as its weight.
 pub fn pick(key: &str, weights: &[u64]) -> Option<usize> {
+    pick_bytes(key.as_bytes(), weights)
+}
+
+/// [`pick`] for a key given as UTF-8 bytes.
+pub fn pick_bytes(key: &[u8], weights: &[u64]) -> Option<usize> {
     let total: u64 = weights.iter().sum();
     if total == 0 {
         return None;
     }
-    let point = bucket_point(key, total);
+    let point = ((u128::from(murmur3_x86_32(key, 0)) * u128::from(total)) >> 32) as u64;
     let mut end = 0;
     weights.iter().position(|&weight| {
         end += weight;

@@ -66,48 +66,67 @@ impl Comparison {
 
 impl Version {
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
-        let (text, build) = match text.split_once('+') {
-            Some((version, build)) => (version, Some(build)),
-            None => (text, None),
+        // Bytes, not `str` searches: every cut is at an ASCII byte, and a `char` pattern costs
+        // a memchr plus a memcmp per match.
+        let bytes = text.as_bytes();
+        let bytes = match bytes.first() {
+            Some(b'v' | b'V') => &bytes[1..],
+            _ => bytes,
+        };
+        let (bytes, build) = match bytes.iter().position(|&byte| byte == b'+') {
+            Some(plus) => (&bytes[..plus], Some(&bytes[plus + 1..])),
+            None => (bytes, None),
         };
         if let Some(build) = build
             && build
-                .split('.')
-                .any(|part| part.is_empty() || !part.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-'))
+                .split(|&byte| byte == b'.')
+                .any(|part| part.is_empty() || !part.iter().all(|byte| byte.is_ascii_alphanumeric() || *byte == b'-'))
         {
             return None;
         }
-        let (core_text, pre_text) = match text.split_once('-') {
-            Some((core, pre)) => (core, Some(pre)),
-            None => (text, None),
+        let (core_bytes, pre_bytes) = match bytes.iter().position(|&byte| byte == b'-') {
+            Some(dash) => (&bytes[..dash], Some(&bytes[dash + 1..])),
+            None => (bytes, None),
         };
 
-        let parts: Vec<&str> = core_text.split('.').collect();
+        let mut core = [0u64; 3];
+        let mut parts = 0;
+        for part in core_bytes.split(|&byte| byte == b'.') {
+            // A fourth part is not a version.
+            *core.get_mut(parts)? = numeric_bytes(part)?;
+            parts += 1;
+        }
         // Shorthand ("1", "1.2") is accepted only without a pre-release or build suffix.
-        let shorthand_allowed = pre_text.is_none() && build.is_none();
-        if parts.len() > 3 || (parts.len() < 3 && !shorthand_allowed) {
+        if parts < 3 && (pre_bytes.is_some() || build.is_some()) {
             return None;
         }
-        let mut core = [0u64; 3];
-        for (slot, part) in core.iter_mut().zip(&parts) {
-            *slot = numeric(part)?;
-        }
 
-        let pre = match pre_text {
-            Some(pre) => pre.split('.').map(identifier).collect::<Option<Vec<_>>>()?,
+        let pre = match pre_bytes {
+            // Cut at ASCII bytes only, so still UTF-8.
+            Some(pre) => std::str::from_utf8(pre)
+                .ok()?
+                .split('.')
+                .map(identifier)
+                .collect::<Option<Vec<_>>>()?,
             None => Vec::new(),
         };
         Some(Self { core, pre })
     }
 }
 
-fn numeric(part: &str) -> Option<u64> {
-    let leading_zero = part.len() > 1 && part.starts_with('0');
-    if part.is_empty() || leading_zero || !part.bytes().all(|byte| byte.is_ascii_digit()) {
+/// A version number part: digits, no leading zero, fits in u64.
+fn numeric_bytes(part: &[u8]) -> Option<u64> {
+    if part.is_empty() || (part.len() > 1 && part[0] == b'0') {
         return None;
     }
-    part.parse().ok()
+    part.iter().try_fold(0u64, |number, &byte| {
+        let digit = byte.checked_sub(b'0').filter(|digit| *digit <= 9)?;
+        number.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+fn numeric(part: &str) -> Option<u64> {
+    numeric_bytes(part.as_bytes())
 }
 
 fn identifier(part: &str) -> Option<Identifier> {

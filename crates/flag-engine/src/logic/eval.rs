@@ -144,10 +144,27 @@ fn eval_op<'a>(op: Op, args: &'a [Expr], data: Data<'a>, budget: &mut Budget) ->
         Op::Reduce => eval_reduce(args, data, budget),
         Op::Missing => eval_missing(args, data, budget),
         Op::MissingSome => eval_missing_some(args, data, budget),
-        _ => {
-            let values = evaluate_all(args, data, budget)?;
-            Ok(apply(op, &values))
-        }
+        // Most operators take one to three arguments: evaluate them into an array on the
+        // stack rather than a Vec on the heap.
+        _ => match args {
+            [first] => Ok(apply(op, &[eval(first, data, budget)?])),
+            [first, second] => {
+                let values = [eval(first, data, budget)?, eval(second, data, budget)?];
+                Ok(apply(op, &values))
+            }
+            [first, second, third] => {
+                let values = [
+                    eval(first, data, budget)?,
+                    eval(second, data, budget)?,
+                    eval(third, data, budget)?,
+                ];
+                Ok(apply(op, &values))
+            }
+            _ => {
+                let values = evaluate_all(args, data, budget)?;
+                Ok(apply(op, &values))
+            }
+        },
     }
 }
 
@@ -408,14 +425,20 @@ fn eval_fractional<'a>(fractional: &'a Fractional, data: Data<'a>, budget: &mut 
     };
     // flagd reads a first argument that is an array as one more bucket, and a null one as
     // "no bucketing key"; either way the key becomes flag key + targeting key.
-    let (key, extra) = match &*key {
-        Value::String(key) => (Cow::Borrowed(key.as_str()), None),
+    // The default key (flag key + targeting key) is put together on the stack when short.
+    let mut buffer = [0u8; 192];
+    let mut spill = Vec::new();
+    let (key, extra): (&[u8], _) = match &*key {
+        Value::String(key) => (key.as_bytes(), None),
         Value::Null => match default_bucket_key(data) {
-            Some(key) => (Cow::Owned(key), None),
+            Some((flag_key, targeting_key)) => (joined_key(flag_key, targeting_key, &mut buffer, &mut spill), None),
             None => return null(),
         },
         Value::Array(parts) => match (default_bucket_key(data), extra_bucket(parts)) {
-            (Some(key), Some(bucket)) => (Cow::Owned(key), Some(bucket)),
+            (Some((flag_key, targeting_key)), Some(bucket)) => (
+                joined_key(flag_key, targeting_key, &mut buffer, &mut spill),
+                Some(bucket),
+            ),
             _ => return null(),
         },
         _ => return null(),
@@ -452,7 +475,7 @@ fn eval_fractional<'a>(fractional: &'a Fractional, data: Data<'a>, budget: &mut 
             None => return null(),
         },
     };
-    let Some(index) = bucketing::pick(&key, weights) else {
+    let Some(index) = bucketing::pick_bytes(key, weights) else {
         return null();
     };
     let index = match extra {
@@ -482,7 +505,21 @@ fn extra_bucket(parts: &[Value]) -> Option<(Value, u64)> {
 }
 
 /// Without a bucketing key flagd hashes the flag key followed by a non-empty targeting key.
-fn default_bucket_key(data: Data<'_>) -> Option<String> {
+/// `flag_key` followed by `targeting_key`, in `buffer` when it fits, otherwise in `spill`.
+fn joined_key<'b>(flag_key: &str, targeting_key: &str, buffer: &'b mut [u8; 192], spill: &'b mut Vec<u8>) -> &'b [u8] {
+    let length = flag_key.len() + targeting_key.len();
+    if length <= buffer.len() {
+        buffer[..flag_key.len()].copy_from_slice(flag_key.as_bytes());
+        buffer[flag_key.len()..length].copy_from_slice(targeting_key.as_bytes());
+        &buffer[..length]
+    } else {
+        spill.extend_from_slice(flag_key.as_bytes());
+        spill.extend_from_slice(targeting_key.as_bytes());
+        spill
+    }
+}
+
+fn default_bucket_key<'a>(data: Data<'a>) -> Option<(&'a str, &'a str)> {
     let targeting_key = data
         .root
         .context
@@ -490,7 +527,7 @@ fn default_bucket_key(data: Data<'_>) -> Option<String> {
         .as_str()
         .filter(|key| !key.is_empty())?;
     let flag_key = data.root.flag_key.as_str()?;
-    Some(format!("{flag_key}{targeting_key}"))
+    Some((flag_key, targeting_key))
 }
 
 fn bucket_weights(
