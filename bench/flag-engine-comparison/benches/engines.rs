@@ -118,10 +118,26 @@ impl Fixture {
             let resolution = self.flags.evaluate("fractional", &scope);
             assert_eq!(resolution.reason, Reason::TargetingMatch);
             let chosen = self.engine.get_variant("fractional", context, &None);
-            assert!(chosen.enabled && chosen.feature_enabled, "yggdrasil fractional #{index}");
+            assert!(
+                chosen.enabled && chosen.feature_enabled,
+                "yggdrasil fractional #{index}"
+            );
             let colours = ["red", "blue", "green", "yellow"];
             assert!(colours.contains(&chosen.name.as_str()));
             assert!(resolution.variant.is_some_and(|name| colours.contains(&name)));
+        }
+        // flag-engine and flagd-core (JS) implement the same bucketing (flagd v2), so they must
+        // assign every context the same colour; the bench script compares the two lists.
+        if let Some(path) = std::env::var_os("FLAG_ENGINE_BENCH_ASSIGNMENTS") {
+            let assignments: Map<String, Value> = (0..POOL)
+                .map(|index| {
+                    let scope = self.scope(index);
+                    let key = scope.context["targetingKey"].as_str().unwrap_or_default().to_owned();
+                    let variant = self.flags.evaluate("fractional", &scope).variant.unwrap_or_default();
+                    (key, Value::from(variant))
+                })
+                .collect();
+            std::fs::write(&path, Value::Object(assignments).to_string()).expect("assignments written");
         }
         // Same shares: 10,000 users, each colour within 23–27 % in both engines.
         let mut shares: [HashMap<String, u32>; 2] = Default::default();
@@ -133,17 +149,27 @@ impl Fixture {
                 context: &flagd,
                 timestamp: self.timestamp,
             };
-            let name = self.flags.evaluate("fractional", &scope).variant.unwrap_or("none").to_owned();
+            let name = self
+                .flags
+                .evaluate("fractional", &scope)
+                .variant
+                .unwrap_or("none")
+                .to_owned();
             *shares[0].entry(name).or_default() += 1;
             let unleash = Context {
                 user_id: Some(key),
                 ..Context::default()
             };
-            *shares[1].entry(self.engine.get_variant("fractional", &unleash, &None).name).or_default() += 1;
+            *shares[1]
+                .entry(self.engine.get_variant("fractional", &unleash, &None).name)
+                .or_default() += 1;
         }
         for (engine, counts) in ["switchyard", "yggdrasil"].iter().zip(&shares) {
             assert_eq!(counts.len(), 4, "{engine}: {counts:?}");
-            assert!(counts.values().all(|&n| (2_300..=2_700).contains(&n)), "{engine}: {counts:?}");
+            assert!(
+                counts.values().all(|&n| (2_300..=2_700).contains(&n)),
+                "{engine}: {counts:?}"
+            );
         }
     }
 }
@@ -189,7 +215,10 @@ fn engines(c: &mut Criterion) {
             b.iter(|| {
                 let scope = fixture.scope(next % POOL);
                 next = next.wrapping_add(1);
-                let resolution = fixture.flags.evaluate(black_box(key), black_box(&scope)).expecting(kind);
+                let resolution = fixture
+                    .flags
+                    .evaluate(black_box(key), black_box(&scope))
+                    .expecting(kind);
                 black_box(resolution.value);
                 black_box(resolution.variant);
             });

@@ -178,6 +178,180 @@ fn machine() -> Value {
     json!({"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu": cpu})
 }
 
+/// EventStream (v2) and SyncFlags subscribers on replica B; each round updates the flag
+/// through replica A's management API and times the arrival at every subscriber.
+const SUBSCRIBERS: usize = 200;
+const PROPAGATION_ROUNDS: usize = 20;
+
+/// Two replicas on one fresh PostgreSQL database and the Redis bus: how long a flag change
+/// made on A takes to reach the EventStream and SyncFlags subscribers of B.
+fn propagation(runtime: &tokio::runtime::Runtime) -> Value {
+    use futures::StreamExt;
+    use switchyard_api::{
+        flagd::{
+            evaluation::v2::EventStreamRequest,
+            sync::v1::{SyncFlagsRequest, flag_sync_service_client::FlagSyncServiceClient},
+        },
+        flags::v1 as pb,
+    };
+
+    let database = runtime.block_on(switchyard_platform::testing::fresh_postgres_database());
+    let key = switchyard_platform::auth::generate_api_key("default", &["admin"]);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut replicas: Vec<ServiceProcess> = dirs
+        .iter()
+        .map(|dir| {
+            let mut settings = flag_service::conf::defaults();
+            settings.grpc.port = 0;
+            settings.http.port = 0;
+            settings.data_dir = dir.path().to_path_buf();
+            settings.storage.url = database.clone();
+            settings.redis_url = Some(switchyard_platform::testing::redis_url());
+            settings.auth.api_keys.push(key.record.clone());
+            settings.limits.max_concurrent_requests = 4096;
+            ServiceProcess::spawn(env!("CARGO_BIN_EXE_flag-service"), &settings, dir.path())
+        })
+        .collect();
+    let figures = runtime.block_on(async {
+        let channel = |url: &str| Channel::from_shared(url.to_owned()).unwrap().connect_lazy();
+        let mut management = pb::flag_service_client::FlagServiceClient::new(channel(&replicas[0].grpc_url));
+        let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", key.plaintext).parse().unwrap();
+        fn authorized<T>(
+            message: T,
+            bearer: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+        ) -> tonic::Request<T> {
+            let mut request = tonic::Request::new(message);
+            request.metadata_mut().insert("authorization", bearer.clone());
+            request
+        }
+        let flag = |default: &str| pb::Flag {
+            variants: Some(switchyard_platform::proto_json::to_proto_struct(
+                &json!({"on": true, "off": false})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            )),
+            environments: [(
+                "prod".to_owned(),
+                pb::EnvironmentRules {
+                    enabled: true,
+                    default_variant: default.into(),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let created = management
+            .create_flag(authorized(
+                pb::CreateFlagRequest {
+                    parent: "projects/shop".into(),
+                    flag_id: "banner".into(),
+                    flag: Some(flag("off")),
+                    message: String::new(),
+                },
+                &bearer,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut version = created.version;
+        let selector = "projects/shop/environments/prod";
+
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        let replica_b = channel(&replicas[1].grpc_url);
+        for index in 0..SUBSCRIBERS {
+            let sender = sender.clone();
+            let channel = replica_b.clone();
+            let mut events = if index % 2 == 0 {
+                let mut request = tonic::Request::new(EventStreamRequest {});
+                request
+                    .metadata_mut()
+                    .insert("flagd-selector", selector.parse().unwrap());
+                let stream = ServiceClient::new(channel)
+                    .event_stream(request)
+                    .await
+                    .unwrap()
+                    .into_inner();
+                stream
+                    .map(|event| {
+                        event
+                            .map(|event| event.r#type == "configuration_change")
+                            .unwrap_or(false)
+                    })
+                    .boxed()
+            } else {
+                let request = SyncFlagsRequest {
+                    provider_id: String::new(),
+                    selector: selector.into(),
+                };
+                let stream = FlagSyncServiceClient::new(channel)
+                    .sync_flags(request)
+                    .await
+                    .unwrap()
+                    .into_inner();
+                stream.map(|message| message.is_ok()).boxed()
+            };
+            // The first message of each stream is its starting point, not a change.
+            events.next().await;
+            tokio::spawn(async move {
+                while let Some(is_change) = events.next().await {
+                    if is_change && sender.send(Instant::now()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut latencies = Vec::new();
+        let mut acks = Vec::new();
+        for round in 0..PROPAGATION_ROUNDS {
+            let started = Instant::now();
+            let default = if round % 2 == 0 { "on" } else { "off" };
+            let mut next = flag(default);
+            next.name = created.name.clone();
+            let updated = management
+                .update_flag(authorized(
+                    pb::UpdateFlagRequest {
+                        flag: Some(next),
+                        etag: version.to_string(),
+                        message: String::new(),
+                    },
+                    &bearer,
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            acks.push(started.elapsed().as_secs_f64() * 1000.0);
+            version = updated.version;
+            for _ in 0..SUBSCRIBERS {
+                let arrived = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                latencies.push((arrived - started).as_secs_f64() * 1000.0);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        let at = |fraction: f64| latencies[((latencies.len() - 1) as f64 * fraction).round() as usize];
+        json!({
+            "subscribers_on_other_replica": SUBSCRIBERS,
+            "updates": PROPAGATION_ROUNDS,
+            "write_ack_ms_median": median(acks),
+            "p50_ms": at(0.5),
+            "p99_ms": at(0.99),
+            "max_ms": at(1.0),
+            "target": "every replica and subscriber within 100 ms",
+            "target_met": at(1.0) < 100.0,
+        })
+    });
+    for replica in &mut replicas {
+        replica.kill();
+    }
+    figures
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let flags_file = dir.path().join("flags.json");
@@ -222,6 +396,8 @@ fn main() {
         (grpc, ofrep)
     });
     server.kill();
+    let propagation = propagation(&runtime);
+    println!("propagation: {propagation}");
 
     let (grpc, ofrep) = results;
     let best = |figures: &[Figures]| figures.iter().map(|f| f.requests_per_second).fold(0.0, f64::max);
@@ -248,6 +424,7 @@ fn main() {
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_else(|| json!({}));
     document["server"] = server;
+    document["propagation"] = propagation;
     std::fs::write(&path, serde_json::to_string_pretty(&document).unwrap() + "\n").unwrap();
     println!("wrote {}", path.display());
 }
