@@ -289,14 +289,66 @@ fn affix(text: &Value, affix: &Value, test: fn(&str, &str) -> bool) -> Value {
 fn eval_if<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
     let mut pairs = args.chunks_exact(2);
     for pair in &mut pairs {
-        let condition = eval(&pair[0], data, budget)?;
-        if truthy(&condition) {
+        if test(&pair[0], data, budget)? {
             return eval(&pair[1], data, budget);
         }
     }
     match pairs.remainder() {
         [otherwise] => eval(otherwise, data, budget),
         _ => null(),
+    }
+}
+
+/// Whether `expr` is truthy, for conditions: the same answer as `truthy(eval(expr))`, without
+/// building the values of `and`, `or`, `!` and `if` that only their truthiness is asked of.
+fn test<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Result<bool, Exhausted> {
+    let Expr::Op(op, args) = expr else {
+        let value = eval(expr, data, budget)?;
+        return Ok(truthy(&value));
+    };
+    budget.spend()?;
+    match op {
+        // `and` yields its first falsy operand or its last: truthy exactly when all are.
+        Op::And => {
+            for arg in args.iter() {
+                if !test(arg, data, budget)? {
+                    return Ok(false);
+                }
+            }
+            Ok(!args.is_empty())
+        }
+        Op::Or => {
+            for arg in args.iter() {
+                if test(arg, data, budget)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Op::Not => Ok(!match args.first() {
+            Some(arg) => test(arg, data, budget)?,
+            None => false,
+        }),
+        Op::Truthy => match args.first() {
+            Some(arg) => test(arg, data, budget),
+            None => Ok(false),
+        },
+        Op::If => {
+            let mut pairs = args.chunks_exact(2);
+            for pair in &mut pairs {
+                if test(&pair[0], data, budget)? {
+                    return test(&pair[1], data, budget);
+                }
+            }
+            match pairs.remainder() {
+                [otherwise] => test(otherwise, data, budget),
+                _ => Ok(false),
+            }
+        }
+        _ => {
+            let value = eval_op(*op, args, data, budget)?;
+            Ok(truthy(&value))
+        }
     }
 }
 
