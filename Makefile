@@ -4,8 +4,10 @@ CARGO ?= cargo
 # Tests that need PostgreSQL or Redis read these; `make test` makes sure both answer.
 export POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export REDIS_TEST_URL ?= redis://127.0.0.1:6379
+# Seconds each flag-engine fuzz target runs in `make fuzz` and in the short pass of `make bench`.
+FUZZ_SECONDS ?= 30
 
-.PHONY: run test lint fmt bench bench-config proto migrate build
+.PHONY: run test lint fmt bench bench-config bench-flags-engine bench-flags-server fuzz proto migrate build
 
 ## run: build and start all five services in one process (switchyard dev)
 run:
@@ -33,13 +35,27 @@ fmt:
 build:
 	$(CARGO) build --release --workspace --bins
 
-## bench: criterion benchmarks; results land in bench/results/
+## bench: criterion benchmarks; results land in bench/results/. Then a short fuzz pass over flag-engine (see fuzz)
 bench:
 	$(CARGO) bench --workspace
+	./scripts/fuzz-flag-engine.sh $(FUZZ_SECONDS)
 
 ## bench-config: config-service's data plane against etcd (installs etcd-server if missing)
 bench-config:
 	./scripts/bench-config-service.sh
+
+## bench-flags-server: flag-service's ResolveBoolean (gRPC) and OFREP under load, and propagation to another replica's subscribers (PostgreSQL + Redis)
+bench-flags-server:
+	./scripts/ensure-backing-services.sh
+	$(CARGO) bench -p flag-service --bench load
+
+## bench-flags-engine: flag-engine against unleash-yggdrasil (Rust) and @openfeature/flagd-core (Node); ROUNDS=3 to alternate
+bench-flags-engine:
+	./scripts/bench-flag-engine.sh
+
+## fuzz: flag-engine's cargo-fuzz targets, FUZZ_SECONDS each (default 30); installs cargo-fuzz if missing, fails on any crash, timeout or oom
+fuzz:
+	./scripts/fuzz-flag-engine.sh $(FUZZ_SECONDS)
 
 ## proto: regenerate the API crate from proto/ (it also happens on every build)
 proto:

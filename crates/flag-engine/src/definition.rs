@@ -53,6 +53,9 @@ pub struct Limits {
     pub max_rule_depth: usize,
     /// How many nodes one flag's targeting may have once `$ref`s are inlined.
     pub max_rule_nodes: usize,
+    /// How many targeting nodes the whole document may have once `$ref`s are inlined (each
+    /// flag gets its own copy of the evaluators it uses).
+    pub max_document_nodes: usize,
 }
 
 impl Default for Limits {
@@ -63,6 +66,7 @@ impl Default for Limits {
             max_key_length: 256,
             max_rule_depth: 64,
             max_rule_nodes: 10_000,
+            max_document_nodes: 200_000,
         }
     }
 }
@@ -144,6 +148,15 @@ impl FlagSet {
         let mut compiled = FlagMap::with_capacity_and_hasher(flags.len(), Default::default());
         for (key, definition) in flags {
             let flag = compile_flag(key, definition, &metadata, evaluators, &mut compiler, limits)?;
+            if compiler.total_nodes() > limits.max_document_nodes {
+                return Err(DefinitionError::new(
+                    "flags",
+                    format!(
+                        "the targeting rules expand to more than {} nodes with $ref inlined",
+                        limits.max_document_nodes
+                    ),
+                ));
+            }
             compiled.insert(Box::from(key.as_str()), flag);
         }
         Ok(Self {
@@ -300,6 +313,12 @@ fn compile_flag(
             let compiled = inline_refs(rule, evaluators, limits.max_rule_depth, limits.max_rule_nodes)
                 .and_then(|inlined| compiler.compile(&inlined).map(|expr| (expr, inlined)));
             match compiled {
+                // A rule that is only a `$ref` to something other than a rule (a number, `{}`)
+                // would serialise back as a targeting flagd refuses or reads as none.
+                Ok((_, inlined)) if !inlined.as_object().is_some_and(|rule| !rule.is_empty()) => Targeting::Broken {
+                    reason: "targeting: the evaluator it refers to is not a JSON Logic rule".to_owned(),
+                    source: rule.clone(),
+                },
                 Ok((expr, inlined)) => Targeting::Rule { expr, source: inlined },
                 Err(error) => Targeting::Broken {
                     reason: format!("targeting: {error}"),

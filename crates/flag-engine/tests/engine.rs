@@ -534,3 +534,68 @@ fn edge_cases_follow_flagd() {
         "a"
     );
 }
+
+/// Inputs the fuzzer found (crates/flag-engine/fuzz/regressions), as behaviour.
+#[test]
+fn fuzzing_findings_stay_fixed() {
+    // A reduce that doubles its accumulator runs out of budget, not memory.
+    let doubling = json!({"reduce": [vec![1; 40], {"merge": [{"var": "accumulator"}, {"var": "accumulator"}]}, [1]]});
+    let flags = set(
+        json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": "a"}, "targeting": {"if": [doubling, "a"]}}}}),
+    );
+    let resolution = flags.evaluate(
+        "f",
+        &Scope {
+            context: &Map::new(),
+            timestamp: 0,
+        },
+    );
+    assert_eq!(resolution.error.map(|(code, _)| code), Some(ErrorCode::General));
+
+    // A targeting that is only a $ref to a non-rule is broken (and stays so through to_document).
+    let scalar_ref = set(
+        json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": "a"}, "targeting": {"$ref": "x"}}}, "$evaluators": {"x": 1}}),
+    );
+    let resolution = scalar_ref.evaluate(
+        "f",
+        &Scope {
+            context: &Map::new(),
+            timestamp: 0,
+        },
+    );
+    assert_eq!(resolution.error.map(|(code, _)| code), Some(ErrorCode::ParseError));
+    let again = FlagSet::from_document(&scalar_ref.to_document(), &Limits::default()).unwrap();
+    assert_eq!(
+        again
+            .evaluate(
+                "f",
+                &Scope {
+                    context: &Map::new(),
+                    timestamp: 0
+                }
+            )
+            .reason,
+        Reason::Error
+    );
+
+    // Evaluators that reference each other twice per level cannot blow up a whole document.
+    let mut evaluators = serde_json::Map::new();
+    evaluators.insert("e0".into(), json!({"==": [1, 1]}));
+    for level in 1..11 {
+        evaluators.insert(
+            format!("e{level}"),
+            json!({"and": [{"$ref": format!("e{}", level - 1)}, {"$ref": format!("e{}", level - 1)}]}),
+        );
+    }
+    let flags: serde_json::Map<String, Value> = (0..300)
+        .map(|index| {
+            (
+                format!("f{index}"),
+                json!({"state": "ENABLED", "variants": {"a": "a"}, "targeting": {"if": [{"$ref": "e10"}, "a"]}}),
+            )
+        })
+        .collect();
+    let error =
+        FlagSet::from_document(&json!({"flags": flags, "$evaluators": evaluators}), &Limits::default()).unwrap_err();
+    assert!(error.message.contains("expand to more than"), "{error}");
+}

@@ -33,8 +33,26 @@ pub(crate) struct Budget(pub(crate) u32);
 
 impl Budget {
     fn spend(&mut self) -> Result<(), Exhausted> {
-        self.0 = self.0.checked_sub(1).ok_or(Exhausted)?;
+        self.charge(1)
+    }
+
+    /// Spends `steps` at once: building or copying a value costs in proportion to its size,
+    /// so rules that grow values (a `reduce` doubling an array, `cat` in a loop) run out of
+    /// budget instead of memory or time.
+    fn charge(&mut self, steps: usize) -> Result<(), Exhausted> {
+        let steps = u32::try_from(steps).unwrap_or(u32::MAX);
+        self.0 = self.0.checked_sub(steps).ok_or(Exhausted)?;
         Ok(())
+    }
+}
+
+/// What copying or building `value` costs: one step per element or per 16 bytes of text.
+fn size_of(value: &Value) -> usize {
+    match value {
+        Value::String(text) => 1 + text.len() / 16,
+        Value::Array(items) => 1 + items.len(),
+        Value::Object(fields) => 1 + fields.len(),
+        _ => 1,
     }
 }
 
@@ -60,7 +78,14 @@ fn eval<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> 
             Ok(Cow::Owned(Value::Array(values.collect::<Result<_, _>>()?)))
         }
         Expr::Var(var) => eval_var(var, data, budget),
-        Expr::Op(op, args) => eval_op(*op, args, data, budget),
+        Expr::Op(op, args) => {
+            let value = eval_op(*op, args, data, budget)?;
+            // Values an operator builds cost their size (see `Budget::charge`).
+            if let Cow::Owned(built) = &value {
+                budget.charge(size_of(built))?;
+            }
+            Ok(value)
+        }
         Expr::Fractional(fractional) => eval_fractional(fractional, data, budget),
         Expr::SemVer(sem_ver) => eval_sem_ver(sem_ver, data, budget),
     }
@@ -412,6 +437,8 @@ fn eval_reduce<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Out
         return Ok(Cow::Owned(accumulator));
     };
     for item in items {
+        // The accumulator is copied into each step's data.
+        budget.charge(size_of(&accumulator) + size_of(item))?;
         let mut pair = Map::new();
         pair.insert("current".to_owned(), item.clone());
         pair.insert("accumulator".to_owned(), accumulator);

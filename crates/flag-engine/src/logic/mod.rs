@@ -264,6 +264,7 @@ pub(crate) struct Compiler {
     max_depth: usize,
     max_nodes: usize,
     nodes: usize,
+    total: usize,
 }
 
 impl Compiler {
@@ -272,13 +273,21 @@ impl Compiler {
             max_depth,
             max_nodes,
             nodes: 0,
+            total: 0,
         }
     }
 
     /// Compiles one flag's targeting; the node budget is per rule.
     pub(crate) fn compile(&mut self, rule: &Value) -> Result<Expr, CompileError> {
         self.nodes = 0;
-        self.expr(rule, 0)
+        let expr = self.expr(rule, 0);
+        self.total += self.nodes;
+        expr
+    }
+
+    /// Nodes compiled so far, over every rule.
+    pub(crate) fn total_nodes(&self) -> usize {
+        self.total
     }
 
     fn expr(&mut self, rule: &Value, depth: usize) -> Result<Expr, CompileError> {
