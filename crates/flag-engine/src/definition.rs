@@ -315,7 +315,7 @@ fn compile_flag(
             match compiled {
                 // A rule that is only a `$ref` to something other than a rule (a number, `{}`)
                 // would serialise back as a targeting flagd refuses or reads as none.
-                Ok((_, inlined)) if !inlined.as_object().is_some_and(|rule| !rule.is_empty()) => Targeting::Broken {
+                Ok((_, inlined)) if inlined.as_object().is_none_or(|rule| rule.is_empty()) => Targeting::Broken {
                     reason: "targeting: the evaluator it refers to is not a JSON Logic rule".to_owned(),
                     source: rule.clone(),
                 },
