@@ -7,6 +7,7 @@ pub mod about;
 pub mod audit;
 pub mod auth;
 pub mod bus;
+pub mod clock;
 pub mod discovery;
 pub mod error;
 pub mod json;

@@ -1,7 +1,8 @@
 //! JSON values ↔ `google.protobuf.Value` / `Struct`, for APIs that carry free-form documents
-//! (configuration content, evaluation contexts, flag values).
+//! (configuration content, evaluation contexts, flag values), and stored Unix-millisecond times
+//! as `google.protobuf.Timestamp`.
 
-use pbjson_types::{ListValue, Struct, Value as ProtoValue, value::Kind};
+use pbjson_types::{ListValue, Struct, Timestamp, Value as ProtoValue, value::Kind};
 use serde_json::{Map, Value};
 
 /// A JSON value as a `google.protobuf.Value`. Integers beyond 2^53 lose precision, as they
@@ -49,6 +50,15 @@ pub fn from_proto_struct(fields: &Struct) -> Map<String, Value> {
         .iter()
         .map(|(key, value)| (key.clone(), from_proto_value(value)))
         .collect()
+}
+
+/// A time in Unix milliseconds as a `google.protobuf.Timestamp`.
+pub fn timestamp(ms: i64) -> Option<Timestamp> {
+    // The remainder is below 1000, so the nanoseconds fit an i32.
+    Some(Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
 }
 
 fn number_of(number: f64) -> Value {

@@ -180,10 +180,4 @@ pub struct StoredDataKey {
     pub created_ms: i64,
 }
 
-/// The current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use switchyard_platform::clock::now_ms;

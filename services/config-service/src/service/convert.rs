@@ -1,8 +1,7 @@
 //! Protobuf ↔ domain conversions: JSON values, timestamps, formats and the resource views.
 
-use pbjson_types::Timestamp;
 use switchyard_api::config::v1 as pb;
-pub use switchyard_platform::proto_json::{from_proto_value, to_proto_value};
+pub use switchyard_platform::proto_json::{from_proto_value, timestamp, to_proto_value};
 
 use crate::biz::{
     catalog::{DraftView, etag_of},
@@ -11,13 +10,6 @@ use crate::biz::{
     publishing::{Presented, ReleaseView},
     validation::{Rule, Violation},
 };
-
-pub fn timestamp(ms: i64) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
-}
 
 pub fn format_to_proto(format: Format) -> pb::Format {
     match format {

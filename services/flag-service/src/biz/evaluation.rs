@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use flag_engine::{ErrorCode, Resolution, Scope, ValueKind};
 use serde_json::{Map, Value};
-use switchyard_platform::auth::Principal;
+use switchyard_platform::{auth::Principal, clock::now_ms};
 
 use super::{
     catalog::{Catalog, View},
@@ -134,9 +134,4 @@ impl Evaluator {
             timestamp_ms: now_ms,
         });
     }
-}
-
-fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since_epoch.map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use switchyard_platform::{
     audit::{AuditFilter, AuditRecord},
     auth::{Credential, Principal, Role, RoleBinding},
+    clock::now_ms,
     json::diff::{self, Change},
 };
 
@@ -79,11 +80,6 @@ fn project_resource(project: &str) -> String {
 
 fn flag_resource(project: &str, key: &str) -> String {
     format!("projects/{project}/flags/{key}")
-}
-
-fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since_epoch.map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl<R: FlagRepository> Manager<R> {
@@ -554,14 +550,16 @@ impl<R: FlagRepository> Manager<R> {
         Ok(self.repository.usage(caller.tenant(), project, key).await?)
     }
 
-    /// Flags that are not archived and were not evaluated since `cutoff_ms` — never evaluated
-    /// counts from the flag's creation — with their last evaluation (0 for never).
+    /// Flags that are not archived and were not evaluated for `stale_days` days — never
+    /// evaluated counts from the flag's creation — with their last evaluation (0 for never).
     pub async fn stale_flags(
         &self,
         caller: Caller<'_>,
         project: &str,
-        cutoff_ms: i64,
+        stale_days: i64,
     ) -> FlagResult<Vec<(StoredFlag, i64)>> {
+        const DAY_MS: i64 = 86_400_000;
+        let cutoff_ms = now_ms() - stale_days.saturating_mul(DAY_MS);
         check_id("parent", project)?;
         caller.require(Role::Viewer, &project_resource(project))?;
         let last: std::collections::HashMap<String, i64> = self

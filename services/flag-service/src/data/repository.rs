@@ -7,7 +7,7 @@ use switchyard_platform::audit::{self, AuditEntry, AuditFilter, AuditRecord};
 
 use crate::biz::{
     error::StoreError,
-    model::{FlagDefinition, ProjectFlags, SegmentDefinition},
+    model::ProjectFlags,
     repository::{
         Changeset, Committed, EnvironmentUsage, Expected, FlagRepository, FlagVersion, StoredFlag, StoredSegment,
         UsageRow,
@@ -119,6 +119,29 @@ async fn current(
         ))
     })
     .transpose()
+}
+
+/// Every (key, definition) of a project in `table` (flags or segments), decoded.
+async fn definitions<T: serde::de::DeserializeOwned>(
+    conn: &mut AnyConnection,
+    table: &str,
+    key_column: &str,
+    tenant: &str,
+    project: &str,
+) -> Result<std::collections::BTreeMap<String, T>, StoreError> {
+    let sql = format!("SELECT {key_column} AS item_key, definition FROM {table} WHERE tenant = $1 AND project = $2");
+    let rows = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(project)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    rows.iter()
+        .map(|row| {
+            let key: String = row.try_get("item_key").map_err(backend)?;
+            Ok((key, decode(&row.try_get::<String, _>("definition").map_err(backend)?)?))
+        })
+        .collect()
 }
 
 fn check_expected(expected: Expected, current: Option<i64>, resource: &str) -> Result<(), StoreError> {
@@ -279,29 +302,10 @@ impl FlagRepository for SqlRepository {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(backend)?;
-        let mut flags = ProjectFlags::default();
-        let rows = sqlx::query("SELECT flag_key, definition FROM flags WHERE tenant = $1 AND project = $2")
-            .bind(tenant)
-            .bind(project)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend)?;
-        for row in rows {
-            let key: String = row.try_get("flag_key").map_err(backend)?;
-            let definition: FlagDefinition = decode(&row.try_get::<String, _>("definition").map_err(backend)?)?;
-            flags.flags.insert(key, definition);
-        }
-        let rows = sqlx::query("SELECT segment_key, definition FROM segments WHERE tenant = $1 AND project = $2")
-            .bind(tenant)
-            .bind(project)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend)?;
-        for row in rows {
-            let key: String = row.try_get("segment_key").map_err(backend)?;
-            let definition: SegmentDefinition = decode(&row.try_get::<String, _>("definition").map_err(backend)?)?;
-            flags.segments.insert(key, definition);
-        }
+        let flags = ProjectFlags {
+            flags: definitions(&mut conn, "flags", "flag_key", tenant, project).await?,
+            segments: definitions(&mut conn, "segments", "segment_key", tenant, project).await?,
+        };
         Ok((flags, revision.unwrap_or(0)))
     }
 

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use pbjson_types::{Empty, Timestamp};
+use pbjson_types::Empty;
 use serde_json::Value;
 use switchyard_api::flags::v1::{self as pb, Lifecycle as PbLifecycle};
 use switchyard_platform::{
     audit::AuditFilter,
     auth::Principal,
     error::{FieldViolation, to_status},
-    proto_json::{from_proto_struct, to_proto_struct, to_proto_value},
+    proto_json::{from_proto_struct, timestamp, to_proto_struct, to_proto_value},
 };
 use tonic::{Request, Status};
 
@@ -49,13 +49,6 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller<'_>, Status> {
 
 fn name(field: &str, text: &str, pattern: &str) -> Result<Vec<String>, Status> {
     parse_name(field, text, pattern).map_err(invalid)
-}
-
-fn timestamp(ms: i64) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
 }
 
 fn etag_version(field: &str, etag: &str) -> Result<Option<i64>, Status> {
@@ -243,6 +236,20 @@ fn segment_message(project: &str, segment: &StoredSegment) -> pb::Segment {
     }
 }
 
+/// A page token that is a version or sequence number (empty: the first page).
+fn number_token(token: &str) -> Result<Option<i64>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let number = token.parse::<i64>().map_err(|_| {
+        invalid(FieldViolation::new(
+            "page_token",
+            "not a page token this service issued",
+        ))
+    })?;
+    Ok(Some(number))
+}
+
 fn page_size(size: i32) -> i64 {
     if size <= 0 { DEFAULT_PAGE } else { i64::from(size) }
 }
@@ -332,15 +339,7 @@ impl<R: FlagRepository> Handlers<'_, R> {
         let caller = caller(&request)?;
         let message = request.get_ref();
         let ids = name("name", &message.name, "projects/*/flags/*")?;
-        let before = match message.page_token.as_str() {
-            "" => None,
-            token => Some(token.parse::<i64>().map_err(|_| {
-                invalid(FieldViolation::new(
-                    "page_token",
-                    "not a page token this service issued",
-                ))
-            })?),
-        };
+        let before = number_token(&message.page_token)?;
         let size = page_size(message.page_size);
         let versions = self
             .manager
@@ -589,15 +588,7 @@ impl<R: FlagRepository> Handlers<'_, R> {
             days if days > 0 => i64::from(days),
             _ => return Err(invalid(FieldViolation::new("stale_days", "must not be negative"))),
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as i64);
-        let cutoff = now - days * 86_400_000;
-        let stale = self
-            .manager
-            .stale_flags(caller, &project, cutoff)
-            .await
-            .map_err(status)?;
+        let stale = self.manager.stale_flags(caller, &project, days).await.map_err(status)?;
         Ok(pb::ListStaleFlagsResponse {
             flags: stale
                 .iter()
@@ -615,15 +606,7 @@ impl<R: FlagRepository> Handlers<'_, R> {
     ) -> Result<pb::ListAuditRecordsResponse, Status> {
         let caller = caller(&request)?;
         let message = request.get_ref();
-        let before = match message.page_token.as_str() {
-            "" => None,
-            token => Some(token.parse::<i64>().map_err(|_| {
-                invalid(FieldViolation::new(
-                    "page_token",
-                    "not a page token this service issued",
-                ))
-            })?),
-        };
+        let before = number_token(&message.page_token)?;
         let limit = page_size(message.page_size).clamp(1, 500);
         let filter = AuditFilter {
             resource_prefix: Some(message.resource_prefix.clone()).filter(|prefix| !prefix.is_empty()),
