@@ -38,7 +38,14 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> Result<(), Telemetry
     if PROVIDER.set(provider).is_err() {
         return Ok(());
     }
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    // Per span, the layer's defaults would add thread and source-location attributes and read
+    // the clock on every poll to track busy/idle time: a quarter of the CPU of a request served
+    // from memory. The trace keeps what a reader uses: name, fields, timing, parentage.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_threads(false)
+        .with_location(false)
+        .with_tracked_inactivity(false);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let installed = match settings.log_format {
         LogFormat::Json => registry
@@ -124,12 +131,13 @@ pub fn inject(headers: &mut http::HeaderMap) {
 
 /// A span for one incoming request, parented on the caller's trace context.
 pub fn request_span(protocol: &'static str, request: &http::Request<impl Sized>) -> tracing::Span {
+    let path = request.uri().path();
     let span = tracing::info_span!(
         "request",
-        otel.name = %request.uri().path(),
+        otel.name = path,
         protocol,
-        method = %request.method(),
-        path = %request.uri().path(),
+        method = request.method().as_str(),
+        path,
     );
     let _ = span.set_parent(extract(request.headers()));
     span
