@@ -12,10 +12,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use h2::client::SendRequest;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use prost::Message;
 use serde_json::{Map, Value, json};
-use switchyard_api::flagd::evaluation::v2::{ResolveBooleanRequest, service_client::ServiceClient};
+use switchyard_api::flagd::evaluation::v2::{ResolveBooleanRequest, ResolveBooleanResponse};
 use switchyard_platform::testing::ServiceProcess;
 use tonic::transport::Channel;
 
@@ -25,6 +27,12 @@ const LEVELS: [usize; 3] = [16, 32, 64];
 const CHANNELS: usize = 4;
 const ROUND: Duration = Duration::from_secs(3);
 const REPETITIONS: usize = 3;
+
+/// `FLAG_BENCH_QUICK=1`: one round per level, no propagation, nothing written — for trying a
+/// change; the figures worth quoting come from the full run.
+fn quick() -> bool {
+    std::env::var_os("FLAG_BENCH_QUICK").is_some()
+}
 
 /// The benchmarked flag: on for Bangladesh and India, with a percentage rollout elsewhere.
 fn flags_document() -> Value {
@@ -121,34 +129,107 @@ where
     }
 }
 
-async fn grpc_round(channels: &[Channel], concurrency: usize) -> Figures {
-    let channels = channels.to_vec();
-    closed_loop(concurrency, move |task, user| {
-        let mut client = ServiceClient::new(channels[task % channels.len()].clone());
-        async move {
+/// Distinct contexts per round: the caller encodes its requests before the clock starts.
+const POOL: usize = 1024;
+
+/// `ResolveBoolean` requests as gRPC frames (uncompressed flag, length, message).
+fn grpc_bodies() -> Vec<Bytes> {
+    (0..POOL)
+        .map(|user| {
             let request = ResolveBooleanRequest {
                 flag_key: "checkout-v2".into(),
                 context: Some(switchyard_platform::proto_json::to_proto_struct(&context(user))),
             };
-            let answer = client.resolve_boolean(request).await.unwrap().into_inner();
-            assert!(answer.value.is_some());
-        }
+            let message = request.encode_to_vec();
+            let mut frame = Vec::with_capacity(5 + message.len());
+            frame.push(0);
+            frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+            frame.extend_from_slice(&message);
+            Bytes::from(frame)
+        })
+        .collect()
+}
+
+/// HTTP/2 connections for the gRPC callers, driven on this runtime.
+async fn grpc_connections(url: &str) -> Vec<SendRequest<Bytes>> {
+    let mut senders = Vec::new();
+    for _ in 0..CHANNELS {
+        let tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move { connection.await.unwrap() });
+        senders.push(sender);
+    }
+    senders
+}
+
+/// One unary gRPC call over raw HTTP/2, as h2load or ghz make it: the generator shares the two
+/// cores with the server, so a heavier client (tonic's channel puts every call through a
+/// buffer task) would be counted against the server's throughput.
+async fn resolve_boolean(sender: SendRequest<Bytes>, uri: http::Uri, body: Bytes) {
+    let request = http::Request::post(uri)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut sender = sender.ready().await.unwrap();
+    let (response, mut stream) = sender.send_request(request, false).unwrap();
+    stream.send_data(body, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut message = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        body.flow_control().release_capacity(chunk.len()).unwrap();
+        message.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    assert_eq!(
+        trailers.get("grpc-status").map(|status| status.as_bytes()),
+        Some(&b"0"[..]),
+        "{trailers:?}"
+    );
+    let answer = ResolveBooleanResponse::decode(&message[5..]).unwrap();
+    assert!(answer.value.is_some());
+}
+
+async fn grpc_round(senders: &[SendRequest<Bytes>], url: &str, bodies: &[Bytes], concurrency: usize) -> Figures {
+    let senders = senders.to_vec();
+    let bodies = bodies.to_vec();
+    let uri: http::Uri = format!("{url}/flagd.evaluation.v2.Service/ResolveBoolean")
+        .parse()
+        .unwrap();
+    closed_loop(concurrency, move |task, user| {
+        resolve_boolean(
+            senders[task % senders.len()].clone(),
+            uri.clone(),
+            bodies[user % bodies.len()].clone(),
+        )
     })
     .await
 }
 
-async fn ofrep_round(base: &str, concurrency: usize) -> Figures {
+/// OFREP request bodies (`{"context": …}`), built before the clock starts.
+fn ofrep_bodies() -> Vec<Bytes> {
+    (0..POOL)
+        .map(|user| Bytes::from(json!({ "context": context(user) }).to_string()))
+        .collect()
+}
+
+async fn ofrep_round(base: &str, bodies: &[Bytes], concurrency: usize) -> Figures {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let url: http::Uri = format!("{base}/ofrep/v1/evaluate/flags/checkout-v2").parse().unwrap();
+    let bodies = bodies.to_vec();
     closed_loop(concurrency, move |_task, user| {
         let client = client.clone();
-        let url = url.clone();
+        let request = http::Request::post(url.clone())
+            .header("content-type", "application/json")
+            .body(Full::new(bodies[user % bodies.len()].clone()))
+            .unwrap();
         async move {
-            let body = json!({ "context": context(user) }).to_string();
-            let request = http::Request::post(url)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body)))
-                .unwrap();
             let response = client.request(request).await.unwrap();
             assert_eq!(response.status(), 200);
             response.into_body().collect().await.unwrap();
@@ -268,7 +349,7 @@ fn propagation(runtime: &tokio::runtime::Runtime) -> Value {
                 request
                     .metadata_mut()
                     .insert("flagd-selector", selector.parse().unwrap());
-                let stream = ServiceClient::new(channel)
+                let stream = switchyard_api::flagd::evaluation::v2::service_client::ServiceClient::new(channel)
                     .event_stream(request)
                     .await
                     .unwrap()
@@ -371,19 +452,18 @@ fn main() {
         .build()
         .unwrap();
     let results = runtime.block_on(async {
-        let channels: Vec<Channel> = (0..CHANNELS)
-            .map(|_| Channel::from_shared(server.grpc_url.clone()).unwrap().connect_lazy())
-            .collect();
+        let senders = grpc_connections(&server.grpc_url).await;
+        let (grpc_bodies, ofrep_bodies) = (grpc_bodies(), ofrep_bodies());
         // Warm up both paths.
-        grpc_round(&channels, 8).await;
-        ofrep_round(&server.http_url, 8).await;
+        grpc_round(&senders, &server.grpc_url, &grpc_bodies, 8).await;
+        ofrep_round(&server.http_url, &ofrep_bodies, 8).await;
         let mut grpc = Vec::new();
         let mut ofrep = Vec::new();
         for concurrency in LEVELS {
             let (mut grpc_runs, mut ofrep_runs) = (Vec::new(), Vec::new());
-            for _ in 0..REPETITIONS {
-                grpc_runs.push(grpc_round(&channels, concurrency).await);
-                ofrep_runs.push(ofrep_round(&server.http_url, concurrency).await);
+            for _ in 0..if quick() { 1 } else { REPETITIONS } {
+                grpc_runs.push(grpc_round(&senders, &server.grpc_url, &grpc_bodies, concurrency).await);
+                ofrep_runs.push(ofrep_round(&server.http_url, &ofrep_bodies, concurrency).await);
             }
             let (g, o) = (summarize(&grpc_runs), summarize(&ofrep_runs));
             println!(
@@ -396,6 +476,9 @@ fn main() {
         (grpc, ofrep)
     });
     server.kill();
+    if quick() {
+        return;
+    }
     let propagation = propagation(&runtime);
     println!("propagation: {propagation}");
 
