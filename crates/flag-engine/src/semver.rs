@@ -4,18 +4,16 @@
 //! accepted; build metadata is ignored. Anything else that is not SemVer 2.0 (such as "2.0.0.0")
 //! is not a version, and the operator then yields null.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
+/// A version, borrowing its pre-release part from the text it was read from: reading the
+/// version in a context allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Version {
+pub(crate) struct Version<'a> {
     core: [u64; 3],
-    pre: Vec<Identifier>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Identifier {
-    Numeric(u64),
-    Text(String),
+    /// The pre-release identifiers as written (`rc.1`), already checked; empty for a release.
+    pre: Cow<'a, str>,
 }
 
 /// The comparisons `sem_ver` supports.
@@ -48,7 +46,7 @@ impl Comparison {
         })
     }
 
-    pub(crate) fn holds(self, left: &Version, right: &Version) -> bool {
+    pub(crate) fn holds(self, left: &Version<'_>, right: &Version<'_>) -> bool {
         let order = left.cmp(right);
         match self {
             Self::Equal => order == Ordering::Equal,
@@ -64,8 +62,8 @@ impl Comparison {
     }
 }
 
-impl Version {
-    pub(crate) fn parse(text: &str) -> Option<Self> {
+impl<'a> Version<'a> {
+    pub(crate) fn parse(text: &'a str) -> Option<Self> {
         // Bytes, not `str` searches: every cut is at an ASCII byte, and a `char` pattern costs
         // a memchr plus a memcmp per match.
         let bytes = text.as_bytes();
@@ -73,9 +71,47 @@ impl Version {
             Some(b'v' | b'V') => &bytes[1..],
             _ => bytes,
         };
-        let (bytes, build) = match bytes.iter().position(|&byte| byte == b'+') {
-            Some(plus) => (&bytes[..plus], Some(&bytes[plus + 1..])),
-            None => (bytes, None),
+        // The numeric core, digits accumulated in one pass up to the first `-` (pre-release)
+        // or `+` (build): at most three parts, each non-empty, without a leading zero.
+        let mut core = [0u64; 3];
+        let mut part = 0;
+        let mut digits = 0;
+        let mut end = bytes.len();
+        for (index, &byte) in bytes.iter().enumerate() {
+            match byte {
+                b'0'..=b'9' => {
+                    if digits == 1 && core[part] == 0 {
+                        return None;
+                    }
+                    core[part] = core[part].checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+                    digits += 1;
+                }
+                // A fourth part is not a version.
+                b'.' if digits > 0 && part < 2 => {
+                    part += 1;
+                    digits = 0;
+                }
+                b'-' | b'+' => {
+                    end = index;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        if digits == 0 {
+            return None;
+        }
+        let parts = part + 1;
+
+        // What follows: `-pre` up to a `+`, then `+build` (which may itself contain `-`).
+        let suffix = &bytes[end..];
+        let (pre_bytes, build) = match suffix.first() {
+            Some(b'-') => match suffix.iter().position(|&byte| byte == b'+') {
+                Some(plus) => (Some(&suffix[1..plus]), Some(&suffix[plus + 1..])),
+                None => (Some(&suffix[1..]), None),
+            },
+            Some(_) => (None, Some(&suffix[1..])),
+            None => (None, None),
         };
         if let Some(build) = build
             && build
@@ -84,33 +120,31 @@ impl Version {
         {
             return None;
         }
-        let (core_bytes, pre_bytes) = match bytes.iter().position(|&byte| byte == b'-') {
-            Some(dash) => (&bytes[..dash], Some(&bytes[dash + 1..])),
-            None => (bytes, None),
-        };
-
-        let mut core = [0u64; 3];
-        let mut parts = 0;
-        for part in core_bytes.split(|&byte| byte == b'.') {
-            // A fourth part is not a version.
-            *core.get_mut(parts)? = numeric_bytes(part)?;
-            parts += 1;
-        }
         // Shorthand ("1", "1.2") is accepted only without a pre-release or build suffix.
         if parts < 3 && (pre_bytes.is_some() || build.is_some()) {
             return None;
         }
 
         let pre = match pre_bytes {
-            // Cut at ASCII bytes only, so still UTF-8.
-            Some(pre) => std::str::from_utf8(pre)
-                .ok()?
-                .split('.')
-                .map(identifier)
-                .collect::<Option<Vec<_>>>()?,
-            None => Vec::new(),
+            Some(pre) if pre.split(|&byte| byte == b'.').all(is_identifier) => {
+                // Only ASCII letters, digits, `-` and `.`: still UTF-8.
+                std::str::from_utf8(pre).ok()?
+            }
+            Some(_) => return None,
+            None => "",
         };
-        Some(Self { core, pre })
+        Some(Self {
+            core,
+            pre: Cow::Borrowed(pre),
+        })
+    }
+
+    /// The same version, owning its text (a target parsed once at compile time).
+    pub(crate) fn into_owned(self) -> Version<'static> {
+        Version {
+            core: self.core,
+            pre: Cow::Owned(self.pre.into_owned()),
+        }
     }
 }
 
@@ -125,21 +159,39 @@ fn numeric_bytes(part: &[u8]) -> Option<u64> {
     })
 }
 
-fn numeric(part: &str) -> Option<u64> {
-    numeric_bytes(part.as_bytes())
+/// A pre-release identifier: ASCII letters, digits and `-`, not empty.
+fn is_identifier(part: &[u8]) -> bool {
+    !part.is_empty() && part.iter().all(|byte| byte.is_ascii_alphanumeric() || *byte == b'-')
 }
 
-fn identifier(part: &str) -> Option<Identifier> {
-    if part.is_empty() || !part.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-') {
-        return None;
+/// SemVer precedence of two pre-release identifiers: numbers numerically and below text,
+/// text in ASCII order. ("01" is not a number, so it is text, as it was always read here.)
+fn identifier_order(left: &str, right: &str) -> Ordering {
+    match (numeric_bytes(left.as_bytes()), numeric_bytes(right.as_bytes())) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => left.cmp(right),
     }
-    Some(match numeric(part) {
-        Some(number) => Identifier::Numeric(number),
-        None => Identifier::Text(part.to_owned()),
-    })
 }
 
-impl Ord for Version {
+/// Identifier by identifier; a shorter list that is a prefix of the other sorts first.
+fn pre_release_order(left: &str, right: &str) -> Ordering {
+    let (mut left, mut right) = (left.split('.'), right.split('.'));
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(a), Some(b)) => match identifier_order(a, b) {
+                Ordering::Equal => {}
+                order => return order,
+            },
+        }
+    }
+}
+
+impl Ord for Version<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
         self.core
             .cmp(&other.core)
@@ -148,29 +200,12 @@ impl Ord for Version {
                 // A pre-release sorts before its release.
                 (true, false) => Ordering::Greater,
                 (false, true) => Ordering::Less,
-                (false, false) => self.pre.cmp(&other.pre),
+                (false, false) => pre_release_order(&self.pre, &other.pre),
             })
     }
 }
 
-impl PartialOrd for Version {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Identifier {
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (Self::Numeric(a), Self::Numeric(b)) => a.cmp(b),
-            (Self::Numeric(_), Self::Text(_)) => Ordering::Less,
-            (Self::Text(_), Self::Numeric(_)) => Ordering::Greater,
-            (Self::Text(a), Self::Text(b)) => a.cmp(b),
-        }
-    }
-}
-
-impl PartialOrd for Identifier {
+impl PartialOrd for Version<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
@@ -180,7 +215,7 @@ impl PartialOrd for Identifier {
 mod tests {
     use super::*;
 
-    fn version(text: &str) -> Version {
+    fn version(text: &str) -> Version<'_> {
         Version::parse(text).unwrap_or_else(|| panic!("{text} should parse"))
     }
 

@@ -102,6 +102,10 @@ fn boolean<'a>(value: bool) -> Outcome<'a> {
 fn eval_var<'a>(var: &'a Var, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
     let found = match &var.path {
         Path::Whole => Some(whole(data)),
+        Path::Key(key) => match data.item {
+            Some(item) => descend(item, std::iter::once(&**key)).map(Cow::Borrowed),
+            None => data.root.context.get(&**key).map(Cow::Borrowed),
+        },
         Path::Keys(keys) => lookup(data, keys.iter().map(|key| &**key)),
         Path::Computed(rule) => {
             let path = eval(rule, data, budget)?;
@@ -202,14 +206,12 @@ fn apply<'a>(op: Op, values: &[Cow<'a, Value>]) -> Cow<'a, Value> {
     let arg = |index: usize| values.get(index).map_or(&Value::Null, |value| &**value);
     let owned = Cow::Owned;
     match op {
-        Op::Equal => owned(Value::Bool(loose_equal(arg(0), arg(1)))),
-        Op::NotEqual => owned(Value::Bool(!loose_equal(arg(0), arg(1)))),
-        Op::StrictEqual => owned(Value::Bool(strict_equal(arg(0), arg(1)))),
-        Op::StrictNotEqual => owned(Value::Bool(!strict_equal(arg(0), arg(1)))),
         Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual => owned(Value::Bool(ordered(op, values))),
+        Op::Equal | Op::NotEqual | Op::StrictEqual | Op::StrictNotEqual | Op::In | Op::StartsWith | Op::EndsWith => {
+            owned(compared(op, arg(0), arg(1)).map_or(Value::Null, Value::Bool))
+        }
         Op::Not => owned(Value::Bool(!truthy(arg(0)))),
         Op::Truthy => owned(Value::Bool(truthy(arg(0)))),
-        Op::In => owned(Value::Bool(contains(arg(1), arg(0)))),
         Op::Cat => owned(Value::String(values.iter().map(|value| to_text(value)).collect())),
         Op::Substr => owned(substring(arg(0), arg(1), values.get(2).map(|value| &**value))),
         Op::Add => owned(number_value(values.iter().map(|value| to_number(value)).sum())),
@@ -222,8 +224,6 @@ fn apply<'a>(op: Op, values: &[Cow<'a, Value>]) -> Cow<'a, Value> {
         Op::Max => owned(extreme(values, f64::max)),
         Op::Merge => owned(Value::Array(values.iter().flat_map(|value| flatten(value)).collect())),
         Op::Log => values.first().cloned().unwrap_or(Cow::Owned(Value::Null)),
-        Op::StartsWith => owned(affix(arg(0), arg(1), |text, affix| text.starts_with(affix))),
-        Op::EndsWith => owned(affix(arg(0), arg(1), |text, affix| text.ends_with(affix))),
         Op::If
         | Op::And
         | Op::Or
@@ -240,20 +240,22 @@ fn apply<'a>(op: Op, values: &[Cow<'a, Value>]) -> Cow<'a, Value> {
 
 /// `<`, `<=` (both also as "between" with three arguments), `>`, `>=`.
 fn ordered(op: Op, values: &[Cow<'_, Value>]) -> bool {
-    let holds = |left: &Value, right: &Value| {
-        let order = compare(left, right);
-        match op {
-            Op::Less => order == Some(Ordering::Less),
-            Op::LessOrEqual => matches!(order, Some(Ordering::Less | Ordering::Equal)),
-            Op::Greater => order == Some(Ordering::Greater),
-            _ => matches!(order, Some(Ordering::Greater | Ordering::Equal)),
-        }
-    };
+    let holds = |left: &Value, right: &Value| ordered_pair(op, left, right);
     match values {
         [left, right] => holds(left, right),
         [low, middle, high] if matches!(op, Op::Less | Op::LessOrEqual) => holds(low, middle) && holds(middle, high),
         [left, right, ..] => holds(left, right),
         _ => false,
+    }
+}
+
+fn ordered_pair(op: Op, left: &Value, right: &Value) -> bool {
+    let order = compare(left, right);
+    match op {
+        Op::Less => order == Some(Ordering::Less),
+        Op::LessOrEqual => matches!(order, Some(Ordering::Less | Ordering::Equal)),
+        Op::Greater => order == Some(Ordering::Greater),
+        _ => matches!(order, Some(Ordering::Greater | Ordering::Equal)),
     }
 }
 
@@ -303,11 +305,11 @@ fn flatten(value: &Value) -> Vec<Value> {
     }
 }
 
-/// flagd's `starts_with` / `ends_with`: null unless both arguments are strings.
-fn affix(text: &Value, affix: &Value, test: fn(&str, &str) -> bool) -> Value {
+/// flagd's `starts_with` / `ends_with`: null (`None`) unless both arguments are strings.
+fn affix(text: &Value, affix: &Value, test: fn(&str, &str) -> bool) -> Option<bool> {
     match (text, affix) {
-        (Value::String(text), Value::String(affix)) => Value::Bool(test(text, affix)),
-        _ => Value::Null,
+        (Value::String(text), Value::String(affix)) => Some(test(text, affix)),
+        _ => None,
     }
 }
 
@@ -327,9 +329,14 @@ fn eval_if<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome
 /// Whether `expr` is truthy, for conditions: the same answer as `truthy(eval(expr))`, without
 /// building the values of `and`, `or`, `!` and `if` that only their truthiness is asked of.
 fn test<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Result<bool, Exhausted> {
-    let Expr::Op(op, args) = expr else {
-        let value = eval(expr, data, budget)?;
-        return Ok(truthy(&value));
+    let (op, args) = match expr {
+        Expr::Op(op, args) => (op, args),
+        // A null (not a version) is falsy.
+        Expr::SemVer(sem_ver) => return Ok(sem_ver_holds(sem_ver, data, budget)? == Some(true)),
+        _ => {
+            let value = eval(expr, data, budget)?;
+            return Ok(truthy(&value));
+        }
     };
     budget.spend()?;
     match op {
@@ -370,11 +377,36 @@ fn test<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Result<bool,
                 _ => Ok(false),
             }
         }
+        // Most conditions compare one value with another; a null (`starts_with` on a number,
+        // say) is falsy.
+        _ if op.is_comparison() => match &**args {
+            [left, right] => {
+                let (left, right) = (eval(left, data, budget)?, eval(right, data, budget)?);
+                Ok(compared(*op, &left, &right) == Some(true))
+            }
+            _ => Ok(truthy(&*eval_op(*op, args, data, budget)?)),
+        },
         _ => {
             let value = eval_op(*op, args, data, budget)?;
             Ok(truthy(&value))
         }
     }
+}
+
+/// The two-operand comparisons, as booleans; `None` where the operator yields null
+/// (`starts_with`/`ends_with` unless both operands are strings).
+fn compared(op: Op, left: &Value, right: &Value) -> Option<bool> {
+    Some(match op {
+        Op::Equal => loose_equal(left, right),
+        Op::NotEqual => !loose_equal(left, right),
+        Op::StrictEqual => strict_equal(left, right),
+        Op::StrictNotEqual => !strict_equal(left, right),
+        Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual => ordered_pair(op, left, right),
+        Op::In => contains(right, left),
+        Op::StartsWith => affix(left, right, |text, affix| text.starts_with(affix))?,
+        Op::EndsWith => affix(left, right, |text, affix| text.ends_with(affix))?,
+        _ => return None,
+    })
 }
 
 fn eval_and_or<'a>(is_and: bool, args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
@@ -645,20 +677,24 @@ pub(super) fn valid_weights(weights: Vec<u64>) -> Option<Box<[u64]>> {
 }
 
 fn eval_sem_ver<'a>(sem_ver: &'a SemVer, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    match sem_ver_holds(sem_ver, data, budget)? {
+        Some(holds) => boolean(holds),
+        None => null(),
+    }
+}
+
+/// `None` when either side is not a version (the operator then yields null).
+fn sem_ver_holds<'a>(sem_ver: &'a SemVer, data: Data<'a>, budget: &mut Budget) -> Result<Option<bool>, Exhausted> {
     let version = eval(&sem_ver.version, data, budget)?;
     let Some(version) = version_of(&version) else {
-        return null();
+        return Ok(None);
     };
-    let computed;
-    let target = match &sem_ver.target {
-        Target::Parsed(target) => target,
+    let holds = match &sem_ver.target {
+        Target::Parsed(target) => sem_ver.comparison.holds(&version, target),
         Target::Computed(rule) => match version_of(&*eval(rule, data, budget)?) {
-            Some(target) => {
-                computed = target;
-                &computed
-            }
-            None => return null(),
+            Some(target) => sem_ver.comparison.holds(&version, &target),
+            None => return Ok(None),
         },
     };
-    boolean(sem_ver.comparison.holds(&version, target))
+    Ok(Some(holds))
 }

@@ -96,6 +96,8 @@ pub(crate) fn loose_equal(left: &Value, right: &Value) -> bool {
 /// `===`: same type and same value.
 pub(crate) fn strict_equal(left: &Value, right: &Value) -> bool {
     match (left, right) {
+        // The common case (`in` over a list of strings), without the generic comparison.
+        (Value::String(a), Value::String(b)) => a.len() == b.len() && a.as_bytes() == b.as_bytes(),
         (Value::Number(_), Value::Number(_)) => to_number(left) == to_number(right),
         _ => left == right,
     }

@@ -46,6 +46,8 @@ pub(crate) struct Var {
 enum Path {
     /// The whole data (`{"var": ""}`).
     Whole,
+    /// One top-level key other than `$flagd` (`{"var": "country"}`): most paths.
+    Key(Box<str>),
     Keys(Box<[Box<str>]>),
     /// A path computed by a rule.
     Computed(Expr),
@@ -91,6 +93,24 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// Operators that compare two operands into a boolean (or null).
+    fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            Self::Equal
+                | Self::StrictEqual
+                | Self::NotEqual
+                | Self::StrictNotEqual
+                | Self::Less
+                | Self::LessOrEqual
+                | Self::Greater
+                | Self::GreaterOrEqual
+                | Self::In
+                | Self::StartsWith
+                | Self::EndsWith
+        )
+    }
+
     fn named(name: &str) -> Option<Self> {
         Some(match name {
             "==" => Self::Equal,
@@ -162,7 +182,7 @@ pub(crate) struct SemVer {
 
 #[derive(Debug, Clone)]
 enum Target {
-    Parsed(Version),
+    Parsed(Version<'static>),
     Computed(Expr),
 }
 
@@ -349,6 +369,7 @@ impl Compiler {
         let path = match path {
             None | Some(Value::Null) => Path::Whole,
             Some(Value::String(text)) if text.is_empty() => Path::Whole,
+            Some(Value::String(text)) if !text.contains('.') && text != "$flagd" => Path::Key(Box::from(text.as_str())),
             Some(Value::String(text)) => Path::Keys(text.split('.').map(Box::from).collect()),
             Some(Value::Number(number)) => Path::Keys(Box::new([Box::from(js::number_text(number))])),
             Some(rule) => Path::Computed(self.expr(rule, depth + 1)?),
@@ -369,7 +390,7 @@ impl Compiler {
         };
         let target = match &target {
             Expr::Literal(value) => match version_of(value) {
-                Some(parsed) => Target::Parsed(parsed),
+                Some(parsed) => Target::Parsed(parsed.into_owned()),
                 None => return Ok(Expr::Literal(Value::Null)),
             },
             _ => Target::Computed(target),
@@ -464,10 +485,10 @@ fn fold_array(items: Box<[Expr]>) -> Expr {
 }
 
 /// A context value read as a version: strings as written, numbers as JavaScript prints them.
-fn version_of(value: &Value) -> Option<Version> {
+fn version_of(value: &Value) -> Option<Version<'_>> {
     match value {
         Value::String(text) => Version::parse(text),
-        Value::Number(number) => Version::parse(&js::number_text(number)),
+        Value::Number(number) => Version::parse(&js::number_text(number)).map(Version::into_owned),
         _ => None,
     }
 }
