@@ -314,16 +314,25 @@ fn affix(text: &Value, affix: &Value, test: fn(&str, &str) -> bool) -> Option<bo
 }
 
 fn eval_if<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    match branch(args, data, budget)? {
+        Some(chosen) => eval(chosen, data, budget),
+        None => null(),
+    }
+}
+
+/// The branch `if` takes: the value after the first truthy condition, else the trailing
+/// `else` value; `None` when there is neither.
+fn branch<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Result<Option<&'a Expr>, Exhausted> {
     let mut pairs = args.chunks_exact(2);
     for pair in &mut pairs {
         if test(&pair[0], data, budget)? {
-            return eval(&pair[1], data, budget);
+            return Ok(Some(&pair[1]));
         }
     }
-    match pairs.remainder() {
-        [otherwise] => eval(otherwise, data, budget),
-        _ => null(),
-    }
+    Ok(match pairs.remainder() {
+        [otherwise] => Some(otherwise),
+        _ => None,
+    })
 }
 
 /// Whether `expr` is truthy, for conditions: the same answer as `truthy(eval(expr))`, without
@@ -365,31 +374,19 @@ fn test<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Result<bool,
             Some(arg) => test(arg, data, budget),
             None => Ok(false),
         },
-        Op::If => {
-            let mut pairs = args.chunks_exact(2);
-            for pair in &mut pairs {
-                if test(&pair[0], data, budget)? {
-                    return test(&pair[1], data, budget);
-                }
-            }
-            match pairs.remainder() {
-                [otherwise] => test(otherwise, data, budget),
-                _ => Ok(false),
-            }
-        }
-        // Most conditions compare one value with another; a null (`starts_with` on a number,
-        // say) is falsy.
-        _ if op.is_comparison() => match &**args {
-            [left, right] => {
+        Op::If => match branch(args, data, budget)? {
+            Some(chosen) => test(chosen, data, budget),
+            None => Ok(false),
+        },
+        _ => match &**args {
+            // Most conditions compare one value with another; a null (`starts_with` on a
+            // number, say) is falsy.
+            [left, right] if op.is_comparison() => {
                 let (left, right) = (eval(left, data, budget)?, eval(right, data, budget)?);
                 Ok(compared(*op, &left, &right) == Some(true))
             }
             _ => Ok(truthy(&*eval_op(*op, args, data, budget)?)),
         },
-        _ => {
-            let value = eval_op(*op, args, data, budget)?;
-            Ok(truthy(&value))
-        }
     }
 }
 

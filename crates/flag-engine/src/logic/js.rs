@@ -97,7 +97,7 @@ pub(crate) fn loose_equal(left: &Value, right: &Value) -> bool {
 pub(crate) fn strict_equal(left: &Value, right: &Value) -> bool {
     match (left, right) {
         // The common case (`in` over a list of strings), without the generic comparison.
-        (Value::String(a), Value::String(b)) => a.len() == b.len() && a.as_bytes() == b.as_bytes(),
+        (Value::String(a), Value::String(b)) => a == b,
         (Value::Number(_), Value::Number(_)) => to_number(left) == to_number(right),
         _ => left == right,
     }
