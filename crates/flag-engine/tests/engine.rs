@@ -18,6 +18,11 @@ fn context(value: Value) -> Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
 }
 
+/// A flag resolved for a context at timestamp 0.
+fn evaluate<'f>(flags: &'f FlagSet, key: &str, context: &Map<String, Value>) -> flag_engine::Resolution<'f> {
+    flags.evaluate(key, &Scope { context, timestamp: 0 })
+}
+
 /// The variant a rule picks for a context, from a flag whose variants are the strings "a".."d",
 /// the booleans' names, and "none" as default.
 fn pick(rule: Value, ctx: Value) -> (Option<String>, Reason) {
@@ -102,13 +107,7 @@ fn limits_bound_documents_and_rules() {
     let problems = flags.problems();
     assert_eq!(problems.len(), 1);
     assert!(problems[0].message.contains("nests deeper than 8"), "{problems:?}");
-    let resolution = flags.evaluate(
-        "f",
-        &Scope {
-            context: &Map::new(),
-            timestamp: 0,
-        },
-    );
+    let resolution = evaluate(&flags, "f", &Map::new());
     assert_eq!(resolution.error.unwrap().0, ErrorCode::ParseError);
 
     let wide = json!({"cat": (0..50).map(|i| json!(i)).collect::<Vec<_>>()});
@@ -128,13 +127,7 @@ fn runaway_evaluation_is_cut_off() {
     let nested: Vec<Value> = (0..1000).map(|_| Value::Array(items.clone())).collect();
     let flags = set(json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": "a", "b": "b"}, "targeting": rule}}}));
     let ctx = context(json!({ "items": nested }));
-    let resolution = flags.evaluate(
-        "f",
-        &Scope {
-            context: &ctx,
-            timestamp: 0,
-        },
-    );
+    let resolution = evaluate(&flags, "f", &ctx);
     assert_eq!(resolution.error.map(|(code, _)| code), Some(ErrorCode::General));
 }
 
@@ -159,18 +152,7 @@ fn evaluator_references_inline_and_cycles_are_refused() {
             .any(|problem| problem.flag == "loop" && problem.message.contains("cycle"))
     );
     let ctx = context(json!({"tier": "gold"}));
-    assert_eq!(
-        flags
-            .evaluate(
-                "chain",
-                &Scope {
-                    context: &ctx,
-                    timestamp: 0
-                }
-            )
-            .variant,
-        Some("a")
-    );
+    assert_eq!(evaluate(&flags, "chain", &ctx).variant, Some("a"));
 }
 
 #[test]
@@ -341,21 +323,10 @@ fn targeting_results_that_are_not_variants_are_errors() {
         "state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "a",
         "targeting": {"var": "choice"}
     }}}));
-    let scope = |ctx: &Map<String, Value>| {
-        flags
-            .evaluate(
-                "f",
-                &Scope {
-                    context: ctx,
-                    timestamp: 0,
-                },
-            )
-            .error
-            .map(|(code, _)| code)
-    };
-    assert_eq!(scope(&context(json!({"choice": "zzz"}))), Some(ErrorCode::General));
-    assert_eq!(scope(&context(json!({"choice": {"a": 1}}))), Some(ErrorCode::General));
-    assert_eq!(scope(&context(json!({"choice": "b"}))), None);
+    let error_code = |ctx: &Map<String, Value>| evaluate(&flags, "f", ctx).error.map(|(code, _)| code);
+    assert_eq!(error_code(&context(json!({"choice": "zzz"}))), Some(ErrorCode::General));
+    assert_eq!(error_code(&context(json!({"choice": {"a": 1}}))), Some(ErrorCode::General));
+    assert_eq!(error_code(&context(json!({"choice": "b"}))), None);
 }
 
 #[test]
@@ -424,13 +395,7 @@ fn fractional_splits_by_weight_and_is_sticky() {
     }
     assert!((400..600).contains(&a), "10% of 5,000 should be near 500, got {a}");
     let ctx = context(json!({"targetingKey": 42}));
-    let resolution = flags.evaluate(
-        "f",
-        &Scope {
-            context: &ctx,
-            timestamp: 0,
-        },
-    );
+    let resolution = evaluate(&flags, "f", &ctx);
     assert_eq!(
         resolution.reason,
         Reason::Default,
@@ -543,40 +508,17 @@ fn fuzzing_findings_stay_fixed() {
     let flags = set(
         json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": "a"}, "targeting": {"if": [doubling, "a"]}}}}),
     );
-    let resolution = flags.evaluate(
-        "f",
-        &Scope {
-            context: &Map::new(),
-            timestamp: 0,
-        },
-    );
+    let resolution = evaluate(&flags, "f", &Map::new());
     assert_eq!(resolution.error.map(|(code, _)| code), Some(ErrorCode::General));
 
     // A targeting that is only a $ref to a non-rule is broken (and stays so through to_document).
     let scalar_ref = set(
         json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": "a"}, "targeting": {"$ref": "x"}}}, "$evaluators": {"x": 1}}),
     );
-    let resolution = scalar_ref.evaluate(
-        "f",
-        &Scope {
-            context: &Map::new(),
-            timestamp: 0,
-        },
-    );
+    let resolution = evaluate(&scalar_ref, "f", &Map::new());
     assert_eq!(resolution.error.map(|(code, _)| code), Some(ErrorCode::ParseError));
     let again = FlagSet::from_document(&scalar_ref.to_document(), &Limits::default()).unwrap();
-    assert_eq!(
-        again
-            .evaluate(
-                "f",
-                &Scope {
-                    context: &Map::new(),
-                    timestamp: 0
-                }
-            )
-            .reason,
-        Reason::Error
-    );
+    assert_eq!(evaluate(&again, "f", &Map::new()).reason, Reason::Error);
 
     // Evaluators that reference each other twice per level cannot blow up a whole document.
     let mut evaluators = serde_json::Map::new();
