@@ -325,7 +325,10 @@ fn targeting_results_that_are_not_variants_are_errors() {
     }}}));
     let error_code = |ctx: &Map<String, Value>| evaluate(&flags, "f", ctx).error.map(|(code, _)| code);
     assert_eq!(error_code(&context(json!({"choice": "zzz"}))), Some(ErrorCode::General));
-    assert_eq!(error_code(&context(json!({"choice": {"a": 1}}))), Some(ErrorCode::General));
+    assert_eq!(
+        error_code(&context(json!({"choice": {"a": 1}}))),
+        Some(ErrorCode::General)
+    );
     assert_eq!(error_code(&context(json!({"choice": "b"}))), None);
 }
 
