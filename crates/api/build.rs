@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "switchyard/flags/v1/flag_service.proto",
     "switchyard/experiments/v1/experiment_service.proto",
     "switchyard/realtime/v1/realtime_service.proto",
+    "switchyard/realtime/v1/events.proto",
     "switchyard/presence/v1/presence_service.proto",
     // flagd's own protocols, so every OpenFeature flagd provider can talk to flag-service.
     "flagd/evaluation/v1/evaluation.proto",

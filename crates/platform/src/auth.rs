@@ -327,6 +327,13 @@ impl Authenticator {
     }
 
     fn jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        principal_from_claims(self.verify_jwt::<Claims>(token)?)
+    }
+
+    /// Verifies a JWT with the configured keys, issuer and audience (`exp` and `sub` required)
+    /// and returns its claims as `C`: for tokens that are not management credentials, such as
+    /// the connection tokens of realtime clients.
+    pub fn verify_jwt<C: serde::de::DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|error| AuthError::Malformed(error.to_string()))?;
         let keys: Vec<&DecodingKey> = match header.alg {
             Algorithm::HS256 => self.hs256.iter().collect(),
@@ -339,8 +346,8 @@ impl Authenticator {
         let validation = self.validation(header.alg);
         let mut last = AuthError::Invalid("no key verified the token".into());
         for key in keys {
-            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
-                Ok(data) => return principal_from_claims(data.claims),
+            match jsonwebtoken::decode::<C>(token, key, &validation) {
+                Ok(data) => return Ok(data.claims),
                 Err(error) => last = jwt_error(error),
             }
         }

@@ -1,4 +1,9 @@
 //! The settings of realtime-gateway: the platform's shared settings plus its own `[service]` section.
+//!
+//! Connection tokens are JWTs verified with the platform's `[auth]` keys (HS256 secret or
+//! RS256 public keys, issuer, audience); see docs/realtime-protocol.md for their claims.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use switchyard_platform::{ServiceIdentity, settings::SettingsError};
@@ -11,11 +16,176 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
     http_port: 8018,
 };
 
-/// Settings that only realtime-gateway reads (`[service]`, or `[services.realtime_gateway.service]` in a
-/// shared file). None yet: later capabilities add theirs here.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RealtimeServiceSettings {}
+/// Settings that only realtime-gateway reads (`[service]`, or
+/// `[services.realtime_gateway.service]` in a shared file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealtimeServiceSettings {
+    /// Channel namespaces by name: the part of a channel before its first `:` or `#`
+    /// (`product` for `product:sku-1`, `user` for `user#42`). A channel without either
+    /// belongs to the namespace named `""`. A channel in a namespace not listed here is refused.
+    pub namespaces: BTreeMap<String, NamespaceSettings>,
+    /// The tenant of clients that connect without a token, and of tokens without a `tenant`
+    /// claim. Publishers reach those clients by publishing as this tenant.
+    pub anonymous_tenant: String,
+    /// What one client connection may do.
+    pub client: ClientLimits,
+    /// How long an idempotency key remembers its publish, in seconds.
+    pub idempotency_ttl_secs: u64,
+    /// How long a channel's position (offset and epoch) outlives its last publication, in
+    /// seconds. After that the channel starts over with a new epoch.
+    pub stream_meta_ttl_secs: u64,
+    /// How often each node reports its counts for `Channels` and `Info`, in milliseconds.
+    pub node_report_ms: u64,
+}
+
+/// What a namespace's channels keep and allow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamespaceSettings {
+    /// Publications kept per channel for history and recovery; 0 keeps none (a client can
+    /// then recover only when it missed nothing).
+    pub history_size: usize,
+    /// How long kept publications live, in seconds; 0 with `history_size` > 0 is refused.
+    pub history_ttl_secs: u64,
+    /// Clients may publish into these channels (otherwise only the server API can).
+    pub allow_publish: bool,
+    /// Any connected client may subscribe, without the channel in its token.
+    pub public: bool,
+    /// Clients without a token may subscribe (needs `public`).
+    pub allow_anonymous: bool,
+}
+
+/// Limits on one client connection, and on the connections of one user or address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientLimits {
+    /// Largest frame or SSE request accepted from a client, in bytes.
+    pub max_message_bytes: usize,
+    /// Bytes waiting to be written to one client at most; a client that falls this far
+    /// behind is disconnected (code 3001, reconnect) so it cannot slow anyone else.
+    pub max_queue_bytes: usize,
+    /// Channels one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// Connections one user may hold on one node.
+    pub max_connections_per_user: usize,
+    /// Connections one client address may hold on one node.
+    pub max_connections_per_ip: usize,
+    /// New connections per second one client address may open (burst 2×).
+    pub connects_per_second_per_ip: u32,
+    /// Commands per second one connection may send (burst 2×); beyond, it is disconnected.
+    pub commands_per_second: u32,
+    /// How long a client has to send `connect` after opening the socket, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// How often the server pings an idle client, in milliseconds.
+    pub ping_interval_ms: u64,
+    /// How long after a ping the server waits for any frame before it gives up, in ms.
+    pub pong_timeout_ms: u64,
+    /// The longest batching window a client may ask for at connect, in milliseconds.
+    pub max_batch_window_ms: u64,
+    /// Reconnect advice: the first delay a client should wait, in milliseconds; clients are
+    /// told a random delay between this and `reconnect_max_delay_ms` so they do not return
+    /// all at once.
+    pub reconnect_min_delay_ms: u64,
+    pub reconnect_max_delay_ms: u64,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 65_536,
+            max_queue_bytes: 1 << 20,
+            max_subscriptions: 128,
+            max_connections_per_user: 32,
+            max_connections_per_ip: 100_000,
+            connects_per_second_per_ip: 100_000,
+            commands_per_second: 100,
+            connect_timeout_ms: 10_000,
+            ping_interval_ms: 25_000,
+            pong_timeout_ms: 10_000,
+            max_batch_window_ms: 1_000,
+            reconnect_min_delay_ms: 500,
+            reconnect_max_delay_ms: 5_000,
+        }
+    }
+}
+
+impl Default for RealtimeServiceSettings {
+    fn default() -> Self {
+        Self {
+            namespaces: default_namespaces(),
+            anonymous_tenant: "default".to_owned(),
+            client: ClientLimits::default(),
+            idempotency_ttl_secs: 300,
+            stream_meta_ttl_secs: 30 * 24 * 3600,
+            node_report_ms: 2_000,
+        }
+    }
+}
+
+/// The ecosystem's channel conventions (see proto/switchyard/realtime/v1/events.proto).
+fn default_namespaces() -> BTreeMap<String, NamespaceSettings> {
+    let history = |size, ttl_secs| NamespaceSettings {
+        history_size: size,
+        history_ttl_secs: ttl_secs,
+        ..NamespaceSettings::default()
+    };
+    let public = |size, ttl_secs| NamespaceSettings {
+        public: true,
+        allow_anonymous: true,
+        ..history(size, ttl_secs)
+    };
+    BTreeMap::from([
+        (String::new(), history(100, 300)),
+        ("product".to_owned(), public(20, 300)),
+        ("promo".to_owned(), public(20, 3_600)),
+        ("order".to_owned(), history(50, 3_600)),
+        ("user".to_owned(), history(100, 3_600)),
+        ("$config".to_owned(), history(100, 3_600)),
+        ("$flags".to_owned(), history(100, 3_600)),
+    ])
+}
+
+impl RealtimeServiceSettings {
+    /// Settings that would make the gateway misbehave are refused at start.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        for (name, namespace) in &self.namespaces {
+            if namespace.history_size > 0 && namespace.history_ttl_secs == 0 {
+                return Err(invalid(
+                    format!("service.namespaces.{name}.history_ttl_secs"),
+                    "must be set when history_size is",
+                ));
+            }
+            if namespace.allow_anonymous && !namespace.public {
+                return Err(invalid(
+                    format!("service.namespaces.{name}.allow_anonymous"),
+                    "needs `public = true`",
+                ));
+            }
+        }
+        let client = &self.client;
+        if client.reconnect_min_delay_ms > client.reconnect_max_delay_ms {
+            return Err(invalid(
+                "service.client.reconnect_min_delay_ms".into(),
+                "must not exceed reconnect_max_delay_ms",
+            ));
+        }
+        if client.max_message_bytes == 0 || client.max_queue_bytes < client.max_message_bytes {
+            return Err(invalid(
+                "service.client.max_queue_bytes".into(),
+                "must be at least max_message_bytes (and both above 0)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: String, message: &str) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        reason: message.to_owned(),
+    }
+}
 
 pub type Settings = switchyard_platform::Settings<RealtimeServiceSettings>;
 

@@ -1,27 +1,80 @@
-//! Wiring: the platform host, then this service's parts on top of it.
+//! Wiring: the platform host, the hub and its broker (Redis when configured), the gateway's
+//! use cases, then the gRPC API and the WebSocket/SSE routes on top.
+
+use std::{sync::Arc, time::Duration};
 
 use switchyard_api::realtime::v1::realtime_service_server::RealtimeServiceServer;
-use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError};
+use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError, clock::now_ms};
 
 use crate::{
+    biz::{
+        broker::{Broker, BrokerSink},
+        gateway::{Gateway, Node},
+        hub::Hub,
+        metrics::GatewayMetrics,
+    },
     conf::{IDENTITY, Settings},
-    data::MIGRATIONS,
-    service::RealtimeServiceApi,
+    data::{AnyBroker, MIGRATIONS},
+    service::{RealtimeServiceApi, Transport, routes},
 };
 
 /// `GetServiceInfo` answers without credentials, like a version endpoint.
 const PUBLIC: &[&str] = &["/switchyard.realtime.v1.RealtimeService/GetServiceInfo"];
 
 pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, StartError> {
+    settings.service.validate()?;
     let host = Host::prepare(IDENTITY, settings, shutdown, &MIGRATIONS).await?;
+    let metrics = GatewayMetrics::new();
+    metrics.register(&host.metrics);
+    let hub = Arc::new(Hub::new(metrics.clone()));
+    let sink: Arc<dyn BrokerSink> = hub.clone();
+    let broker = AnyBroker::connect(host.settings.redis_url.as_deref(), sink, host.shutdown.clone())
+        .await
+        .map_err(|error| StartError::Bus(switchyard_platform::bus::BusError::Redis(error.to_string())))?;
+    let node = Node {
+        id: host.about.instance_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at_ms: now_ms(),
+    };
+    let gateway = Arc::new(Gateway::new(
+        broker,
+        hub,
+        host.settings.service.clone(),
+        host.authenticator.clone(),
+        metrics,
+        node,
+    ));
+    spawn_reports(gateway.clone(), host.shutdown.clone());
+
     let max_message = host.settings.limits.max_request_bytes;
-    let api = RealtimeServiceServer::new(RealtimeServiceApi::new(host.about.clone()))
+    let api = RealtimeServiceServer::new(RealtimeServiceApi::new(host.about.clone(), gateway.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    let transport = Transport {
+        gateway,
+        shutdown: host.shutdown.clone(),
+    };
     let services = PUBLIC
         .iter()
-        .fold(GrpcServices::new().with_service(api), |services, path| {
-            services.public(path)
-        });
+        .fold(GrpcServices::new().with_service(api), |services, path| services.public(path))
+        .with_http_routes(routes(transport));
     host.serve(services).await
+}
+
+/// Reports this node's counts for `Info` and `Channels` every `node_report_ms`, and forgets
+/// idle rate-limit state.
+fn spawn_reports(gateway: Arc<Gateway<AnyBroker>>, shutdown: Shutdown) {
+    let interval = Duration::from_millis(gateway.settings.node_report_ms.max(100));
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = gateway.broker.report(gateway.report()).await {
+                tracing::warn!(%error, "cannot report node state");
+            }
+            gateway.forget_idle();
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
 }

@@ -1,3 +1,14 @@
-//! The domain of realtime-gateway: types and use cases, free of SQL, gRPC and HTTP. Repositories are
-//! traits defined here and implemented in `data/`. The foundation gives this service
-//! only `GetServiceInfo`, which needs no domain logic; its capabilities land here.
+//! The domain of realtime-gateway: channels and who may use them, the hub that fans
+//! publications out to connections, the broker contract (offsets, epochs, history), the
+//! client protocol and each connection's session. Free of SQL, gRPC and HTTP; the brokers
+//! live in `data/`, the transports in `service/`.
+
+pub mod broker;
+pub mod channel;
+pub mod gateway;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod protocol;
+pub mod publication;
+pub mod session;

@@ -1,31 +1,31 @@
-//! The gRPC face of realtime-gateway: maps protobuf requests to use cases and errors to statuses.
+//! The faces of realtime-gateway: the gRPC server API (`api`), the WebSocket client
+//! protocol (`websocket`), Server-Sent Events (`sse`) and the `/demo` page. Each maps its
+//! wire format to the sessions and use cases in `biz`.
 
-use switchyard_api::{
-    realtime::v1::realtime_service_server::RealtimeService,
-    runtime::v1::{GetServiceInfoRequest, ServiceInfo},
-};
-use switchyard_platform::{about::About, error::to_status};
-use tonic::{Request, Response, Status};
+mod api;
+mod sse;
+mod websocket;
 
-/// Implements `switchyard.realtime.v1.RealtimeService`.
+use std::sync::Arc;
+
+use axum::{Router, response::Html, routing::get};
+use switchyard_platform::shutdown::Shutdown;
+
+pub use self::api::RealtimeServiceApi;
+use crate::{biz::gateway::Gateway, data::AnyBroker};
+
+/// What the HTTP transports share.
 #[derive(Debug, Clone)]
-pub struct RealtimeServiceApi {
-    about: About,
+pub struct Transport {
+    pub gateway: Arc<Gateway<AnyBroker>>,
+    pub shutdown: Shutdown,
 }
 
-impl RealtimeServiceApi {
-    pub fn new(about: About) -> Self {
-        Self { about }
-    }
-}
-
-#[tonic::async_trait]
-impl RealtimeService for RealtimeServiceApi {
-    async fn get_service_info(
-        &self,
-        _request: Request<GetServiceInfoRequest>,
-    ) -> Result<Response<ServiceInfo>, Status> {
-        let info = self.about.service_info().await.map_err(|error| to_status(&error))?;
-        Ok(Response::new(info))
-    }
+/// `/realtime/websocket`, `/realtime/sse` and `/demo`, served on the HTTP port.
+pub fn routes(transport: Transport) -> Router {
+    Router::new()
+        .route("/realtime/websocket", get(websocket::upgrade))
+        .route("/realtime/sse", get(sse::stream))
+        .route("/demo", get(|| async { Html(include_str!("demo.html")) }))
+        .with_state(transport)
 }

@@ -1,0 +1,624 @@
+//! One client connection, whatever carries it (WebSocket or SSE): who the client is, what
+//! it subscribes to, and the last offset it received in each channel.
+//!
+//! The last offset is what keeps delivery exact. A subscription starts at the channel's
+//! position read after the hub registered it, so a publication that raced with the
+//! subscribe arrives both in the recovered history and live, and the live copy is dropped
+//! here. A publication that skips an offset, or carries another epoch, means the node
+//! missed something: the client is told to resubscribe with recovery rather than left with
+//! a silent gap.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+use switchyard_platform::{auth::AuthError, clock::now_ms};
+
+use super::{
+    broker::{Broker, Recovery, json_data, recover},
+    channel::{ChannelError, ChannelName, Grants, Topic, check_tenant},
+    gateway::{Admission, Gateway, GatewayError, Outgoing as Publish},
+    metrics::{Outcome, RecoveryLabels},
+    outbox::{Outbox, Outgoing},
+    protocol::{
+        ChannelRequest, Command, CommandError, ConnectRequest, Disconnect, ErrorCode, HistoryRequest, Method, Position,
+        PublishRequest, SubscribeRequest, Subscribed, Unsubscribed,
+    },
+    publication::{Delivery, Publication, StreamPosition},
+};
+
+/// The claims of a connection token.
+#[derive(Debug, Clone, Deserialize)]
+struct ConnectionClaims {
+    sub: String,
+    exp: i64,
+    /// Channels the client may subscribe to: exact names, or prefixes ending in `*`.
+    #[serde(default)]
+    channels: Vec<String>,
+    /// Defaults to the gateway's anonymous tenant.
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+#[derive(Debug)]
+struct Client {
+    tenant: String,
+    grants: Grants,
+    expires_at_ms: Option<i64>,
+}
+
+/// What the transport writes to the client besides command replies.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Publication(Arc<Delivery>),
+    Unsubscribed(Unsubscribed),
+}
+
+pub struct Session<B: Broker> {
+    gateway: Arc<Gateway<B>>,
+    pub id: u64,
+    pub outbox: Arc<Outbox>,
+    _admission: Admission<B>,
+    client: Option<Client>,
+    subscriptions: HashMap<Arc<str>, StreamPosition>,
+    commands: TokenBucket,
+    /// Gather pushes for this long into one frame (asked for at connect).
+    pub batch_window: Duration,
+}
+
+impl<B: Broker> std::fmt::Debug for Session<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl<B: Broker> Session<B> {
+    /// A new connection from `address`, within the per-address limits.
+    pub fn open(gateway: &Arc<Gateway<B>>, address: IpAddr) -> Result<Self, Disconnect> {
+        let admission = gateway.admit(address)?;
+        let rate = gateway.settings.client.commands_per_second.max(1);
+        Ok(Session {
+            id: gateway.next_connection_id(),
+            outbox: Outbox::new(gateway.settings.client.max_queue_bytes),
+            gateway: gateway.clone(),
+            _admission: admission,
+            client: None,
+            subscriptions: HashMap::new(),
+            commands: TokenBucket::new(rate),
+            batch_window: Duration::ZERO,
+        })
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway<B>> {
+        &self.gateway
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// When the connection token expires (Unix ms), unless refreshed before.
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        self.client.as_ref().and_then(|client| client.expires_at_ms)
+    }
+
+    /// Handles one frame: commands separated by newlines; replies are appended to `out`,
+    /// one JSON object per line.
+    pub async fn handle_frame(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), Disconnect> {
+        for line in frame.split(|byte| *byte == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if !self.commands.take() {
+                return Err(Disconnect::new(Disconnect::TOO_MANY_REQUESTS, "too many commands"));
+            }
+            let command: Command = match serde_json::from_slice(line) {
+                Ok(command) => command,
+                Err(error) => {
+                    write_error(out, 0, &CommandError::new(ErrorCode::BadRequest, format!("malformed command: {error}")));
+                    return Err(Disconnect::new(Disconnect::BAD_REQUEST, "malformed command"));
+                }
+            };
+            let id = command.id;
+            match command.method() {
+                Ok(method) => self.handle(id, method, out).await?,
+                Err(message) => write_error(out, id, &CommandError::new(ErrorCode::BadRequest, message)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, id: u32, method: Method, out: &mut Vec<u8>) -> Result<(), Disconnect> {
+        if !self.is_connected() && !matches!(method, Method::Connect(_) | Method::Ping | Method::Pong) {
+            write_error(out, id, &CommandError::new(ErrorCode::Unauthorized, "send connect first"));
+            return Ok(());
+        }
+        let result: Result<(&str, Vec<u8>), CommandError> = match method {
+            Method::Connect(request) => self.connect(request)?.map(|reply| ("connect", to_json(&reply))),
+            Method::Refresh(request) => self.refresh(&request.token)?.map(|reply| ("refresh", to_json(&reply))),
+            Method::Subscribe(request) => self
+                .subscribe_command(request)
+                .await
+                .map(|subscribed| ("subscribe", subscribed.to_json())),
+            Method::Unsubscribe(request) => self
+                .unsubscribe_command(request)
+                .await
+                .map(|()| ("unsubscribe", b"{}".to_vec())),
+            Method::Publish(request) => self.publish(request).await.map(|reply| ("publish", to_json(&reply))),
+            Method::History(request) => self.history(request).await.map(|reply| ("history", reply)),
+            Method::Ping => Ok(("pong", b"{}".to_vec())),
+            Method::Pong => return Ok(()),
+        };
+        match result {
+            Ok((method, body)) => write_reply(out, id, method, &body),
+            Err(error) => write_error(out, id, &error),
+        }
+        Ok(())
+    }
+
+    /// `connect`: verifies the token (or admits an anonymous client) and registers the user.
+    pub fn connect(&mut self, request: ConnectRequest) -> Result<Result<ConnectReply, CommandError>, Disconnect> {
+        if self.client.is_some() {
+            return Ok(Err(CommandError::new(ErrorCode::BadRequest, "already connected")));
+        }
+        let client = match request.token.as_deref() {
+            None | Some("") => Client {
+                tenant: self.gateway.settings.anonymous_tenant.clone(),
+                grants: Grants::default(),
+                expires_at_ms: None,
+            },
+            Some(token) => match self.verify(token) {
+                Ok(client) => client,
+                Err(AuthError::Expired) => return Ok(Err(CommandError::new(ErrorCode::TokenExpired, "token expired"))),
+                Err(error) => return Err(Disconnect::new(Disconnect::INVALID_TOKEN, format!("invalid token: {error}"))),
+            },
+        };
+        if let Some(user) = &client.grants.user {
+            let limit = self.gateway.settings.client.max_connections_per_user;
+            if self.gateway.hub.user_connections(&client.tenant, user) >= limit {
+                self.gateway.metrics.connections_refused.inc();
+                return Err(Disconnect::new(Disconnect::CONNECTION_LIMIT, "too many connections for this user"));
+            }
+            self.gateway.hub.add_user_connection(&client.tenant, user, self.id, &self.outbox);
+        }
+        let max_window = self.gateway.settings.client.max_batch_window_ms;
+        self.batch_window = Duration::from_millis(request.batch_ms.min(max_window));
+        let reply = ConnectReply {
+            client: self.id.to_string(),
+            node: self.gateway.node.id.clone(),
+            version: self.gateway.node.version.clone(),
+            expires_in: client.expires_at_ms.map(|at| ((at - now_ms()) / 1000).max(0)),
+            ping_interval_ms: self.gateway.settings.client.ping_interval_ms,
+            batch_ms: self.batch_window.as_millis() as u64,
+        };
+        self.client = Some(client);
+        Ok(Ok(reply))
+    }
+
+    fn verify(&self, token: &str) -> Result<Client, AuthError> {
+        let claims: ConnectionClaims = self.gateway.authenticator.verify_jwt(token)?;
+        if claims.sub.is_empty() {
+            return Err(AuthError::Invalid("the `sub` claim is empty".into()));
+        }
+        let tenant = claims
+            .tenant
+            .unwrap_or_else(|| self.gateway.settings.anonymous_tenant.clone());
+        check_tenant(&tenant).map_err(AuthError::Invalid)?;
+        Ok(Client {
+            tenant,
+            grants: Grants {
+                user: Some(claims.sub),
+                channels: claims.channels,
+            },
+            expires_at_ms: Some(claims.exp.saturating_mul(1000)),
+        })
+    }
+
+    /// `refresh`: a new token for the same user extends the connection.
+    fn refresh(&mut self, token: &str) -> Result<Result<RefreshReply, CommandError>, Disconnect> {
+        let fresh = match self.verify(token) {
+            Ok(fresh) => fresh,
+            Err(AuthError::Expired) => return Ok(Err(CommandError::new(ErrorCode::TokenExpired, "token expired"))),
+            Err(error) => return Err(Disconnect::new(Disconnect::INVALID_TOKEN, format!("invalid token: {error}"))),
+        };
+        let Some(client) = self.client.as_mut() else {
+            return Ok(Err(CommandError::new(ErrorCode::Unauthorized, "send connect first")));
+        };
+        if fresh.grants.user != client.grants.user || fresh.tenant != client.tenant {
+            return Err(Disconnect::new(Disconnect::INVALID_TOKEN, "refresh token is for another user"));
+        }
+        client.grants.channels = fresh.grants.channels;
+        client.expires_at_ms = fresh.expires_at_ms;
+        Ok(Ok(RefreshReply {
+            expires_in: fresh.expires_at_ms.map(|at| ((at - now_ms()) / 1000).max(0)),
+        }))
+    }
+
+    fn client(&self) -> Result<&Client, CommandError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| CommandError::new(ErrorCode::Unauthorized, "send connect first"))
+    }
+
+    async fn subscribe_command(&mut self, request: SubscribeRequest) -> Result<Subscribed, CommandError> {
+        let since = request.recover.map(|position| StreamPosition {
+            offset: position.offset,
+            epoch: position.epoch.into(),
+        });
+        self.subscribe(&request.channel, since).await
+    }
+
+    /// Subscribes; with `since`, recovers exactly what came after it or says it cannot.
+    pub async fn subscribe(&mut self, channel: &str, since: Option<StreamPosition>) -> Result<Subscribed, CommandError> {
+        let client = self.client()?;
+        let name = ChannelName::parse(channel).map_err(channel_error)?;
+        let namespace = self
+            .gateway
+            .namespaces
+            .may_subscribe(&name, &client.grants)
+            .map_err(channel_error)?
+            .clone();
+        if self.subscriptions.contains_key(channel) {
+            return Err(CommandError::new(ErrorCode::AlreadySubscribed, "already subscribed"));
+        }
+        if self.subscriptions.len() >= self.gateway.settings.client.max_subscriptions {
+            return Err(CommandError::new(ErrorCode::LimitExceeded, "too many subscriptions on this connection"));
+        }
+        let topic = Topic::new(&client.tenant, channel);
+        self.gateway.hub.subscribe(&topic, self.id, &self.outbox);
+        let read = self.read_position(&topic, &namespace, since.as_ref()).await;
+        let (position, recovery) = match read {
+            Ok(read) => read,
+            Err(error) => {
+                self.release(&topic).await;
+                return Err(error);
+            }
+        };
+        let recovered = recovery.as_ref().map(|recovery| matches!(recovery, Recovery::Recovered(_)));
+        if let Some(recovered) = recovered {
+            let outcome = if recovered { Outcome::Recovered } else { Outcome::Unrecoverable };
+            self.gateway.metrics.recoveries.get_or_create(&RecoveryLabels { outcome }).inc();
+        }
+        let publications = match recovery {
+            Some(Recovery::Recovered(publications)) => publications,
+            _ => Vec::new(),
+        };
+        self.subscriptions.insert(channel.into(), position.clone());
+        Ok(Subscribed {
+            offset: position.offset,
+            epoch: position.epoch,
+            recoverable: namespace.history_size > 0,
+            recovered,
+            publications,
+        })
+    }
+
+    /// The channel's position once this node receives its publications, and the recovery.
+    async fn read_position(
+        &self,
+        topic: &Topic,
+        namespace: &crate::conf::NamespaceSettings,
+        since: Option<&StreamPosition>,
+    ) -> Result<(StreamPosition, Option<Recovery>), CommandError> {
+        self.gateway.broker.subscribe(topic).await.map_err(unavailable)?;
+        let limit = match since {
+            Some(_) => namespace.history_size,
+            None => 0,
+        };
+        let policy = self.gateway.history_policy(namespace);
+        let query = super::broker::HistoryQuery {
+            after: since.map(|position| position.offset),
+            limit,
+            reverse: false,
+            ttl: policy.ttl,
+            meta_ttl: policy.meta_ttl,
+        };
+        let page = self.gateway.broker.history(topic, query).await.map_err(unavailable)?;
+        let position = page.position.clone();
+        Ok((position, since.map(|since| recover(since, page))))
+    }
+
+    async fn unsubscribe_command(&mut self, request: ChannelRequest) -> Result<(), CommandError> {
+        if !self.remove_subscription(&request.channel).await {
+            return Err(CommandError::new(ErrorCode::NotSubscribed, "not subscribed"));
+        }
+        Ok(())
+    }
+
+    async fn remove_subscription(&mut self, channel: &str) -> bool {
+        if self.subscriptions.remove(channel).is_none() {
+            return false;
+        }
+        let Some(client) = self.client.as_ref() else {
+            return false;
+        };
+        let topic = Topic::new(&client.tenant, channel);
+        self.release(&topic).await;
+        true
+    }
+
+    /// Leaves the hub's topic and, when this was its last subscriber here, the broker's.
+    async fn release(&self, topic: &Topic) {
+        if !self.gateway.hub.unsubscribe(topic, self.id) {
+            return;
+        }
+        if let Err(error) = self.gateway.broker.unsubscribe(topic).await {
+            tracing::warn!(%error, topic = topic.as_str(), "cannot leave the broker topic");
+        }
+    }
+
+    async fn publish(&mut self, request: PublishRequest) -> Result<PublishReply, CommandError> {
+        let client = self.client()?;
+        let name = ChannelName::parse(&request.channel).map_err(channel_error)?;
+        let namespace = self
+            .gateway
+            .namespaces
+            .may_publish(&name, &client.grants)
+            .map_err(channel_error)?;
+        let data = serde_json::to_vec(&request.data)
+            .map_err(|error| CommandError::new(ErrorCode::BadRequest, format!("data: {error}")))?;
+        let outgoing = Publish {
+            data: json_data(&data).map_err(|message| CommandError::new(ErrorCode::BadRequest, message))?,
+            tags: BTreeMap::new(),
+            idempotency_key: None,
+        };
+        let published = self
+            .gateway
+            .publish_checked(&client.tenant, &request.channel, namespace, outgoing)
+            .await
+            .map_err(gateway_error)?;
+        Ok(PublishReply {
+            offset: published.position.offset,
+            epoch: published.position.epoch,
+        })
+    }
+
+    async fn history(&mut self, request: HistoryRequest) -> Result<Vec<u8>, CommandError> {
+        let client = self.client()?;
+        let name = ChannelName::parse(&request.channel).map_err(channel_error)?;
+        let namespace = self
+            .gateway
+            .namespaces
+            .may_subscribe(&name, &client.grants)
+            .map_err(channel_error)?;
+        if namespace.history_size == 0 {
+            return Err(CommandError::new(ErrorCode::NotAvailable, "this channel keeps no history"));
+        }
+        let since = request.since.map(|position| StreamPosition {
+            offset: position.offset,
+            epoch: position.epoch.into(),
+        });
+        let page = self
+            .gateway
+            .history_checked(
+                &client.tenant,
+                &request.channel,
+                namespace,
+                request.limit.unwrap_or(100),
+                since,
+                request.reverse,
+            )
+            .await
+            .map_err(gateway_error)?;
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"offset\":");
+        out.extend_from_slice(page.position.offset.to_string().as_bytes());
+        out.extend_from_slice(b",\"epoch\":");
+        out.extend_from_slice(&to_json(&page.position.epoch));
+        out.extend_from_slice(b",\"publications\":");
+        write_publications(&mut out, &page.publications);
+        out.push(b'}');
+        Ok(out)
+    }
+
+    /// Filters what the hub queued: drops what the client has already, turns a gap into an
+    /// `unsubscribe` push that asks it to resubscribe with recovery.
+    pub async fn accept(&mut self, item: Outgoing) -> Option<Event> {
+        match item {
+            Outgoing::Publication(delivery) => {
+                let last = self.subscriptions.get_mut(&delivery.channel)?;
+                let offset = delivery.publication.offset;
+                if delivery.epoch == last.epoch && offset <= last.offset {
+                    return None;
+                }
+                if delivery.epoch == last.epoch && offset == last.offset + 1 {
+                    last.offset = offset;
+                    return Some(Event::Publication(delivery));
+                }
+                self.insufficient_state(delivery.channel.clone()).await
+            }
+            Outgoing::Position { channel, position } => {
+                let last = self.subscriptions.get(&channel)?;
+                if position.epoch == last.epoch && position.offset <= last.offset {
+                    return None;
+                }
+                self.insufficient_state(channel).await
+            }
+            Outgoing::Unsubscribed(unsubscribed) => {
+                if !self.remove_subscription(&unsubscribed.channel).await {
+                    return None;
+                }
+                Some(Event::Unsubscribed(unsubscribed))
+            }
+        }
+    }
+
+    async fn insufficient_state(&mut self, channel: Arc<str>) -> Option<Event> {
+        self.remove_subscription(&channel).await;
+        Some(Event::Unsubscribed(Unsubscribed {
+            channel,
+            code: Unsubscribed::INSUFFICIENT_STATE,
+            reason: "publications may have been missed: resubscribe with recover",
+            resubscribe: true,
+        }))
+    }
+
+    /// The last offset delivered per channel, for SSE event ids.
+    pub fn position(&self, channel: &str) -> Option<&StreamPosition> {
+        self.subscriptions.get(channel)
+    }
+
+    /// Leaves every channel and the user registry.
+    pub async fn close(mut self) {
+        let channels: Vec<Arc<str>> = self.subscriptions.keys().cloned().collect();
+        for channel in channels {
+            self.remove_subscription(&channel).await;
+        }
+        if let Some(Client {
+            tenant,
+            grants: Grants { user: Some(user), .. },
+            ..
+        }) = &self.client
+        {
+            self.gateway.hub.remove_user_connection(tenant, user, self.id);
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConnectReply {
+    pub client: String,
+    pub node: String,
+    pub version: String,
+    /// Seconds until the token expires: refresh before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
+    pub ping_interval_ms: u64,
+    pub batch_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct RefreshReply {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct PublishReply {
+    offset: u64,
+    epoch: Arc<str>,
+}
+
+impl Subscribed {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"offset\":");
+        out.extend_from_slice(self.offset.to_string().as_bytes());
+        out.extend_from_slice(b",\"epoch\":");
+        out.extend_from_slice(&to_json(&self.epoch));
+        out.extend_from_slice(b",\"recoverable\":");
+        out.extend_from_slice(if self.recoverable { b"true" } else { b"false" });
+        if let Some(recovered) = self.recovered {
+            out.extend_from_slice(b",\"recovered\":");
+            out.extend_from_slice(if recovered { b"true" } else { b"false" });
+        }
+        if !self.publications.is_empty() {
+            out.extend_from_slice(b",\"publications\":");
+            write_publications(&mut out, &self.publications);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+fn write_publications(out: &mut Vec<u8>, publications: &[Publication]) {
+    out.push(b'[');
+    for (index, publication) in publications.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        publication.write_json(out);
+    }
+    out.push(b']');
+}
+
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec())
+}
+
+fn write_reply(out: &mut Vec<u8>, id: u32, method: &str, body: &[u8]) {
+    out.extend_from_slice(format!("{{\"id\":{id},\"{method}\":").as_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"}\n");
+}
+
+fn write_error(out: &mut Vec<u8>, id: u32, error: &CommandError) {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        code: u16,
+        message: &'a str,
+        temporary: bool,
+    }
+    let body = Body {
+        code: error.code as u16,
+        message: &error.message,
+        temporary: error.code.temporary(),
+    };
+    write_reply(out, id, "error", &to_json(&body));
+}
+
+fn channel_error(error: ChannelError) -> CommandError {
+    let code = match error {
+        ChannelError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+        ChannelError::UnknownNamespace(_) => ErrorCode::UnknownChannel,
+        _ => ErrorCode::BadRequest,
+    };
+    CommandError::new(code, error.to_string())
+}
+
+fn gateway_error(error: GatewayError) -> CommandError {
+    match error {
+        GatewayError::Channel { source, .. } => channel_error(source),
+        GatewayError::Invalid { .. } => CommandError::new(ErrorCode::BadRequest, error.to_string()),
+        GatewayError::Unrecoverable(message) => CommandError::new(ErrorCode::Unrecoverable, message),
+        GatewayError::Broker(error) => unavailable(error),
+    }
+}
+
+fn unavailable(error: super::broker::BrokerError) -> CommandError {
+    CommandError::new(ErrorCode::Unavailable, error.to_string())
+}
+
+impl From<&Position> for StreamPosition {
+    fn from(position: &Position) -> Self {
+        StreamPosition {
+            offset: position.offset,
+            epoch: position.epoch.as_str().into(),
+        }
+    }
+}
+
+/// Commands per second with a burst of twice that.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(per_second: u32) -> Self {
+        let rate = f64::from(per_second);
+        TokenBucket {
+            tokens: rate * 2.0,
+            rate,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate * 2.0);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}

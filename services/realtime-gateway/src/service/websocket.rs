@@ -1,0 +1,256 @@
+//! The WebSocket transport (`GET /realtime/websocket`): one task per connection reads
+//! command frames, drains the connection's outbox, pings idle clients, enforces the token's
+//! expiry and closes with a code that says whether to reconnect.
+//!
+//! Pushes go out as soon as they are drained — everything queued at that moment in one
+//! frame — or, for a client that asked for a batching window at connect, once per window.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    extract::{
+        ConnectInfo, State,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+    },
+    response::Response,
+};
+use bytes::Bytes;
+use switchyard_platform::{clock::now_ms, shutdown::Shutdown};
+use tokio::time::Instant;
+
+use super::Transport;
+use crate::{
+    biz::{
+        broker::Broker,
+        metrics::DisconnectLabels,
+        protocol::Disconnect,
+        session::{Event, Session},
+    },
+    data::AnyBroker,
+};
+
+/// Bytes tungstenite reads per call. Small, so 50,000 idle connections stay cheap; it
+/// grows for larger frames.
+const READ_BUFFER: usize = 4 * 1024;
+
+pub async fn upgrade(
+    State(transport): State<Transport>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let limit = transport.gateway.settings.client.max_message_bytes;
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        // Frames up to twice the limit are read and refused with code 3503; larger ones
+        // drop the connection at the frame layer.
+        .max_message_size(limit * 2)
+        .max_frame_size(limit * 2)
+        .on_upgrade(move |socket| serve(socket, transport, peer))
+}
+
+async fn serve(mut socket: WebSocket, transport: Transport, peer: SocketAddr) {
+    let gateway = transport.gateway.clone();
+    let mut session = match Session::open(&gateway, peer.ip()) {
+        Ok(session) => session,
+        Err(disconnect) => {
+            close(&mut socket, &gateway, &disconnect).await;
+            return;
+        }
+    };
+    if let Some(disconnect) = run(&mut socket, &mut session, &transport.shutdown).await {
+        close(&mut socket, &gateway, &disconnect).await;
+    }
+    session.close().await;
+}
+
+/// Serves the connection until the client leaves (None) or the server closes it.
+async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown: &Shutdown) -> Option<Disconnect> {
+    let gateway = session.gateway().clone();
+    let limits = gateway.settings.client.clone();
+    let ping_interval = Duration::from_millis(limits.ping_interval_ms);
+    let silence_allowed = ping_interval + Duration::from_millis(limits.pong_timeout_ms);
+    let connect_deadline = Instant::now() + Duration::from_millis(limits.connect_timeout_ms);
+    let mut last_heard = Instant::now();
+    let mut next_ping = Instant::now() + ping_interval;
+    let mut batch = Batch::default();
+    let mut replies = Vec::new();
+    let mut drained = Vec::new();
+    loop {
+        let deadline = next_deadline(session, connect_deadline, next_ping, &batch);
+        tokio::select! {
+            _ = shutdown.cancelled() => return Some(Disconnect::new(Disconnect::SHUTDOWN, "server shutting down")),
+            message = socket.recv() => {
+                let frame = match message {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => {
+                        return Some(Disconnect::new(Disconnect::BAD_REQUEST, "binary frames are not part of the protocol"));
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        last_heard = Instant::now();
+                        continue;
+                    }
+                };
+                last_heard = Instant::now();
+                if frame.len() > limits.max_message_bytes {
+                    return Some(Disconnect::new(Disconnect::MESSAGE_TOO_LARGE, "message too large"));
+                }
+                replies.clear();
+                let handled = session.handle_frame(frame.as_str().as_bytes(), &mut replies).await;
+                if !replies.is_empty() {
+                    trim_newline(&mut replies);
+                    if send(socket, std::mem::take(&mut replies)).await.is_err() {
+                        return None;
+                    }
+                }
+                handled.err()?;
+            }
+            _ = session.outbox.ready() => {
+                if let Some(disconnect) = session.outbox.drain(&mut drained) {
+                    return Some(disconnect);
+                }
+                for item in drained.drain(..) {
+                    if let Some(event) = session.accept(item).await {
+                        batch.add(&event);
+                    }
+                }
+                if session.batch_window.is_zero() {
+                    if flush(socket, &mut batch, &gateway).await.is_err() {
+                        return None;
+                    }
+                } else if batch.started.is_none() && !batch.is_empty() {
+                    batch.started = Some(Instant::now());
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let now = Instant::now();
+                if !session.is_connected() && now >= connect_deadline {
+                    return Some(Disconnect::new(Disconnect::CONNECT_TIMEOUT, "connect not sent in time"));
+                }
+                if let Some(expires) = session.expires_at_ms()
+                    && now_ms() >= expires
+                {
+                    return Some(Disconnect::new(Disconnect::TOKEN_EXPIRED, "token expired: reconnect with a fresh token"));
+                }
+                if batch.due(session.batch_window, now) && flush(socket, &mut batch, &gateway).await.is_err() {
+                    return None;
+                }
+                if now >= next_ping {
+                    if now.duration_since(last_heard) > silence_allowed {
+                        return Some(Disconnect::new(Disconnect::NO_PONG, "no pong"));
+                    }
+                    next_ping = now + ping_interval;
+                    if send(socket, b"{\"ping\":{}}".to_vec()).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The earliest moment the loop must wake up for a timer.
+fn next_deadline(session: &Session<impl Broker>, connect_deadline: Instant, next_ping: Instant, batch: &Batch) -> Instant {
+    let mut deadline = next_ping;
+    if !session.is_connected() {
+        deadline = deadline.min(connect_deadline);
+    }
+    if let Some(expires) = session.expires_at_ms() {
+        let in_ms = (expires - now_ms()).max(0) as u64;
+        deadline = deadline.min(Instant::now() + Duration::from_millis(in_ms));
+    }
+    if let Some(started) = batch.started {
+        deadline = deadline.min(started + session.batch_window);
+    }
+    deadline
+}
+
+/// Pushes waiting to be written as one frame.
+#[derive(Default)]
+struct Batch {
+    frame: Vec<u8>,
+    /// Accept times of the publications in the frame, for the delivery latency.
+    published_at_ms: Vec<i64>,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    fn add(&mut self, event: &Event) {
+        if !self.frame.is_empty() {
+            self.frame.push(b'\n');
+        }
+        match event {
+            Event::Publication(delivery) => {
+                self.frame.extend_from_slice(&delivery.json);
+                self.published_at_ms.push(delivery.publication.time_ms);
+            }
+            Event::Unsubscribed(unsubscribed) => {
+                let push = serde_json::json!({"push": {"channel": &*unsubscribed.channel, "unsubscribe": {
+                    "code": unsubscribed.code, "reason": unsubscribed.reason, "resubscribe": unsubscribed.resubscribe,
+                }}});
+                self.frame.extend_from_slice(push.to_string().as_bytes());
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frame.is_empty()
+    }
+
+    fn due(&self, window: Duration, now: Instant) -> bool {
+        self.started.is_some_and(|started| now >= started + window)
+    }
+}
+
+async fn flush(socket: &mut WebSocket, batch: &mut Batch, gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>) -> Result<(), ()> {
+    batch.started = None;
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let frame = std::mem::take(&mut batch.frame);
+    send(socket, frame).await?;
+    let now = now_ms();
+    let metrics = &gateway.metrics;
+    for published_at in batch.published_at_ms.drain(..) {
+        metrics.delivery_latency.observe((now - published_at).max(0) as f64 / 1000.0);
+    }
+    Ok(())
+}
+
+async fn send(socket: &mut WebSocket, frame: Vec<u8>) -> Result<(), ()> {
+    let text = Utf8Bytes::try_from(Bytes::from(frame)).map_err(|_| ())?;
+    socket.send(Message::Text(text)).await.map_err(|_| ())
+}
+
+fn trim_newline(frame: &mut Vec<u8>) {
+    if frame.last() == Some(&b'\n') {
+        frame.pop();
+    }
+}
+
+/// Tells the client why and when to come back, then closes with the same code.
+async fn close(socket: &mut WebSocket, gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>, disconnect: &Disconnect) {
+    gateway
+        .metrics
+        .disconnects
+        .get_or_create(&DisconnectLabels { code: disconnect.code })
+        .inc();
+    let retry_after_ms = disconnect
+        .reconnect()
+        .then(|| gateway.reconnect_delay().as_millis() as u64);
+    let push = serde_json::json!({"push": {"disconnect": {
+        "code": disconnect.code,
+        "reason": &*disconnect.reason,
+        "reconnect": disconnect.reconnect(),
+        "retry_after_ms": retry_after_ms,
+    }}});
+    let _ = send(socket, push.to_string().into_bytes()).await;
+    let reason: String = disconnect.reason.chars().take(100).collect();
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: disconnect.code,
+            reason: reason.into(),
+        })))
+        .await;
+}
