@@ -37,6 +37,9 @@ pub struct RealtimeServiceSettings {
     pub stream_meta_ttl_secs: u64,
     /// How often each node reports its counts for `Channels` and `Info`, in milliseconds.
     pub node_report_ms: u64,
+    /// Prefix of every Redis key and pub/sub channel the gateway uses, so several
+    /// deployments can share one Redis.
+    pub redis_prefix: String,
 }
 
 /// What a namespace's channels keep and allow.
@@ -119,6 +122,7 @@ impl Default for RealtimeServiceSettings {
             idempotency_ttl_secs: 300,
             stream_meta_ttl_secs: 30 * 24 * 3600,
             node_report_ms: 2_000,
+            redis_prefix: "switchyard:rt:".to_owned(),
         }
     }
 }

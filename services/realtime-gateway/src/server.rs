@@ -28,9 +28,14 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     metrics.register(&host.metrics);
     let hub = Arc::new(Hub::new(metrics.clone()));
     let sink: Arc<dyn BrokerSink> = hub.clone();
-    let broker = AnyBroker::connect(host.settings.redis_url.as_deref(), sink, host.shutdown.clone())
-        .await
-        .map_err(|error| StartError::Bus(switchyard_platform::bus::BusError::Redis(error.to_string())))?;
+    let broker = AnyBroker::connect(
+        host.settings.redis_url.as_deref(),
+        &host.settings.service.redis_prefix,
+        sink,
+        host.shutdown.clone(),
+    )
+    .await
+    .map_err(|error| StartError::Bus(switchyard_platform::bus::BusError::Redis(error.to_string())))?;
     let node = Node {
         id: host.about.instance_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -56,7 +61,9 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     };
     let services = PUBLIC
         .iter()
-        .fold(GrpcServices::new().with_service(api), |services, path| services.public(path))
+        .fold(GrpcServices::new().with_service(api), |services, path| {
+            services.public(path)
+        })
         .with_http_routes(routes(transport));
     host.serve(services).await
 }

@@ -75,7 +75,11 @@ pub struct HistoryPage {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Control {
     /// Unsubscribe a user's connections from a channel.
-    Unsubscribe { tenant: String, user: String, channel: String },
+    Unsubscribe {
+        tenant: String,
+        user: String,
+        channel: String,
+    },
     /// Close a user's connections.
     Disconnect {
         tenant: String,
@@ -116,7 +120,11 @@ pub trait BrokerSink: Send + Sync + 'static {
 pub trait Broker: Send + Sync + 'static {
     fn publish(&self, command: PublishCommand) -> impl Future<Output = Result<Published, BrokerError>> + Send;
 
-    fn history(&self, topic: &Topic, query: HistoryQuery) -> impl Future<Output = Result<HistoryPage, BrokerError>> + Send;
+    fn history(
+        &self,
+        topic: &Topic,
+        query: HistoryQuery,
+    ) -> impl Future<Output = Result<HistoryPage, BrokerError>> + Send;
 
     /// Drops kept publications; the position and epoch stay.
     fn remove_history(&self, topic: &Topic) -> impl Future<Output = Result<(), BrokerError>> + Send;

@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(ChannelName::parse("").unwrap_err(), ChannelError::Empty);
         assert_eq!(ChannelName::parse("a b").unwrap_err(), ChannelError::BadCharacter(' '));
         assert_eq!(ChannelName::parse("x*").unwrap_err(), ChannelError::BadCharacter('*'));
-        assert!(matches!(ChannelName::parse("user#42,").unwrap_err(), ChannelError::EmptyUser(_)));
+        assert!(matches!(
+            ChannelName::parse("user#42,").unwrap_err(),
+            ChannelError::EmptyUser(_)
+        ));
         assert_eq!(ChannelName::parse(&"a".repeat(256)).unwrap_err(), ChannelError::TooLong);
     }
 

@@ -21,7 +21,9 @@ use switchyard_platform::{
 };
 
 use super::{
-    broker::{Broker, BrokerError, Control, HistoryPage, HistoryPolicy, HistoryQuery, NodeReport, PublishCommand, Published},
+    broker::{
+        Broker, BrokerError, Control, HistoryPage, HistoryPolicy, HistoryQuery, NodeReport, PublishCommand, Published,
+    },
     channel::{ChannelError, ChannelName, Namespaces, Topic},
     hub::Hub,
     metrics::GatewayMetrics,
@@ -108,7 +110,9 @@ pub struct Gateway<B> {
 
 impl<B> std::fmt::Debug for Gateway<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("node", &self.node.id).finish_non_exhaustive()
+        f.debug_struct("Gateway")
+            .field("node", &self.node.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,7 +125,11 @@ pub struct Admission<B> {
 
 impl<B> Drop for Admission<B> {
     fn drop(&mut self) {
-        let mut addresses = self.gateway.addresses.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut addresses = self
+            .gateway
+            .addresses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(count) = addresses.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
@@ -165,13 +173,19 @@ impl<B: Broker> Gateway<B> {
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Admission<B>, Disconnect> {
         if self.connect_rate.check_key(&address).is_err() {
             self.metrics.connections_refused.inc();
-            return Err(Disconnect::new(Disconnect::TOO_MANY_REQUESTS, "too many connections per second from this address"));
+            return Err(Disconnect::new(
+                Disconnect::TOO_MANY_REQUESTS,
+                "too many connections per second from this address",
+            ));
         }
         let mut addresses = self.addresses.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = addresses.entry(address).or_default();
         if *count >= self.settings.client.max_connections_per_ip {
             self.metrics.connections_refused.inc();
-            return Err(Disconnect::new(Disconnect::CONNECTION_LIMIT, "too many connections from this address"));
+            return Err(Disconnect::new(
+                Disconnect::CONNECTION_LIMIT,
+                "too many connections from this address",
+            ));
         }
         *count += 1;
         self.metrics.connections.inc();
@@ -202,9 +216,16 @@ impl<B: Broker> Gateway<B> {
         }
     }
 
-    fn channel<'a>(&self, field: &str, channel: &'a str) -> Result<(ChannelName<'a>, &NamespaceSettings), GatewayError> {
+    fn channel<'a>(
+        &self,
+        field: &str,
+        channel: &'a str,
+    ) -> Result<(ChannelName<'a>, &NamespaceSettings), GatewayError> {
         let name = ChannelName::parse(channel).map_err(|source| channel_error(field, source))?;
-        let namespace = self.namespaces.of(&name).map_err(|source| channel_error(field, source))?;
+        let namespace = self
+            .namespaces
+            .of(&name)
+            .map_err(|source| channel_error(field, source))?;
         Ok((name, namespace))
     }
 
@@ -258,7 +279,8 @@ impl<B: Broker> Gateway<B> {
         reverse: bool,
     ) -> Result<HistoryPage, GatewayError> {
         let (_, namespace) = self.channel("channel", channel)?;
-        self.history_checked(tenant, channel, namespace, limit, since, reverse).await
+        self.history_checked(tenant, channel, namespace, limit, since, reverse)
+            .await
     }
 
     pub async fn history_checked(
@@ -309,7 +331,13 @@ impl<B: Broker> Gateway<B> {
         Ok(self.broker.control(control).await?)
     }
 
-    pub async fn disconnect_user(&self, tenant: &str, user: &str, reconnect: bool, reason: &str) -> Result<(), GatewayError> {
+    pub async fn disconnect_user(
+        &self,
+        tenant: &str,
+        user: &str,
+        reconnect: bool,
+        reason: &str,
+    ) -> Result<(), GatewayError> {
         check_user(user)?;
         if reason.len() > 256 {
             return Err(GatewayError::invalid("reason", "at most 256 bytes"));

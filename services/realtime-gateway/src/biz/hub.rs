@@ -53,7 +53,10 @@ impl Hub {
 
     /// Adds a subscriber; true when it is the topic's first on this node.
     pub fn subscribe(&self, topic: &Topic, connection: u64, outbox: &Arc<Outbox>) -> bool {
-        let mut shard = self.topic_shard(topic).write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self
+            .topic_shard(topic)
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let subscribers = shard.entry(topic.clone()).or_default();
         subscribers.push((connection, outbox.clone()));
         self.metrics.subscriptions.inc();
@@ -62,7 +65,10 @@ impl Hub {
 
     /// Removes a subscriber; true when the topic has none left on this node.
     pub fn unsubscribe(&self, topic: &Topic, connection: u64) -> bool {
-        let mut shard = self.topic_shard(topic).write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self
+            .topic_shard(topic)
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(subscribers) = shard.get_mut(topic) else {
             return false;
         };
@@ -134,7 +140,10 @@ impl Hub {
     }
 
     fn each_subscriber(&self, topic: &Topic, mut visit: impl FnMut(&Arc<Outbox>)) {
-        let shard = self.topic_shard(topic).read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let shard = self
+            .topic_shard(topic)
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for (_, outbox) in shard.get(topic).into_iter().flatten() {
             visit(outbox);
         }

@@ -70,19 +70,60 @@ impl GatewayMetrics {
 
     /// Each metric with its name and help, for the platform registry.
     pub fn register(&self, registry: &switchyard_platform::metrics::Metrics) {
-        registry.register("realtime_connections", "Open client connections (WebSocket and SSE).", self.connections.clone());
-        registry.register("realtime_subscriptions", "Channel subscriptions of open connections.", self.subscriptions.clone());
-        registry.register("realtime_publications_accepted", "Publications accepted by this node.", self.publications_accepted.clone());
-        registry.register("realtime_publications_in", "Publications received by this node for fan-out.", self.publications_in.clone());
-        registry.register("realtime_publications_queued", "Publications queued to subscribers.", self.queued.clone());
-        registry.register("realtime_publications_delivered", "Publications written to client sockets.", self.delivered.clone());
-        registry.register("realtime_delivery_latency_seconds",
+        registry.register(
+            "realtime_connections",
+            "Open client connections (WebSocket and SSE).",
+            self.connections.clone(),
+        );
+        registry.register(
+            "realtime_subscriptions",
+            "Channel subscriptions of open connections.",
+            self.subscriptions.clone(),
+        );
+        registry.register(
+            "realtime_publications_accepted",
+            "Publications accepted by this node.",
+            self.publications_accepted.clone(),
+        );
+        registry.register(
+            "realtime_publications_in",
+            "Publications received by this node for fan-out.",
+            self.publications_in.clone(),
+        );
+        registry.register(
+            "realtime_publications_queued",
+            "Publications queued to subscribers.",
+            self.queued.clone(),
+        );
+        registry.register(
+            "realtime_publications_delivered",
+            "Publications written to client sockets.",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "realtime_delivery_latency_seconds",
             "From publish accepted to written to a client socket.",
             self.delivery_latency.clone(),
         );
-        registry.register("realtime_slow_consumer_disconnects", "Clients disconnected for falling behind.", self.slow_consumers.clone());
-        registry.register("realtime_disconnects", "Connections closed by the server, by code.", self.disconnects.clone());
-        registry.register("realtime_recoveries", "Subscriptions that asked to recover, by outcome.", self.recoveries.clone());
-        registry.register("realtime_connections_refused", "Connections refused by a per-user or per-address limit.", self.connections_refused.clone());
+        registry.register(
+            "realtime_slow_consumer_disconnects",
+            "Clients disconnected for falling behind.",
+            self.slow_consumers.clone(),
+        );
+        registry.register(
+            "realtime_disconnects",
+            "Connections closed by the server, by code.",
+            self.disconnects.clone(),
+        );
+        registry.register(
+            "realtime_recoveries",
+            "Subscriptions that asked to recover, by outcome.",
+            self.recoveries.clone(),
+        );
+        registry.register(
+            "realtime_connections_refused",
+            "Connections refused by a per-user or per-address limit.",
+            self.connections_refused.clone(),
+        );
     }
 }

@@ -23,7 +23,10 @@ pub enum Outgoing {
     Publication(Arc<Delivery>),
     /// The channel's position after the node lost its feed for a while: a subscriber behind
     /// it has missed something.
-    Position { channel: Arc<str>, position: StreamPosition },
+    Position {
+        channel: Arc<str>,
+        position: StreamPosition,
+    },
     Unsubscribed(Unsubscribed),
 }
 

@@ -54,7 +54,10 @@ impl Command {
         let mut present = methods.into_iter().flatten();
         match (present.next(), present.next()) {
             (Some(method), None) => Ok(method),
-            (None, _) => Err("a command needs one method: connect, subscribe, unsubscribe, publish, history, refresh, ping or pong".into()),
+            (None, _) => Err(
+                "a command needs one method: connect, subscribe, unsubscribe, publish, history, refresh, ping or pong"
+                    .into(),
+            ),
             (Some(_), Some(_)) => Err("a command carries exactly one method".into()),
         }
     }
@@ -252,7 +255,11 @@ mod tests {
             Ok(Method::Subscribe(SubscribeRequest { recover: Some(_), .. }))
         ));
         assert!(parse(r#"{"id":1}"#).unwrap_err().contains("needs one method"));
-        assert!(parse(r#"{"id":1,"ping":{},"pong":{}}"#).unwrap_err().contains("exactly one"));
+        assert!(
+            parse(r#"{"id":1,"ping":{},"pong":{}}"#)
+                .unwrap_err()
+                .contains("exactly one")
+        );
         assert!(parse(r#"{"id":1,"shout":{}}"#).unwrap_err().contains("unknown field"));
         assert!(parse(r#"{"id":"x","ping":{}}"#).is_err());
         assert!(parse(r#"{"id":1,"subscribe":{"channel":"a","extra":1}}"#).is_err());

@@ -116,15 +116,24 @@ impl<B: Broker> Session<B> {
             if !self.commands.take() {
                 return Err(Disconnect::new(Disconnect::TOO_MANY_REQUESTS, "too many commands"));
             }
-            let command: Command = match serde_json::from_slice(line) {
-                Ok(command) => command,
+            // Not JSON at all: the client does not speak the protocol. JSON that is not a
+            // valid command: an error reply, and the connection stays.
+            let value: serde_json::Value = match serde_json::from_slice(line) {
+                Ok(value) => value,
                 Err(error) => {
-                    write_error(out, 0, &CommandError::new(ErrorCode::BadRequest, format!("malformed command: {error}")));
+                    write_error(
+                        out,
+                        0,
+                        &CommandError::new(ErrorCode::BadRequest, format!("malformed command: {error}")),
+                    );
                     return Err(Disconnect::new(Disconnect::BAD_REQUEST, "malformed command"));
                 }
             };
-            let id = command.id;
-            match command.method() {
+            let id = value.get("id").and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
+            let method = serde_json::from_value::<Command>(value)
+                .map_err(|error| error.to_string())
+                .and_then(Command::method);
+            match method {
                 Ok(method) => self.handle(id, method, out).await?,
                 Err(message) => write_error(out, id, &CommandError::new(ErrorCode::BadRequest, message)),
             }
@@ -134,7 +143,11 @@ impl<B: Broker> Session<B> {
 
     async fn handle(&mut self, id: u32, method: Method, out: &mut Vec<u8>) -> Result<(), Disconnect> {
         if !self.is_connected() && !matches!(method, Method::Connect(_) | Method::Ping | Method::Pong) {
-            write_error(out, id, &CommandError::new(ErrorCode::Unauthorized, "send connect first"));
+            write_error(
+                out,
+                id,
+                &CommandError::new(ErrorCode::Unauthorized, "send connect first"),
+            );
             return Ok(());
         }
         let result: Result<(&str, Vec<u8>), CommandError> = match method {
@@ -174,16 +187,26 @@ impl<B: Broker> Session<B> {
             Some(token) => match self.verify(token) {
                 Ok(client) => client,
                 Err(AuthError::Expired) => return Ok(Err(CommandError::new(ErrorCode::TokenExpired, "token expired"))),
-                Err(error) => return Err(Disconnect::new(Disconnect::INVALID_TOKEN, format!("invalid token: {error}"))),
+                Err(error) => {
+                    return Err(Disconnect::new(
+                        Disconnect::INVALID_TOKEN,
+                        format!("invalid token: {error}"),
+                    ));
+                }
             },
         };
         if let Some(user) = &client.grants.user {
             let limit = self.gateway.settings.client.max_connections_per_user;
             if self.gateway.hub.user_connections(&client.tenant, user) >= limit {
                 self.gateway.metrics.connections_refused.inc();
-                return Err(Disconnect::new(Disconnect::CONNECTION_LIMIT, "too many connections for this user"));
+                return Err(Disconnect::new(
+                    Disconnect::CONNECTION_LIMIT,
+                    "too many connections for this user",
+                ));
             }
-            self.gateway.hub.add_user_connection(&client.tenant, user, self.id, &self.outbox);
+            self.gateway
+                .hub
+                .add_user_connection(&client.tenant, user, self.id, &self.outbox);
         }
         let max_window = self.gateway.settings.client.max_batch_window_ms;
         self.batch_window = Duration::from_millis(request.batch_ms.min(max_window));
@@ -223,13 +246,21 @@ impl<B: Broker> Session<B> {
         let fresh = match self.verify(token) {
             Ok(fresh) => fresh,
             Err(AuthError::Expired) => return Ok(Err(CommandError::new(ErrorCode::TokenExpired, "token expired"))),
-            Err(error) => return Err(Disconnect::new(Disconnect::INVALID_TOKEN, format!("invalid token: {error}"))),
+            Err(error) => {
+                return Err(Disconnect::new(
+                    Disconnect::INVALID_TOKEN,
+                    format!("invalid token: {error}"),
+                ));
+            }
         };
         let Some(client) = self.client.as_mut() else {
             return Ok(Err(CommandError::new(ErrorCode::Unauthorized, "send connect first")));
         };
         if fresh.grants.user != client.grants.user || fresh.tenant != client.tenant {
-            return Err(Disconnect::new(Disconnect::INVALID_TOKEN, "refresh token is for another user"));
+            return Err(Disconnect::new(
+                Disconnect::INVALID_TOKEN,
+                "refresh token is for another user",
+            ));
         }
         client.grants.channels = fresh.grants.channels;
         client.expires_at_ms = fresh.expires_at_ms;
@@ -253,7 +284,11 @@ impl<B: Broker> Session<B> {
     }
 
     /// Subscribes; with `since`, recovers exactly what came after it or says it cannot.
-    pub async fn subscribe(&mut self, channel: &str, since: Option<StreamPosition>) -> Result<Subscribed, CommandError> {
+    pub async fn subscribe(
+        &mut self,
+        channel: &str,
+        since: Option<StreamPosition>,
+    ) -> Result<Subscribed, CommandError> {
         let client = self.client()?;
         let name = ChannelName::parse(channel).map_err(channel_error)?;
         let namespace = self
@@ -266,7 +301,10 @@ impl<B: Broker> Session<B> {
             return Err(CommandError::new(ErrorCode::AlreadySubscribed, "already subscribed"));
         }
         if self.subscriptions.len() >= self.gateway.settings.client.max_subscriptions {
-            return Err(CommandError::new(ErrorCode::LimitExceeded, "too many subscriptions on this connection"));
+            return Err(CommandError::new(
+                ErrorCode::LimitExceeded,
+                "too many subscriptions on this connection",
+            ));
         }
         let topic = Topic::new(&client.tenant, channel);
         self.gateway.hub.subscribe(&topic, self.id, &self.outbox);
@@ -278,10 +316,20 @@ impl<B: Broker> Session<B> {
                 return Err(error);
             }
         };
-        let recovered = recovery.as_ref().map(|recovery| matches!(recovery, Recovery::Recovered(_)));
+        let recovered = recovery
+            .as_ref()
+            .map(|recovery| matches!(recovery, Recovery::Recovered(_)));
         if let Some(recovered) = recovered {
-            let outcome = if recovered { Outcome::Recovered } else { Outcome::Unrecoverable };
-            self.gateway.metrics.recoveries.get_or_create(&RecoveryLabels { outcome }).inc();
+            let outcome = if recovered {
+                Outcome::Recovered
+            } else {
+                Outcome::Unrecoverable
+            };
+            self.gateway
+                .metrics
+                .recoveries
+                .get_or_create(&RecoveryLabels { outcome })
+                .inc();
         }
         let publications = match recovery {
             Some(Recovery::Recovered(publications)) => publications,
@@ -386,7 +434,10 @@ impl<B: Broker> Session<B> {
             .may_subscribe(&name, &client.grants)
             .map_err(channel_error)?;
         if namespace.history_size == 0 {
-            return Err(CommandError::new(ErrorCode::NotAvailable, "this channel keeps no history"));
+            return Err(CommandError::new(
+                ErrorCode::NotAvailable,
+                "this channel keeps no history",
+            ));
         }
         let since = request.since.map(|position| StreamPosition {
             offset: position.offset,

@@ -13,7 +13,9 @@ use switchyard_platform::{shutdown::Shutdown, storage::Migrations};
 
 pub use self::{memory::MemoryBroker, redis::RedisBroker};
 use crate::biz::{
-    broker::{Broker, BrokerError, BrokerSink, Control, HistoryPage, HistoryQuery, NodeReport, PublishCommand, Published},
+    broker::{
+        Broker, BrokerError, BrokerSink, Control, HistoryPage, HistoryQuery, NodeReport, PublishCommand, Published,
+    },
     channel::Topic,
 };
 
@@ -29,19 +31,22 @@ pub const MIGRATIONS: Migrations = Migrations {
 /// The broker the settings ask for: Redis when `redis_url` is set, memory otherwise.
 #[derive(Debug)]
 pub enum AnyBroker {
-    Memory(MemoryBroker),
+    Memory(Box<MemoryBroker>),
     Redis(RedisBroker),
 }
 
 impl AnyBroker {
     pub async fn connect(
         redis_url: Option<&str>,
+        prefix: &str,
         sink: Arc<dyn BrokerSink>,
         shutdown: Shutdown,
     ) -> Result<Self, BrokerError> {
         match redis_url {
-            None => Ok(AnyBroker::Memory(MemoryBroker::new(sink))),
-            Some(url) => Ok(AnyBroker::Redis(RedisBroker::connect(url, sink, shutdown).await?)),
+            None => Ok(AnyBroker::Memory(Box::new(MemoryBroker::new(sink)))),
+            Some(url) => Ok(AnyBroker::Redis(
+                RedisBroker::connect(url, prefix, sink, shutdown).await?,
+            )),
         }
     }
 }

@@ -11,8 +11,8 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use redis::{AsyncCommands, Script, aio::PubSubSink};
 use futures::StreamExt;
+use redis::{AsyncCommands, Script, aio::PubSubSink};
 use switchyard_platform::{clock::now_ms, shutdown::Shutdown};
 use tokio::sync::Mutex;
 
@@ -24,8 +24,6 @@ use crate::biz::{
     channel::Topic,
     publication::{Publication, StreamPosition},
 };
-
-const PREFIX: &str = "switchyard:rt:";
 
 pub struct RedisBroker {
     inner: Arc<Inner>,
@@ -39,6 +37,7 @@ struct Inner {
     subscriber: Mutex<Option<PubSubSink>>,
     publish: Script,
     history: Script,
+    keys: Keys,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -51,29 +50,43 @@ fn unavailable(error: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(error.to_string())
 }
 
-/// Keys of one topic share a hash tag, so a Redis Cluster keeps them on one shard.
-fn meta_key(topic: &Topic) -> String {
-    format!("{PREFIX}{{{}}}:m", topic.as_str())
+/// Key names under the configured prefix. The keys of one topic share a hash tag, so a
+/// Redis Cluster keeps them on one shard.
+struct Keys {
+    prefix: String,
 }
 
-fn history_key(topic: &Topic) -> String {
-    format!("{PREFIX}{{{}}}:h", topic.as_str())
-}
+impl Keys {
+    fn meta(&self, topic: &Topic) -> String {
+        format!("{}{{{}}}:m", self.prefix, topic.as_str())
+    }
 
-fn idempotency_key(topic: &Topic, key: &str) -> String {
-    format!("{PREFIX}{{{}}}:i:{key}", topic.as_str())
-}
+    fn history(&self, topic: &Topic) -> String {
+        format!("{}{{{}}}:h", self.prefix, topic.as_str())
+    }
 
-fn pubsub_channel(topic: &Topic) -> String {
-    format!("{PREFIX}p:{}", topic.as_str())
-}
+    fn idempotency(&self, topic: &Topic, key: &str) -> String {
+        format!("{}{{{}}}:i:{key}", self.prefix, topic.as_str())
+    }
 
-fn control_channel() -> String {
-    format!("{PREFIX}control")
-}
+    fn pubsub(&self, topic: &Topic) -> String {
+        format!("{}p:{}", self.prefix, topic.as_str())
+    }
 
-fn nodes_key() -> String {
-    format!("{PREFIX}nodes")
+    fn topic_of(&self, pubsub_channel: &str) -> Option<Topic> {
+        pubsub_channel
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix("p:"))
+            .and_then(Topic::parse)
+    }
+
+    fn control(&self) -> String {
+        format!("{}control", self.prefix)
+    }
+
+    fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
 }
 
 fn seconds(duration: Duration) -> u64 {
@@ -91,13 +104,21 @@ fn parse_position(text: &str) -> Option<StreamPosition> {
 
 impl RedisBroker {
     /// Connects (failing at start when Redis is unreachable) and starts the pub/sub loop.
-    pub async fn connect(url: &str, sink: Arc<dyn BrokerSink>, shutdown: Shutdown) -> Result<Self, BrokerError> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        sink: Arc<dyn BrokerSink>,
+        shutdown: Shutdown,
+    ) -> Result<Self, BrokerError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let pool = deadpool_redis::Config::from_url(url)
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .map_err(unavailable)?;
         let mut conn = pool.get().await.map_err(unavailable)?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(unavailable)?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(unavailable)?;
         drop(conn);
         let inner = Arc::new(Inner {
             client,
@@ -106,6 +127,9 @@ impl RedisBroker {
             subscriber: Mutex::new(None),
             publish: Script::new(include_str!("publish.lua")),
             history: Script::new(include_str!("history.lua")),
+            keys: Keys {
+                prefix: prefix.to_owned(),
+            },
         });
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(listen(inner.clone(), shutdown, ready_tx));
@@ -161,8 +185,13 @@ async fn subscribe_all(inner: &Inner) -> Result<redis::aio::PubSubStream, Broker
     let pubsub = inner.client.get_async_pubsub().await.map_err(unavailable)?;
     let (mut sink, stream) = pubsub.split();
     let mut guard = inner.subscriber.lock().await;
-    sink.subscribe(control_channel()).await.map_err(unavailable)?;
-    let channels: Vec<String> = inner.sink.subscribed_topics().iter().map(pubsub_channel).collect();
+    sink.subscribe(inner.keys.control()).await.map_err(unavailable)?;
+    let channels: Vec<String> = inner
+        .sink
+        .subscribed_topics()
+        .iter()
+        .map(|topic| inner.keys.pubsub(topic))
+        .collect();
     if !channels.is_empty() {
         sink.subscribe(&channels).await.map_err(unavailable)?;
     }
@@ -192,18 +221,14 @@ async fn resynchronize(inner: &Inner) {
 fn receive(inner: &Inner, message: &redis::Msg) {
     let channel = message.get_channel_name();
     let payload = message.get_payload_bytes();
-    if channel == control_channel() {
+    if channel == inner.keys.control() {
         match serde_json::from_slice::<Control>(payload) {
             Ok(control) => inner.sink.control(control),
             Err(error) => tracing::warn!(%error, "malformed control message"),
         }
         return;
     }
-    let Some(topic) = channel
-        .strip_prefix(PREFIX)
-        .and_then(|rest| rest.strip_prefix("p:"))
-        .and_then(Topic::parse)
-    else {
+    let Some(topic) = inner.keys.topic_of(channel) else {
         return;
     };
     let mut parts = payload.splitn(3, |byte| *byte == b'\n');
@@ -233,8 +258,8 @@ async fn history(inner: &Inner, topic: &Topic, query: &HistoryQuery) -> Result<H
     type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
     let (offset, epoch, entries): (u64, String, Entries) = inner
         .history
-        .key(meta_key(topic))
-        .key(history_key(topic))
+        .key(inner.keys.meta(topic))
+        .key(inner.keys.history(topic))
         .arg(new_epoch().as_ref())
         .arg(seconds(query.meta_ttl.max(query.ttl)))
         .arg(start)
@@ -273,15 +298,15 @@ impl Broker for RedisBroker {
         let key = command.idempotency_key.as_deref().unwrap_or("");
         let (position, duplicate): (String, u8) = inner
             .publish
-            .key(meta_key(&command.topic))
-            .key(history_key(&command.topic))
-            .key(idempotency_key(&command.topic, key))
+            .key(inner.keys.meta(&command.topic))
+            .key(inner.keys.history(&command.topic))
+            .key(inner.keys.idempotency(&command.topic, key))
             .arg(command.publication.encode_body())
             .arg(policy.size)
             .arg(seconds(policy.ttl))
             .arg(seconds(policy.meta_ttl.max(policy.ttl)))
             .arg(new_epoch().as_ref())
-            .arg(pubsub_channel(&command.topic))
+            .arg(inner.keys.pubsub(&command.topic))
             .arg(idempotency_ttl)
             .invoke_async(&mut conn)
             .await
@@ -299,7 +324,9 @@ impl Broker for RedisBroker {
 
     async fn remove_history(&self, topic: &Topic) -> Result<(), BrokerError> {
         let mut conn = self.inner.pool.get().await.map_err(unavailable)?;
-        conn.del::<_, ()>(history_key(topic)).await.map_err(unavailable)
+        conn.del::<_, ()>(self.inner.keys.history(topic))
+            .await
+            .map_err(unavailable)
     }
 
     async fn subscribe(&self, topic: &Topic) -> Result<(), BrokerError> {
@@ -307,7 +334,7 @@ impl Broker for RedisBroker {
         let sink = guard
             .as_mut()
             .ok_or_else(|| unavailable("redis pub/sub is reconnecting"))?;
-        sink.subscribe(pubsub_channel(topic)).await.map_err(unavailable)
+        sink.subscribe(self.inner.keys.pubsub(topic)).await.map_err(unavailable)
     }
 
     async fn unsubscribe(&self, topic: &Topic) -> Result<(), BrokerError> {
@@ -319,32 +346,41 @@ impl Broker for RedisBroker {
         let Some(sink) = guard.as_mut() else {
             return Ok(());
         };
-        sink.unsubscribe(pubsub_channel(topic)).await.map_err(unavailable)
+        sink.unsubscribe(self.inner.keys.pubsub(topic))
+            .await
+            .map_err(unavailable)
     }
 
     async fn control(&self, control: Control) -> Result<(), BrokerError> {
         let payload = serde_json::to_vec(&control).map_err(unavailable)?;
         let mut conn = self.inner.pool.get().await.map_err(unavailable)?;
-        conn.publish::<_, _, ()>(control_channel(), payload).await.map_err(unavailable)
+        conn.publish::<_, _, ()>(self.inner.keys.control(), payload)
+            .await
+            .map_err(unavailable)
     }
 
     async fn report(&self, report: NodeReport) -> Result<(), BrokerError> {
         let payload = serde_json::to_vec(&report).map_err(unavailable)?;
         let mut conn = self.inner.pool.get().await.map_err(unavailable)?;
-        conn.hset::<_, _, _, ()>(nodes_key(), &report.id, payload).await.map_err(unavailable)?;
+        conn.hset::<_, _, _, ()>(self.inner.keys.nodes(), &report.id, payload)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
     /// Reports of nodes that stopped reporting are dropped by whoever reads them.
     async fn nodes(&self, fresh: Duration) -> Result<Vec<NodeReport>, BrokerError> {
         let mut conn = self.inner.pool.get().await.map_err(unavailable)?;
-        let reports: HashMap<String, Vec<u8>> = conn.hgetall(nodes_key()).await.map_err(unavailable)?;
+        let reports: HashMap<String, Vec<u8>> = conn.hgetall(self.inner.keys.nodes()).await.map_err(unavailable)?;
         let fresh_after = now_ms() - fresh.as_millis() as i64;
         let mut nodes = Vec::new();
         for (id, payload) in reports {
             match serde_json::from_slice::<NodeReport>(&payload) {
                 Ok(report) if report.updated_at_ms >= fresh_after => nodes.push(report),
-                _ => conn.hdel::<_, _, ()>(nodes_key(), &id).await.map_err(unavailable)?,
+                _ => conn
+                    .hdel::<_, _, ()>(self.inner.keys.nodes(), &id)
+                    .await
+                    .map_err(unavailable)?,
             }
         }
         Ok(nodes)

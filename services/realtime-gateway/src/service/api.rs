@@ -18,13 +18,12 @@ use switchyard_platform::{
     about::About,
     auth::{AuthError, Principal, Role},
     error::to_status,
-    proto_json::timestamp,
+    proto_json::{from_proto_value, timestamp, to_proto_value},
 };
 use tonic::{Request, Response, Status};
 
 use crate::{
     biz::{
-        broker::json_data,
         gateway::{Gateway, GatewayError, Outgoing},
         publication::{Publication, StreamPosition},
     },
@@ -71,10 +70,9 @@ fn invalid(field: &str, message: impl Into<String>) -> Status {
 /// The JSON clients receive: `data` as it is, or a typed event as `{"type": …, …fields}`.
 fn payload(data: Option<&pbjson_types::Value>, event: Option<&pb::Event>) -> Result<Bytes, Status> {
     match (data, event) {
-        (Some(data), None) => {
-            let text = serde_json::to_vec(data).map_err(|error| invalid("data", error.to_string()))?;
-            json_data(&text).map_err(|message| invalid("data", message))
-        }
+        (Some(data), None) => serde_json::to_vec(&from_proto_value(data))
+            .map(Bytes::from)
+            .map_err(|error| invalid("data", error.to_string())),
         (None, Some(event)) => event_json(event),
         _ => Err(invalid("payload", "exactly one of `data` and `event` is required")),
     }
@@ -118,11 +116,11 @@ fn position(position: &StreamPosition) -> pb::StreamPosition {
 }
 
 fn publication(publication: &Publication) -> Result<pb::Publication, Status> {
-    let data: pbjson_types::Value =
+    let data: serde_json::Value =
         serde_json::from_slice(&publication.data).map_err(|_| Status::internal("stored data is not JSON"))?;
     Ok(pb::Publication {
         offset: publication.offset,
-        data: Some(data),
+        data: Some(to_proto_value(&data)),
         tags: publication.tags.clone().into_iter().collect(),
         time: timestamp(publication.time_ms),
     })
@@ -130,7 +128,10 @@ fn publication(publication: &Publication) -> Result<pb::Publication, Status> {
 
 #[tonic::async_trait]
 impl RealtimeService for RealtimeServiceApi {
-    async fn get_service_info(&self, _request: Request<GetServiceInfoRequest>) -> Result<Response<ServiceInfo>, Status> {
+    async fn get_service_info(
+        &self,
+        _request: Request<GetServiceInfoRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
         let info = self.about.service_info().await.map_err(|error| to_status(&error))?;
         Ok(Response::new(info))
     }
@@ -142,7 +143,11 @@ impl RealtimeService for RealtimeServiceApi {
         let data = payload(data.as_ref(), event.as_ref())?;
         let published = self
             .gateway
-            .publish(&tenant, &request.channel, outgoing(data, request.idempotency_key, request.tags))
+            .publish(
+                &tenant,
+                &request.channel,
+                outgoing(data, request.idempotency_key, request.tags),
+            )
             .await
             .map_err(|error| to_status(&error))?;
         Ok(Response::new(PublishResponse {
@@ -224,7 +229,13 @@ impl RealtimeService for RealtimeServiceApi {
         });
         let page = self
             .gateway
-            .history(&tenant, &request.channel, request.limit as usize, since, request.reverse)
+            .history(
+                &tenant,
+                &request.channel,
+                request.limit as usize,
+                since,
+                request.reverse,
+            )
             .await
             .map_err(|error| to_status(&error))?;
         Ok(Response::new(HistoryResponse {
@@ -233,7 +244,10 @@ impl RealtimeService for RealtimeServiceApi {
         }))
     }
 
-    async fn history_remove(&self, request: Request<HistoryRemoveRequest>) -> Result<Response<HistoryRemoveResponse>, Status> {
+    async fn history_remove(
+        &self,
+        request: Request<HistoryRemoveRequest>,
+    ) -> Result<Response<HistoryRemoveResponse>, Status> {
         let tenant = tenant(&request, Role::Publisher, &channel_resource(&request.get_ref().channel))?;
         self.gateway
             .remove_history(&tenant, &request.get_ref().channel)
@@ -310,4 +324,3 @@ impl From<pb::broadcast_request::Payload> for Payload {
         }
     }
 }
-

@@ -145,7 +145,8 @@ pub async fn stream(
             }
         };
         if since.is_some() && subscribed.recovered == Some(false) {
-            let data = serde_json::json!({"channel": channel, "offset": subscribed.offset, "epoch": &*subscribed.epoch});
+            let data =
+                serde_json::json!({"channel": channel, "offset": subscribed.offset, "epoch": &*subscribed.epoch});
             opening.push(format!("event: unrecovered\ndata: {data}\n\n").into_bytes());
         }
         for publication in &subscribed.publications {
@@ -199,7 +200,13 @@ fn event_id(session: &Session<AnyBroker>, channels: &[String]) -> String {
 type Sender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
 /// Writes the stream until the client goes away or the server closes it.
-async fn pump(mut session: Session<AnyBroker>, channels: Vec<String>, opening: Vec<Bytes>, sender: Sender, transport: Transport) {
+async fn pump(
+    mut session: Session<AnyBroker>,
+    channels: Vec<String>,
+    opening: Vec<Bytes>,
+    sender: Sender,
+    transport: Transport,
+) {
     let disconnect = serve(&mut session, &channels, opening, &sender, &transport).await;
     if let Some(disconnect) = disconnect {
         let data = serde_json::json!({

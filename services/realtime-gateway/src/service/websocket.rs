@@ -104,7 +104,9 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                         return None;
                     }
                 }
-                handled.err()?;
+                if let Err(disconnect) = handled {
+                    return Some(disconnect);
+                }
             }
             _ = session.outbox.ready() => {
                 if let Some(disconnect) = session.outbox.drain(&mut drained) {
@@ -151,7 +153,12 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
 }
 
 /// The earliest moment the loop must wake up for a timer.
-fn next_deadline(session: &Session<impl Broker>, connect_deadline: Instant, next_ping: Instant, batch: &Batch) -> Instant {
+fn next_deadline(
+    session: &Session<impl Broker>,
+    connect_deadline: Instant,
+    next_ping: Instant,
+    batch: &Batch,
+) -> Instant {
     let mut deadline = next_ping;
     if !session.is_connected() {
         deadline = deadline.min(connect_deadline);
@@ -203,7 +210,11 @@ impl Batch {
     }
 }
 
-async fn flush(socket: &mut WebSocket, batch: &mut Batch, gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>) -> Result<(), ()> {
+async fn flush(
+    socket: &mut WebSocket,
+    batch: &mut Batch,
+    gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>,
+) -> Result<(), ()> {
     batch.started = None;
     if batch.is_empty() {
         return Ok(());
@@ -213,7 +224,9 @@ async fn flush(socket: &mut WebSocket, batch: &mut Batch, gateway: &Arc<crate::b
     let now = now_ms();
     let metrics = &gateway.metrics;
     for published_at in batch.published_at_ms.drain(..) {
-        metrics.delivery_latency.observe((now - published_at).max(0) as f64 / 1000.0);
+        metrics
+            .delivery_latency
+            .observe((now - published_at).max(0) as f64 / 1000.0);
     }
     Ok(())
 }
@@ -230,7 +243,11 @@ fn trim_newline(frame: &mut Vec<u8>) {
 }
 
 /// Tells the client why and when to come back, then closes with the same code.
-async fn close(socket: &mut WebSocket, gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>, disconnect: &Disconnect) {
+async fn close(
+    socket: &mut WebSocket,
+    gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>,
+    disconnect: &Disconnect,
+) {
     gateway
         .metrics
         .disconnects
