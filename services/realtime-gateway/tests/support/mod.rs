@@ -331,3 +331,80 @@ impl Client {
 fn is_push(message: &Value) -> bool {
     message.get("push").is_some() && message["push"].get("disconnect").is_none()
 }
+
+/// An SSE stream read event by event.
+pub struct EventStream {
+    body: hyper::body::Incoming,
+    buffer: String,
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// Opens `GET path` on the gateway; returns the status and, for 200, the stream.
+pub async fn sse(gateway: &Gateway, path: &str, headers: &[(&str, &str)]) -> Result<EventStream, (u16, String)> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = http::Request::builder().uri(gateway.http(path));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = client.request(builder.body(Empty::new()).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    if status != 200 {
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        return Err((status, String::from_utf8_lossy(&body).into_owned()));
+    }
+    Ok(EventStream {
+        body: response.into_body(),
+        buffer: String::new(),
+    })
+}
+
+impl EventStream {
+    /// The next event (comments such as `: ping` are skipped).
+    pub async fn next(&mut self) -> SseEvent {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        event.id = Some(id.to_owned());
+                    } else if let Some(name) = line.strip_prefix("event: ") {
+                        event.event = Some(name.to_owned());
+                    } else if let Some(text) = line.strip_prefix("data: ") {
+                        data.push(text.to_owned());
+                    }
+                }
+                if data.is_empty() && event.event.is_none() {
+                    continue;
+                }
+                event.data = data.join("\n");
+                return event;
+            }
+            let frame = tokio::time::timeout(WAIT, self.body.frame())
+                .await
+                .expect("no SSE event within 10 s")
+                .expect("the SSE stream ended")
+                .unwrap();
+            if let Ok(bytes) = frame.into_data() {
+                self.buffer.push_str(std::str::from_utf8(&bytes).unwrap());
+            }
+        }
+    }
+}
