@@ -29,12 +29,24 @@ async fn a_retried_publish_with_the_same_key_publishes_once() {
     let mut client = gateway.anonymous().await;
     client.subscribe("product:idem").await;
     let mut api = gateway.api();
-    let first = api.publish(request("product:idem", json!("a"), "order-7-paid")).await.unwrap().into_inner();
-    let retry = api.publish(request("product:idem", json!("a"), "order-7-paid")).await.unwrap().into_inner();
+    let first = api
+        .publish(request("product:idem", json!("a"), "order-7-paid"))
+        .await
+        .unwrap()
+        .into_inner();
+    let retry = api
+        .publish(request("product:idem", json!("a"), "order-7-paid"))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!first.duplicate);
     assert!(retry.duplicate);
     assert_eq!(first.position, retry.position);
-    let other = api.publish(request("product:idem", json!("b"), "order-8-paid")).await.unwrap().into_inner();
+    let other = api
+        .publish(request("product:idem", json!("b"), "order-8-paid"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(other.position.unwrap().offset, 2);
     assert_eq!(client.publication().await["pub"]["data"], "a");
     assert_eq!(client.publication().await["pub"]["data"], "b");
@@ -51,7 +63,12 @@ async fn broadcast_reports_each_channel_on_its_own() {
     let response = gateway
         .api()
         .broadcast(BroadcastRequest {
-            channels: vec!["product:1".into(), "no such:channel".into(), "product:2".into(), "secret:1".into()],
+            channels: vec![
+                "product:1".into(),
+                "no such:channel".into(),
+                "product:2".into(),
+                "secret:1".into(),
+            ],
             payload: Some(broadcast_request::Payload::Data(data(json!({"sale": true})))),
             ..Default::default()
         })
@@ -131,7 +148,10 @@ async fn history_reads_forward_backward_and_after_a_position() {
     let mut api = gateway.api();
     let mut epoch = String::new();
     for n in 1..=5 {
-        epoch = publish(&mut api, "product:h", json!(n)).await["epoch"].as_str().unwrap().to_owned();
+        epoch = publish(&mut api, "product:h", json!(n)).await["epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     }
     let page = api
         .history(HistoryRequest {
@@ -155,21 +175,33 @@ async fn history_reads_forward_backward_and_after_a_position() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(newest.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![5, 4]);
+    assert_eq!(
+        newest.publications.iter().map(|p| p.offset).collect::<Vec<_>>(),
+        vec![5, 4]
+    );
     let after = api
         .history(HistoryRequest {
             channel: "product:h".into(),
-            since: Some(StreamPosition { offset: 3, epoch: epoch.clone() }),
+            since: Some(StreamPosition {
+                offset: 3,
+                epoch: epoch.clone(),
+            }),
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(after.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(
+        after.publications.iter().map(|p| p.offset).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
     let other_epoch = api
         .history(HistoryRequest {
             channel: "product:h".into(),
-            since: Some(StreamPosition { offset: 3, epoch: "gone".into() }),
+            since: Some(StreamPosition {
+                offset: 3,
+                epoch: "gone".into(),
+            }),
             ..Default::default()
         })
         .await
@@ -197,16 +229,24 @@ async fn channels_and_nodes_show_who_is_subscribed() {
     b.subscribe("promo:eid").await;
     let mut api = gateway.api();
     let channels = api
-        .channels(ChannelsRequest { prefix: "product:".into() })
+        .channels(ChannelsRequest {
+            prefix: "product:".into(),
+        })
         .await
         .unwrap()
         .into_inner()
         .channels;
     assert_eq!(channels.len(), 1);
-    assert_eq!((channels[0].channel.as_str(), channels[0].subscribers), ("product:1", 2));
+    assert_eq!(
+        (channels[0].channel.as_str(), channels[0].subscribers),
+        ("product:1", 2)
+    );
     let nodes = api.info(InfoRequest {}).await.unwrap().into_inner().nodes;
     assert_eq!(nodes.len(), 1);
-    assert_eq!((nodes[0].connections, nodes[0].subscriptions, nodes[0].channels), (2, 3, 2));
+    assert_eq!(
+        (nodes[0].connections, nodes[0].subscriptions, nodes[0].channels),
+        (2, 3, 2)
+    );
     gateway.stop().await;
 }
 
@@ -220,10 +260,22 @@ async fn publishing_needs_the_publisher_role_and_valid_input() {
     let mut as_viewer = api(&gateway.running, &viewer.plaintext);
     let denied = as_viewer.publish(request("product:1", json!(1), "")).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    assert!(as_viewer.history(HistoryRequest { channel: "product:1".into(), ..Default::default() }).await.is_ok());
+    assert!(
+        as_viewer
+            .history(HistoryRequest {
+                channel: "product:1".into(),
+                ..Default::default()
+            })
+            .await
+            .is_ok()
+    );
     let mut anonymous = api(&gateway.running, "sy_not_a_key");
     assert_eq!(
-        anonymous.publish(request("product:1", json!(1), "")).await.unwrap_err().code(),
+        anonymous
+            .publish(request("product:1", json!(1), ""))
+            .await
+            .unwrap_err()
+            .code(),
         Code::Unauthenticated
     );
 
@@ -233,7 +285,13 @@ async fn publishing_needs_the_publisher_role_and_valid_input() {
         (request("a b", json!(1), ""), "channel"),
         (request("unknown:1", json!(1), ""), "channel"),
         (request("product:1", json!(1), &"k".repeat(200)), "idempotency_key"),
-        (PublishRequest { channel: "product:1".into(), ..Default::default() }, "payload"),
+        (
+            PublishRequest {
+                channel: "product:1".into(),
+                ..Default::default()
+            },
+            "payload",
+        ),
     ] {
         let status = admin.publish(bad).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
@@ -241,7 +299,10 @@ async fn publishing_needs_the_publisher_role_and_valid_input() {
     }
     // Nothing was published by the refused calls.
     let page = admin
-        .history(HistoryRequest { channel: "product:1".into(), ..Default::default() })
+        .history(HistoryRequest {
+            channel: "product:1".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -269,7 +330,13 @@ async fn the_api_is_served_as_json_over_http_too() {
     assert_eq!(push["pub"]["data"], json!({"price": 10}));
     assert_eq!(push["pub"]["tags"], json!({"kind": "price"}));
 
-    let malformed = testing::http("POST", &gateway.http("/v1/realtime/publish"), &headers, "{\"channel\": ").await;
+    let malformed = testing::http(
+        "POST",
+        &gateway.http("/v1/realtime/publish"),
+        &headers,
+        "{\"channel\": ",
+    )
+    .await;
     assert_eq!(malformed.status, 400);
     let unknown = testing::http(
         "POST",

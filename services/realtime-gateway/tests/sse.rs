@@ -9,7 +9,9 @@ use support::{publish, sse, start, token};
 #[tokio::test]
 async fn an_sse_client_receives_publications_of_its_channels_with_resumable_ids() {
     let gateway = start().await;
-    let mut stream = sse(&gateway, "/realtime/sse?channel=product:1&channel=promo:eid", &[]).await.unwrap();
+    let mut stream = sse(&gateway, "/realtime/sse?channel=product:1&channel=promo:eid", &[])
+        .await
+        .unwrap();
     let mut api = gateway.api();
     publish(&mut api, "product:1", json!({"price": 5})).await;
     publish(&mut api, "promo:eid", json!({"title": "Eid sale"})).await;
@@ -37,7 +39,13 @@ async fn last_event_id_recovers_what_an_sse_client_missed() {
     publish(&mut api, "product:2", json!(2)).await;
     publish(&mut api, "product:2", json!(3)).await;
     let last_id = seen.id.unwrap();
-    let mut resumed = sse(&gateway, "/realtime/sse?channel=product:2", &[("last-event-id", &last_id)]).await.unwrap();
+    let mut resumed = sse(
+        &gateway,
+        "/realtime/sse?channel=product:2",
+        &[("last-event-id", &last_id)],
+    )
+    .await
+    .unwrap();
     assert_eq!(resumed.next().await.json()["pub"]["data"], 2);
     assert_eq!(resumed.next().await.json()["pub"]["data"], 3);
     publish(&mut api, "product:2", json!(4)).await;
@@ -47,7 +55,13 @@ async fn last_event_id_recovers_what_an_sse_client_missed() {
 
     let epoch = last_id.split(':').next().unwrap().to_owned();
     let stale = format!("not-{epoch}:1");
-    let mut lost = sse(&gateway, "/realtime/sse?channel=product:2", &[("last-event-id", &stale)]).await.unwrap();
+    let mut lost = sse(
+        &gateway,
+        "/realtime/sse?channel=product:2",
+        &[("last-event-id", &stale)],
+    )
+    .await
+    .unwrap();
     let event = lost.next().await;
     assert_eq!(event.event.as_deref(), Some("unrecovered"));
     assert_eq!(event.json()["offset"], 4);
@@ -61,17 +75,36 @@ async fn sse_requests_are_checked_like_websocket_subscriptions() {
     assert_eq!(status, 403, "{body}");
     let (status, _) = sse(&gateway, "/realtime/sse", &[]).await.err().unwrap();
     assert_eq!(status, 400);
-    let (status, body) = sse(&gateway, "/realtime/sse?channel=product:1&colour=red", &[]).await.err().unwrap();
+    let (status, body) = sse(&gateway, "/realtime/sse?channel=product:1&colour=red", &[])
+        .await
+        .err()
+        .unwrap();
     assert_eq!(status, 400);
     assert!(body.contains("colour"));
-    let (status, _) = sse(&gateway, "/realtime/sse?channel=product:1", &[("last-event-id", "garbage")]).await.err().unwrap();
+    let (status, _) = sse(
+        &gateway,
+        "/realtime/sse?channel=product:1",
+        &[("last-event-id", "garbage")],
+    )
+    .await
+    .err()
+    .unwrap();
     assert_eq!(status, 400);
     let expired = format!("Bearer {}", token("9", &["order:1"], -120));
-    let (status, _) = sse(&gateway, "/realtime/sse?channel=order:1", &[("authorization", &expired)]).await.err().unwrap();
+    let (status, _) = sse(
+        &gateway,
+        "/realtime/sse?channel=order:1",
+        &[("authorization", &expired)],
+    )
+    .await
+    .err()
+    .unwrap();
     assert_eq!(status, 401);
 
     let valid = format!("Bearer {}", token("9", &["order:1"], 300));
-    let mut stream = sse(&gateway, "/realtime/sse?channel=order:1", &[("authorization", &valid)]).await.unwrap();
+    let mut stream = sse(&gateway, "/realtime/sse?channel=order:1", &[("authorization", &valid)])
+        .await
+        .unwrap();
     publish(&mut gateway.api(), "order:1", json!("packed")).await;
     assert_eq!(stream.next().await.json()["pub"]["data"], "packed");
     gateway.stop().await;

@@ -408,3 +408,99 @@ impl EventStream {
         }
     }
 }
+
+/// `count` gateway nodes in this process sharing the Redis at `redis_url` under a private key
+/// prefix, with a `load` namespace that keeps 10,000 publications for recovery.
+pub async fn cluster(count: usize, redis_url: &str) -> Vec<Gateway> {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let mut nodes = Vec::new();
+    let admin = generate_api_key("default", &["admin"]);
+    for _ in 0..count {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = node_settings(dir.path(), redis_url, &prefix);
+        settings.auth.api_keys = vec![admin.record.clone()];
+        nodes.push(start_on(settings, admin.plaintext.clone(), dir).await);
+    }
+    nodes
+}
+
+/// One node's settings for a cluster under `prefix`.
+pub fn node_settings(dir: &std::path::Path, redis_url: &str, prefix: &str) -> Settings {
+    let (mut settings, _) = settings(dir);
+    settings.redis_url = Some(redis_url.to_owned());
+    settings.service.redis_prefix = prefix.to_owned();
+    settings.service.namespaces.insert(
+        "load".to_owned(),
+        NamespaceSettings {
+            history_size: 10_000,
+            history_ttl_secs: 300,
+            public: true,
+            allow_anonymous: true,
+            ..NamespaceSettings::default()
+        },
+    );
+    settings
+}
+
+/// A Redis server of the test's own (so it can be stopped and restarted), on a free port,
+/// keeping nothing on disk.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = PrivateRedis { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/ensure-backing-services.sh)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("private redis did not start");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
