@@ -1,5 +1,6 @@
 //! The server API over gRPC and transcoded HTTP: publish with idempotency keys, broadcast,
 //! unsubscribe and disconnect users, history, channels and nodes; roles and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

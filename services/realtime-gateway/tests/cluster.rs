@@ -1,6 +1,7 @@
 //! Many nodes acting as one over Redis, three in this process (and one as a process of its
 //! own where a crash is needed): fan-out across nodes, exact recovery under publish load
 //! while clients are cut off and move between nodes, a node killed, Redis restarted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Server-Sent Events: receive-only clients, several channels per stream, and resuming with
 //! `Last-Event-ID` under the same recovery rules as WebSocket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

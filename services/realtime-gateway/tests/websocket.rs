@@ -1,5 +1,6 @@
 //! The WebSocket client protocol on one node (memory broker), through real sockets:
 //! connect, permissions, publications, recovery, limits, batching and disconnect codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
