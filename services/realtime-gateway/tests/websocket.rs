@@ -225,6 +225,14 @@ async fn recovery_that_cannot_be_exact_says_so_and_replays_nothing() {
     gateway.stop().await;
 }
 
+/// The value of one sample in a Prometheus text exposition.
+fn metric(metrics: &str, sample: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in\n{metrics}"))
+}
+
 async fn support_get(url: &str) -> String {
     switchyard_platform::testing::get(url).await.text()
 }
@@ -363,9 +371,14 @@ async fn a_slow_consumer_is_disconnected_without_slowing_anyone_else() {
     let closed = slow.closed().await;
     assert_eq!(closed.code, 3001, "{:?}", (closed.code, &closed.reason));
     let metrics = support_get(&gateway.http("/metrics")).await;
-    assert!(
-        metrics.contains("realtime_slow_consumer_disconnects_total 1"),
-        "{metrics}"
+    assert_eq!(metric(&metrics, "realtime_slow_consumer_disconnects_total"), 1.0);
+    assert_eq!(metric(&metrics, "realtime_disconnects_total{code=\"3001\"}"), 1.0);
+    // The fast client got every publication; the slow one some before it was cut off.
+    assert!(metric(&metrics, "realtime_publications_delivered_total") >= f64::from(total));
+    assert!(metric(&metrics, "realtime_delivery_latency_seconds_count") >= f64::from(total));
+    assert_eq!(
+        metric(&metrics, "realtime_publications_accepted_total"),
+        f64::from(total)
     );
     gateway.stop().await;
 }

@@ -259,6 +259,7 @@ async fn serve(
                             frame.extend_from_slice(format!("id: {}\n", event_id(session, channels)).as_bytes());
                             frame.extend_from_slice(delivery.sse_data());
                             frame.push(b'\n');
+                            gateway.metrics.delivered.inc();
                             gateway.metrics.delivery_latency.observe(
                                 (switchyard_platform::clock::now_ms() - delivery.publication.time_ms).max(0) as f64 / 1000.0,
                             );

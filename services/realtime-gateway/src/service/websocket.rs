@@ -223,6 +223,7 @@ async fn flush(
     send(socket, frame).await?;
     let now = now_ms();
     let metrics = &gateway.metrics;
+    metrics.delivered.inc_by(batch.published_at_ms.len() as u64);
     for published_at in batch.published_at_ms.drain(..) {
         metrics
             .delivery_latency
