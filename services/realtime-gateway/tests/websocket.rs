@@ -218,9 +218,12 @@ async fn recovery_that_cannot_be_exact_says_so_and_replays_nothing() {
     assert_eq!(reply["subscribe"]["recovered"], false);
     assert_eq!(reply["subscribe"]["epoch"], epoch.as_str());
     let metrics = support_get(&gateway.http("/metrics")).await;
-    assert!(
-        metrics.contains("realtime_recoveries_total{outcome=\"Unrecoverable\"} 3"),
-        "{metrics}"
+    assert_eq!(
+        metric(
+            &metrics,
+            "switchyard_realtime_recoveries_total{outcome=\"unrecoverable\"}"
+        ),
+        3.0
     );
     gateway.stop().await;
 }
@@ -371,13 +374,19 @@ async fn a_slow_consumer_is_disconnected_without_slowing_anyone_else() {
     let closed = slow.closed().await;
     assert_eq!(closed.code, 3001, "{:?}", (closed.code, &closed.reason));
     let metrics = support_get(&gateway.http("/metrics")).await;
-    assert_eq!(metric(&metrics, "realtime_slow_consumer_disconnects_total"), 1.0);
-    assert_eq!(metric(&metrics, "realtime_disconnects_total{code=\"3001\"}"), 1.0);
-    // The fast client got every publication; the slow one some before it was cut off.
-    assert!(metric(&metrics, "realtime_publications_delivered_total") >= f64::from(total));
-    assert!(metric(&metrics, "realtime_delivery_latency_seconds_count") >= f64::from(total));
     assert_eq!(
-        metric(&metrics, "realtime_publications_accepted_total"),
+        metric(&metrics, "switchyard_realtime_slow_consumer_disconnects_total"),
+        1.0
+    );
+    assert_eq!(
+        metric(&metrics, "switchyard_realtime_disconnects_total{code=\"3001\"}"),
+        1.0
+    );
+    // The fast client got every publication; the slow one some before it was cut off.
+    assert!(metric(&metrics, "switchyard_realtime_publications_delivered_total") >= f64::from(total));
+    assert!(metric(&metrics, "switchyard_realtime_delivery_latency_seconds_count") >= f64::from(total));
+    assert_eq!(
+        metric(&metrics, "switchyard_realtime_publications_accepted_total"),
         f64::from(total)
     );
     gateway.stop().await;

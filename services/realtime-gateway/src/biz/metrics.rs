@@ -1,19 +1,14 @@
 //! The gateway's own figures on `/metrics`, beside the platform's request metrics.
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, EncodeLabelValue},
+    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub enum Outcome {
-    Recovered,
-    Unrecoverable,
-}
-
+/// `recovered` or `unrecoverable`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RecoveryLabels {
-    pub outcome: Outcome,
+    pub outcome: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -72,57 +67,57 @@ impl GatewayMetrics {
     pub fn register(&self, registry: &switchyard_platform::metrics::Metrics) {
         registry.register(
             "realtime_connections",
-            "Open client connections (WebSocket and SSE).",
+            "Open client connections (WebSocket and SSE)",
             self.connections.clone(),
         );
         registry.register(
             "realtime_subscriptions",
-            "Channel subscriptions of open connections.",
+            "Channel subscriptions of open connections",
             self.subscriptions.clone(),
         );
         registry.register(
             "realtime_publications_accepted",
-            "Publications accepted by this node.",
+            "Publications accepted by this node",
             self.publications_accepted.clone(),
         );
         registry.register(
             "realtime_publications_in",
-            "Publications received by this node for fan-out.",
+            "Publications received by this node for fan-out",
             self.publications_in.clone(),
         );
         registry.register(
             "realtime_publications_queued",
-            "Publications queued to subscribers.",
+            "Publications queued to subscribers",
             self.queued.clone(),
         );
         registry.register(
             "realtime_publications_delivered",
-            "Publications written to client sockets.",
+            "Publications written to client sockets",
             self.delivered.clone(),
         );
         registry.register(
             "realtime_delivery_latency_seconds",
-            "From publish accepted to written to a client socket.",
+            "From publish accepted to written to a client socket",
             self.delivery_latency.clone(),
         );
         registry.register(
             "realtime_slow_consumer_disconnects",
-            "Clients disconnected for falling behind.",
+            "Clients disconnected for falling behind",
             self.slow_consumers.clone(),
         );
         registry.register(
             "realtime_disconnects",
-            "Connections closed by the server, by code.",
+            "Connections closed by the server, by code",
             self.disconnects.clone(),
         );
         registry.register(
             "realtime_recoveries",
-            "Subscriptions that asked to recover, by outcome.",
+            "Subscriptions that asked to recover, by outcome",
             self.recoveries.clone(),
         );
         registry.register(
             "realtime_connections_refused",
-            "Connections refused by a per-user or per-address limit.",
+            "Connections refused by a per-user or per-address limit",
             self.connections_refused.clone(),
         );
     }

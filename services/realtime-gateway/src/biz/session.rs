@@ -22,7 +22,7 @@ use super::{
     broker::{Broker, Recovery, json_data, recover},
     channel::{ChannelError, ChannelName, Grants, Topic, check_tenant},
     gateway::{Admission, Gateway, GatewayError, Outgoing as Publish},
-    metrics::{Outcome, RecoveryLabels},
+    metrics::RecoveryLabels,
     outbox::{Outbox, Outgoing},
     protocol::{
         ChannelRequest, Command, CommandError, ConnectRequest, Disconnect, ErrorCode, HistoryRequest, Method, Position,
@@ -320,11 +320,7 @@ impl<B: Broker> Session<B> {
             .as_ref()
             .map(|recovery| matches!(recovery, Recovery::Recovered(_)));
         if let Some(recovered) = recovered {
-            let outcome = if recovered {
-                Outcome::Recovered
-            } else {
-                Outcome::Unrecoverable
-            };
+            let outcome = if recovered { "recovered" } else { "unrecoverable" };
             self.gateway
                 .metrics
                 .recoveries
