@@ -95,22 +95,6 @@ async fn throughput(callers: &Callers, grpc: bool) -> f64 {
     total as f64 / THROUGHPUT_WINDOW.as_secs_f64()
 }
 
-fn machine() -> serde_json::Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("unknown")
-        .trim()
-        .to_owned();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    json!({ "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu_model": model, "kernel": kernel })
-}
-
 #[tokio::main]
 async fn main() {
     let (mut settings, dir) = support::settings();
@@ -140,7 +124,7 @@ async fn main() {
     let result = json!({
         "benchmark": "transcoding",
         "what": "GetItem (path + nested fields) over loopback: native gRPC vs HTTP/JSON transcoded to the same gRPC stack",
-        "machine": machine(),
+        "machine": switchyard_platform::testing::machine(),
         "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
         "sequential_calls_per_mode": grpc.len(),
         "grpc_us": { "p50": grpc_p50, "p90": percentile(&grpc, 0.9), "p99": percentile(&grpc, 0.99) },

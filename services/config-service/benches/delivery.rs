@@ -532,22 +532,6 @@ fn ratio(a: f64, b: f64) -> f64 {
     (a / b * 100.0).round() / 100.0
 }
 
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("model name"))
-                .map(|line| line.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
-    json!({
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu_model": cpu,
-        "os": std::env::consts::OS,
-    })
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -609,7 +593,7 @@ fn main() {
         };
         let report = json!({
             "benchmark": "config-service data plane vs etcd, one run, loopback",
-            "machine": machine(),
+            "machine": switchyard_platform::testing::machine(),
             "setup": {
                 "configs_stored": CONFIGS,
                 "payload_bytes": serde_json::to_vec(&payload(0)).unwrap().len(),

@@ -247,18 +247,6 @@ fn summarize(runs: &[Figures]) -> Figures {
     }
 }
 
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .map(|line| line.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
-    json!({"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu": cpu})
-}
-
 /// EventStream (v2) and SyncFlags subscribers on replica B; each round updates the flag
 /// through replica A's management API and times the arrival at every subscriber.
 const SUBSCRIBERS: usize = 200;
@@ -490,7 +478,7 @@ fn main() {
             .any(|f| f.requests_per_second >= 50_000.0 && f.p99_ms < 2.0)
     };
     let server = json!({
-        "machine": machine(),
+        "machine": switchyard_platform::testing::machine(),
         "method": format!("closed loop on loopback; flag-service release binary in its own process serving {FLAGS} flags; \
                    the generator is one current-thread tokio runtime in another process; {REPETITIONS} rounds of {}s per level, \
                    gRPC and OFREP alternating; medians", ROUND.as_secs()),
