@@ -14,6 +14,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // One descriptor per client: take all the process may have (the soft limit is often 1,024).
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("cannot raise the open-file limit: {error}");
+    }
     let settings = realtime_gateway::conf::load(args.config.as_deref())?;
     let shutdown = switchyard_platform::Shutdown::new();
     shutdown.trigger_on_signals();

@@ -65,6 +65,8 @@ pub struct Session<B: Broker> {
     _admission: Admission<B>,
     client: Option<Client>,
     subscriptions: HashMap<Arc<str>, StreamPosition>,
+    /// Subscriptions ended by `accept`, not yet left in the hub.
+    ended: Vec<Arc<str>>,
     commands: TokenBucket,
     /// Gather pushes for this long into one frame (asked for at connect).
     pub batch_window: Duration,
@@ -88,6 +90,7 @@ impl<B: Broker> Session<B> {
             _admission: admission,
             client: None,
             subscriptions: HashMap::new(),
+            ended: Vec::new(),
             commands: TokenBucket::new(rate),
             batch_window: Duration::ZERO,
         })
@@ -463,8 +466,10 @@ impl<B: Broker> Session<B> {
     }
 
     /// Filters what the hub queued: drops what the client has already, turns a gap into an
-    /// `unsubscribe` push that asks it to resubscribe with recovery.
-    pub async fn accept(&mut self, item: Outgoing) -> Option<Event> {
+    /// `unsubscribe` push that asks it to resubscribe with recovery. Synchronous, as it runs
+    /// for every delivery; subscriptions it ends are left in the hub until
+    /// [`Session::release_ended`].
+    pub fn accept(&mut self, item: Outgoing) -> Option<Event> {
         match item {
             Outgoing::Publication(delivery) => {
                 let last = self.subscriptions.get_mut(&delivery.channel)?;
@@ -476,32 +481,47 @@ impl<B: Broker> Session<B> {
                     last.offset = offset;
                     return Some(Event::Publication(delivery));
                 }
-                self.insufficient_state(delivery.channel.clone()).await
+                Some(self.insufficient_state(delivery.channel.clone()))
             }
             Outgoing::Position { channel, position } => {
                 let last = self.subscriptions.get(&channel)?;
                 if position.epoch == last.epoch && position.offset <= last.offset {
                     return None;
                 }
-                self.insufficient_state(channel).await
+                Some(self.insufficient_state(channel))
             }
             Outgoing::Unsubscribed(unsubscribed) => {
-                if !self.remove_subscription(&unsubscribed.channel).await {
-                    return None;
-                }
+                self.subscriptions.remove(&unsubscribed.channel)?;
+                self.ended.push(unsubscribed.channel.clone());
                 Some(Event::Unsubscribed(unsubscribed))
             }
         }
     }
 
-    async fn insufficient_state(&mut self, channel: Arc<str>) -> Option<Event> {
-        self.remove_subscription(&channel).await;
-        Some(Event::Unsubscribed(Unsubscribed {
+    fn insufficient_state(&mut self, channel: Arc<str>) -> Event {
+        self.subscriptions.remove(&channel);
+        self.ended.push(channel.clone());
+        Event::Unsubscribed(Unsubscribed {
             channel,
             code: Unsubscribed::INSUFFICIENT_STATE,
             reason: "publications may have been missed: resubscribe with recover",
             resubscribe: true,
-        }))
+        })
+    }
+
+    /// Whether [`Session::accept`] ended subscriptions that still hold their hub entries.
+    pub fn has_ended(&self) -> bool {
+        !self.ended.is_empty()
+    }
+
+    /// Leaves the hub (and broker) topics of the subscriptions `accept` ended.
+    pub async fn release_ended(&mut self) {
+        let Some(client) = self.client.as_ref() else {
+            return;
+        };
+        for channel in std::mem::take(&mut self.ended) {
+            self.release(&Topic::new(&client.tenant, &channel)).await;
+        }
     }
 
     /// The last offset delivered per channel, for SSE event ids.
@@ -511,6 +531,7 @@ impl<B: Broker> Session<B> {
 
     /// Leaves every channel and the user registry.
     pub async fn close(mut self) {
+        self.release_ended().await;
         let channels: Vec<Arc<str>> = self.subscriptions.keys().cloned().collect();
         for channel in channels {
             self.remove_subscription(&channel).await;

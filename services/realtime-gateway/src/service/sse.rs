@@ -254,7 +254,7 @@ async fn serve(
                 }
                 let mut frame = Vec::new();
                 for item in drained.drain(..) {
-                    match session.accept(item).await {
+                    match session.accept(item) {
                         Some(Event::Publication(delivery)) => {
                             frame.extend_from_slice(format!("id: {}\n", event_id(session, channels)).as_bytes());
                             frame.extend_from_slice(delivery.sse_data());
@@ -272,6 +272,9 @@ async fn serve(
                         }
                         None => {}
                     }
+                }
+                if session.has_ended() {
+                    Box::pin(session.release_ended()).await;
                 }
                 if !frame.is_empty() {
                     sender.send(Ok(Bytes::from(frame))).await.ok()?;

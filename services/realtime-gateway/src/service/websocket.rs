@@ -29,9 +29,9 @@ use crate::{
     data::AnyBroker,
 };
 
-/// Bytes tungstenite reads per call. Small, so 50,000 idle connections stay cheap; it
-/// grows for larger frames.
-const READ_BUFFER: usize = 4 * 1024;
+/// The read buffer tungstenite allocates per connection up front. Small, so idle
+/// connections stay cheap; it grows for a larger frame while that frame is read.
+const READ_BUFFER: usize = 1024;
 
 pub async fn upgrade(
     State(transport): State<Transport>,
@@ -61,7 +61,7 @@ async fn serve(mut socket: WebSocket, transport: Transport, peer: SocketAddr) {
     if let Some(disconnect) = run(&mut socket, &mut session, &transport.shutdown).await {
         close(&mut socket, &gateway, &disconnect).await;
     }
-    session.close().await;
+    Box::pin(session.close()).await;
 }
 
 /// Serves the connection until the client leaves (None) or the server closes it.
@@ -97,7 +97,9 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                     return Some(Disconnect::new(Disconnect::MESSAGE_TOO_LARGE, "message too large"));
                 }
                 replies.clear();
-                let handled = session.handle_frame(frame.as_str().as_bytes(), &mut replies).await;
+                // Boxed: commands are rare and their futures (history reads, broker calls) large;
+                // inline, they would sit in every idle connection's task.
+                let handled = Box::pin(session.handle_frame(frame.as_str().as_bytes(), &mut replies)).await;
                 if !replies.is_empty() {
                     trim_newline(&mut replies);
                     if send(socket, std::mem::take(&mut replies)).await.is_err() {
@@ -113,9 +115,12 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                     return Some(disconnect);
                 }
                 for item in drained.drain(..) {
-                    if let Some(event) = session.accept(item).await {
+                    if let Some(event) = session.accept(item) {
                         batch.add(&event);
                     }
+                }
+                if session.has_ended() {
+                    Box::pin(session.release_ended()).await;
                 }
                 if session.batch_window.is_zero() {
                     if flush(socket, &mut batch, &gateway).await.is_err() {
