@@ -18,7 +18,7 @@ use std::{
     io::BufRead,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -31,7 +31,10 @@ use switchyard_api::realtime::v1::{
 };
 use switchyard_platform::{auth::generate_api_key, testing::ServiceProcess};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{Message, protocol::WebSocketConfig},
+};
 
 const IDLE_CONNECTIONS: usize = 50_000;
 const SUBSCRIBERS: usize = 10_000;
@@ -49,6 +52,12 @@ fn quick() -> bool {
     std::env::var_os("REALTIME_BENCH_QUICK").is_some()
 }
 
+/// `REALTIME_BENCH_GATEWAY_ONLY=1`: one full-size fan-out round against the gateway alone,
+/// nothing written — for profiling the server (`perf record -p <pid>` while it runs).
+fn gateway_only() -> bool {
+    std::env::var_os("REALTIME_BENCH_GATEWAY_ONLY").is_some()
+}
+
 type Ws = WebSocketStream<TcpStream>;
 
 fn now_micros() -> u64 {
@@ -64,9 +73,13 @@ async fn dial(addr: SocketAddr, index: usize, path: &str) -> Ws {
         match socket.connect(addr).await {
             Ok(stream) => {
                 stream.set_nodelay(true).unwrap();
-                let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}{path}"), stream)
-                    .await
-                    .unwrap_or_else(|error| panic!("upgrade {index}: {error}"));
+                // tungstenite's default 128 KiB read buffer per client would make the generator
+                // touch gigabytes of memory across 10,000 connections.
+                let config = WebSocketConfig::default().read_buffer_size(4096);
+                let (ws, _) =
+                    tokio_tungstenite::client_async_with_config(format!("ws://{addr}{path}"), stream, Some(config))
+                        .await
+                        .unwrap_or_else(|error| panic!("upgrade {index}: {error}"));
                 return ws;
             }
             Err(error) if attempt < 20 => {
@@ -140,7 +153,12 @@ async fn expect_prefix(ws: &mut Ws, prefix: &str) {
 struct Seen {
     measuring: AtomicBool,
     received: AtomicU64,
-    latencies_us: Mutex<Vec<u32>>,
+}
+
+thread_local! {
+    /// Latencies in microseconds. Every reader runs on the generator's one thread, so a
+    /// thread-local needs no lock on this per-message path.
+    static LATENCIES_US: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The publisher's send time, `"t":<micros>`, in a publication.
@@ -164,7 +182,7 @@ fn read(server: Server, mut ws: Ws, seen: Arc<Seen>) -> tokio::task::JoinHandle<
                 if let Some(sent) = sent_at(line) {
                     seen.received.fetch_add(1, Ordering::Relaxed);
                     let latency = now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32;
-                    seen.latencies_us.lock().unwrap().push(latency);
+                    LATENCIES_US.with_borrow_mut(|latencies| latencies.push(latency));
                 }
             };
             match server {
@@ -278,7 +296,11 @@ fn percentile(sorted: &[u32], fraction: f64) -> f64 {
 
 /// One fan-out round against `server`: SUBSCRIBERS over CHANNELS, PUBLICATIONS_PER_SECOND.
 async fn fan_out(server: Server, addr: SocketAddr, publisher: impl Fn() -> PublishTarget) -> Value {
-    let subscribers = if quick() { SUBSCRIBERS / 5 } else { SUBSCRIBERS };
+    let subscribers = if quick() && !gateway_only() {
+        SUBSCRIBERS / 5
+    } else {
+        SUBSCRIBERS
+    };
     let connected_at = Instant::now();
     let sockets = connect_all(server, addr, subscribers, CHANNELS).await;
     let connect_seconds = connected_at.elapsed().as_secs_f64();
@@ -306,7 +328,7 @@ async fn fan_out(server: Server, addr: SocketAddr, publisher: impl Fn() -> Publi
         reader.abort();
     }
     let received = seen.received.load(Ordering::Relaxed);
-    let mut latencies = std::mem::take(&mut *seen.latencies_us.lock().unwrap());
+    let mut latencies = LATENCIES_US.with_borrow_mut(std::mem::take);
     latencies.sort_unstable();
     let published = published.load(Ordering::Relaxed);
     let expected = published * (subscribers / CHANNELS) as u64;
@@ -415,6 +437,41 @@ fn socketio_process() -> (std::process::Child, SocketAddr) {
     (child, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
+/// CPU ticks (user + system) a process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// Waits until every process in `pids` has gone quiet (under 10% of a core for half a second),
+/// so a round never runs while the other server still drains the previous one.
+async fn settle(pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last: Vec<u64> = pids.iter().map(|pid| cpu_ticks(*pid)).collect();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now: Vec<u64> = pids.iter().map(|pid| cpu_ticks(*pid)).collect();
+        let busy = now.iter().zip(&last).any(|(now, before)| now - before > 5);
+        last = now;
+        if !busy {
+            return;
+        }
+    }
+    eprintln!("servers still busy after 60 s; measuring anyway");
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -457,14 +514,16 @@ fn main() {
         .build()
         .unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut idle_server = gateway_process(dir.path(), &admin.record);
-    let idle_figures = runtime.block_on(idle(
-        socket_address(&idle_server.http_url),
-        idle_server.child.id(),
-        descriptors,
-    ));
-    idle_server.kill();
+    let idle_figures = if gateway_only() {
+        Value::Null
+    } else {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idle_server = gateway_process(dir.path(), &admin.record);
+        let address = socket_address(&idle_server.http_url);
+        let figures = runtime.block_on(idle(address, idle_server.child.id(), descriptors));
+        idle_server.kill();
+        figures
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let mut gateway = gateway_process(dir.path(), &admin.record);
@@ -477,13 +536,18 @@ fn main() {
     });
     let (mut socketio, socketio_addr) = socketio_process();
 
-    let rounds = if quick() { 1 } else { ROUNDS };
+    let rounds = if quick() || gateway_only() { 1 } else { ROUNDS };
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     runtime.block_on(async {
         for round in 0..rounds {
+            settle(&[gateway.child.id(), socketio.id()]).await;
             let figures = fan_out(Server::Gateway, gateway_addr, || PublishTarget::Grpc(api.clone())).await;
             println!("round {round} realtime-gateway: {figures}");
             ours.push(figures);
+            if gateway_only() {
+                return;
+            }
+            settle(&[gateway.child.id(), socketio.id()]).await;
             let publisher = subscriber(Server::SocketIo, socketio_addr, SUBSCRIBERS + 1, "publisher").await;
             let publisher = std::cell::Cell::new(Some(publisher));
             let figures = fan_out(Server::SocketIo, socketio_addr, || {
@@ -498,6 +562,9 @@ fn main() {
     let _ = socketio.kill();
     let _ = socketio.wait();
 
+    if gateway_only() {
+        return;
+    }
     let (ours, theirs) = (summary(&ours), summary(&theirs));
     let throughput_ratio =
         ours["delivered_per_second"].as_f64().unwrap() / theirs["delivered_per_second"].as_f64().unwrap().max(1.0);
