@@ -33,22 +33,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut flags = flag_service::conf::load(file)?;
     flags.service.flags_files.extend(args.flags_files);
     let experiments = experiment_service::conf::load(file)?;
-    let realtime = realtime_gateway::conf::load(file)?;
+    let mut realtime = realtime_gateway::conf::load(file)?;
     let presence = presence_service::conf::load(file)?;
 
     let (admin_key, record) = admin_key(&config.data_dir)?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
 
+    let config = config_service::start(with_key(config, &record), shutdown.clone()).await?;
+    let flags = flag_service::start(with_key(flags, &record), shutdown.clone()).await?;
+    // `$config`/`$flags` channels: the gateway watches its neighbours with the admin key.
+    for (service, running) in [("config-service", &config), ("flag-service", &flags)] {
+        realtime
+            .peers
+            .entry(service.to_owned())
+            .or_insert_with(|| vec![format!("http://{}", loopback_if_unspecified(running.grpc_addr))]);
+    }
+    realtime.service.live.api_key.get_or_insert_with(|| admin_key.clone());
     let running = [
-        (
-            "config-service",
-            config_service::start(with_key(config, &record), shutdown.clone()).await?,
-        ),
-        (
-            "flag-service",
-            flag_service::start(with_key(flags, &record), shutdown.clone()).await?,
-        ),
+        ("config-service", config),
+        ("flag-service", flags),
         (
             "experiment-service",
             experiment_service::start(with_key(experiments, &record), shutdown.clone()).await?,
@@ -66,6 +70,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     futures::future::join_all(running.into_iter().map(|(_, running)| running.wait())).await;
     println!("switchyard dev stopped");
     Ok(())
+}
+
+/// A listener bound to every interface is reached on loopback.
+fn loopback_if_unspecified(address: std::net::SocketAddr) -> std::net::SocketAddr {
+    if address.ip().is_unspecified() {
+        return std::net::SocketAddr::from(([127, 0, 0, 1], address.port()));
+    }
+    address
 }
 
 fn with_key<S>(

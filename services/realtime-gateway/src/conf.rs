@@ -40,6 +40,36 @@ pub struct RealtimeServiceSettings {
     /// Prefix of every Redis key and pub/sub channel the gateway uses, so several
     /// deployments can share one Redis.
     pub redis_prefix: String,
+    /// `$config:{project}:{env}` and `$flags:{project}:{env}`: live configuration and flags.
+    pub live: LiveSettings,
+}
+
+/// How the gateway feeds `$config` and `$flags` channels. It watches config-service and
+/// flag-service (found through discovery: Consul, or `peers`) for an environment while a
+/// client here subscribes to its channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSettings {
+    /// The API key (or JWT) the gateway watches with; it needs viewer on the projects. Unset:
+    /// the watches carry no credentials and see what anonymous callers see.
+    pub api_key: Option<String>,
+    /// Whose `$config`/`$flags` channels are fed: the tenant of `api_key`.
+    pub tenant: String,
+    /// How long a feed keeps watching after its channel's last subscriber here left, in ms.
+    pub linger_ms: u64,
+    /// How often the node looks for newly subscribed feeds, in milliseconds.
+    pub scan_ms: u64,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            tenant: "default".to_owned(),
+            linger_ms: 30_000,
+            scan_ms: 500,
+        }
+    }
 }
 
 /// What a namespace's channels keep and allow.
@@ -123,6 +153,7 @@ impl Default for RealtimeServiceSettings {
             stream_meta_ttl_secs: 30 * 24 * 3600,
             node_report_ms: 2_000,
             redis_prefix: "switchyard:rt:".to_owned(),
+            live: LiveSettings::default(),
         }
     }
 }

@@ -4,17 +4,19 @@
 use std::{sync::Arc, time::Duration};
 
 use switchyard_api::realtime::v1::realtime_service_server::RealtimeServiceServer;
-use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError, clock::now_ms};
+use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError, clock::now_ms, settings::SettingsError};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     biz::{
         broker::{Broker, BrokerSink},
         gateway::{Gateway, Node},
         hub::Hub,
+        live::LiveFeeds,
         metrics::GatewayMetrics,
     },
-    conf::{IDENTITY, Settings},
-    data::{AnyBroker, MIGRATIONS},
+    conf::{IDENTITY, RealtimeServiceSettings, Settings},
+    data::{AnyBroker, GrpcLiveSource, MIGRATIONS},
     service::{RealtimeServiceApi, Transport, routes},
 };
 
@@ -50,6 +52,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         node,
     ));
     spawn_reports(gateway.clone(), host.shutdown.clone());
+    spawn_live_feeds(&host, gateway.clone())?;
 
     let max_message = host.settings.limits.max_request_bytes;
     let api = RealtimeServiceServer::new(RealtimeServiceApi::new(host.about.clone(), gateway.clone()))
@@ -66,6 +69,46 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         })
         .with_http_routes(routes(transport));
     host.serve(services).await
+}
+
+/// Feeds `$config`/`$flags` channels when config-service or flag-service is known to
+/// discovery; without either, those channels simply carry nothing.
+fn spawn_live_feeds(host: &Host<RealtimeServiceSettings>, gateway: Arc<Gateway<AnyBroker>>) -> Result<(), StartError> {
+    let settings = &host.settings.service.live;
+    let source = GrpcLiveSource {
+        config: host.discovery.channel("config-service").ok(),
+        flags: host.discovery.channel("flag-service").ok(),
+        authorization: match &settings.api_key {
+            None => None,
+            Some(key) => Some(format!("Bearer {key}").parse().map_err(|_| {
+                StartError::Settings(SettingsError::Invalid {
+                    key: "service.live.api_key".into(),
+                    reason: "is not a valid header value".into(),
+                })
+            })?),
+        },
+    };
+    if source.config.is_none() && source.flags.is_none() {
+        tracing::info!(
+            "config-service and flag-service are not known to discovery: $config and $flags channels are not fed"
+        );
+        return Ok(());
+    }
+    let feeds = LiveFeeds::new(
+        gateway,
+        source,
+        settings.tenant.clone(),
+        Duration::from_millis(settings.linger_ms),
+    );
+    let stop = CancellationToken::new();
+    let shutdown = host.shutdown.clone();
+    let every = Duration::from_millis(settings.scan_ms.max(50));
+    tokio::spawn(feeds.run(every, stop.clone()));
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stop.cancel();
+    });
+    Ok(())
 }
 
 /// Reports this node's counts for `Info` and `Channels` every `node_report_ms`, and forgets

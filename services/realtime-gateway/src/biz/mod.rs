@@ -7,6 +7,7 @@ pub mod broker;
 pub mod channel;
 pub mod gateway;
 pub mod hub;
+pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod protocol;

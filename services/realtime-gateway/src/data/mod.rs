@@ -3,6 +3,7 @@
 //! database holds nothing yet (its migrations are empty), but it is set up like every
 //! service's so later state has a home.
 
+mod live;
 mod memory;
 mod redis;
 
@@ -11,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use sqlx::migrate::Migrator;
 use switchyard_platform::{shutdown::Shutdown, storage::Migrations};
 
-pub use self::{memory::MemoryBroker, redis::RedisBroker};
+pub use self::{live::GrpcLiveSource, memory::MemoryBroker, redis::RedisBroker};
 use crate::biz::{
     broker::{
         Broker, BrokerError, BrokerSink, Control, HistoryPage, HistoryQuery, NodeReport, PublishCommand, Published,

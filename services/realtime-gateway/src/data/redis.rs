@@ -172,7 +172,11 @@ async fn listen(inner: Arc<Inner>, shutdown: Shutdown, ready: tokio::sync::onesh
                     Some(message) => receive(&inner, &message),
                     None => break,
                 },
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    // Connections closing during shutdown find no feed to leave.
+                    *inner.subscriber.lock().await = None;
+                    return;
+                }
             }
         }
         tracing::warn!("redis pub/sub connection lost; reconnecting");
