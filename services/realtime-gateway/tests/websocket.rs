@@ -471,3 +471,31 @@ async fn shutdown_tells_clients_to_come_back_later() {
     assert_eq!(closed.push.unwrap()["push"]["disconnect"]["reconnect"], true);
     gateway.running.wait().await;
 }
+
+#[tokio::test]
+async fn one_address_gets_a_bounded_number_of_connections_and_connects_per_second() {
+    let gateway = start_with(|settings| {
+        settings.service.client.max_connections_per_ip = 2;
+    })
+    .await;
+    let _first = gateway.anonymous().await;
+    let _second = gateway.anonymous().await;
+    let mut third = gateway.client().await;
+    let closed = third.closed().await;
+    assert_eq!(closed.code, 3005, "{closed:?}");
+    assert_eq!(closed.push.unwrap()["push"]["disconnect"]["reconnect"], true);
+    gateway.stop().await;
+
+    let gateway = start_with(|settings| {
+        settings.service.client.connects_per_second_per_ip = 1;
+    })
+    .await;
+    // A burst of two is allowed, the third at once is not.
+    let _first = gateway.anonymous().await;
+    let _second = gateway.anonymous().await;
+    let mut third = gateway.client().await;
+    assert_eq!(third.closed().await.code, 3004);
+    let metrics = support_get(&gateway.http("/metrics")).await;
+    assert_eq!(metric(&metrics, "switchyard_realtime_connections_refused_total"), 1.0);
+    gateway.stop().await;
+}
