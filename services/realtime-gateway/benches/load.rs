@@ -24,16 +24,15 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use futures::{SinkExt, StreamExt, stream};
+use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use switchyard_api::realtime::v1::{
     PublishRequest, publish_request::Payload, realtime_service_client::RealtimeServiceClient,
 };
 use switchyard_platform::{auth::generate_api_key, testing::ServiceProcess};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::{
-    WebSocketStream,
-    tungstenite::{Message, protocol::WebSocketConfig},
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpSocket, TcpStream},
 };
 
 const IDLE_CONNECTIONS: usize = 50_000;
@@ -58,10 +57,19 @@ fn gateway_only() -> bool {
     std::env::var_os("REALTIME_BENCH_GATEWAY_ONLY").is_some()
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
 fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+/// A minimal WebSocket client: the generator reads 100,000 frames a second on one thread,
+/// so it reads once per readiness event and parses frames in place, where a general client
+/// (tungstenite) reads until the socket runs dry — two syscalls a frame — and would take
+/// CPU the servers under test need. Client frames are masked with a zero key, as RFC 6455
+/// allows.
+struct Ws {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    start: usize,
 }
 
 /// Dials `addr` from the `index`-th source address and upgrades to WebSocket at `path`.
@@ -73,14 +81,7 @@ async fn dial(addr: SocketAddr, index: usize, path: &str) -> Ws {
         match socket.connect(addr).await {
             Ok(stream) => {
                 stream.set_nodelay(true).unwrap();
-                // tungstenite's default 128 KiB read buffer per client would make the generator
-                // touch gigabytes of memory across 10,000 connections.
-                let config = WebSocketConfig::default().read_buffer_size(4096);
-                let (ws, _) =
-                    tokio_tungstenite::client_async_with_config(format!("ws://{addr}{path}"), stream, Some(config))
-                        .await
-                        .unwrap_or_else(|error| panic!("upgrade {index}: {error}"));
-                return ws;
+                return Ws::handshake(stream, addr, path).await;
             }
             Err(error) if attempt < 20 => {
                 eprintln!("connect {index}: {error}; retrying");
@@ -90,6 +91,119 @@ async fn dial(addr: SocketAddr, index: usize, path: &str) -> Ws {
         }
     }
     unreachable!()
+}
+
+impl Ws {
+    async fn handshake(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Ws {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut ws = Ws {
+            stream,
+            buffer: Vec::with_capacity(4096),
+            start: 0,
+        };
+        loop {
+            if let Some(end) = ws.buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+                assert!(
+                    ws.buffer.starts_with(b"HTTP/1.1 101"),
+                    "{}",
+                    String::from_utf8_lossy(&ws.buffer)
+                );
+                ws.start = end + 4;
+                return ws;
+            }
+            assert!(ws.fill().await, "closed during the handshake");
+        }
+    }
+
+    /// Reads what the socket has; false once it is closed.
+    async fn fill(&mut self) -> bool {
+        if self.start == self.buffer.len() {
+            self.buffer.clear();
+            self.start = 0;
+        } else if self.start > 16 * 1024 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+        loop {
+            if self.stream.readable().await.is_err() {
+                return false;
+            }
+            self.buffer.reserve(4096);
+            match self.stream.try_read_buf(&mut self.buffer) {
+                Ok(0) => return false,
+                Ok(_) => return true,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The next complete frame in the buffer: its opcode and payload range.
+    fn frame(&mut self) -> Option<(u8, std::ops::Range<usize>)> {
+        let bytes = &self.buffer[self.start..];
+        if bytes.len() < 2 {
+            return None;
+        }
+        let (length, header) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 if bytes.len() >= 10 => (u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize, 10),
+            126 | 127 => return None,
+            length => (usize::from(length), 2),
+        };
+        if bytes.len() < header + length {
+            return None;
+        }
+        let payload = self.start + header..self.start + header + length;
+        self.start = payload.end;
+        Some((bytes[0] & 0x0f, payload))
+    }
+
+    /// The next text message; None when the connection closes.
+    async fn next_text(&mut self) -> Option<String> {
+        loop {
+            while let Some((opcode, payload)) = self.frame() {
+                match opcode {
+                    0x1 => return Some(String::from_utf8_lossy(&self.buffer[payload]).into_owned()),
+                    0x8 => return None,
+                    0x9 => {
+                        let data = self.buffer[payload].to_vec();
+                        self.send(0xa, &data).await;
+                    }
+                    _ => {}
+                }
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    async fn send_text(&mut self, text: &str) {
+        self.send(0x1, text.as_bytes()).await;
+    }
+
+    async fn send(&mut self, opcode: u8, payload: &[u8]) {
+        let mut frame = Vec::with_capacity(payload.len() + 8);
+        frame.push(0x80 | opcode);
+        match payload.len() {
+            length @ 0..=125 => frame.push(0x80 | length as u8),
+            length @ 126..=65535 => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(length as u16).to_be_bytes());
+            }
+            length => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(length as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(payload);
+        let _ = self.stream.write_all(&frame).await;
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -108,15 +222,13 @@ async fn subscriber(server: Server, addr: SocketAddr, index: usize, channel: &st
                 json!({"id": 1, "connect": {}}),
                 json!({"id": 2, "subscribe": {"channel": channel}})
             );
-            ws.send(Message::text(commands)).await.unwrap();
-            while let Some(Ok(message)) = ws.next().await {
-                if let Message::Text(text) = message {
-                    if text.contains("\"error\"") {
-                        panic!("subscribe {index}: {text}");
-                    }
-                    if text.contains("\"id\":2") {
-                        return ws;
-                    }
+            ws.send_text(&commands).await;
+            while let Some(text) = ws.next_text().await {
+                if text.contains("\"error\"") {
+                    panic!("subscribe {index}: {text}");
+                }
+                if text.contains("\"id\":2") {
+                    return ws;
                 }
             }
             panic!("connection {index} closed while subscribing");
@@ -124,25 +236,21 @@ async fn subscriber(server: Server, addr: SocketAddr, index: usize, channel: &st
         Server::SocketIo => {
             let mut ws = dial(addr, index, "/socket.io/?EIO=4&transport=websocket").await;
             expect_prefix(&mut ws, "0").await;
-            ws.send(Message::text("40")).await.unwrap();
+            ws.send_text("40").await;
             expect_prefix(&mut ws, "40").await;
-            ws.send(Message::text(format!("42{}", json!(["subscribe", channel]))))
-                .await
-                .unwrap();
+            ws.send_text(&format!("42{}", json!(["subscribe", channel]))).await;
             ws
         }
     }
 }
 
 async fn expect_prefix(ws: &mut Ws, prefix: &str) {
-    while let Some(Ok(message)) = ws.next().await {
-        if let Message::Text(text) = message {
-            if text.starts_with(prefix) {
-                return;
-            }
-            if text.as_str() == "2" {
-                ws.send(Message::text("3")).await.unwrap();
-            }
+    while let Some(text) = ws.next_text().await {
+        if text.starts_with(prefix) {
+            return;
+        }
+        if text == "2" {
+            ws.send_text("3").await;
         }
     }
     panic!("closed before {prefix:?}");
@@ -172,8 +280,7 @@ fn sent_at(text: &str) -> Option<u64> {
 /// Reads everything a subscriber receives, answering pings, and records publications.
 fn read(server: Server, mut ws: Ws, seen: Arc<Seen>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(Ok(message)) = ws.next().await {
-            let Message::Text(text) = message else { continue };
+        while let Some(text) = ws.next_text().await {
             let now = now_micros();
             let record = |line: &str| {
                 if !seen.measuring.load(Ordering::Relaxed) {
@@ -189,15 +296,15 @@ fn read(server: Server, mut ws: Ws, seen: Arc<Seen>) -> tokio::task::JoinHandle<
                 Server::Gateway => {
                     for line in text.split('\n') {
                         if line.starts_with("{\"ping\"") {
-                            let _ = ws.send(Message::text("{\"pong\":{}}")).await;
-                            break;
+                            ws.send_text("{\"pong\":{}}").await;
+                            continue;
                         }
                         record(line);
                     }
                 }
                 Server::SocketIo => {
-                    if text.as_str() == "2" {
-                        let _ = ws.send(Message::text("3")).await;
+                    if text == "2" {
+                        ws.send_text("3").await;
                     } else {
                         record(&text);
                     }
@@ -251,7 +358,7 @@ async fn publish(
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
                 let event = json!(["publish", {"channel": channel, "data": payload(sequence)}]);
-                ws.send(Message::text(format!("42{event}"))).await.unwrap();
+                ws.send_text(&format!("42{event}")).await;
             }
         }
         _ => unreachable!(),
