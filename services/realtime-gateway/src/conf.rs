@@ -108,6 +108,9 @@ pub struct ClientLimits {
     pub connects_per_second_per_ip: u32,
     /// Commands per second one connection may send (burst 2×); beyond, it is disconnected.
     pub commands_per_second: u32,
+    /// How long one write to a client may take before the client counts as gone (its
+    /// socket buffer stayed full), in milliseconds.
+    pub write_timeout_ms: u64,
     /// How long a client has to send `connect` after opening the socket, in milliseconds.
     pub connect_timeout_ms: u64,
     /// How often the server pings an idle client, in milliseconds.
@@ -133,6 +136,7 @@ impl Default for ClientLimits {
             max_connections_per_ip: 100_000,
             connects_per_second_per_ip: 100_000,
             commands_per_second: 100,
+            write_timeout_ms: 10_000,
             connect_timeout_ms: 10_000,
             ping_interval_ms: 25_000,
             pong_timeout_ms: 10_000,

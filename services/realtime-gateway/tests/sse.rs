@@ -110,3 +110,35 @@ async fn sse_requests_are_checked_like_websocket_subscriptions() {
     assert_eq!(stream.next().await.json()["pub"]["data"], "packed");
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn every_replayed_event_carries_the_positions_as_of_itself() {
+    let gateway = start().await;
+    let mut api = gateway.api();
+    let path = "/realtime/sse?channel=product:a&channel=product:b";
+    let mut stream = sse(&gateway, path, &[]).await.unwrap();
+    publish(&mut api, "product:a", json!("a1")).await;
+    let a1 = stream.next().await;
+    publish(&mut api, "product:b", json!("b1")).await;
+    let b1 = stream.next().await;
+    let resume_from = b1.id.clone().unwrap();
+    drop(stream);
+    publish(&mut api, "product:a", json!("a2")).await;
+    publish(&mut api, "product:b", json!("b2")).await;
+    let mut resumed = sse(&gateway, path, &[("last-event-id", &resume_from)]).await.unwrap();
+    let a2 = resumed.next().await;
+    let b2 = resumed.next().await;
+    assert_eq!(
+        (a2.json()["pub"]["data"].clone(), b2.json()["pub"]["data"].clone()),
+        (json!("a2"), json!("b2"))
+    );
+    // While a2 is replayed, b is still where the client left it: a reconnect right after a2
+    // must still recover b2.
+    let a2_id: Vec<String> = a2.id.unwrap().split(',').map(str::to_owned).collect();
+    let before: Vec<String> = resume_from.split(',').map(str::to_owned).collect();
+    assert!(a2_id[0].ends_with(":2"), "{a2_id:?}");
+    assert_eq!(a2_id[1], before[1]);
+    assert!(b2.id.unwrap().ends_with(":2"));
+    assert!(a1.id.is_some());
+    gateway.stop().await;
+}

@@ -229,11 +229,14 @@ async fn recovery_that_cannot_be_exact_says_so_and_replays_nothing() {
 }
 
 /// The value of one sample in a Prometheus text exposition.
-fn metric(metrics: &str, sample: &str) -> f64 {
+fn metric(metrics: &str, name: &str) -> f64 {
+    sample(metrics, name).unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+}
+
+fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics
         .lines()
-        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {sample} in\n{metrics}"))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 async fn support_get(url: &str) -> String {
@@ -497,5 +500,35 @@ async fn one_address_gets_a_bounded_number_of_connections_and_connects_per_secon
     assert_eq!(third.closed().await.code, 3004);
     let metrics = support_get(&gateway.http("/metrics")).await;
     assert_eq!(metric(&metrics, "switchyard_realtime_connections_refused_total"), 1.0);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_let_go_without_waiting_for_it() {
+    let gateway = start_with(|settings| {
+        settings.service.client.write_timeout_ms = 300;
+        // Large enough that the queue limit alone would not cut it off.
+        settings.service.client.max_queue_bytes = 256 << 20;
+    })
+    .await;
+    let mut stuck = gateway.anonymous().await;
+    stuck.subscribe("product:stuck").await;
+    let mut api = gateway.api();
+    let payload = "x".repeat(48 * 1024);
+    for _ in 0..200 {
+        publish(&mut api, "product:stuck", json!(payload)).await;
+    }
+    // The client reads nothing; the gateway gives up on it once a write stalls.
+    let mut disconnected = 0.0;
+    for _ in 0..50 {
+        let metrics = support_get(&gateway.http("/metrics")).await;
+        disconnected = sample(&metrics, "switchyard_realtime_disconnects_total{code=\"3001\"}").unwrap_or(0.0);
+        if disconnected == 1.0 && metric(&metrics, "switchyard_realtime_subscriptions") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(disconnected, 1.0);
+    drop(stuck);
     gateway.stop().await;
 }

@@ -59,11 +59,14 @@ pub enum Position {
 }
 
 impl Position {
-    /// The idempotency key under which every node publishes this change.
-    fn key(&self) -> String {
-        match self {
-            Position::Revision(revision) => format!("rev-{revision}"),
-            Position::Digest(digest) => format!("sha-{digest}"),
+    /// The idempotency key under which every node publishes this change after `last`.
+    /// Revisions only grow; a document can return to an earlier digest (a revert), so its
+    /// key names the digest it follows as well.
+    fn key(&self, last: Option<&Position>) -> String {
+        match (self, last) {
+            (Position::Revision(revision), _) => format!("rev-{revision}"),
+            (Position::Digest(digest), Some(Position::Digest(previous))) => format!("sha-{previous}-{digest}"),
+            (Position::Digest(digest), _) => format!("sha-{digest}"),
         }
     }
 
@@ -222,7 +225,7 @@ async fn follow_once<B: Broker, S: LiveSource>(
         let outgoing = Outgoing {
             data: change.data,
             tags: Default::default(),
-            idempotency_key: Some(change.position.key()),
+            idempotency_key: Some(change.position.key(last.as_ref())),
         };
         gateway
             .publish(topic.tenant(), topic.channel(), outgoing)
@@ -284,7 +287,10 @@ mod tests {
         assert!(!Position::Revision(4).is_after(Some(&five)));
         assert!(Position::Digest("b".into()).is_after(Some(&Position::Digest("a".into()))));
         assert!(!Position::Digest("a".into()).is_after(Some(&Position::Digest("a".into()))));
-        assert_eq!(five.key(), "rev-5");
+        assert_eq!(five.key(None), "rev-5");
+        // A revert (b back to a) is a new change, not a repeat of the first a.
+        let (a, b) = (Position::Digest("a".into()), Position::Digest("b".into()));
+        assert_ne!(a.key(Some(&b)), a.key(None));
         assert_eq!(
             Position::of_publication(br#"{"revision": 7, "configs": []}"#),
             Some(Position::Revision(7))

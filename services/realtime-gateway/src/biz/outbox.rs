@@ -30,6 +30,9 @@ pub enum Outgoing {
     Unsubscribed(Unsubscribed),
 }
 
+/// What a notice (position check, unsubscribe) counts for in the byte limit.
+const NOTICE_WEIGHT: usize = 128;
+
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
@@ -79,9 +82,22 @@ impl Outbox {
         true
     }
 
-    /// Queues a notice (not counted against the limit: notices are few and small).
+    /// Queues a notice, counted against the limit as a small fixed size (notices are few;
+    /// a connection that lets even those pile up is closed like any slow consumer).
     pub fn push(&self, item: Outgoing) {
-        self.state().items.push_back(item);
+        let mut state = self.state();
+        if state.closing.is_some() {
+            return;
+        }
+        if state.bytes + NOTICE_WEIGHT > self.limit {
+            state.items.clear();
+            state.bytes = 0;
+            state.closing = Some(Disconnect::new(Disconnect::SLOW_CONSUMER, "slow consumer"));
+        } else {
+            state.bytes += NOTICE_WEIGHT;
+            state.items.push_back(item);
+        }
+        drop(state);
         self.ready.notify_one();
     }
 

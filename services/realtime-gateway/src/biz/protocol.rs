@@ -130,7 +130,6 @@ pub enum ErrorCode {
     Unauthorized = 101,
     UnknownChannel = 102,
     PermissionDenied = 103,
-    MethodNotFound = 104,
     AlreadySubscribed = 105,
     LimitExceeded = 106,
     BadRequest = 107,

@@ -119,6 +119,14 @@ impl<B: Broker> Session<B> {
             if !self.commands.take() {
                 return Err(Disconnect::new(Disconnect::TOO_MANY_REQUESTS, "too many commands"));
             }
+            // Replies to one frame are sent together; a frame whose replies outgrow what a
+            // connection may have queued (history reads, say) is cut off.
+            if out.len() > self.gateway.settings.client.max_queue_bytes {
+                return Err(Disconnect::new(
+                    Disconnect::TOO_MANY_REQUESTS,
+                    "replies to one frame too large: send fewer commands per frame",
+                ));
+            }
             // Not JSON at all: the client does not speak the protocol. JSON that is not a
             // valid command: an error reply, and the connection stays.
             let value: serde_json::Value = match serde_json::from_slice(line) {

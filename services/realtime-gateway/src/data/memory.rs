@@ -98,8 +98,7 @@ impl Broker for MemoryBroker {
             .as_ref()
             .map(|key| (command.topic.clone(), key.clone()));
         if let Some(key) = &key {
-            state.idempotency.retain(|_, (_, expires)| *expires > now);
-            if let Some((position, _)) = state.idempotency.get(key) {
+            if let Some((position, _)) = state.idempotency.get(key).filter(|(_, expires)| *expires > now) {
                 return Ok(Published {
                     position: position.clone(),
                     duplicate: true,
@@ -175,6 +174,7 @@ impl Broker for MemoryBroker {
         let mut state = self.state();
         let now = Instant::now();
         state.streams.retain(|_, stream| stream.expires > now);
+        state.idempotency.retain(|_, (_, expires)| *expires > now);
         state.report = Some(report);
         Ok(())
     }

@@ -216,7 +216,16 @@ async fn resynchronize(inner: &Inner) {
         };
         match history(inner, &topic, &query).await {
             Ok(page) => positions.push((topic, page.position)),
-            Err(error) => tracing::warn!(%error, topic = topic.as_str(), "cannot read a position after reconnecting"),
+            Err(error) => {
+                // Unknown means possibly missed: a position no subscriber can be at makes the
+                // hub tell them all to recover.
+                tracing::warn!(%error, topic = topic.as_str(), "cannot read a position after reconnecting");
+                let unknown = StreamPosition {
+                    offset: u64::MAX,
+                    epoch: "".into(),
+                };
+                positions.push((topic, unknown));
+            }
         }
     }
     inner.sink.resynchronize(positions);
@@ -256,7 +265,7 @@ fn receive(inner: &Inner, message: &redis::Msg) {
 async fn history(inner: &Inner, topic: &Topic, query: &HistoryQuery) -> Result<HistoryPage, BrokerError> {
     let mut conn = inner.pool.get().await.map_err(unavailable)?;
     let start = match query.after {
-        Some(after) => format!("{}-0", after + 1),
+        Some(after) => format!("{}-0", after.saturating_add(1)),
         None => "-".to_owned(),
     };
     type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;

@@ -70,25 +70,31 @@ fn parse(query: Option<&str>, headers: &HeaderMap) -> Result<Request, String> {
     Ok(request)
 }
 
-/// `epoch:offset` per channel, in request order; anything else recovers nothing.
+/// `epoch:offset` per channel, in request order (empty for a channel without a position yet).
 fn positions(last_event_id: Option<&str>, channels: usize) -> Result<Vec<Option<StreamPosition>>, String> {
     let Some(id) = last_event_id.filter(|id| !id.is_empty()) else {
         return Ok(vec![None; channels]);
     };
-    let positions: Vec<Option<StreamPosition>> = id
-        .split(',')
-        .map(|part| {
-            let (epoch, offset) = part.rsplit_once(':')?;
-            Some(StreamPosition {
-                offset: offset.parse().ok()?,
-                epoch: epoch.into(),
-            })
-        })
-        .collect();
-    if positions.len() != channels || positions.iter().any(Option::is_none) {
-        return Err("Last-Event-ID does not match the requested channels".into());
+    let parse = |part: &str| -> Result<Option<StreamPosition>, ()> {
+        if part.is_empty() {
+            return Ok(None);
+        }
+        let (epoch, offset) = part.rsplit_once(':').ok_or(())?;
+        let offset = offset.parse().map_err(|_| ())?;
+        Ok(Some(StreamPosition {
+            offset,
+            epoch: epoch.into(),
+        }))
+    };
+    let positions: Result<Vec<_>, ()> = id.split(',').map(parse).collect();
+    match positions {
+        Ok(positions) if positions.len() == channels => Ok(positions),
+        _ => Err("Last-Event-ID does not match the requested channels".into()),
     }
-    Ok(positions)
+}
+
+fn position_id(epoch: &str, offset: u64) -> String {
+    format!("{epoch}:{offset}")
 }
 
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {
@@ -133,10 +139,24 @@ pub async fn stream(
     match session.connect(connect) {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => return command_problem(&error),
+        Err(disconnect) if disconnect.code == Disconnect::CONNECTION_LIMIT => {
+            return problem(StatusCode::TOO_MANY_REQUESTS, disconnect.reason.to_string());
+        }
         Err(disconnect) => return problem(StatusCode::UNAUTHORIZED, disconnect.reason.to_string()),
     }
-    let mut opening = Vec::new();
-    for (channel, since) in request.channels.iter().zip(since) {
+    // Each opening event carries the positions as of that event (channels not reached yet
+    // at the position they asked for), so a reconnect in the middle of the replay loses
+    // nothing; an id-only block at the end gives even a fresh stream its positions.
+    let mut ids: Vec<String> = since
+        .iter()
+        .map(|since| {
+            since
+                .as_ref()
+                .map_or_else(String::new, |p| position_id(&p.epoch, p.offset))
+        })
+        .collect();
+    let mut opening: Vec<Bytes> = Vec::new();
+    for (index, (channel, since)) in request.channels.iter().zip(since).enumerate() {
         let subscribed = match session.subscribe(channel, since.clone()).await {
             Ok(subscribed) => subscribed,
             Err(error) => {
@@ -145,28 +165,18 @@ pub async fn stream(
             }
         };
         if since.is_some() && subscribed.recovered == Some(false) {
+            ids[index] = position_id(&subscribed.epoch, subscribed.offset);
             let data =
                 serde_json::json!({"channel": channel, "offset": subscribed.offset, "epoch": &*subscribed.epoch});
-            opening.push(format!("event: unrecovered\ndata: {data}\n\n").into_bytes());
+            opening.push(format!("id: {}\nevent: unrecovered\ndata: {data}\n\n", ids.join(",")).into());
         }
         for publication in &subscribed.publications {
-            opening.push(recovered_event(channel, publication));
+            ids[index] = position_id(&subscribed.epoch, publication.offset);
+            opening.push(recovered_event(&ids.join(","), channel, publication).into());
         }
+        ids[index] = position_id(&subscribed.epoch, subscribed.offset);
     }
-    // Recovered events carry the final positions as their ids, so a reconnect during the
-    // replay resumes after it.
-    let id = event_id(&session, &request.channels);
-    let opening: Vec<Bytes> = opening
-        .into_iter()
-        .map(|mut event| {
-            if event.starts_with(b"data:") {
-                let mut with_id = format!("id: {id}\n").into_bytes();
-                with_id.append(&mut event);
-                event = with_id;
-            }
-            Bytes::from(event)
-        })
-        .collect();
+    opening.push(format!("id: {}\n\n", ids.join(",")).into());
     let (sender, receiver) = mpsc::channel(16);
     tokio::spawn(pump(session, request.channels, opening, sender, transport));
     Response::builder()
@@ -177,8 +187,8 @@ pub async fn stream(
         .unwrap_or_else(|_| problem(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response"))
 }
 
-fn recovered_event(channel: &str, publication: &Publication) -> Vec<u8> {
-    let mut out = b"data: {\"channel\":".to_vec();
+fn recovered_event(id: &str, channel: &str, publication: &Publication) -> Vec<u8> {
+    let mut out = format!("id: {id}\ndata: {{\"channel\":").into_bytes();
     out.extend_from_slice(serde_json::to_string(channel).unwrap_or_default().as_bytes());
     out.extend_from_slice(b",\"pub\":");
     publication.write_json(&mut out);
@@ -199,6 +209,15 @@ fn event_id(session: &Session<AnyBroker>, channels: &[String]) -> String {
 
 type Sender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
+/// Hands bytes to the response body; None when the client is gone or stopped reading (the
+/// body's buffer stayed full for `timeout`).
+async fn send(sender: &Sender, bytes: Bytes, timeout: Duration) -> Option<()> {
+    match tokio::time::timeout(timeout, sender.send(Ok(bytes))).await {
+        Ok(Ok(())) => Some(()),
+        _ => None,
+    }
+}
+
 /// Writes the stream until the client goes away or the server closes it.
 async fn pump(
     mut session: Session<AnyBroker>,
@@ -208,6 +227,7 @@ async fn pump(
     transport: Transport,
 ) {
     let disconnect = serve(&mut session, &channels, opening, &sender, &transport).await;
+    Box::pin(session.close()).await;
     if let Some(disconnect) = disconnect {
         let data = serde_json::json!({
             "code": disconnect.code,
@@ -217,9 +237,8 @@ async fn pump(
         // `retry:` tells the browser how long to wait before it reconnects.
         let retry = transport.gateway.reconnect_delay().as_millis();
         let event = format!("retry: {retry}\nevent: disconnect\ndata: {data}\n\n");
-        let _ = sender.send(Ok(Bytes::from(event))).await;
+        let _ = send(&sender, Bytes::from(event), Duration::from_secs(1)).await;
     }
-    session.close().await;
 }
 
 async fn serve(
@@ -231,16 +250,23 @@ async fn serve(
 ) -> Option<Disconnect> {
     let gateway = session.gateway().clone();
     let ping_interval = Duration::from_millis(gateway.settings.client.ping_interval_ms);
+    let write_timeout = Duration::from_millis(gateway.settings.client.write_timeout_ms);
     for event in opening {
-        sender.send(Ok(event)).await.ok()?;
+        send(sender, event, write_timeout).await?;
     }
     let mut drained = Vec::new();
     loop {
+        let expires_in = session
+            .expires_at_ms()
+            .map(|at| Duration::from_millis((at - switchyard_platform::clock::now_ms()).max(0) as u64));
         tokio::select! {
             _ = transport.shutdown.cancelled() => return Some(Disconnect::new(Disconnect::SHUTDOWN, "server shutting down")),
             _ = sender.closed() => return None,
+            _ = tokio::time::sleep(expires_in.unwrap_or(Duration::MAX)), if expires_in.is_some() => {
+                return Some(Disconnect::new(Disconnect::TOKEN_EXPIRED, "token expired: reconnect with a fresh token"));
+            }
             _ = tokio::time::sleep(ping_interval) => {
-                sender.send(Ok(Bytes::from_static(b": ping\n\n"))).await.ok()?;
+                send(sender, Bytes::from_static(b": ping\n\n"), write_timeout).await?;
             }
             _ = session.outbox.ready() => {
                 if let Some(disconnect) = session.outbox.drain(&mut drained) {
@@ -264,11 +290,19 @@ async fn serve(
                                 (switchyard_platform::clock::now_ms() - delivery.publication.time_ms).max(0) as f64 / 1000.0,
                             );
                         }
-                        Some(Event::Unsubscribed(unsubscribed)) => {
+                        Some(Event::Unsubscribed(unsubscribed)) if unsubscribed.resubscribe => {
                             // SSE cannot resubscribe one channel: the client reconnects with
                             // its Last-Event-ID and recovers.
                             let reason = format!("{}: {}", unsubscribed.channel, unsubscribed.reason);
                             return Some(Disconnect::new(Disconnect::FORCE_RECONNECT, reason));
+                        }
+                        Some(Event::Unsubscribed(unsubscribed)) => {
+                            let data = serde_json::json!({
+                                "channel": &*unsubscribed.channel,
+                                "code": unsubscribed.code,
+                                "reason": unsubscribed.reason,
+                            });
+                            frame.extend_from_slice(format!("event: unsubscribe\ndata: {data}\n\n").as_bytes());
                         }
                         None => {}
                     }
@@ -277,7 +311,7 @@ async fn serve(
                     Box::pin(session.release_ended()).await;
                 }
                 if !frame.is_empty() {
-                    sender.send(Ok(Bytes::from(frame))).await.ok()?;
+                    send(sender, Bytes::from(frame), write_timeout).await?;
                 }
             }
         }

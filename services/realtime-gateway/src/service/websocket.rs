@@ -58,10 +58,13 @@ async fn serve(mut socket: WebSocket, transport: Transport, peer: SocketAddr) {
             return;
         }
     };
-    if let Some(disconnect) = run(&mut socket, &mut session, &transport.shutdown).await {
+    let disconnect = run(&mut socket, &mut session, &transport.shutdown).await;
+    // Leave the hub first: a client that does not read must not hold its subscriptions
+    // while the close handshake times out.
+    Box::pin(session.close()).await;
+    if let Some(disconnect) = disconnect {
         close(&mut socket, &gateway, &disconnect).await;
     }
-    Box::pin(session.close()).await;
 }
 
 /// Serves the connection until the client leaves (None) or the server closes it.
@@ -71,6 +74,7 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
     let ping_interval = Duration::from_millis(limits.ping_interval_ms);
     let silence_allowed = ping_interval + Duration::from_millis(limits.pong_timeout_ms);
     let connect_deadline = Instant::now() + Duration::from_millis(limits.connect_timeout_ms);
+    let write_timeout = Duration::from_millis(limits.write_timeout_ms);
     let mut last_heard = Instant::now();
     let mut next_ping = Instant::now() + ping_interval;
     let mut batch = Batch::default();
@@ -96,14 +100,19 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                 if frame.len() > limits.max_message_bytes {
                     return Some(Disconnect::new(Disconnect::MESSAGE_TOO_LARGE, "message too large"));
                 }
+                // Pushes already accepted go before the replies, so that no push of a channel
+                // follows the reply that unsubscribed it.
+                if !batch.is_empty() && flush(socket, &mut batch, &gateway, write_timeout).await.is_err() {
+                    return Some(stalled());
+                }
                 replies.clear();
                 // Boxed: commands are rare and their futures (history reads, broker calls) large;
                 // inline, they would sit in every idle connection's task.
                 let handled = Box::pin(session.handle_frame(frame.as_str().as_bytes(), &mut replies)).await;
                 if !replies.is_empty() {
                     trim_newline(&mut replies);
-                    if send(socket, std::mem::take(&mut replies)).await.is_err() {
-                        return None;
+                    if send(socket, std::mem::take(&mut replies), write_timeout).await.is_err() {
+                        return Some(stalled());
                     }
                 }
                 if let Err(disconnect) = handled {
@@ -123,8 +132,8 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                     Box::pin(session.release_ended()).await;
                 }
                 if session.batch_window.is_zero() {
-                    if flush(socket, &mut batch, &gateway).await.is_err() {
-                        return None;
+                    if flush(socket, &mut batch, &gateway, write_timeout).await.is_err() {
+                        return Some(stalled());
                     }
                 } else if batch.started.is_none() && !batch.is_empty() {
                     batch.started = Some(Instant::now());
@@ -140,16 +149,16 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                 {
                     return Some(Disconnect::new(Disconnect::TOKEN_EXPIRED, "token expired: reconnect with a fresh token"));
                 }
-                if batch.due(session.batch_window, now) && flush(socket, &mut batch, &gateway).await.is_err() {
-                    return None;
+                if batch.due(session.batch_window, now) && flush(socket, &mut batch, &gateway, write_timeout).await.is_err() {
+                    return Some(stalled());
                 }
                 if now >= next_ping {
                     if now.duration_since(last_heard) > silence_allowed {
                         return Some(Disconnect::new(Disconnect::NO_PONG, "no pong"));
                     }
                     next_ping = now + ping_interval;
-                    if send(socket, b"{\"ping\":{}}".to_vec()).await.is_err() {
-                        return None;
+                    if send(socket, b"{\"ping\":{}}".to_vec(), write_timeout).await.is_err() {
+                        return Some(stalled());
                     }
                 }
             }
@@ -219,13 +228,14 @@ async fn flush(
     socket: &mut WebSocket,
     batch: &mut Batch,
     gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>,
+    write_timeout: Duration,
 ) -> Result<(), ()> {
     batch.started = None;
     if batch.is_empty() {
         return Ok(());
     }
     let frame = std::mem::take(&mut batch.frame);
-    send(socket, frame).await?;
+    send(socket, frame, write_timeout).await?;
     let now = now_ms();
     let metrics = &gateway.metrics;
     metrics.delivered.inc_by(batch.published_at_ms.len() as u64);
@@ -237,9 +247,28 @@ async fn flush(
     Ok(())
 }
 
-async fn send(socket: &mut WebSocket, frame: Vec<u8>) -> Result<(), ()> {
+/// Writes one frame; a client that does not take it within `timeout` (its socket buffer full)
+/// is treated as gone.
+async fn send(socket: &mut WebSocket, frame: Vec<u8>, timeout: Duration) -> Result<(), ()> {
     let text = Utf8Bytes::try_from(Bytes::from(frame)).map_err(|_| ())?;
-    socket.send(Message::Text(text)).await.map_err(|_| ())
+    match tokio::time::timeout(timeout, socket.send(Message::Text(text))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// A write that failed or did not finish: the client is gone or not reading.
+fn stalled() -> Disconnect {
+    Disconnect::new(Disconnect::SLOW_CONSUMER, "not reading")
+}
+
+/// A close frame's reason must fit in 123 bytes; cut at a character boundary.
+fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 fn trim_newline(frame: &mut Vec<u8>) {
@@ -259,21 +288,20 @@ async fn close(
         .disconnects
         .get_or_create(&DisconnectLabels { code: disconnect.code })
         .inc();
-    let retry_after_ms = disconnect
-        .reconnect()
-        .then(|| gateway.reconnect_delay().as_millis() as u64);
-    let push = serde_json::json!({"push": {"disconnect": {
+    let mut advice = serde_json::json!({
         "code": disconnect.code,
         "reason": &*disconnect.reason,
         "reconnect": disconnect.reconnect(),
-        "retry_after_ms": retry_after_ms,
-    }}});
-    let _ = send(socket, push.to_string().into_bytes()).await;
-    let reason: String = disconnect.reason.chars().take(100).collect();
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: disconnect.code,
-            reason: reason.into(),
-        })))
-        .await;
+    });
+    if disconnect.reconnect() {
+        advice["retry_after_ms"] = (gateway.reconnect_delay().as_millis() as u64).into();
+    }
+    let push = serde_json::json!({"push": {"disconnect": advice}});
+    let timeout = Duration::from_millis(gateway.settings.client.write_timeout_ms.min(1_000));
+    let _ = send(socket, push.to_string().into_bytes(), timeout).await;
+    let frame = CloseFrame {
+        code: disconnect.code,
+        reason: close_reason(&disconnect.reason).into(),
+    };
+    let _ = tokio::time::timeout(timeout, socket.send(Message::Close(Some(frame)))).await;
 }
