@@ -97,13 +97,12 @@ impl Broker for MemoryBroker {
             .idempotency_key
             .as_ref()
             .map(|key| (command.topic.clone(), key.clone()));
-        if let Some(key) = &key {
-            if let Some((position, _)) = state.idempotency.get(key).filter(|(_, expires)| *expires > now) {
-                return Ok(Published {
-                    position: position.clone(),
-                    duplicate: true,
-                });
-            }
+        let seen = key.as_ref().and_then(|key| state.idempotency.get(key));
+        if let Some((position, _)) = seen.filter(|(_, expires)| *expires > now) {
+            return Ok(Published {
+                position: position.clone(),
+                duplicate: true,
+            });
         }
         let policy = command.history;
         let stream = stream(&mut state, &command.topic, policy.meta_ttl.max(policy.ttl));
