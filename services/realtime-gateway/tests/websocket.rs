@@ -532,3 +532,24 @@ async fn a_client_that_stops_reading_is_let_go_without_waiting_for_it() {
     drop(stuck);
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn a_refreshed_token_ends_the_subscriptions_it_no_longer_grants() {
+    let gateway = start().await;
+    let mut client = gateway.user("5", &["order:1", "order:2"]).await;
+    client.subscribe("order:1").await;
+    client.subscribe("order:2").await;
+    let reply = client
+        .command("refresh", json!({"token": token("5", &["order:2"], 300)}))
+        .await;
+    assert!(reply.get("refresh").is_some(), "{reply}");
+    let push = client.push().await;
+    assert_eq!(push["channel"], "order:1");
+    assert_eq!(push["unsubscribe"]["code"], 2000);
+    let mut api = gateway.api();
+    publish(&mut api, "order:1", json!("gone")).await;
+    publish(&mut api, "order:2", json!("kept")).await;
+    assert_eq!(client.publication().await["pub"]["data"], "kept");
+    assert!(client.silent_for(Duration::from_millis(200)).await);
+    gateway.stop().await;
+}

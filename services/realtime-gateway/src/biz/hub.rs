@@ -23,6 +23,10 @@ type Subscribers = Vec<(u64, Arc<Outbox>)>;
 /// (tenant, user) → the user's connections on this node.
 type Users = HashMap<(String, String), Vec<(u64, Arc<Outbox>)>>;
 
+/// A user already holds as many connections as allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitReached;
+
 #[derive(Debug)]
 pub struct Hub {
     topics: Box<[RwLock<HashMap<Topic, Subscribers>>]>,
@@ -84,13 +88,24 @@ impl Hub {
         true
     }
 
-    /// Registers a user's connection; returns how many the user now has on this node.
-    pub fn add_user_connection(&self, tenant: &str, user: &str, connection: u64, outbox: &Arc<Outbox>) -> usize {
+    /// Registers a user's connection unless the user already has `limit` on this node
+    /// (checked and added under one lock, so simultaneous connects cannot pass it).
+    pub fn add_user_connection(
+        &self,
+        tenant: &str,
+        user: &str,
+        connection: u64,
+        outbox: &Arc<Outbox>,
+        limit: usize,
+    ) -> Result<(), LimitReached> {
         let key = (tenant.to_owned(), user.to_owned());
         let mut shard = self.user_shard(&key);
         let connections = shard.entry(key).or_default();
+        if connections.len() >= limit {
+            return Err(LimitReached);
+        }
         connections.push((connection, outbox.clone()));
-        connections.len()
+        Ok(())
     }
 
     pub fn remove_user_connection(&self, tenant: &str, user: &str, connection: u64) {
@@ -102,11 +117,6 @@ impl Hub {
                 shard.remove(&key);
             }
         }
-    }
-
-    pub fn user_connections(&self, tenant: &str, user: &str) -> usize {
-        let key = (tenant.to_owned(), user.to_owned());
-        self.user_shard(&key).get(&key).map_or(0, Vec::len)
     }
 
     fn user_outboxes(&self, tenant: &str, user: &str) -> Vec<Arc<Outbox>> {

@@ -208,16 +208,17 @@ impl<B: Broker> Session<B> {
         };
         if let Some(user) = &client.grants.user {
             let limit = self.gateway.settings.client.max_connections_per_user;
-            if self.gateway.hub.user_connections(&client.tenant, user) >= limit {
+            let added = self
+                .gateway
+                .hub
+                .add_user_connection(&client.tenant, user, self.id, &self.outbox, limit);
+            if added.is_err() {
                 self.gateway.metrics.connections_refused.inc();
                 return Err(Disconnect::new(
                     Disconnect::CONNECTION_LIMIT,
                     "too many connections for this user",
                 ));
             }
-            self.gateway
-                .hub
-                .add_user_connection(&client.tenant, user, self.id, &self.outbox);
         }
         let max_window = self.gateway.settings.client.max_batch_window_ms;
         self.batch_window = Duration::from_millis(request.batch_ms.min(max_window));
@@ -275,9 +276,31 @@ impl<B: Broker> Session<B> {
         }
         client.grants.channels = fresh.grants.channels;
         client.expires_at_ms = fresh.expires_at_ms;
+        self.drop_ungranted();
         Ok(Ok(RefreshReply {
             expires_in: fresh.expires_at_ms.map(|at| ((at - now_ms()) / 1000).max(0)),
         }))
+    }
+
+    /// After a refresh: subscriptions the new token no longer allows end, as if the server
+    /// API had unsubscribed them (2000), in order with what is already queued.
+    fn drop_ungranted(&self) {
+        let Some(client) = self.client.as_ref() else {
+            return;
+        };
+        for channel in self.subscriptions.keys() {
+            let allowed = ChannelName::parse(channel)
+                .ok()
+                .is_some_and(|name| self.gateway.namespaces.may_subscribe(&name, &client.grants).is_ok());
+            if !allowed {
+                self.outbox.push(Outgoing::Unsubscribed(Unsubscribed {
+                    channel: channel.clone(),
+                    code: Unsubscribed::SERVER,
+                    reason: "no longer granted by the token",
+                    resubscribe: false,
+                }));
+            }
+        }
     }
 
     fn client(&self) -> Result<&Client, CommandError> {
