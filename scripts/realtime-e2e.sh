@@ -16,23 +16,16 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 suite="$repo/services/realtime-gateway/tests/clients"
 e2e="${REALTIME_E2E_DIR:-$repo/target/e2e/realtime}"
 
-fail() { echo "realtime-e2e: $*" >&2; exit 2; }
+label=realtime-e2e
+# shellcheck source=lib/e2e-tools.sh
+. "$repo/scripts/lib/e2e-tools.sh"
 
 bin="${REALTIME_GATEWAY_BIN:-$repo/target/debug/realtime-gateway}"
 case "$bin" in /*) ;; *) bin="$repo/$bin" ;; esac
 [ -x "$bin" ] || fail "no realtime-gateway binary at $bin (cargo build -p realtime-gateway, or set REALTIME_GATEWAY_BIN)"
 
-python="${PYTHON:-}"
-if [ -z "$python" ]; then
-  for candidate in python3.11 python3.12 python3.13 python3; do
-    if command -v "$candidate" >/dev/null 2>&1; then python="$candidate"; break; fi
-  done
-fi
-[ -n "$python" ] || fail "python3 (3.11 or newer) is required but was not found on PATH"
-"$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
-  || fail "$python is $("$python" --version 2>&1); 3.11 or newer is required (set PYTHON)"
-command -v node >/dev/null 2>&1 || fail "node (20 or newer) is required but was not found on PATH"
-command -v npm >/dev/null 2>&1 || fail "npm is required but was not found on PATH"
+find_python
+require_node
 
 chromium="${CHROMIUM:-/usr/bin/chromium}"
 if [ ! -x "$chromium" ]; then
@@ -44,29 +37,11 @@ if [ ! -x "$chromium" ]; then
 fi
 export CHROMIUM="$chromium"
 
-hash_of() { cat "$@" | "$python" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'; }
 mkdir -p "$e2e"
-
 venv="$e2e/venv"
-py_stamp="$(hash_of "$suite/requirements.txt")-$("$python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
-if [ "$(cat "$venv/.stamp" 2>/dev/null || true)" != "$py_stamp" ]; then
-  echo "realtime-e2e: installing Python packages into $venv"
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$suite/requirements.txt"
-  echo "$py_stamp" > "$venv/.stamp"
-fi
-
+python_env "$venv" "$suite/requirements.txt"
 node_dir="$e2e/node"
-node_stamp="$(hash_of "$suite/package.json" "$suite/package-lock.json")"
-if [ "$(cat "$node_dir/.stamp" 2>/dev/null || true)" != "$node_stamp" ]; then
-  echo "realtime-e2e: installing Node packages into $node_dir"
-  rm -rf "$node_dir"
-  mkdir -p "$node_dir"
-  cp "$suite/package.json" "$suite/package-lock.json" "$node_dir/"
-  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$node_stamp" > "$node_dir/.stamp"
-fi
+node_env "$node_dir" "$suite"
 
 # Python stubs of the realtime API, from the same protos the server is built from.
 generated="$e2e/generated"

@@ -227,11 +227,11 @@ pub struct Subscribed {
     pub publications: Vec<Publication>,
 }
 
-impl From<&StreamPosition> for Position {
-    fn from(position: &StreamPosition) -> Self {
-        Position {
+impl From<&Position> for StreamPosition {
+    fn from(position: &Position) -> Self {
+        StreamPosition {
             offset: position.offset,
-            epoch: position.epoch.to_string(),
+            epoch: position.epoch.as_str().into(),
         }
     }
 }

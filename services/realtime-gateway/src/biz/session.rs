@@ -25,7 +25,7 @@ use super::{
     metrics::RecoveryLabels,
     outbox::{Outbox, Outgoing},
     protocol::{
-        ChannelRequest, Command, CommandError, ConnectRequest, Disconnect, ErrorCode, HistoryRequest, Method, Position,
+        ChannelRequest, Command, CommandError, ConnectRequest, Disconnect, ErrorCode, HistoryRequest, Method,
         PublishRequest, SubscribeRequest, Subscribed, Unsubscribed,
     },
     publication::{Delivery, Publication, StreamPosition},
@@ -310,10 +310,7 @@ impl<B: Broker> Session<B> {
     }
 
     async fn subscribe_command(&mut self, request: SubscribeRequest) -> Result<Subscribed, CommandError> {
-        let since = request.recover.map(|position| StreamPosition {
-            offset: position.offset,
-            epoch: position.epoch.into(),
-        });
+        let since = request.recover.as_ref().map(StreamPosition::from);
         self.subscribe(&request.channel, since).await
     }
 
@@ -469,10 +466,7 @@ impl<B: Broker> Session<B> {
                 "this channel keeps no history",
             ));
         }
-        let since = request.since.map(|position| StreamPosition {
-            offset: position.offset,
-            epoch: position.epoch.into(),
-        });
+        let since = request.since.as_ref().map(StreamPosition::from);
         let page = self
             .gateway
             .history_checked(
@@ -680,15 +674,6 @@ fn gateway_error(error: GatewayError) -> CommandError {
 
 fn unavailable(error: super::broker::BrokerError) -> CommandError {
     CommandError::new(ErrorCode::Unavailable, error.to_string())
-}
-
-impl From<&Position> for StreamPosition {
-    fn from(position: &Position) -> Self {
-        StreamPosition {
-            offset: position.offset,
-            epoch: position.epoch.as_str().into(),
-        }
-    }
 }
 
 /// Commands per second with a burst of twice that.
