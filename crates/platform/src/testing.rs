@@ -362,3 +362,25 @@ pub fn machine() -> serde_json::Value {
         "memory_gib": (memory_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
     })
 }
+
+/// Runs an end-to-end suite's script (`scripts/…-e2e.sh`) with `env` and fails with its
+/// output when it fails; its report goes to stdout for `--nocapture` runs.
+pub fn run_suite(script: &std::path::Path, env: &[(&str, &str)]) {
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .envs(env.iter().copied())
+        .output();
+    let output = match output {
+        Ok(output) => output,
+        Err(error) => panic!("could not run {}: {error}", script.display()),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{} failed ({}):\n{stdout}\n{stderr}",
+        script.display(),
+        output.status
+    );
+    println!("{stdout}");
+}

@@ -12,27 +12,10 @@
 //! scenarios (which wait out reconnects) and the differential check. A missing python/node/npm fails the test with the reason;
 //! it is never skipped.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 #[test]
 fn openfeature_providers_end_to_end() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/flag-provider-e2e.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .env("FLAG_SERVICE_BIN", env!("CARGO_BIN_EXE_flag-service"))
-        .output();
-    let output = match output {
-        Ok(output) => output,
-        Err(error) => panic!("could not run {}: {error}", script.display()),
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{} failed ({}):\n{stdout}\n{stderr}",
-        script.display(),
-        output.status
-    );
-    // The summary (pass/xfail counts, change-event latencies) for `--nocapture` runs.
-    println!("{stdout}");
+    switchyard_platform::testing::run_suite(&script, &[("FLAG_SERVICE_BIN", env!("CARGO_BIN_EXE_flag-service"))]);
 }

@@ -12,26 +12,13 @@
 //! pinned `requirements.txt` and `package-lock.json`. A missing tool fails the test with the
 //! reason; it is never skipped.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 #[test]
 fn real_clients_end_to_end() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/realtime-e2e.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .env("REALTIME_GATEWAY_BIN", env!("CARGO_BIN_EXE_realtime-gateway"))
-        .output();
-    let output = match output {
-        Ok(output) => output,
-        Err(error) => panic!("could not run {}: {error}", script.display()),
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{} failed ({}):\n{stdout}\n{stderr}",
-        script.display(),
-        output.status
+    switchyard_platform::testing::run_suite(
+        &script,
+        &[("REALTIME_GATEWAY_BIN", env!("CARGO_BIN_EXE_realtime-gateway"))],
     );
-    println!("{stdout}");
 }

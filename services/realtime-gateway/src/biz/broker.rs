@@ -6,7 +6,6 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -176,15 +175,6 @@ pub fn new_epoch() -> Arc<str> {
     hex::encode(bytes).into()
 }
 
-/// The data of a publication, checked to be one JSON value, compacted.
-pub fn json_data(text: &[u8]) -> Result<Bytes, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(text).map_err(|error| format!("data is not JSON: {error}"))?;
-    serde_json::to_vec(&value)
-        .map(Bytes::from)
-        .map_err(|error| format!("data cannot be encoded: {error}"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -194,7 +184,7 @@ mod tests {
     fn publication(offset: u64) -> Publication {
         Publication {
             offset,
-            data: Bytes::from_static(b"1"),
+            data: bytes::Bytes::from_static(b"1"),
             tags: BTreeMap::new(),
             time_ms: 0,
         }

@@ -63,6 +63,13 @@ impl GatewayMetrics {
         }
     }
 
+    /// A publication accepted at `published_at_ms` was written to a client at `now_ms`.
+    pub fn record_delivery(&self, published_at_ms: i64, now_ms: i64) {
+        self.delivered.inc();
+        self.delivery_latency
+            .observe((now_ms - published_at_ms).max(0) as f64 / 1000.0);
+    }
+
     /// Each metric with its name and help, for the platform registry.
     pub fn register(&self, registry: &switchyard_platform::metrics::Metrics) {
         registry.register(

@@ -57,6 +57,15 @@ impl Publication {
         out
     }
 
+    /// The SSE form: `data: {"channel":…,"pub":{…}}\n` (the event's blank line is the caller's).
+    pub fn write_sse_data(&self, channel: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: {\"channel\":");
+        write_serialized(out, channel);
+        out.extend_from_slice(b",\"pub\":");
+        self.write_json(out);
+        out.extend_from_slice(b"}\n");
+    }
+
     /// Reads what [`Publication::encode_body`] wrote.
     pub fn decode_body(offset: u64, body: &[u8]) -> Option<Publication> {
         let mut parts = body.splitn(3, |byte| *byte == b'\n');
@@ -112,11 +121,7 @@ impl Delivery {
     pub fn sse_data(&self) -> &Bytes {
         self.sse.get_or_init(|| {
             let mut out = Vec::with_capacity(self.json.len() + 16);
-            out.extend_from_slice(b"data: {\"channel\":");
-            write_serialized(&mut out, &*self.channel);
-            out.extend_from_slice(b",\"pub\":");
-            self.publication.write_json(&mut out);
-            out.extend_from_slice(b"}\n");
+            self.publication.write_sse_data(&self.channel, &mut out);
             out.into()
         })
     }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_platform::{auth::AuthError, clock::now_ms};
 
 use super::{
-    broker::{Broker, Recovery, json_data, recover},
+    broker::{Broker, Recovery, recover},
     channel::{ChannelError, ChannelName, Grants, Topic, check_tenant},
     gateway::{Admission, Gateway, GatewayError, Outgoing as Publish},
     metrics::RecoveryLabels,
@@ -434,10 +434,11 @@ impl<B: Broker> Session<B> {
             .namespaces
             .may_publish(&name, &client.grants)
             .map_err(channel_error)?;
+        // Already parsed with the command: serialising it gives compact JSON.
         let data = serde_json::to_vec(&request.data)
             .map_err(|error| CommandError::new(ErrorCode::BadRequest, format!("data: {error}")))?;
         let outgoing = Publish {
-            data: json_data(&data).map_err(|message| CommandError::new(ErrorCode::BadRequest, message))?,
+            data: data.into(),
             tags: BTreeMap::new(),
             idempotency_key: None,
         };

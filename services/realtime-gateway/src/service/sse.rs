@@ -188,11 +188,9 @@ pub async fn stream(
 }
 
 fn recovered_event(id: &str, channel: &str, publication: &Publication) -> Vec<u8> {
-    let mut out = format!("id: {id}\ndata: {{\"channel\":").into_bytes();
-    out.extend_from_slice(serde_json::to_string(channel).unwrap_or_default().as_bytes());
-    out.extend_from_slice(b",\"pub\":");
-    publication.write_json(&mut out);
-    out.extend_from_slice(b"}\n\n");
+    let mut out = format!("id: {id}\n").into_bytes();
+    publication.write_sse_data(channel, &mut out);
+    out.push(b'\n');
     out
 }
 
@@ -285,10 +283,9 @@ async fn serve(
                             frame.extend_from_slice(format!("id: {}\n", event_id(session, channels)).as_bytes());
                             frame.extend_from_slice(delivery.sse_data());
                             frame.push(b'\n');
-                            gateway.metrics.delivered.inc();
-                            gateway.metrics.delivery_latency.observe(
-                                (switchyard_platform::clock::now_ms() - delivery.publication.time_ms).max(0) as f64 / 1000.0,
-                            );
+                            gateway
+                                .metrics
+                                .record_delivery(delivery.publication.time_ms, switchyard_platform::clock::now_ms());
                         }
                         Some(Event::Unsubscribed(unsubscribed)) if unsubscribed.resubscribe => {
                             // SSE cannot resubscribe one channel: the client reconnects with

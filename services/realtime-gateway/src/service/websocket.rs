@@ -238,11 +238,8 @@ async fn flush(
     send(socket, frame, write_timeout).await?;
     let now = now_ms();
     let metrics = &gateway.metrics;
-    metrics.delivered.inc_by(batch.published_at_ms.len() as u64);
     for published_at in batch.published_at_ms.drain(..) {
-        metrics
-            .delivery_latency
-            .observe((now - published_at).max(0) as f64 / 1000.0);
+        metrics.record_delivery(published_at, now);
     }
     Ok(())
 }
