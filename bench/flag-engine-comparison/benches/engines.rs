@@ -33,7 +33,7 @@
 //!   pre-release, 4.1.0-rc.1, which both order above 2.3.0).
 //!
 //! Like a server, each engine gets contexts built once, in the form its API takes (a
-//! `serde_json::Map` for flag-engine, an Unleash `Context` whose custom fields are string
+//! `flag_engine::Context`, built from the JSON object, for flag-engine, an Unleash `Context` whose custom fields are string
 //! `properties`), and every iteration takes the next of the 64 (different targeting keys, so
 //! fractional does not hash one key over and over). flag-engine is called the way
 //! flag-service calls it: `FlagSet::evaluate(key, &scope).expecting(kind)`, with a timestamp
@@ -45,7 +45,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use flag_engine::{FlagSet, Limits, Reason, Scope, ValueKind};
+use flag_engine::{Context as EvaluationContext, FlagSet, Limits, Reason, Scope, ValueKind};
 use serde_json::{Map, Value};
 use unleash_yggdrasil::{ClientFeatures, Context, EngineState, UpdateMessage};
 
@@ -60,7 +60,7 @@ struct Fixture {
     flags: FlagSet,
     engine: EngineState,
     /// The contexts as flag-engine takes them.
-    flagd_contexts: Vec<Map<String, Value>>,
+    flagd_contexts: Vec<EvaluationContext>,
     /// The same contexts as yggdrasil takes them.
     unleash_contexts: Vec<Context>,
     timestamp: i64,
@@ -79,14 +79,15 @@ impl Fixture {
         }
 
         let document: Value = serde_json::from_str(&read("contexts.json")).expect("contexts.json parses");
-        let flagd_contexts: Vec<Map<String, Value>> = document["contexts"]
+        let json_contexts: Vec<Map<String, Value>> = document["contexts"]
             .as_array()
             .expect("contexts is an array")
             .iter()
             .map(|context| context.as_object().expect("a context is an object").clone())
             .collect();
-        assert_eq!(flagd_contexts.len(), POOL);
-        let unleash_contexts = flagd_contexts.iter().map(unleash_context).collect();
+        assert_eq!(json_contexts.len(), POOL);
+        let unleash_contexts = json_contexts.iter().map(unleash_context).collect();
+        let flagd_contexts = json_contexts.into_iter().map(EvaluationContext::from).collect();
 
         Self {
             flags,
@@ -132,7 +133,12 @@ impl Fixture {
             let assignments: Map<String, Value> = (0..POOL)
                 .map(|index| {
                     let scope = self.scope(index);
-                    let key = scope.context["targetingKey"].as_str().unwrap_or_default().to_owned();
+                    let key = scope
+                        .context
+                        .get("targetingKey")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
                     let variant = self.flags.evaluate("fractional", &scope).variant.unwrap_or_default();
                     (key, Value::from(variant))
                 })
@@ -143,8 +149,8 @@ impl Fixture {
         let mut shares: [HashMap<String, u32>; 2] = Default::default();
         for user in 0..10_000 {
             let key = format!("share-{user}");
-            let mut flagd = Map::new();
-            flagd.insert("targetingKey".into(), Value::String(key.clone()));
+            let mut flagd = EvaluationContext::new();
+            flagd.insert("targetingKey", Value::String(key.clone()));
             let scope = Scope {
                 context: &flagd,
                 timestamp: self.timestamp,

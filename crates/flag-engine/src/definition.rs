@@ -7,33 +7,9 @@
 //! APIs can refuse them.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
-/// Flag keys are chosen by whoever writes the definitions, not by callers, so the map needs no
-/// keyed (DoS-resistant) hash; an FxHash-style multiply-rotate is several times cheaper than
-/// SipHash on short keys.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0xf135_7aea_2e62_a9c5;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes([
-                chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-            ]);
-            self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(K);
-        }
-        for &byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(26) ^ u64::from(byte)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
-    }
-}
+use crate::context::KeyHasher;
 
 type FlagMap = HashMap<Box<str>, Flag, BuildHasherDefault<KeyHasher>>;
 

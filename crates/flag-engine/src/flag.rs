@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::Metadata;
 use crate::logic::{Budget, Root};
 use crate::logic::{Expr, Scope};
+use crate::short_str;
 
 /// Whether a flag serves its variants at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +160,20 @@ pub struct Flag {
     default_variant: Option<usize>,
     kind: ValueKind,
     targeting: Targeting,
+    /// For an `if` rule whose results are all literals (the commonest shape): what each result
+    /// means, in the order [`Expr::choose`] numbers them, so that evaluation needs no lookup.
+    outcomes: Option<Box<[Outcome]>>,
     metadata: Metadata,
+}
+
+/// What a value chosen by targeting means for the flag.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Variant(usize),
+    /// `null`: the default variant, reported as DEFAULT.
+    Default,
+    /// Not the name of a variant: GENERAL, with this message.
+    Invalid(String),
 }
 
 /// A flag's targeting: none, a compiled rule, or the reason its rule does not compile (the
@@ -191,6 +205,12 @@ impl Flag {
         variants.sort_by(|a, b| a.0.cmp(&b.0));
         let variants = variants.into_boxed_slice();
         let default_variant = default_variant.and_then(|name| find(&variants, name));
+        let outcomes = match &targeting {
+            Targeting::Rule { expr, .. } => expr
+                .literal_results()
+                .map(|results| results.into_iter().map(|value| outcome(&variants, value)).collect()),
+            _ => None,
+        };
         Self {
             key: Value::String(key.to_owned()),
             state,
@@ -198,6 +218,7 @@ impl Flag {
             default_variant,
             kind,
             targeting,
+            outcomes,
             metadata,
         }
     }
@@ -293,33 +314,30 @@ impl Flag {
             flag_key: &self.key,
             timestamp: scope.timestamp,
         };
-        let Ok(chosen) = rule.evaluate(&root, &mut Budget(STEP_BUDGET)) else {
-            return Resolution::failed(
+        let mut budget = Budget(STEP_BUDGET);
+        let resolution = match &self.outcomes {
+            Some(outcomes) => rule.choose(&root, &mut budget).map(|chosen| match chosen {
+                Some(index) => self.outcome_resolution(&outcomes[index]),
+                None => self.default_resolution(Reason::Default),
+            }),
+            None => rule
+                .evaluate(&root, &mut budget)
+                .map(|chosen| self.outcome_resolution(&outcome(&self.variants, &chosen))),
+        };
+        resolution.unwrap_or_else(|_| {
+            Resolution::failed(
                 ErrorCode::General,
                 format!("targeting took more than {STEP_BUDGET} steps"),
                 &self.metadata,
-            );
-        };
-        let name: Cow<'_, str> = match &*chosen {
-            Value::Null => return self.default_resolution(Reason::Default),
-            Value::String(name) => Cow::Borrowed(name),
-            Value::Bool(flag) => Cow::Borrowed(if *flag { "true" } else { "false" }),
-            Value::Number(number) => Cow::Owned(number.to_string()),
-            Value::Array(_) | Value::Object(_) => {
-                return Resolution::failed(
-                    ErrorCode::General,
-                    "targeting returned neither a variant name nor null",
-                    &self.metadata,
-                );
-            }
-        };
-        match find(&self.variants, &name) {
-            Some(index) => self.variant_resolution(index, Reason::TargetingMatch),
-            None => Resolution::failed(
-                ErrorCode::General,
-                format!("targeting chose \"{name}\", which is not a variant of this flag"),
-                &self.metadata,
-            ),
+            )
+        })
+    }
+
+    fn outcome_resolution(&self, outcome: &Outcome) -> Resolution<'_> {
+        match outcome {
+            Outcome::Variant(index) => self.variant_resolution(*index, Reason::TargetingMatch),
+            Outcome::Default => self.default_resolution(Reason::Default),
+            Outcome::Invalid(message) => Resolution::failed(ErrorCode::General, message.clone(), &self.metadata),
         }
     }
 
@@ -349,6 +367,32 @@ impl Flag {
     }
 }
 
+/// What targeting choosing `chosen` means: a variant named by a string (or by a boolean or number
+/// as JavaScript prints it), the default for null, an error for anything else.
+fn outcome(variants: &[(Box<str>, Value)], chosen: &Value) -> Outcome {
+    let name: Cow<'_, str> = match chosen {
+        Value::Null => return Outcome::Default,
+        Value::String(name) => Cow::Borrowed(name),
+        Value::Bool(flag) => Cow::Borrowed(if *flag { "true" } else { "false" }),
+        Value::Number(number) => Cow::Owned(number.to_string()),
+        Value::Array(_) | Value::Object(_) => {
+            return Outcome::Invalid("targeting returned neither a variant name nor null".to_owned());
+        }
+    };
+    match find(variants, &name) {
+        Some(index) => Outcome::Variant(index),
+        None => Outcome::Invalid(format!(
+            "targeting chose \"{name}\", which is not a variant of this flag"
+        )),
+    }
+}
+
 fn find(variants: &[(Box<str>, Value)], name: &str) -> Option<usize> {
+    // Flags mostly have a few variants: comparing lengths first skips most string comparisons.
+    if variants.len() <= 8 {
+        return variants
+            .iter()
+            .position(|(candidate, _)| short_str::equal(candidate, name));
+    }
     variants.binary_search_by(|(candidate, _)| (**candidate).cmp(name)).ok()
 }

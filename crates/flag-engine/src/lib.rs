@@ -8,11 +8,14 @@
 //! very same arithmetic.
 
 pub mod bucketing;
+mod context;
 mod definition;
 mod flag;
 mod logic;
 mod semver;
+mod short_str;
 
+pub use context::Context;
 pub use definition::{DefinitionError, FlagSet, Limits, Problem};
 pub use flag::{ErrorCode, Flag, FlagState, Reason, Resolution, ValueKind};
 pub use logic::Scope;

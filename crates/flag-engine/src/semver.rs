@@ -71,37 +71,24 @@ impl<'a> Version<'a> {
             Some(b'v' | b'V') => &bytes[1..],
             _ => bytes,
         };
-        // The numeric core, digits accumulated in one pass up to the first `-` (pre-release)
-        // or `+` (build): at most three parts, each non-empty, without a leading zero.
+        // The numeric core: one to three parts separated by `.`, up to the first `-`
+        // (pre-release) or `+` (build).
         let mut core = [0u64; 3];
-        let mut part = 0;
-        let mut digits = 0;
-        let mut end = bytes.len();
-        for (index, &byte) in bytes.iter().enumerate() {
-            match byte {
-                b'0'..=b'9' => {
-                    if digits == 1 && core[part] == 0 {
-                        return None;
-                    }
-                    core[part] = core[part].checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
-                    digits += 1;
-                }
-                // A fourth part is not a version.
-                b'.' if digits > 0 && part < 2 => {
-                    part += 1;
-                    digits = 0;
-                }
-                b'-' | b'+' => {
-                    end = index;
-                    break;
-                }
-                _ => return None,
+        let mut at = 0;
+        let mut parts = 0;
+        while parts < 3 {
+            core[parts] = numeric_prefix(bytes, &mut at)?;
+            parts += 1;
+            match bytes.get(at) {
+                Some(b'.') if parts < 3 => at += 1,
+                _ => break,
             }
         }
-        if digits == 0 {
+        let end = at;
+        // What stops the core must be the end, `-` or `+` (a fourth part is not a version).
+        if !matches!(bytes.get(end), None | Some(b'-' | b'+')) {
             return None;
         }
-        let parts = part + 1;
 
         // What follows: `-pre` up to a `+`, then `+build` (which may itself contain `-`).
         let suffix = &bytes[end..];
@@ -146,6 +133,25 @@ impl<'a> Version<'a> {
             pre: Cow::Owned(self.pre.into_owned()),
         }
     }
+}
+
+/// The version number at `*at`, moving `at` past it: digits, no leading zero, fits in u64.
+fn numeric_prefix(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let start = *at;
+    let mut number: u64 = 0;
+    while let Some(digit) = bytes
+        .get(*at)
+        .map(|byte| byte.wrapping_sub(b'0'))
+        .filter(|digit| *digit <= 9)
+    {
+        number = number.checked_mul(10)?.checked_add(u64::from(digit))?;
+        *at += 1;
+    }
+    let digits = *at - start;
+    if digits == 0 || (digits > 1 && bytes[start] == b'0') {
+        return None;
+    }
+    Some(number)
 }
 
 /// A version number part: digits, no leading zero, fits in u64.

@@ -1,8 +1,8 @@
 //! Behaviour beyond the testbed: definition errors, JSON Logic operators, limits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use flag_engine::{ErrorCode, FlagSet, Limits, Reason, Scope, ValueKind};
-use serde_json::{Map, Value, json};
+use flag_engine::{Context, ErrorCode, FlagSet, Limits, Reason, Scope, ValueKind};
+use serde_json::{Value, json};
 
 fn set(document: Value) -> FlagSet {
     FlagSet::from_document(&document, &Limits::default()).expect("document loads")
@@ -14,12 +14,12 @@ fn refused(document: Value) -> String {
         .to_string()
 }
 
-fn context(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().unwrap_or_default()
+fn context(value: Value) -> Context {
+    Context::from(value.as_object().cloned().unwrap_or_default())
 }
 
 /// A flag resolved for a context at timestamp 0.
-fn evaluate<'f>(flags: &'f FlagSet, key: &str, context: &Map<String, Value>) -> flag_engine::Resolution<'f> {
+fn evaluate<'f>(flags: &'f FlagSet, key: &str, context: &Context) -> flag_engine::Resolution<'f> {
     flags.evaluate(key, &Scope { context, timestamp: 0 })
 }
 
@@ -107,7 +107,7 @@ fn limits_bound_documents_and_rules() {
     let problems = flags.problems();
     assert_eq!(problems.len(), 1);
     assert!(problems[0].message.contains("nests deeper than 8"), "{problems:?}");
-    let resolution = evaluate(&flags, "f", &Map::new());
+    let resolution = evaluate(&flags, "f", &Context::new());
     assert_eq!(resolution.error.unwrap().0, ErrorCode::ParseError);
 
     let wide = json!({"cat": (0..50).map(|i| json!(i)).collect::<Vec<_>>()});
@@ -323,7 +323,7 @@ fn targeting_results_that_are_not_variants_are_errors() {
         "state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "a",
         "targeting": {"var": "choice"}
     }}}));
-    let error_code = |ctx: &Map<String, Value>| evaluate(&flags, "f", ctx).error.map(|(code, _)| code);
+    let error_code = |ctx: &Context| evaluate(&flags, "f", ctx).error.map(|(code, _)| code);
     assert_eq!(error_code(&context(json!({"choice": "zzz"}))), Some(ErrorCode::General));
     assert_eq!(
         error_code(&context(json!({"choice": {"a": 1}}))),
@@ -343,7 +343,7 @@ fn typed_resolution_and_metadata() {
     }));
     assert_eq!(flags.get("ratio").unwrap().kind(), ValueKind::Float);
     assert_eq!(flags.get("count").unwrap().kind(), ValueKind::Integer);
-    let empty = Map::new();
+    let empty = Context::new();
     let scope = Scope {
         context: &empty,
         timestamp: 0,
@@ -511,17 +511,17 @@ fn fuzzing_findings_stay_fixed() {
     let flags = set(
         json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": "a"}, "targeting": {"if": [doubling, "a"]}}}}),
     );
-    let resolution = evaluate(&flags, "f", &Map::new());
+    let resolution = evaluate(&flags, "f", &Context::new());
     assert_eq!(resolution.error.map(|(code, _)| code), Some(ErrorCode::General));
 
     // A targeting that is only a $ref to a non-rule is broken (and stays so through to_document).
     let scalar_ref = set(
         json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": "a"}, "targeting": {"$ref": "x"}}}, "$evaluators": {"x": 1}}),
     );
-    let resolution = evaluate(&scalar_ref, "f", &Map::new());
+    let resolution = evaluate(&scalar_ref, "f", &Context::new());
     assert_eq!(resolution.error.map(|(code, _)| code), Some(ErrorCode::ParseError));
     let again = FlagSet::from_document(&scalar_ref.to_document(), &Limits::default()).unwrap();
-    assert_eq!(evaluate(&again, "f", &Map::new()).reason, Reason::Error);
+    assert_eq!(evaluate(&again, "f", &Context::new()).reason, Reason::Error);
 
     // Evaluators that reference each other twice per level cannot blow up a whole document.
     let mut evaluators = serde_json::Map::new();

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use flag_engine::{FlagSet, Limits, Resolution, Scope, ValueKind};
+use flag_engine::{Context, FlagSet, Limits, Resolution, Scope, ValueKind};
 use gherkin::{Feature, GherkinEnv, Scenario, Step};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Map, Value, json};
@@ -139,7 +139,7 @@ fn expand(feature: &Feature, scenario: &Scenario) -> Vec<Case> {
 #[derive(Default)]
 struct World {
     flag: Option<(String, ValueKind, Value)>,
-    context: Map<String, Value>,
+    context: Context,
     details: Option<Details>,
 }
 
@@ -180,7 +180,7 @@ fn step(flags: &FlagSet, world: &mut World, text: &str, table: Option<&[Vec<Stri
         return Ok(());
     }
     if text.starts_with("a context containing a targeting key with value") {
-        world.context.insert("targetingKey".into(), Value::String(arg(0)?));
+        world.context.insert("targetingKey", Value::String(arg(0)?));
         return Ok(());
     }
     if text.starts_with("a context containing a key ") {

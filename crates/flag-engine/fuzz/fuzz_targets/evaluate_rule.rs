@@ -9,10 +9,10 @@
 //! round trip with the same resolution for that context.
 #![no_main]
 
-use flag_engine::{FlagSet, Limits, Scope};
+use flag_engine::{Context, FlagSet, Limits, Scope};
 use flag_engine_fuzz::{TIMESTAMP, check_round_trip, evaluate_all};
 use libfuzzer_sys::fuzz_target;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = serde_json::from_slice::<Value>(data) else {
@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let context = match context {
-        Some(Value::Object(context)) => context,
-        _ => Map::new(),
+        Some(Value::Object(context)) => Context::from(context),
+        _ => Context::new(),
     };
     let mut document = json!({"flags": {"rule": {
         "state": "ENABLED",

@@ -7,10 +7,9 @@
 //! only ever refuse more, never accept what the default limits refuse.
 #![no_main]
 
-use flag_engine::{FlagSet, Limits, Scope};
+use flag_engine::{Context, FlagSet, Limits, Scope};
 use flag_engine_fuzz::{TIMESTAMP, check_round_trip, evaluate_all};
 use libfuzzer_sys::fuzz_target;
-use serde_json::Map;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -35,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 
-    let context = Map::new();
+    let context = Context::new();
     let scope = Scope {
         context: &context,
         timestamp: TIMESTAMP,

@@ -5,7 +5,7 @@
 //! saved under fuzz/artifacts/<target>/).
 
 use arbitrary::Unstructured;
-use flag_engine::{ErrorCode, Flag, FlagSet, FlagState, Limits, Reason, Resolution, Scope};
+use flag_engine::{Context, ErrorCode, Flag, FlagSet, FlagState, Limits, Reason, Resolution, Scope};
 use serde_json::{Map, Number, Value};
 
 /// `$flagd.timestamp` of every evaluation unless a target picks its own.
@@ -280,9 +280,9 @@ fn arbitrary_value(u: &mut Unstructured<'_>, keys: &[&str], depth: usize) -> arb
 
 /// Reads a fuzz input as a context: a JSON object as written (the readable corpus entries),
 /// anything else as bytes for [`arbitrary_context`]. Also picks the timestamp.
-pub fn context_from_bytes(data: &[u8], keys: &[&str]) -> (Map<String, Value>, i64) {
+pub fn context_from_bytes(data: &[u8], keys: &[&str]) -> (Context, i64) {
     if let Ok(Value::Object(context)) = serde_json::from_slice::<Value>(data) {
-        return (context, TIMESTAMP);
+        return (Context::from(context), TIMESTAMP);
     }
     let mut u = Unstructured::new(data);
     let timestamp = if u.ratio(1, 4).unwrap_or(false) {
@@ -292,5 +292,5 @@ pub fn context_from_bytes(data: &[u8], keys: &[&str]) -> (Map<String, Value>, i6
     };
     // Running out of bytes keeps what was built so far.
     let context = arbitrary_context(&mut u, keys).unwrap_or_default();
-    (context, timestamp)
+    (Context::from(context), timestamp)
 }

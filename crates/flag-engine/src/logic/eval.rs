@@ -8,8 +8,11 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
+use crate::context::Context;
+use crate::short_str;
+
 use super::js::{compare, loose_equal, number_value, strict_equal, to_number, to_text, truthy};
-use super::{Bucket, Expr, Fractional, Op, Path, SemVer, Target, Var, version_of};
+use super::{Bucket, Check, Expr, Fractional, Op, Path, SemVer, Target, Test, Var, version_of};
 use crate::bucketing;
 
 /// The evaluation ran out of steps (a rule mapping over a huge context array, say).
@@ -21,7 +24,7 @@ type Outcome<'a> = Result<Cow<'a, Value>, Exhausted>;
 /// The data of one evaluation: the context with flagd's enrichment.
 #[derive(Debug)]
 pub(crate) struct Root<'a> {
-    pub(crate) context: &'a Map<String, Value>,
+    pub(crate) context: &'a Context,
     /// The flag key as a JSON string, so `$flagd.flagKey` can be borrowed.
     pub(crate) flag_key: &'a Value,
     pub(crate) timestamp: i64,
@@ -67,6 +70,27 @@ impl Expr {
     pub(crate) fn evaluate<'a>(&'a self, root: &'a Root<'a>, budget: &mut Budget) -> Outcome<'a> {
         eval(self, Data { root, item: None }, budget)
     }
+
+    /// For an `if` rule with literal results ([`Expr::literal_results`]): the index of the
+    /// result it takes, `None` when it takes none (it then yields null). Conditions are tested
+    /// exactly as [`Expr::evaluate`] tests them, with the same steps.
+    pub(crate) fn choose<'a>(&'a self, root: &'a Root<'a>, budget: &mut Budget) -> Result<Option<usize>, Exhausted> {
+        budget.spend()?;
+        let Expr::Op(Op::If, args) = self else {
+            return Ok(None);
+        };
+        let data = Data { root, item: None };
+        let mut pairs = args.chunks_exact(2);
+        for (index, pair) in pairs.by_ref().enumerate() {
+            if test(&pair[0], data, budget)? {
+                budget.spend()?;
+                return Ok(Some(index));
+            }
+        }
+        // The `else` result, or the null evaluation builds without one: one step either way.
+        budget.spend()?;
+        Ok((!pairs.remainder().is_empty()).then_some(args.len() / 2))
+    }
 }
 
 fn eval<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
@@ -88,6 +112,12 @@ fn eval<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> 
         }
         Expr::Fractional(fractional) => eval_fractional(fractional, data, budget),
         Expr::SemVer(sem_ver) => eval_sem_ver(sem_ver, data, budget),
+        Expr::Check(check) => {
+            let holds = check_holds(check, data, budget)?;
+            // As an operator's result would, the boolean costs its size.
+            budget.spend()?;
+            Ok(Cow::Owned(holds.map_or(Value::Null, Value::Bool)))
+        }
     }
 }
 
@@ -100,11 +130,33 @@ fn boolean<'a>(value: bool) -> Outcome<'a> {
 }
 
 fn eval_var<'a>(var: &'a Var, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
-    let found = match &var.path {
+    let found = resolve(&var.path, data, budget)?;
+    match (found, &var.default) {
+        (Some(value), _) if !value.is_null() => Ok(value),
+        (_, Some(default)) => eval(default, data, budget),
+        (found, None) => Ok(found.unwrap_or(Cow::Owned(Value::Null))),
+    }
+}
+
+/// An operand's value: a `var` without a default (the usual operand) is read in place, without
+/// a dispatch through [`eval`]; anything else is evaluated.
+fn operand<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
+    match expr {
+        Expr::Var(var) if var.default.is_none() => {
+            budget.spend()?;
+            Ok(resolve(&var.path, data, budget)?.unwrap_or(Cow::Owned(Value::Null)))
+        }
+        _ => eval(expr, data, budget),
+    }
+}
+
+/// What a `var` path points at, `None` when nothing is there.
+fn resolve<'a>(path: &'a Path, data: Data<'a>, budget: &mut Budget) -> Result<Option<Cow<'a, Value>>, Exhausted> {
+    Ok(match path {
         Path::Whole => Some(whole(data)),
         Path::Key(key) => match data.item {
-            Some(item) => descend(item, std::iter::once(&**key)).map(Cow::Borrowed),
-            None => data.root.context.get(&**key).map(Cow::Borrowed),
+            Some(item) => descend(item, std::iter::once(key.name())).map(Cow::Borrowed),
+            None => data.root.context.lookup(key).map(Cow::Borrowed),
         },
         Path::Keys(keys) => lookup(data, keys.iter().map(|key| &**key)),
         Path::Computed(rule) => {
@@ -114,19 +166,35 @@ fn eval_var<'a>(var: &'a Var, data: Data<'a>, budget: &mut Budget) -> Outcome<'a
                 text => lookup(data, text.split('.')),
             }
         }
-    };
-    match (found, &var.default) {
-        (Some(value), _) if !value.is_null() => Ok(value),
-        (_, Some(default)) => eval(default, data, budget),
-        (found, None) => Ok(found.unwrap_or(Cow::Owned(Value::Null))),
-    }
+    })
+}
+
+/// A [`Check`]: the same answer as its operator applied to the `var` and the constant, and the
+/// same steps for those two operands (the caller spends the operator's). `None` where the
+/// operator yields null.
+fn check_holds<'a>(check: &'a Check, data: Data<'a>, budget: &mut Budget) -> Result<Option<bool>, Exhausted> {
+    budget.charge(2)?;
+    let found = resolve(&check.subject, data, budget)?;
+    let value = found.as_deref().unwrap_or(&Value::Null);
+    Ok(match &check.test {
+        // Every item is compared: a loop that always runs to its end predicts well, whichever
+        // item a context matches.
+        Test::OneOf(items) => Some(value.as_str().is_some_and(|text| {
+            items
+                .iter()
+                .fold(false, |found, item| found | short_str::equal(item, text))
+        })),
+        Test::StartsWith(prefix) => value.as_str().map(|text| short_str::starts_with(text, prefix)),
+        Test::EndsWith(suffix) => value.as_str().map(|text| short_str::ends_with(text, suffix)),
+        Test::Compare(op, constant) => compared(*op, value, constant),
+    })
 }
 
 fn whole<'a>(data: Data<'a>) -> Cow<'a, Value> {
     if let Some(item) = data.item {
         return Cow::Borrowed(item);
     }
-    let mut object = data.root.context.clone();
+    let mut object = data.root.context.to_map();
     object.insert("$flagd".to_owned(), flagd_object(data.root));
     Cow::Owned(Value::Object(object))
 }
@@ -315,6 +383,11 @@ fn affix(text: &Value, affix: &Value, test: fn(&str, &str) -> bool) -> Option<bo
 
 fn eval_if<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
     match branch(args, data, budget)? {
+        // Mostly a variant name: taken as it is, one dispatch fewer.
+        Some(Expr::Literal(value)) => {
+            budget.spend()?;
+            Ok(Cow::Borrowed(value))
+        }
         Some(chosen) => eval(chosen, data, budget),
         None => null(),
     }
@@ -342,6 +415,10 @@ fn test<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Result<bool,
         Expr::Op(op, args) => (op, args),
         // A null (not a version) is falsy.
         Expr::SemVer(sem_ver) => return Ok(sem_ver_holds(sem_ver, data, budget)? == Some(true)),
+        Expr::Check(check) => {
+            budget.spend()?;
+            return Ok(check_holds(check, data, budget)? == Some(true));
+        }
         _ => {
             let value = eval(expr, data, budget)?;
             return Ok(truthy(&value));
@@ -682,7 +759,7 @@ fn eval_sem_ver<'a>(sem_ver: &'a SemVer, data: Data<'a>, budget: &mut Budget) ->
 
 /// `None` when either side is not a version (the operator then yields null).
 fn sem_ver_holds<'a>(sem_ver: &'a SemVer, data: Data<'a>, budget: &mut Budget) -> Result<Option<bool>, Exhausted> {
-    let version = eval(&sem_ver.version, data, budget)?;
+    let version = operand(&sem_ver.version, data, budget)?;
     let Some(version) = version_of(&version) else {
         return Ok(None);
     };
@@ -694,4 +771,183 @@ fn sem_ver_holds<'a>(sem_ver: &'a SemVer, data: Data<'a>, budget: &mut Budget) -
         },
     };
     Ok(Some(holds))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The shortcuts compiled for common shapes ([`Check`], [`Expr::choose`]) must answer
+    //! exactly as the general evaluation of the same rule, and spend the same steps.
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::context::ContextKey;
+    use crate::logic::Compiler;
+
+    /// Values a context may hold, including none at all (`None`).
+    fn subjects() -> Vec<Option<Value>> {
+        let values = [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(7),
+            json!(-2.5),
+            json!("7"),
+            json!(""),
+            json!("DE"),
+            json!("de"),
+            json!("ana@shop.com"),
+            json!("shop.com"),
+            json!("@shop.com"),
+            json!("ünïcødé@shop.com"),
+            json!(["DE"]),
+            json!({"DE": 1}),
+        ];
+        std::iter::once(None).chain(values.into_iter().map(Some)).collect()
+    }
+
+    fn constants() -> Vec<Value> {
+        vec![
+            json!(["DE", "FR", "NL"]),
+            json!(["DE", 7]),
+            json!([]),
+            json!("@shop.com"),
+            json!("ana"),
+            json!("DE"),
+            json!(""),
+            json!(7),
+            json!("7"),
+            json!(null),
+            json!(true),
+        ]
+    }
+
+    fn compile(rule: &Value) -> Expr {
+        Compiler::new(64, 10_000)
+            .compile(rule)
+            .unwrap_or_else(|error| panic!("{rule}: {error}"))
+    }
+
+    /// Evaluates and tests `expr`, returning both answers and the steps each spent.
+    fn run(expr: &Expr, context: &Context) -> (Value, u32, bool, u32) {
+        let flag_key = json!("f");
+        let root = Root {
+            context,
+            flag_key: &flag_key,
+            timestamp: 0,
+        };
+        let data = Data {
+            root: &root,
+            item: None,
+        };
+        let mut budget = Budget(1_000);
+        let value = eval(expr, data, &mut budget)
+            .map(Cow::into_owned)
+            .unwrap_or(json!("exhausted"));
+        let evaluated = 1_000 - budget.0;
+        let mut budget = Budget(1_000);
+        let holds = test(expr, data, &mut budget).unwrap_or(false);
+        (value, evaluated, holds, 1_000 - budget.0)
+    }
+
+    #[test]
+    fn checks_answer_as_their_operator_does() {
+        let operators = [
+            "==",
+            "===",
+            "!=",
+            "!==",
+            "<",
+            "<=",
+            ">",
+            ">=",
+            "in",
+            "starts_with",
+            "ends_with",
+        ];
+        let mut compared = 0;
+        for name in operators {
+            let op = Op::named(name).unwrap_or_else(|| panic!("{name}"));
+            for constant in constants() {
+                let rule = json!({ name: [{"var": "x"}, constant] });
+                let check = compile(&rule);
+                assert!(matches!(check, Expr::Check(_)), "{rule} compiles to a check");
+                let general = Expr::Op(
+                    op,
+                    Box::new([
+                        Expr::Var(Box::new(Var {
+                            path: Path::Key(ContextKey::new("x")),
+                            default: None,
+                        })),
+                        Expr::Literal(constant.clone()),
+                    ]),
+                );
+                for subject in subjects() {
+                    let context: Context = subject.iter().map(|value| ("x".to_owned(), value.clone())).collect();
+                    assert_eq!(
+                        run(&check, &context),
+                        run(&general, &context),
+                        "{rule} with x = {subject:?}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 11 * 11 * 17);
+    }
+
+    #[test]
+    fn operands_that_are_not_a_plain_var_and_a_literal_stay_general() {
+        for rule in [
+            json!({"==": [{"var": ["x", 1]}, 1]}),
+            json!({"==": [1, {"var": "x"}]}),
+            json!({"==": [{"var": {"cat": ["x"]}}, 1]}),
+            json!({"==": [{"var": "x"}, {"var": "y"}]}),
+            json!({"==": [{"var": "x"}, 1, 2]}),
+            json!({"cat": [{"var": "x"}, "a"]}),
+        ] {
+            assert!(matches!(compile(&rule), Expr::Op(..)), "{rule}");
+        }
+    }
+
+    #[test]
+    fn choosing_a_literal_result_picks_what_evaluating_yields() {
+        let rules = [
+            json!({"if": [{"ends_with": [{"var": "x"}, "@shop.com"]}, "staff", "guest"]}),
+            json!({"if": [{"==": [{"var": "x"}, 7]}, "seven", {"in": [{"var": "x"}, ["DE", "FR"]]}, "eu", null]}),
+            json!({"if": [{"var": "x"}, true, 3]}),
+            json!({"if": [{"var": "x"}, "only"]}),
+            json!({"if": []}),
+            json!({"?:": [{"!": {"var": "x"}}, "no", "yes"]}),
+        ];
+        for rule in rules {
+            let expr = compile(&rule);
+            let results = expr
+                .literal_results()
+                .unwrap_or_else(|| panic!("{rule} has literal results"));
+            for subject in subjects() {
+                let context: Context = subject.iter().map(|value| ("x".to_owned(), value.clone())).collect();
+                let flag_key = json!("f");
+                let root = Root {
+                    context: &context,
+                    flag_key: &flag_key,
+                    timestamp: 0,
+                };
+                let mut chosen_budget = Budget(1_000);
+                let chosen = expr.choose(&root, &mut chosen_budget).unwrap_or(None);
+                let mut budget = Budget(1_000);
+                let evaluated = expr.evaluate(&root, &mut budget).map(Cow::into_owned);
+                let expected = chosen.map_or(Value::Null, |index| results[index].clone());
+                assert_eq!(evaluated, Ok(expected), "{rule} with x = {subject:?}");
+                assert_eq!(chosen_budget.0, budget.0, "{rule} with x = {subject:?}: steps");
+            }
+        }
+        assert!(
+            compile(&json!({"if": [{"var": "x"}, {"var": "y"}, "b"]}))
+                .literal_results()
+                .is_none()
+        );
+        assert!(compile(&json!({"and": [true, "a"]})).literal_results().is_none());
+    }
 }

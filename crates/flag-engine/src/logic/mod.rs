@@ -10,6 +10,7 @@ mod js;
 
 use serde_json::{Map, Value};
 
+use crate::context::{Context, ContextKey};
 use crate::semver::{Comparison, Version};
 
 pub(crate) use eval::{Budget, Root};
@@ -19,7 +20,7 @@ pub(crate) use eval::{Budget, Root};
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
     /// The evaluation context; `targetingKey` is an ordinary entry.
-    pub context: &'a Map<String, Value>,
+    pub context: &'a Context,
     /// Seconds since the Unix epoch, exposed to rules as `$flagd.timestamp`.
     pub timestamp: i64,
 }
@@ -34,6 +35,7 @@ pub(crate) enum Expr {
     Op(Op, Box<[Expr]>),
     Fractional(Box<Fractional>),
     SemVer(Box<SemVer>),
+    Check(Box<Check>),
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +49,7 @@ enum Path {
     /// The whole data (`{"var": ""}`).
     Whole,
     /// One top-level key other than `$flagd` (`{"var": "country"}`): most paths.
-    Key(Box<str>),
+    Key(ContextKey),
     Keys(Box<[Box<str>]>),
     /// A path computed by a rule.
     Computed(Expr),
@@ -150,6 +152,68 @@ impl Op {
             "ends_with" => Self::EndsWith,
             _ => return None,
         })
+    }
+}
+
+impl Expr {
+    /// The results of an `if` rule whose every result is a literal — `if` conditions then a
+    /// variant name, the `else` name last — in the order [`Expr::choose`] numbers them.
+    pub(crate) fn literal_results(&self) -> Option<Vec<&Value>> {
+        let Expr::Op(Op::If, args) = self else {
+            return None;
+        };
+        args.chunks(2)
+            .map(|chunk| match chunk {
+                [_, Expr::Literal(result)] | [Expr::Literal(result)] => Some(result),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The commonest condition in targeting, one context value compared with a constant
+/// (`{"ends_with": [{"var": "email"}, "@shop.com"]}`), compiled into one node: evaluating it
+/// reads the value and tests it, without evaluating the `var` and the literal as rules of
+/// their own and without building their values.
+#[derive(Debug, Clone)]
+pub(crate) struct Check {
+    subject: Path,
+    test: Test,
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    /// `in` with an array of strings: the value is one of them (strictly equal).
+    OneOf(Box<[Box<str>]>),
+    /// `starts_with` / `ends_with` with a string: null unless the value is a string.
+    StartsWith(Box<str>),
+    EndsWith(Box<str>),
+    /// Any other comparison, with the constant as its right operand.
+    Compare(Op, Value),
+}
+
+impl Check {
+    /// A check for `op(args)`, when `args` are a `var` (plain path, no default) and a literal.
+    fn compile(op: Op, args: &mut Box<[Expr]>) -> Option<Self> {
+        if !op.is_comparison() {
+            return None;
+        }
+        let [Expr::Var(var), Expr::Literal(constant)] = &mut **args else {
+            return None;
+        };
+        if var.default.is_some() || matches!(var.path, Path::Computed(_)) {
+            return None;
+        }
+        let test = match (op, &*constant) {
+            (Op::In, Value::Array(items)) if items.iter().all(Value::is_string) => {
+                Test::OneOf(items.iter().filter_map(Value::as_str).map(Box::from).collect())
+            }
+            (Op::StartsWith, Value::String(prefix)) => Test::StartsWith(Box::from(prefix.as_str())),
+            (Op::EndsWith, Value::String(suffix)) => Test::EndsWith(Box::from(suffix.as_str())),
+            _ => Test::Compare(op, std::mem::take(constant)),
+        };
+        let subject = std::mem::replace(&mut var.path, Path::Whole);
+        Some(Self { subject, test })
     }
 }
 
@@ -343,13 +407,16 @@ impl Compiler {
             "sem_ver" => self.sem_ver(args, depth),
             _ => {
                 let op = Op::named(name).ok_or_else(|| CompileError::UnknownOperator(name.to_owned()))?;
-                let args = self.args(args, depth)?;
+                let mut args = self.args(args, depth)?;
                 // flagd's string operators yield null (not false) when misused, so that the
                 // flag falls back to its default variant instead of looking up "false".
                 if matches!(op, Op::StartsWith | Op::EndsWith) && args.len() != 2 {
                     return Ok(Expr::Literal(Value::Null));
                 }
-                Ok(Expr::Op(op, args))
+                match Check::compile(op, &mut args) {
+                    Some(check) => Ok(Expr::Check(Box::new(check))),
+                    None => Ok(Expr::Op(op, args)),
+                }
             }
         }
     }
@@ -369,7 +436,7 @@ impl Compiler {
         let path = match path {
             None | Some(Value::Null) => Path::Whole,
             Some(Value::String(text)) if text.is_empty() => Path::Whole,
-            Some(Value::String(text)) if !text.contains('.') && text != "$flagd" => Path::Key(Box::from(text.as_str())),
+            Some(Value::String(text)) if !text.contains('.') && text != "$flagd" => Path::Key(ContextKey::new(text)),
             Some(Value::String(text)) => Path::Keys(text.split('.').map(Box::from).collect()),
             Some(Value::Number(number)) => Path::Keys(Box::new([Box::from(js::number_text(number))])),
             Some(rule) => Path::Computed(self.expr(rule, depth + 1)?),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use flag_engine::{ErrorCode, Resolution, Scope, ValueKind};
+use flag_engine::{Context, ErrorCode, Resolution, Scope, ValueKind};
 use serde_json::{Map, Value};
 use switchyard_platform::{auth::Principal, clock::now_ms};
 
@@ -72,7 +72,7 @@ impl Evaluator {
         &self,
         view: &'v View,
         key: &str,
-        context: &Map<String, Value>,
+        context: &Context,
         expected: Option<ValueKind>,
     ) -> Resolution<'v> {
         let now_ms = now_ms();
@@ -104,7 +104,7 @@ impl Evaluator {
 
     /// Counts the evaluation of a flag that exists, and emits an exposure when the flag is
     /// bound to an experiment and served a variant.
-    fn observe(&self, view: &View, key: &str, context: &Map<String, Value>, resolution: &Resolution<'_>, now_ms: i64) {
+    fn observe(&self, view: &View, key: &str, context: &Context, resolution: &Resolution<'_>, now_ms: i64) {
         if matches!(resolution.error, Some((ErrorCode::FlagNotFound, _))) {
             return;
         }

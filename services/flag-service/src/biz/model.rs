@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(names, ["dev", "prod"]);
         let prod = &compiled[1].1;
         assert!(prod.get("old").is_none(), "archived flags are not served");
-        let staff = Map::from_iter([("email".to_owned(), json!("ana@shop.com.bd"))]);
+        let staff = flag_engine::Context::from_iter([("email".to_owned(), json!("ana@shop.com.bd"))]);
         let resolution = prod.evaluate(
             "banner",
             &flag_engine::Scope {

@@ -146,7 +146,6 @@ fn pinned(rule: &Value, key: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use flag_engine::{FlagSet, Limits, Scope};
-    use serde_json::Map;
 
     use super::*;
 
@@ -159,7 +158,7 @@ mod tests {
             .document("shop", "prod")
             .unwrap_or_else(|violation| panic!("{violation:?}"));
         let flags = FlagSet::from_document(&document, &Limits::default()).unwrap_or_default();
-        let context: Map<String, Value> = context.as_object().cloned().unwrap_or_default();
+        let context = flag_engine::Context::from(context.as_object().cloned().unwrap_or_default());
         flags
             .evaluate(
                 key,

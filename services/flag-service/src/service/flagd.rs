@@ -3,14 +3,14 @@
 
 use std::{collections::BTreeMap, pin::Pin, sync::Arc};
 
-use flag_engine::{ErrorCode, Resolution, ValueKind};
+use flag_engine::{Context, ErrorCode, Resolution, ValueKind};
 use futures::{Stream, StreamExt};
 use pbjson_types::Struct;
 use serde_json::{Map, Value, json};
 use switchyard_platform::{
     Shutdown,
     auth::Principal,
-    proto_json::{from_proto_struct, to_proto_struct},
+    proto_json::{from_proto_value, to_proto_struct},
     shutdown::end_on_shutdown,
 };
 use tonic::{Request, Status, metadata::MetadataMap};
@@ -44,9 +44,16 @@ pub fn tenant<T>(evaluator: &Evaluator, request: &Request<T>) -> Option<String> 
     evaluator.tenant_of(Principal::of(request).ok())
 }
 
-/// A request's evaluation context as JSON.
-pub fn context(context: Option<&Struct>) -> Map<String, Value> {
-    context.map(from_proto_struct).unwrap_or_default()
+/// A request's evaluation context.
+pub fn context(context: Option<&Struct>) -> Context {
+    let Some(context) = context else {
+        return Context::new();
+    };
+    context
+        .fields
+        .iter()
+        .map(|(key, value)| (key.clone(), from_proto_value(value)))
+        .collect()
 }
 
 /// flagd's response metadata: the selector it was asked with, overlaid by the flag's metadata.

@@ -19,7 +19,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use flag_engine::{ErrorCode, Resolution};
+use flag_engine::{Context, ErrorCode, Resolution};
 use serde_json::{Map, Value, json};
 use switchyard_platform::auth::Authenticator;
 
@@ -188,24 +188,28 @@ fn selector(headers: &HeaderMap) -> Result<Selector, String> {
 }
 
 /// The `context` of an OFREP request body; an empty body is an empty context.
-fn context(body: &[u8]) -> Result<Map<String, Value>, String> {
+fn context(body: &[u8]) -> Result<Context, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
+        return Ok(Context::new());
     }
     let request: Value =
         serde_json::from_slice(body).map_err(|error| format!("the body is not valid JSON: {error}"))?;
-    match request.get("context") {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(context)) => Ok(context.clone()),
+    let context = match request {
+        Value::Object(mut fields) => fields.remove("context"),
+        _ => None,
+    };
+    match context {
+        None | Some(Value::Null) => Ok(Context::new()),
+        Some(Value::Object(context)) => Ok(Context::from(context)),
         Some(_) => Err("\"context\" must be a JSON object".to_owned()),
     }
 }
 
-fn etag(document: &str, selector: &Selector, context: &Map<String, Value>) -> String {
+fn etag(document: &str, selector: &Selector, context: &Context) -> String {
     let mut hasher = DefaultHasher::new();
     document.hash(&mut hasher);
     selector.hash(&mut hasher);
-    Value::Object(context.clone()).to_string().hash(&mut hasher);
+    Value::Object(context.to_map()).to_string().hash(&mut hasher);
     format!("\"{:016x}\"", hasher.finish())
 }
 
