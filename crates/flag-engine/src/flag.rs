@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::Metadata;
-use crate::logic::{Budget, Root};
+use crate::logic::{Budget, Exhausted, Root};
 use crate::logic::{Expr, Scope};
 use crate::short_str;
 
@@ -315,22 +315,26 @@ impl Flag {
             timestamp: scope.timestamp,
         };
         let mut budget = Budget(STEP_BUDGET);
-        let resolution = match &self.outcomes {
-            Some(outcomes) => rule.choose(&root, &mut budget).map(|chosen| match chosen {
-                Some(index) => self.outcome_resolution(&outcomes[index]),
-                None => self.default_resolution(Reason::Default),
-            }),
-            None => rule
-                .evaluate(&root, &mut budget)
-                .map(|chosen| self.outcome_resolution(&outcome(&self.variants, &chosen))),
-        };
-        resolution.unwrap_or_else(|_| {
-            Resolution::failed(
-                ErrorCode::General,
-                format!("targeting took more than {STEP_BUDGET} steps"),
-                &self.metadata,
-            )
-        })
+        if let Some(outcomes) = &self.outcomes {
+            return match rule.choose(&root, &mut budget) {
+                Ok(Some(index)) => self.outcome_resolution(&outcomes[index]),
+                Ok(None) => self.default_resolution(Reason::Default),
+                Err(Exhausted) => self.exhausted(),
+            };
+        }
+        match rule.evaluate(&root, &mut budget) {
+            Ok(chosen) => self.outcome_resolution(&outcome(&self.variants, &chosen)),
+            Err(Exhausted) => self.exhausted(),
+        }
+    }
+
+    #[cold]
+    fn exhausted(&self) -> Resolution<'_> {
+        Resolution::failed(
+            ErrorCode::General,
+            format!("targeting took more than {STEP_BUDGET} steps"),
+            &self.metadata,
+        )
     }
 
     fn outcome_resolution(&self, outcome: &Outcome) -> Resolution<'_> {

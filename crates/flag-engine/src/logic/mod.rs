@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::context::{Context, ContextKey};
 use crate::semver::{Comparison, Version};
 
-pub(crate) use eval::{Budget, Root};
+pub(crate) use eval::{Budget, Exhausted, Root};
 
 /// What an evaluation sees: the caller's context, plus what flagd adds to it (`$flagd.flagKey`,
 /// `$flagd.timestamp`).
