@@ -31,7 +31,7 @@ use switchyard_api::realtime::v1::{
 };
 use switchyard_platform::{auth::generate_api_key, testing::ServiceProcess};
 use tokio::{
-    io::AsyncWriteExt,
+    io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpSocket, TcpStream},
 };
 
@@ -423,10 +423,12 @@ async fn fan_out(server: Server, addr: SocketAddr, publisher: impl Fn() -> Publi
         seen.clone(),
     ));
     tokio::time::sleep(if quick() { Duration::from_secs(1) } else { WARMUP }).await;
+    let server_before = server_latency_buckets(server, addr).await;
     seen.measuring.store(true, Ordering::Relaxed);
     let window = if quick() { Duration::from_secs(3) } else { MEASURE };
     tokio::time::sleep(window).await;
     seen.measuring.store(false, Ordering::Relaxed);
+    let server_side = server_latency(&server_before, &server_latency_buckets(server, addr).await);
     stop.store(true, Ordering::Relaxed);
     publishing.await.unwrap();
     // Let publications sent inside the window arrive.
@@ -449,6 +451,59 @@ async fn fan_out(server: Server, addr: SocketAddr, publisher: impl Fn() -> Publi
         "p99_ms": percentile(&latencies, 0.99),
         "max_ms": percentile(&latencies, 1.0),
         "connect_seconds": (connect_seconds * 10.0).round() / 10.0,
+        "server_side": server_side,
+    })
+}
+
+/// The gateway's own delivery-latency histogram (publication accepted → frame written to the
+/// socket), as (upper bound in seconds, cumulative count); empty for Socket.IO, which has none.
+async fn server_latency_buckets(server: Server, addr: SocketAddr) -> Vec<(f64, f64)> {
+    if !matches!(server, Server::Gateway) {
+        return Vec::new();
+    }
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("switchyard_realtime_delivery_latency_seconds_bucket{le=\"")?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" { f64::INFINITY } else { bound.parse().ok()? };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// What the server itself took during the window, from two readings of its histogram: the
+/// share written within 50 ms of acceptance, and the bucket bounds p50 and p99 fall under.
+/// This leaves out the generator, whose one thread shares the machine with the server.
+fn server_latency(before: &[(f64, f64)], after: &[(f64, f64)]) -> Value {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .zip(before)
+        .map(|((bound, after), (_, before))| (*bound, after - before))
+        .collect();
+    let Some(&(_, total)) = counts.last().filter(|(_, total)| *total > 0.0) else {
+        return Value::Null;
+    };
+    let at_most = |fraction: f64| {
+        counts
+            .iter()
+            .find(|(_, count)| *count >= total * fraction)
+            .map(|(bound, _)| bound * 1000.0)
+    };
+    let within_50ms = counts
+        .iter()
+        .find(|(bound, _)| (*bound - 0.05).abs() < 1e-9)
+        .map(|(_, count)| count / total);
+    json!({
+        "written_within_50ms": within_50ms.map(|share| (share * 1000.0).round() / 1000.0),
+        "p50_ms_at_most": at_most(0.50),
+        "p99_ms_at_most": at_most(0.99),
     })
 }
 
@@ -694,7 +749,8 @@ fn main() {
              the generator is one current-thread tokio runtime in another process, clients bound to {SOURCES} source addresses; \
              fan-out: {SUBSCRIBERS} subscribers over {CHANNELS} channels, {PUBLICATIONS_PER_SECOND} publications/s (gateway: gRPC Publish; \
              Socket.IO: a publisher socket emitting to the room), {} s warm-up then {} s measured, {ROUNDS} rounds alternating, medians; \
-             latency is publisher clock before publishing → subscriber clock when the frame is read",
+             latency is publisher clock before publishing → subscriber clock when the frame is read; \
+             server_side (gateway rounds) is the gateway's own histogram, publication accepted → frame written, read before and after the window",
             node_version(), WARMUP.as_secs(), MEASURE.as_secs()
         ),
         "idle_connections": idle_figures,
