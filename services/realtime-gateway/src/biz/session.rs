@@ -562,14 +562,50 @@ impl<B: Broker> Session<B> {
         for channel in channels {
             self.remove_subscription(&channel).await;
         }
-        if let Some(Client {
-            tenant,
-            grants: Grants { user: Some(user), .. },
-            ..
-        }) = &self.client
-        {
-            self.gateway.hub.remove_user_connection(tenant, user, self.id);
+        // Nothing is left for `drop` to do.
+        if let Some(client) = self.client.take() {
+            self.leave_user_registry(&client);
         }
+    }
+
+    fn leave_user_registry(&self, client: &Client) {
+        if let Some(user) = &client.grants.user {
+            self.gateway.hub.remove_user_connection(&client.tenant, user, self.id);
+        }
+    }
+}
+
+/// A session dropped without [`Session::close`] — its connection's task panicked or was
+/// cancelled — still leaves the hub and the user registry, so a dead connection keeps no
+/// subscription and no slot under its user's connection limit. Leaving a broker topic takes
+/// I/O, so that part is spawned (the broker re-checks for subscribers before it leaves).
+impl<B: Broker> Drop for Session<B> {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let channels: Vec<Arc<str>> = self
+            .subscriptions
+            .drain()
+            .map(|(channel, _)| channel)
+            .chain(self.ended.drain(..))
+            .collect();
+        for channel in channels {
+            let topic = Topic::new(&client.tenant, &channel);
+            if !self.gateway.hub.unsubscribe(&topic, self.id) {
+                continue;
+            }
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                continue;
+            };
+            let gateway = self.gateway.clone();
+            runtime.spawn(async move {
+                if let Err(error) = gateway.broker.unsubscribe(&topic).await {
+                    tracing::warn!(%error, topic = topic.as_str(), "cannot leave the broker topic");
+                }
+            });
+        }
+        self.leave_user_registry(&client);
     }
 }
 
