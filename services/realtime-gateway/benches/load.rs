@@ -472,7 +472,11 @@ async fn server_latency_buckets(server: Server, addr: SocketAddr) -> Vec<(f64, f
         .filter_map(|line| {
             let rest = line.strip_prefix("switchyard_realtime_delivery_latency_seconds_bucket{le=\"")?;
             let (bound, count) = rest.split_once("\"} ")?;
-            let bound = if bound == "+Inf" { f64::INFINITY } else { bound.parse().ok()? };
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
             Some((bound, count.trim().parse().ok()?))
         })
         .collect()
