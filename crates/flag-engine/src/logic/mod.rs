@@ -183,7 +183,8 @@ pub(crate) struct Check {
 
 #[derive(Debug, Clone)]
 enum Test {
-    /// `in` with an array of strings: the value is one of them (strictly equal).
+    /// `in` with an array of strings: the value is one of them (strictly equal). Sorted, so
+    /// that long lists (user ids, say) are searched rather than scanned.
     OneOf(Box<[Box<str>]>),
     /// `starts_with` / `ends_with` with a string: null unless the value is a string.
     StartsWith(Box<str>),
@@ -206,7 +207,9 @@ impl Check {
         }
         let test = match (op, &*constant) {
             (Op::In, Value::Array(items)) if items.iter().all(Value::is_string) => {
-                Test::OneOf(items.iter().filter_map(Value::as_str).map(Box::from).collect())
+                let mut items: Vec<Box<str>> = items.iter().filter_map(Value::as_str).map(Box::from).collect();
+                items.sort_unstable();
+                Test::OneOf(items.into_boxed_slice())
             }
             (Op::StartsWith, Value::String(prefix)) => Test::StartsWith(Box::from(prefix.as_str())),
             (Op::EndsWith, Value::String(suffix)) => Test::EndsWith(Box::from(suffix.as_str())),
