@@ -2,9 +2,9 @@
 //!
 //! Nearly every rule reads a top-level context key whose name is known when the flag set
 //! compiles (`{"var": "email"}`). Each compiled `var` therefore carries the hash of its key,
-//! and a [`Context`] keeps its entries sorted by (hash, key): a lookup is a binary search over
-//! integers and, on a hit, one string comparison — where a `serde_json::Map` (a `BTreeMap`)
-//! compares strings at every step. Sorting ties by key keeps lookups logarithmic even when
+//! and a [`Context`] keeps its entries sorted by (hash, key): a lookup compares integers (a scan
+//! of a small context, a binary search of a large one) and, on a hit, one string — where a
+//! `serde_json::Map` (a `BTreeMap`) compares strings at every step. Sorting ties by key keeps lookups logarithmic even when
 //! many keys share a hash, so a hostile context can make them no slower.
 
 use std::hash::Hasher;
@@ -24,10 +24,7 @@ impl Hasher for KeyHasher {
         const K: u64 = 0xf135_7aea_2e62_a9c5;
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
-            let word = u64::from_le_bytes([
-                chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-            ]);
-            self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(K);
+            self.0 = (self.0.rotate_left(26) ^ short_str::word64(chunk, 0)).wrapping_mul(K);
         }
         // The last 1–7 bytes as one word, from two overlapping loads: keys are short, and a
         // round per byte would cost more than the rest of the lookup.
@@ -35,7 +32,7 @@ impl Hasher for KeyHasher {
         let word = match rest.len() {
             0 => return,
             1..=3 => u64::from(rest[0]) | u64::from(rest[rest.len() / 2]) << 8 | u64::from(rest[rest.len() - 1]) << 16,
-            length => u64::from(half_word(rest, 0)) | u64::from(half_word(rest, length - 4)) << 32,
+            length => u64::from(short_str::word32(rest, 0)) | u64::from(short_str::word32(rest, length - 4)) << 32,
         };
         // The length keeps "ab" and "abb" (same bytes loaded) apart.
         self.0 = (self.0.rotate_left(26) ^ word ^ ((rest.len() as u64) << 56)).wrapping_mul(K);
@@ -44,12 +41,6 @@ impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
         self.0.rotate_left(26)
     }
-}
-
-fn half_word(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0; 4];
-    word.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(word)
 }
 
 /// The hash a [`Context`] files `key` under.

@@ -156,13 +156,8 @@ fn numeric_prefix(bytes: &[u8], at: &mut usize) -> Option<u64> {
 
 /// A version number part: digits, no leading zero, fits in u64.
 fn numeric_bytes(part: &[u8]) -> Option<u64> {
-    if part.is_empty() || (part.len() > 1 && part[0] == b'0') {
-        return None;
-    }
-    part.iter().try_fold(0u64, |number, &byte| {
-        let digit = byte.checked_sub(b'0').filter(|digit| *digit <= 9)?;
-        number.checked_mul(10)?.checked_add(u64::from(digit))
-    })
+    let mut at = 0;
+    numeric_prefix(part, &mut at).filter(|_| at == part.len())
 }
 
 /// A pre-release identifier: ASCII letters, digits and `-`, not empty.

@@ -3,7 +3,8 @@
 //!
 //! `==` on strings calls `memcmp`, whose call and length-dependent branches cost more than
 //! comparing a dozen bytes, and mispredict when lengths vary from one context to the next.
-//! Up to 16 bytes, two overlapping word loads from each side decide instead.
+//! Up to 16 bytes, two overlapping word loads from each side decide instead. The context's key
+//! hash reads keys with the same word loads.
 
 /// Whether `a` and `b` are the same string.
 #[inline]
@@ -37,13 +38,15 @@ pub(crate) fn starts_with(text: &str, prefix: &str) -> bool {
     text.len() >= prefix.len() && text.is_char_boundary(prefix.len()) && equal(&text[..prefix.len()], prefix)
 }
 
-fn word32(bytes: &[u8], at: usize) -> u32 {
+/// The four bytes at `at` as one word.
+pub(crate) fn word32(bytes: &[u8], at: usize) -> u32 {
     let mut word = [0; 4];
     word.copy_from_slice(&bytes[at..at + 4]);
     u32::from_ne_bytes(word)
 }
 
-fn word64(bytes: &[u8], at: usize) -> u64 {
+/// The eight bytes at `at` as one word.
+pub(crate) fn word64(bytes: &[u8], at: usize) -> u64 {
     let mut word = [0; 8];
     word.copy_from_slice(&bytes[at..at + 8]);
     u64::from_ne_bytes(word)

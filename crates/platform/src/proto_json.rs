@@ -45,11 +45,15 @@ pub fn from_proto_value(value: &ProtoValue) -> Value {
 
 /// A `google.protobuf.Struct` as a JSON object.
 pub fn from_proto_struct(fields: &Struct) -> Map<String, Value> {
+    proto_struct_entries(fields).collect()
+}
+
+/// A `google.protobuf.Struct`'s fields as JSON, for collecting into another map type.
+pub fn proto_struct_entries(fields: &Struct) -> impl Iterator<Item = (String, Value)> + '_ {
     fields
         .fields
         .iter()
         .map(|(key, value)| (key.clone(), from_proto_value(value)))
-        .collect()
 }
 
 /// A time in Unix milliseconds as a `google.protobuf.Timestamp`.

@@ -79,17 +79,11 @@ impl Expr {
         let Expr::Op(Op::If, args) = self else {
             return Ok(None);
         };
-        let data = Data { root, item: None };
-        let mut pairs = args.chunks_exact(2);
-        for (index, pair) in pairs.by_ref().enumerate() {
-            if test(&pair[0], data, budget)? {
-                budget.spend()?;
-                return Ok(Some(index));
-            }
-        }
-        // The `else` result, or the null evaluation builds without one: one step either way.
+        let chosen = branch(args, Data { root, item: None }, budget)?;
+        // The literal taken, or the null evaluation builds without one: one step either way.
         budget.spend()?;
-        Ok((!pairs.remainder().is_empty()).then_some(args.len() / 2))
+        // Results sit at odd positions, the `else` last: position / 2 numbers them in order.
+        Ok(chosen.map(|index| index / 2))
     }
 }
 
@@ -138,13 +132,13 @@ fn eval_var<'a>(var: &'a Var, data: Data<'a>, budget: &mut Budget) -> Outcome<'a
     }
 }
 
-/// An operand's value: a `var` without a default (the usual operand) is read in place, without
-/// a dispatch through [`eval`]; anything else is evaluated.
+/// An operand's value: a `var` (the usual operand) is read without a dispatch through
+/// [`eval`], with the same step; anything else is evaluated.
 fn operand<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
     match expr {
-        Expr::Var(var) if var.default.is_none() => {
+        Expr::Var(var) => {
             budget.spend()?;
-            Ok(resolve(&var.path, data, budget)?.unwrap_or(Cow::Owned(Value::Null)))
+            eval_var(var, data, budget)
         }
         _ => eval(expr, data, budget),
     }
@@ -191,8 +185,6 @@ fn check_holds<'a>(check: &'a Check, data: Data<'a>, budget: &mut Budget) -> Res
     let value = found.as_deref().unwrap_or(&Value::Null);
     Ok(match &check.test {
         Test::OneOf(items) => Some(value.as_str().is_some_and(|text| one_of(items, text))),
-        Test::StartsWith(prefix) => value.as_str().map(|text| short_str::starts_with(text, prefix)),
-        Test::EndsWith(suffix) => value.as_str().map(|text| short_str::ends_with(text, suffix)),
         Test::Compare(op, constant) => compared(*op, value, constant),
     })
 }
@@ -389,7 +381,7 @@ fn affix(text: &Value, affix: &Value, test: fn(&str, &str) -> bool) -> Option<bo
 }
 
 fn eval_if<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
-    match branch(args, data, budget)? {
+    match branch(args, data, budget)?.map(|index| &args[index]) {
         // Mostly a variant name: taken as it is, one dispatch fewer.
         Some(Expr::Literal(value)) => {
             budget.spend()?;
@@ -400,19 +392,16 @@ fn eval_if<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Outcome
     }
 }
 
-/// The branch `if` takes: the value after the first truthy condition, else the trailing
-/// `else` value; `None` when there is neither.
-fn branch<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Result<Option<&'a Expr>, Exhausted> {
+/// The branch `if` takes, as the index in `args` of its result: the value after the first
+/// truthy condition, else the trailing `else` value; `None` when there is neither.
+fn branch<'a>(args: &'a [Expr], data: Data<'a>, budget: &mut Budget) -> Result<Option<usize>, Exhausted> {
     let mut pairs = args.chunks_exact(2);
-    for pair in &mut pairs {
+    for (index, pair) in pairs.by_ref().enumerate() {
         if test(&pair[0], data, budget)? {
-            return Ok(Some(&pair[1]));
+            return Ok(Some(2 * index + 1));
         }
     }
-    Ok(match pairs.remainder() {
-        [otherwise] => Some(otherwise),
-        _ => None,
-    })
+    Ok((!pairs.remainder().is_empty()).then(|| args.len() - 1))
 }
 
 /// Whether `expr` is truthy, for conditions: the same answer as `truthy(eval(expr))`, without
@@ -459,7 +448,7 @@ fn test<'a>(expr: &'a Expr, data: Data<'a>, budget: &mut Budget) -> Result<bool,
             None => Ok(false),
         },
         Op::If => match branch(args, data, budget)? {
-            Some(chosen) => test(chosen, data, budget),
+            Some(chosen) => test(&args[chosen], data, budget),
             None => Ok(false),
         },
         _ => match &**args {
@@ -484,8 +473,8 @@ fn compared(op: Op, left: &Value, right: &Value) -> Option<bool> {
         Op::StrictNotEqual => !strict_equal(left, right),
         Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual => ordered_pair(op, left, right),
         Op::In => contains(right, left),
-        Op::StartsWith => affix(left, right, |text, affix| text.starts_with(affix))?,
-        Op::EndsWith => affix(left, right, |text, affix| text.ends_with(affix))?,
+        Op::StartsWith => affix(left, right, short_str::starts_with)?,
+        Op::EndsWith => affix(left, right, short_str::ends_with)?,
         _ => return None,
     })
 }

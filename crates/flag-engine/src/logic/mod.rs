@@ -186,9 +186,6 @@ enum Test {
     /// `in` with an array of strings: the value is one of them (strictly equal). Sorted, so
     /// that long lists (user ids, say) are searched rather than scanned.
     OneOf(Box<[Box<str>]>),
-    /// `starts_with` / `ends_with` with a string: null unless the value is a string.
-    StartsWith(Box<str>),
-    EndsWith(Box<str>),
     /// Any other comparison, with the constant as its right operand.
     Compare(Op, Value),
 }
@@ -211,8 +208,6 @@ impl Check {
                 items.sort_unstable();
                 Test::OneOf(items.into_boxed_slice())
             }
-            (Op::StartsWith, Value::String(prefix)) => Test::StartsWith(Box::from(prefix.as_str())),
-            (Op::EndsWith, Value::String(suffix)) => Test::EndsWith(Box::from(suffix.as_str())),
             _ => Test::Compare(op, std::mem::take(constant)),
         };
         let subject = std::mem::replace(&mut var.path, Path::Whole);

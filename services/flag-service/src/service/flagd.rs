@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use switchyard_platform::{
     Shutdown,
     auth::Principal,
-    proto_json::{from_proto_value, to_proto_struct},
+    proto_json::{proto_struct_entries, to_proto_struct},
     shutdown::end_on_shutdown,
 };
 use tonic::{Request, Status, metadata::MetadataMap};
@@ -46,14 +46,9 @@ pub fn tenant<T>(evaluator: &Evaluator, request: &Request<T>) -> Option<String> 
 
 /// A request's evaluation context.
 pub fn context(context: Option<&Struct>) -> Context {
-    let Some(context) = context else {
-        return Context::new();
-    };
     context
-        .fields
-        .iter()
-        .map(|(key, value)| (key.clone(), from_proto_value(value)))
-        .collect()
+        .map(|fields| proto_struct_entries(fields).collect())
+        .unwrap_or_default()
 }
 
 /// flagd's response metadata: the selector it was asked with, overlaid by the flag's metadata.

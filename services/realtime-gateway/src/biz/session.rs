@@ -418,11 +418,8 @@ impl<B: Broker> Session<B> {
 
     /// Leaves the hub's topic and, when this was its last subscriber here, the broker's.
     async fn release(&self, topic: &Topic) {
-        if !self.gateway.hub.unsubscribe(topic, self.id) {
-            return;
-        }
-        if let Err(error) = self.gateway.broker.unsubscribe(topic).await {
-            tracing::warn!(%error, topic = topic.as_str(), "cannot leave the broker topic");
+        if self.gateway.hub.unsubscribe(topic, self.id) {
+            leave_broker_topic(&self.gateway, topic).await;
         }
     }
 
@@ -599,13 +596,17 @@ impl<B: Broker> Drop for Session<B> {
                 continue;
             };
             let gateway = self.gateway.clone();
-            runtime.spawn(async move {
-                if let Err(error) = gateway.broker.unsubscribe(&topic).await {
-                    tracing::warn!(%error, topic = topic.as_str(), "cannot leave the broker topic");
-                }
-            });
+            runtime.spawn(async move { leave_broker_topic(&gateway, &topic).await });
         }
         self.leave_user_registry(&client);
+    }
+}
+
+/// Once this node has no subscriber left on `topic`: stop taking its publications from the
+/// broker (which re-checks for subscribers first).
+async fn leave_broker_topic<B: Broker>(gateway: &Gateway<B>, topic: &Topic) {
+    if let Err(error) = gateway.broker.unsubscribe(topic).await {
+        tracing::warn!(%error, topic = topic.as_str(), "cannot leave the broker topic");
     }
 }
 
