@@ -396,6 +396,44 @@ async fn a_slow_consumer_is_disconnected_without_slowing_anyone_else() {
 }
 
 #[tokio::test]
+async fn a_client_that_reads_late_gets_every_publication_in_order() {
+    let gateway = start_with(|settings| {
+        settings.service.client.max_queue_bytes = 32 * 1024 * 1024;
+        settings.service.client.max_message_bytes = 64 * 1024;
+        settings.service.client.write_timeout_ms = 10_000;
+    })
+    .await;
+    // A small receive window: the server's socket fills within a few publications, and the
+    // rest waits in the gateway until the client reads.
+    let mut late = support::Client::open_with_receive_buffer(&gateway.ws_url(), 4096).await;
+    late.connect(None).await;
+    late.subscribe("product:late").await;
+    let mut api = gateway.api();
+    let payload = "x".repeat(16 * 1024);
+    let total = 400;
+    for _ in 0..total {
+        publish(&mut api, "product:late", json!(payload)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for expected in 1..=total {
+        let push = late.publication().await;
+        assert_eq!(push["pub"]["offset"], expected);
+        assert_eq!(push["pub"]["data"].as_str().map(str::len), Some(payload.len()));
+    }
+    assert!(late.silent_for(Duration::from_millis(200)).await);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_upgrade_is_told_what_is_expected() {
+    let gateway = start().await;
+    let plain = switchyard_platform::testing::get(&gateway.http("/realtime/websocket")).await;
+    assert_eq!(plain.status, 426);
+    assert!(plain.text().contains("WebSocket"), "{}", plain.text());
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn a_client_on_a_slow_link_can_ask_for_fewer_larger_frames() {
     let gateway = start().await;
     let mut client = gateway.client().await;

@@ -8,11 +8,13 @@ use std::{
     sync::{Arc, Mutex, RwLock},
 };
 
+use switchyard_platform::clock::now_ms;
+
 use super::{
     broker::{BrokerSink, Control},
     channel::Topic,
     metrics::GatewayMetrics,
-    outbox::{Outbox, Outgoing},
+    outbox::{Outbox, Outgoing, Pushed},
     protocol::{Disconnect, Unsubscribed},
     publication::{Delivery, Publication, StreamPosition},
 };
@@ -163,16 +165,21 @@ impl Hub {
 impl BrokerSink for Hub {
     fn deliver(&self, topic: &Topic, epoch: &Arc<str>, publication: Publication) {
         let delivery = Delivery::new(topic.channel().into(), epoch.clone(), publication);
-        let mut delivered = 0;
-        self.each_subscriber(topic, |outbox| {
-            if outbox.push_publication(delivery.clone()) {
-                delivered += 1;
-            } else {
+        let published_at_ms = delivery.publication.time_ms;
+        let mut handed = 0;
+        let mut written = 0;
+        self.each_subscriber(topic, |outbox| match outbox.push_publication(delivery.clone()) {
+            Pushed::Written => written += 1,
+            Pushed::Queued => handed += 1,
+            Pushed::SlowConsumer => {
                 self.metrics.slow_consumers.inc();
             }
         });
         self.metrics.publications_in.inc();
-        self.metrics.queued.inc_by(delivered);
+        self.metrics.queued.inc_by(handed + written);
+        if written > 0 {
+            self.metrics.record_deliveries(written, published_at_ms, now_ms());
+        }
     }
 
     fn control(&self, control: Control) {

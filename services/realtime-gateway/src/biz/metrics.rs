@@ -25,7 +25,7 @@ pub struct GatewayMetrics {
     pub publications_accepted: Counter,
     /// Publications this node received for fan-out (from its broker).
     pub publications_in: Counter,
-    /// Publications queued to subscribers.
+    /// Publications handed to subscribers: written at once or queued for their tasks.
     pub queued: Counter,
     /// Publications written to client sockets.
     pub delivered: Counter,
@@ -65,9 +65,16 @@ impl GatewayMetrics {
 
     /// A publication accepted at `published_at_ms` was written to a client at `now_ms`.
     pub fn record_delivery(&self, published_at_ms: i64, now_ms: i64) {
-        self.delivered.inc();
-        self.delivery_latency
-            .observe((now_ms - published_at_ms).max(0) as f64 / 1000.0);
+        self.record_deliveries(1, published_at_ms, now_ms);
+    }
+
+    /// `count` clients were written the same publication at `now_ms`.
+    pub fn record_deliveries(&self, count: u64, published_at_ms: i64, now_ms: i64) {
+        self.delivered.inc_by(count);
+        let seconds = (now_ms - published_at_ms).max(0) as f64 / 1000.0;
+        for _ in 0..count {
+            self.delivery_latency.observe(seconds);
+        }
     }
 
     /// Each metric with its name and help, for the platform registry.
@@ -94,7 +101,7 @@ impl GatewayMetrics {
         );
         registry.register(
             "realtime_publications_queued",
-            "Publications queued to subscribers",
+            "Publications handed to subscribers (written at once or queued)",
             self.queued.clone(),
         );
         registry.register(

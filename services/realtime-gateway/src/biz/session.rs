@@ -9,7 +9,7 @@
 //! a silent gap.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -23,12 +23,12 @@ use super::{
     channel::{ChannelError, ChannelName, Grants, Topic, check_tenant},
     gateway::{Admission, Gateway, GatewayError, Outgoing as Publish},
     metrics::RecoveryLabels,
-    outbox::{Outbox, Outgoing},
+    outbox::{Event, Outbox, Outgoing},
     protocol::{
         ChannelRequest, Command, CommandError, ConnectRequest, Disconnect, ErrorCode, HistoryRequest, Method,
         PublishRequest, SubscribeRequest, Subscribed, Unsubscribed,
     },
-    publication::{Delivery, Publication, StreamPosition},
+    publication::{Publication, StreamPosition},
 };
 
 /// The claims of a connection token.
@@ -51,22 +51,12 @@ struct Client {
     expires_at_ms: Option<i64>,
 }
 
-/// What the transport writes to the client besides command replies.
-#[derive(Debug, Clone)]
-pub enum Event {
-    Publication(Arc<Delivery>),
-    Unsubscribed(Unsubscribed),
-}
-
 pub struct Session<B: Broker> {
     gateway: Arc<Gateway<B>>,
     pub id: u64,
     pub outbox: Arc<Outbox>,
     _admission: Admission<B>,
     client: Option<Client>,
-    subscriptions: HashMap<Arc<str>, StreamPosition>,
-    /// Subscriptions ended by `accept`, not yet left in the hub.
-    ended: Vec<Arc<str>>,
     commands: TokenBucket,
     /// Gather pushes for this long into one frame (asked for at connect).
     pub batch_window: Duration,
@@ -89,8 +79,6 @@ impl<B: Broker> Session<B> {
             gateway: gateway.clone(),
             _admission: admission,
             client: None,
-            subscriptions: HashMap::new(),
-            ended: Vec::new(),
             commands: TokenBucket::new(rate),
             batch_window: Duration::ZERO,
         })
@@ -288,13 +276,13 @@ impl<B: Broker> Session<B> {
         let Some(client) = self.client.as_ref() else {
             return;
         };
-        for channel in self.subscriptions.keys() {
-            let allowed = ChannelName::parse(channel)
+        for channel in self.outbox.subscribed_channels() {
+            let allowed = ChannelName::parse(&channel)
                 .ok()
                 .is_some_and(|name| self.gateway.namespaces.may_subscribe(&name, &client.grants).is_ok());
             if !allowed {
                 self.outbox.push(Outgoing::Unsubscribed(Unsubscribed {
-                    channel: channel.clone(),
+                    channel,
                     code: Unsubscribed::SERVER,
                     reason: "no longer granted by the token",
                     resubscribe: false,
@@ -328,10 +316,10 @@ impl<B: Broker> Session<B> {
             .may_subscribe(&name, &client.grants)
             .map_err(channel_error)?
             .clone();
-        if self.subscriptions.contains_key(channel) {
+        if self.outbox.has_subscription(channel) {
             return Err(CommandError::new(ErrorCode::AlreadySubscribed, "already subscribed"));
         }
-        if self.subscriptions.len() >= self.gateway.settings.client.max_subscriptions {
+        if self.outbox.subscription_count() >= self.gateway.settings.client.max_subscriptions {
             return Err(CommandError::new(
                 ErrorCode::LimitExceeded,
                 "too many subscriptions on this connection",
@@ -362,7 +350,7 @@ impl<B: Broker> Session<B> {
             Some(Recovery::Recovered(publications)) => publications,
             _ => Vec::new(),
         };
-        self.subscriptions.insert(channel.into(), position.clone());
+        self.outbox.add_subscription(channel.into(), position.clone());
         Ok(Subscribed {
             offset: position.offset,
             epoch: position.epoch,
@@ -405,7 +393,7 @@ impl<B: Broker> Session<B> {
     }
 
     async fn remove_subscription(&mut self, channel: &str) -> bool {
-        if self.subscriptions.remove(channel).is_none() {
+        if !self.outbox.remove_subscription(channel) {
             return false;
         }
         let Some(client) = self.client.as_ref() else {
@@ -488,53 +476,15 @@ impl<B: Broker> Session<B> {
         Ok(out)
     }
 
-    /// Filters what the hub queued: drops what the client has already, turns a gap into an
-    /// `unsubscribe` push that asks it to resubscribe with recovery. Synchronous, as it runs
-    /// for every delivery; subscriptions it ends are left in the hub until
-    /// [`Session::release_ended`].
+    /// What a queued item means for the client (see [`Outbox::accept`]); subscriptions it
+    /// ends are left in the hub until [`Session::release_ended`].
     pub fn accept(&mut self, item: Outgoing) -> Option<Event> {
-        match item {
-            Outgoing::Publication(delivery) => {
-                let last = self.subscriptions.get_mut(&delivery.channel)?;
-                let offset = delivery.publication.offset;
-                if delivery.epoch == last.epoch && offset <= last.offset {
-                    return None;
-                }
-                if delivery.epoch == last.epoch && offset == last.offset + 1 {
-                    last.offset = offset;
-                    return Some(Event::Publication(delivery));
-                }
-                Some(self.insufficient_state(delivery.channel.clone()))
-            }
-            Outgoing::Position { channel, position } => {
-                let last = self.subscriptions.get(&channel)?;
-                if position.epoch == last.epoch && position.offset <= last.offset {
-                    return None;
-                }
-                Some(self.insufficient_state(channel))
-            }
-            Outgoing::Unsubscribed(unsubscribed) => {
-                self.subscriptions.remove(&unsubscribed.channel)?;
-                self.ended.push(unsubscribed.channel.clone());
-                Some(Event::Unsubscribed(unsubscribed))
-            }
-        }
-    }
-
-    fn insufficient_state(&mut self, channel: Arc<str>) -> Event {
-        self.subscriptions.remove(&channel);
-        self.ended.push(channel.clone());
-        Event::Unsubscribed(Unsubscribed {
-            channel,
-            code: Unsubscribed::INSUFFICIENT_STATE,
-            reason: "publications may have been missed: resubscribe with recover",
-            resubscribe: true,
-        })
+        self.outbox.accept(item)
     }
 
     /// Whether [`Session::accept`] ended subscriptions that still hold their hub entries.
     pub fn has_ended(&self) -> bool {
-        !self.ended.is_empty()
+        self.outbox.has_ended()
     }
 
     /// Leaves the hub (and broker) topics of the subscriptions `accept` ended.
@@ -542,21 +492,20 @@ impl<B: Broker> Session<B> {
         let Some(client) = self.client.as_ref() else {
             return;
         };
-        for channel in std::mem::take(&mut self.ended) {
+        for channel in self.outbox.take_ended() {
             self.release(&Topic::new(&client.tenant, &channel)).await;
         }
     }
 
     /// The last offset delivered per channel, for SSE event ids.
-    pub fn position(&self, channel: &str) -> Option<&StreamPosition> {
-        self.subscriptions.get(channel)
+    pub fn position(&self, channel: &str) -> Option<StreamPosition> {
+        self.outbox.position(channel)
     }
 
     /// Leaves every channel and the user registry.
     pub async fn close(mut self) {
         self.release_ended().await;
-        let channels: Vec<Arc<str>> = self.subscriptions.keys().cloned().collect();
-        for channel in channels {
+        for channel in self.outbox.subscribed_channels() {
             self.remove_subscription(&channel).await;
         }
         // Nothing is left for `drop` to do.
@@ -581,13 +530,7 @@ impl<B: Broker> Drop for Session<B> {
         let Some(client) = self.client.take() else {
             return;
         };
-        let channels: Vec<Arc<str>> = self
-            .subscriptions
-            .drain()
-            .map(|(channel, _)| channel)
-            .chain(self.ended.drain(..))
-            .collect();
-        for channel in channels {
+        for channel in self.outbox.take_all_channels() {
             let topic = Topic::new(&client.tenant, &channel);
             if !self.gateway.hub.unsubscribe(&topic, self.id) {
                 continue;

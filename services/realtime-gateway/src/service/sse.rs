@@ -21,9 +21,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::Transport;
 use crate::{
     biz::{
+        outbox::Event,
         protocol::{CommandError, ConnectRequest, Disconnect},
         publication::{Publication, StreamPosition},
-        session::{Event, Session},
+        session::Session,
     },
     data::AnyBroker,
 };

@@ -197,6 +197,30 @@ impl Client {
         }
     }
 
+    /// A client whose socket takes at most about `bytes` before the server must wait for it
+    /// to read: a phone on a slow link.
+    pub async fn open_with_receive_buffer(url: &str, bytes: u32) -> Client {
+        let address: std::net::SocketAddr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let stream = socket.connect(address).await.unwrap();
+        let (socket, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+        Client {
+            socket,
+            next_id: 1,
+            pending: VecDeque::new(),
+            frames: 0,
+        }
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.socket.send(Message::text(text)).await.unwrap();
     }

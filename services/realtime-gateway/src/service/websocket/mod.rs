@@ -2,30 +2,37 @@
 //! command frames, drains the connection's outbox, pings idle clients, enforces the token's
 //! expiry and closes with a code that says whether to reconnect.
 //!
-//! Pushes go out as soon as they are drained — everything queued at that moment in one
-//! frame — or, for a client that asked for a batching window at connect, once per window.
+//! Once the client has connected without a batching window, publishers write its pushes
+//! straight to the socket ([`wire`]); the task writes what they queue instead — everything
+//! queued at that moment in one frame — and, for a client that asked for a batching window
+//! at connect, once per window.
+
+mod upgrade;
+mod wire;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
-    extract::{
-        ConnectInfo, State,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
-    },
-    response::Response,
+    extract::{ConnectInfo, Request, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
 };
-use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use switchyard_platform::{clock::now_ms, shutdown::Shutdown};
 use tokio::time::Instant;
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        Message,
+        protocol::{CloseFrame, Role, WebSocketConfig},
+    },
+};
 
+use self::wire::{Duplex, Io, SocketWire};
 use super::Transport;
 use crate::{
-    biz::{
-        broker::Broker,
-        metrics::DisconnectLabels,
-        protocol::Disconnect,
-        session::{Event, Session},
-    },
+    biz::{broker::Broker, metrics::DisconnectLabels, outbox::Event, protocol::Disconnect, session::Session},
     data::AnyBroker,
 };
 
@@ -36,21 +43,71 @@ const READ_BUFFER: usize = 1024;
 pub async fn upgrade(
     State(transport): State<Transport>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
-    let limit = transport.gateway.settings.client.max_message_bytes;
-    upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        // Frames up to twice the limit are read and refused with code 3503; larger ones
-        // drop the connection at the frame layer.
-        .max_message_size(limit * 2)
-        .max_frame_size(limit * 2)
-        .on_upgrade(move |socket| serve(socket, transport, peer))
+    let accept = match upgrade::accept(request.method(), request.version(), request.headers()) {
+        Ok(accept) => accept,
+        Err(refused) => return refused.into_response(),
+    };
+    let Some(upgrading) = upgrade::on_upgrade(&mut request) else {
+        return (StatusCode::UPGRADE_REQUIRED, "WebSocket needs an HTTP/1.1 connection").into_response();
+    };
+    tokio::spawn(async move {
+        if let Ok(upgraded) = upgrading.await {
+            serve(TokioIo::new(upgraded), transport, peer).await;
+        }
+    });
+    upgrade::switching(accept)
 }
 
-async fn serve(mut socket: WebSocket, transport: Transport, peer: SocketAddr) {
+/// The WebSocket over one upgraded connection: tungstenite reads the client's frames; the
+/// wire takes everything written.
+struct Socket {
+    frames: WebSocketStream<Duplex>,
+    wire: Arc<SocketWire>,
+}
+
+impl Socket {
+    async fn new(io: Io, limits: &crate::conf::ClientLimits) -> Socket {
+        let (reader, writer) = tokio::io::split(io);
+        let wire = SocketWire::new(writer, limits.max_queue_bytes);
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            // Frames up to twice the limit are read and refused with code 3503; larger ones
+            // drop the connection at the frame layer.
+            .max_message_size(Some(limits.max_message_bytes * 2))
+            .max_frame_size(Some(limits.max_message_bytes * 2));
+        let duplex = Duplex {
+            reader,
+            wire: wire.clone(),
+        };
+        let frames = WebSocketStream::from_raw_socket(duplex, Role::Server, Some(config)).await;
+        Socket { frames, wire }
+    }
+
+    /// Writes one text frame; a client that does not take it within `timeout` (its socket
+    /// buffer full) is treated as gone.
+    async fn send(&mut self, payload: &[u8], timeout: Duration) -> Result<(), ()> {
+        self.wire.send_text(payload).map_err(|_| ())?;
+        self.flush(timeout).await
+    }
+
+    /// Writes what publishers or earlier sends left behind, within `timeout`.
+    async fn flush(&mut self, timeout: Duration) -> Result<(), ()> {
+        if !self.wire.has_backlog() {
+            return Ok(());
+        }
+        match tokio::time::timeout(timeout, self.wire.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}
+
+async fn serve(io: Io, transport: Transport, peer: SocketAddr) {
     let gateway = transport.gateway.clone();
+    let mut socket = Socket::new(io, &gateway.settings.client).await;
     let mut session = match Session::open(&gateway, peer.ip()) {
         Ok(session) => session,
         Err(disconnect) => {
@@ -68,8 +125,10 @@ async fn serve(mut socket: WebSocket, transport: Transport, peer: SocketAddr) {
 }
 
 /// Serves the connection until the client leaves (None) or the server closes it.
-async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown: &Shutdown) -> Option<Disconnect> {
+async fn run(socket: &mut Socket, session: &mut Session<AnyBroker>, shutdown: &Shutdown) -> Option<Disconnect> {
     let gateway = session.gateway().clone();
+    let outbox = session.outbox.clone();
+    let mut direct = false;
     let limits = gateway.settings.client.clone();
     let ping_interval = Duration::from_millis(limits.ping_interval_ms);
     let silence_allowed = ping_interval + Duration::from_millis(limits.pong_timeout_ms);
@@ -84,14 +143,14 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
         let deadline = next_deadline(session, connect_deadline, next_ping, &batch);
         tokio::select! {
             _ = shutdown.cancelled() => return Some(Disconnect::new(Disconnect::SHUTDOWN, "server shutting down")),
-            message = socket.recv() => {
+            message = socket.frames.next() => {
                 let frame = match message {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
                         return Some(Disconnect::new(Disconnect::BAD_REQUEST, "binary frames are not part of the protocol"));
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                         last_heard = Instant::now();
                         continue;
                     }
@@ -100,27 +159,39 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                 if frame.len() > limits.max_message_bytes {
                     return Some(Disconnect::new(Disconnect::MESSAGE_TOO_LARGE, "message too large"));
                 }
+                // Publications that arrive while the commands are answered wait behind the
+                // replies: a subscribe's reply must precede the channel's live pushes.
+                let hold = outbox.hold();
                 // Pushes already accepted go before the replies, so that no push of a channel
                 // follows the reply that unsubscribed it.
-                if !batch.is_empty() && flush(socket, &mut batch, &gateway, write_timeout).await.is_err() {
+                if write_batch(socket, &mut batch, &gateway).is_err() {
                     return Some(stalled());
                 }
                 replies.clear();
                 // Boxed: commands are rare and their futures (history reads, broker calls) large;
                 // inline, they would sit in every idle connection's task.
-                let handled = Box::pin(session.handle_frame(frame.as_str().as_bytes(), &mut replies)).await;
+                let handled = Box::pin(session.handle_frame(frame.as_bytes(), &mut replies)).await;
                 if !replies.is_empty() {
                     trim_newline(&mut replies);
-                    if send(socket, std::mem::take(&mut replies), write_timeout).await.is_err() {
+                    if socket.wire.send_text(&replies).is_err() {
                         return Some(stalled());
                     }
+                }
+                if !direct && session.is_connected() && session.batch_window.is_zero() {
+                    outbox.attach(socket.wire.clone());
+                    direct = true;
+                }
+                drop(hold);
+                if socket.flush(write_timeout).await.is_err() {
+                    return Some(stalled());
                 }
                 if let Err(disconnect) = handled {
                     return Some(disconnect);
                 }
             }
-            _ = session.outbox.ready() => {
-                if let Some(disconnect) = session.outbox.drain(&mut drained) {
+            _ = outbox.ready() => {
+                let hold = outbox.hold();
+                if let Some(disconnect) = outbox.drain(&mut drained) {
                     return Some(disconnect);
                 }
                 for item in drained.drain(..) {
@@ -128,15 +199,24 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                         batch.add(&event);
                     }
                 }
-                if session.has_ended() {
-                    Box::pin(session.release_ended()).await;
-                }
                 if session.batch_window.is_zero() {
-                    if flush(socket, &mut batch, &gateway, write_timeout).await.is_err() {
+                    if write_batch(socket, &mut batch, &gateway).is_err() {
                         return Some(stalled());
                     }
                 } else if batch.started.is_none() && !batch.is_empty() {
                     batch.started = Some(Instant::now());
+                }
+                drop(hold);
+                if session.has_ended() {
+                    Box::pin(session.release_ended()).await;
+                }
+                if socket.flush(write_timeout).await.is_err() {
+                    return Some(stalled());
+                }
+            }
+            _ = socket.wire.backlogged() => {
+                if socket.flush(write_timeout).await.is_err() {
+                    return Some(stalled());
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -149,7 +229,9 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                 {
                     return Some(Disconnect::new(Disconnect::TOKEN_EXPIRED, "token expired: reconnect with a fresh token"));
                 }
-                if batch.due(session.batch_window, now) && flush(socket, &mut batch, &gateway, write_timeout).await.is_err() {
+                if batch.due(session.batch_window, now)
+                    && (write_batch(socket, &mut batch, &gateway).is_err() || socket.flush(write_timeout).await.is_err())
+                {
                     return Some(stalled());
                 }
                 if now >= next_ping {
@@ -157,7 +239,7 @@ async fn run(socket: &mut WebSocket, session: &mut Session<AnyBroker>, shutdown:
                         return Some(Disconnect::new(Disconnect::NO_PONG, "no pong"));
                     }
                     next_ping = now + ping_interval;
-                    if send(socket, b"{\"ping\":{}}".to_vec(), write_timeout).await.is_err() {
+                    if socket.send(b"{\"ping\":{}}", write_timeout).await.is_err() {
                         return Some(stalled());
                     }
                 }
@@ -224,34 +306,25 @@ impl Batch {
     }
 }
 
-async fn flush(
-    socket: &mut WebSocket,
+/// Hands the batch to the socket as one frame (the caller flushes what the socket did not
+/// take at once).
+fn write_batch(
+    socket: &Socket,
     batch: &mut Batch,
     gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>,
-    write_timeout: Duration,
 ) -> Result<(), ()> {
     batch.started = None;
     if batch.is_empty() {
         return Ok(());
     }
-    let frame = std::mem::take(&mut batch.frame);
-    send(socket, frame, write_timeout).await?;
+    socket.wire.send_text(&batch.frame).map_err(|_| ())?;
+    batch.frame.clear();
     let now = now_ms();
     let metrics = &gateway.metrics;
     for published_at in batch.published_at_ms.drain(..) {
         metrics.record_delivery(published_at, now);
     }
     Ok(())
-}
-
-/// Writes one frame; a client that does not take it within `timeout` (its socket buffer full)
-/// is treated as gone.
-async fn send(socket: &mut WebSocket, frame: Vec<u8>, timeout: Duration) -> Result<(), ()> {
-    let text = Utf8Bytes::try_from(Bytes::from(frame)).map_err(|_| ())?;
-    match tokio::time::timeout(timeout, socket.send(Message::Text(text))).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
 }
 
 /// A write that failed or did not finish: the client is gone or not reading.
@@ -275,11 +348,7 @@ fn trim_newline(frame: &mut Vec<u8>) {
 }
 
 /// Tells the client why and when to come back, then closes with the same code.
-async fn close(
-    socket: &mut WebSocket,
-    gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>,
-    disconnect: &Disconnect,
-) {
+async fn close(socket: &mut Socket, gateway: &Arc<crate::biz::gateway::Gateway<AnyBroker>>, disconnect: &Disconnect) {
     gateway
         .metrics
         .disconnects
@@ -295,10 +364,12 @@ async fn close(
     }
     let push = serde_json::json!({"push": {"disconnect": advice}});
     let timeout = Duration::from_millis(gateway.settings.client.write_timeout_ms.min(1_000));
-    let _ = send(socket, push.to_string().into_bytes(), timeout).await;
+    let _ = socket.wire.send_text(push.to_string().as_bytes());
     let frame = CloseFrame {
-        code: disconnect.code,
+        code: disconnect.code.into(),
         reason: close_reason(&disconnect.reason).into(),
     };
-    let _ = tokio::time::timeout(timeout, socket.send(Message::Close(Some(frame)))).await;
+    // Through tungstenite, so that it knows the closing handshake has begun.
+    let _ = socket.frames.send(Message::Close(Some(frame))).await;
+    let _ = socket.flush(timeout).await;
 }

@@ -1,0 +1,244 @@
+//! A WebSocket's writing side, shared by the connection's task and by publishers.
+//!
+//! Server frames are not masked, so a push is framed here in a few header bytes and written
+//! without waiting: what the socket takes now goes out at once, the rest is kept, in order,
+//! until the connection's task finishes writing it ([`SocketWire::flush`]). Each message is
+//! kept whole, so frames written by publishers, by the task and by tungstenite (pongs,
+//! close) never interleave.
+
+use std::{
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Waker},
+};
+
+use bytes::{Buf, BytesMut};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf},
+    sync::Notify,
+};
+
+use crate::biz::outbox::{Wire, WireFull};
+
+/// The upgraded connection.
+pub type Io = TokioIo<Upgraded>;
+
+/// Kept bytes above this are released once written, so a burst does not pin memory.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+pub struct SocketWire {
+    state: Mutex<WireState>,
+    /// Wakes the connection's task when bytes are left for it to write.
+    backlog: Notify,
+    /// The most a connection may have waiting to be written.
+    limit: usize,
+}
+
+struct WireState {
+    writer: WriteHalf<Io>,
+    /// Bytes the socket has not taken yet.
+    unsent: BytesMut,
+    /// A frame being built.
+    scratch: Vec<u8>,
+    /// A write failed: the connection is gone, and its reader will find out.
+    broken: bool,
+}
+
+impl SocketWire {
+    pub fn new(writer: WriteHalf<Io>, limit: usize) -> Arc<SocketWire> {
+        Arc::new(SocketWire {
+            state: Mutex::new(WireState {
+                writer,
+                unsent: BytesMut::new(),
+                scratch: Vec::new(),
+                broken: false,
+            }),
+            backlog: Notify::new(),
+            limit,
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, WireState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends `payload` as one text frame.
+    pub fn send_text(&self, payload: &[u8]) -> Result<(), WireFull> {
+        let mut state = self.state();
+        let mut frame = std::mem::take(&mut state.scratch);
+        frame.clear();
+        write_text_header(payload.len(), &mut frame);
+        frame.extend_from_slice(payload);
+        let sent = self.send_locked(&mut state, &frame);
+        state.scratch = frame;
+        sent
+    }
+
+    /// Sends bytes that are already whole frames.
+    pub fn send_frames(&self, frames: &[u8]) -> Result<(), WireFull> {
+        let mut state = self.state();
+        self.send_locked(&mut state, frames)
+    }
+
+    fn send_locked(&self, state: &mut WireState, frames: &[u8]) -> Result<(), WireFull> {
+        if state.broken {
+            return Ok(());
+        }
+        if !state.unsent.is_empty() {
+            if state.unsent.len() + frames.len() > self.limit {
+                return Err(WireFull);
+            }
+            state.unsent.extend_from_slice(frames);
+            return Ok(());
+        }
+        let written = state.write_now(frames);
+        if written < frames.len() && !state.broken {
+            state.unsent.extend_from_slice(&frames[written..]);
+            self.backlog.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether bytes are waiting for the connection's task.
+    pub fn has_backlog(&self) -> bool {
+        !self.state().unsent.is_empty()
+    }
+
+    /// Waits until a publisher leaves bytes the socket could not take.
+    pub async fn backlogged(&self) {
+        self.backlog.notified().await;
+    }
+
+    /// Writes everything kept, waiting for the socket as needed.
+    pub async fn flush(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.state();
+        let WireState {
+            writer, unsent, broken, ..
+        } = &mut *state;
+        while !unsent.is_empty() {
+            match Pin::new(&mut *writer).poll_write(cx, unsent) {
+                Poll::Ready(Ok(0)) => {
+                    *broken = true;
+                    unsent.clear();
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(written)) => unsent.advance(written),
+                Poll::Ready(Err(error)) => {
+                    *broken = true;
+                    unsent.clear();
+                    return Poll::Ready(Err(error));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if unsent.capacity() > KEEP_CAPACITY {
+            *unsent = BytesMut::new();
+        }
+        Pin::new(&mut *writer).poll_flush(cx)
+    }
+}
+
+impl WireState {
+    /// Writes what the socket takes without waiting; returns how much that was. A
+    /// would-block write registers no waker of a task: the one that later flushes the
+    /// backlog registers its own.
+    fn write_now(&mut self, mut bytes: &[u8]) -> usize {
+        let mut context = Context::from_waker(Waker::noop());
+        let mut written = 0;
+        while !bytes.is_empty() {
+            match Pin::new(&mut self.writer).poll_write(&mut context, bytes) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    self.broken = true;
+                    break;
+                }
+                Poll::Ready(Ok(taken)) => {
+                    written += taken;
+                    bytes = &bytes[taken..];
+                }
+                Poll::Pending => break,
+            }
+        }
+        written
+    }
+}
+
+impl Wire for SocketWire {
+    fn send(&self, message: &[u8]) -> Result<(), WireFull> {
+        self.send_text(message)
+    }
+}
+
+/// The header of an unmasked, unfragmented text frame carrying `length` bytes.
+fn write_text_header(length: usize, out: &mut Vec<u8>) {
+    out.push(0x81);
+    match length {
+        0..=125 => out.push(length as u8),
+        126..=0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(length as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(127);
+            out.extend_from_slice(&(length as u64).to_be_bytes());
+        }
+    }
+}
+
+/// What tungstenite reads from and writes to: the socket's reading side, and the shared
+/// wire for the frames tungstenite writes itself (pongs, close).
+pub struct Duplex {
+    pub reader: ReadHalf<Io>,
+    pub wire: Arc<SocketWire>,
+}
+
+impl AsyncRead for Duplex {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Duplex {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, frames: &[u8]) -> Poll<io::Result<usize>> {
+        match self.wire.send_frames(frames) {
+            Ok(()) => Poll::Ready(Ok(frames.len())),
+            Err(WireFull) => Poll::Ready(Err(io::Error::other("slow consumer"))),
+        }
+    }
+
+    /// Handed to the wire counts as flushed: the connection's task writes any backlog, under
+    /// its write timeout, so reading never waits for a client that does not read.
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_headers_use_the_shortest_length_form() {
+        for (length, header) in [
+            (0, vec![0x81, 0]),
+            (125, vec![0x81, 125]),
+            (126, vec![0x81, 126, 0, 126]),
+            (65_535, vec![0x81, 126, 0xff, 0xff]),
+            (65_536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let mut out = Vec::new();
+            write_text_header(length, &mut out);
+            assert_eq!(out, header, "length {length}");
+        }
+    }
+}
