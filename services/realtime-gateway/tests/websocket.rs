@@ -425,6 +425,35 @@ async fn a_client_that_reads_late_gets_every_publication_in_order() {
 }
 
 #[tokio::test]
+async fn a_client_that_reads_slowly_but_steadily_is_not_taken_for_a_stalled_one() {
+    // Draining its backlog takes far longer than the write timeout, but the socket keeps
+    // taking bytes: the client stays.
+    let gateway = start_with(|settings| {
+        settings.service.client.max_queue_bytes = 32 * 1024 * 1024;
+        settings.service.client.max_message_bytes = 64 * 1024;
+        settings.service.client.write_timeout_ms = 300;
+    })
+    .await;
+    let mut slow = support::Client::open_with_receive_buffer(&gateway.ws_url(), 4096).await;
+    slow.connect(None).await;
+    slow.subscribe("product:steady").await;
+    let mut api = gateway.api();
+    let payload = "x".repeat(16 * 1024);
+    let total = 300;
+    for _ in 0..total {
+        publish(&mut api, "product:steady", json!(payload)).await;
+    }
+    let started = std::time::Instant::now();
+    for expected in 1..=total {
+        assert_eq!(slow.publication().await["pub"]["offset"], expected);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    assert!(started.elapsed() > Duration::from_millis(600));
+    assert!(slow.silent_for(Duration::from_millis(100)).await);
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn a_request_that_is_not_a_websocket_upgrade_is_told_what_is_expected() {
     let gateway = start().await;
     let plain = switchyard_platform::testing::get(&gateway.http("/realtime/websocket")).await;

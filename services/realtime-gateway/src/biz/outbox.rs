@@ -52,6 +52,9 @@ pub trait Wire: Send + Sync {
     /// Takes one message (pushes joined by newlines); `Err` when what it keeps unwritten
     /// would pass its limit, in which case it took nothing.
     fn send(&self, message: &[u8]) -> Result<(), WireFull>;
+
+    /// Bytes it keeps that the socket has not taken yet.
+    fn backlog(&self) -> usize;
 }
 
 /// The connection's socket is too far behind: a slow consumer.
@@ -147,6 +150,11 @@ impl Outbox {
         self.state().wire = Some(wire);
     }
 
+    /// The connection is ending: publishers write nothing more to it.
+    pub fn detach(&self) {
+        self.state().wire = None;
+    }
+
     /// Queues everything that arrives until the returned guard is dropped, so that what the
     /// task writes meanwhile (replies, drained pushes) keeps its place in the stream.
     pub fn hold(&self) -> Hold<'_> {
@@ -170,7 +178,9 @@ impl Outbox {
             None => {}
         }
         let weight = delivery.weight();
-        if state.bytes + weight > self.limit {
+        // What the wire still holds counts too: queue and wire together stay within the limit.
+        let unwritten = state.wire.as_ref().map_or(0, |wire| wire.backlog());
+        if state.bytes + unwritten + weight > self.limit {
             self.slow_consumer(state);
             return Pushed::SlowConsumer;
         }
@@ -389,6 +399,10 @@ mod tests {
             let push: serde_json::Value = serde_json::from_slice(message).unwrap();
             sent.push(push["push"]["pub"]["offset"].as_u64().unwrap());
             Ok(())
+        }
+
+        fn backlog(&self) -> usize {
+            0
         }
     }
 

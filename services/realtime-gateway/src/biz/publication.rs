@@ -71,7 +71,10 @@ impl Publication {
         let mut parts = body.splitn(3, |byte| *byte == b'\n');
         let time_ms = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
         let tags = serde_json::from_slice(parts.next()?).ok()?;
-        let data = Bytes::copy_from_slice(parts.next()?);
+        // Clients receive the data inside text frames: it must be UTF-8, as it was when it
+        // was published.
+        let data = std::str::from_utf8(parts.next()?).ok()?;
+        let data = Bytes::copy_from_slice(data.as_bytes());
         Some(Publication {
             offset,
             data,
@@ -166,5 +169,6 @@ mod tests {
         let decoded = Publication::decode_body(7, &original.encode_body()).unwrap();
         assert_eq!(decoded, original);
         assert!(Publication::decode_body(1, b"not json").is_none());
+        assert!(Publication::decode_body(1, b"1\n{}\n\"\xff\"").is_none());
     }
 }

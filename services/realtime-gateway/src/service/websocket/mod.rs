@@ -86,22 +86,23 @@ impl Socket {
         Socket { frames, wire }
     }
 
-    /// Writes one text frame; a client that does not take it within `timeout` (its socket
-    /// buffer full) is treated as gone.
+    /// Writes one text frame of the task's own (a reply, a ping) and whatever is ahead of it.
     async fn send(&mut self, payload: &[u8], timeout: Duration) -> Result<(), ()> {
-        self.wire.send_text(payload).map_err(|_| ())?;
+        self.wire.reply(payload);
         self.flush(timeout).await
     }
 
-    /// Writes what publishers or earlier sends left behind, within `timeout`.
+    /// Writes what publishers or earlier sends left behind. A client whose socket takes
+    /// nothing for `timeout` is treated as gone; one that keeps taking bytes is not, however
+    /// long the backlog lasts (the byte limit bounds that).
     async fn flush(&mut self, timeout: Duration) -> Result<(), ()> {
-        if !self.wire.has_backlog() {
-            return Ok(());
+        while self.wire.has_backlog() {
+            match tokio::time::timeout(timeout, self.wire.write_some()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(()),
+            }
         }
-        match tokio::time::timeout(timeout, self.wire.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
+        Ok(())
     }
 }
 
@@ -116,6 +117,9 @@ async fn serve(io: Io, transport: Transport, peer: SocketAddr) {
         }
     };
     let disconnect = run(&mut socket, &mut session, &transport.shutdown).await;
+    // Nothing more is pushed once the connection is ending (leaving each channel takes a
+    // broker call, and publications would keep coming meanwhile).
+    session.outbox.detach();
     // Leave the hub first: a client that does not read must not hold its subscriptions
     // while the close handshake times out.
     Box::pin(session.close()).await;
@@ -145,7 +149,12 @@ async fn run(socket: &mut Socket, session: &mut Session<AnyBroker>, shutdown: &S
             _ = shutdown.cancelled() => return Some(Disconnect::new(Disconnect::SHUTDOWN, "server shutting down")),
             message = socket.frames.next() => {
                 let frame = match message {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queued the closing handshake's reply: hand it to the wire.
+                        let _ = socket.frames.flush().await;
+                        return None;
+                    }
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
                         return Some(Disconnect::new(Disconnect::BAD_REQUEST, "binary frames are not part of the protocol"));
@@ -173,9 +182,7 @@ async fn run(socket: &mut Socket, session: &mut Session<AnyBroker>, shutdown: &S
                 let handled = Box::pin(session.handle_frame(frame.as_bytes(), &mut replies)).await;
                 if !replies.is_empty() {
                     trim_newline(&mut replies);
-                    if socket.wire.send_text(&replies).is_err() {
-                        return Some(stalled());
-                    }
+                    socket.wire.reply(&replies);
                 }
                 if !direct && session.is_connected() && session.batch_window.is_zero() {
                     outbox.attach(socket.wire.clone());
@@ -317,7 +324,7 @@ fn write_batch(
     if batch.is_empty() {
         return Ok(());
     }
-    socket.wire.send_text(&batch.frame).map_err(|_| ())?;
+    socket.wire.push(&batch.frame).map_err(|_| ())?;
     batch.frame.clear();
     let now = now_ms();
     let metrics = &gateway.metrics;
@@ -364,7 +371,7 @@ async fn close(socket: &mut Socket, gateway: &Arc<crate::biz::gateway::Gateway<A
     }
     let push = serde_json::json!({"push": {"disconnect": advice}});
     let timeout = Duration::from_millis(gateway.settings.client.write_timeout_ms.min(1_000));
-    let _ = socket.wire.send_text(push.to_string().as_bytes());
+    socket.wire.reply(push.to_string().as_bytes());
     let frame = CloseFrame {
         code: disconnect.code.into(),
         reason: close_reason(&disconnect.reason).into(),

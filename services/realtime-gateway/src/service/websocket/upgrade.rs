@@ -20,10 +20,10 @@ impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.reason).into_response();
         if self.status == StatusCode::UPGRADE_REQUIRED {
-            // Tells a client with another protocol version which one is spoken here.
-            response
-                .headers_mut()
-                .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            // Names the protocol and the version spoken here (RFC 7231 §6.5.15, RFC 6455 §4.4).
+            let headers = response.headers_mut();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         }
         response
     }
@@ -126,6 +126,7 @@ mod tests {
             .unwrap_err()
             .into_response();
         assert_eq!(refused.headers()[header::SEC_WEBSOCKET_VERSION], "13");
+        assert_eq!(refused.headers()[header::UPGRADE], "websocket");
         let keyless = request(&[
             ("connection", "upgrade"),
             ("upgrade", "websocket"),

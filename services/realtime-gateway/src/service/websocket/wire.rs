@@ -5,6 +5,10 @@
 //! until the connection's task finishes writing it ([`SocketWire::flush`]). Each message is
 //! kept whole, so frames written by publishers, by the task and by tungstenite (pongs,
 //! close) never interleave.
+//!
+//! Only pushes count against the connection's limit: a client too far behind for those is a
+//! slow consumer. The task's own replies and control frames are always taken (their size
+//! is bounded by the command that asked for them).
 
 use std::{
     io,
@@ -26,14 +30,15 @@ use crate::biz::outbox::{Wire, WireFull};
 /// The upgraded connection.
 pub type Io = TokioIo<Upgraded>;
 
-/// Kept bytes above this are released once written, so a burst does not pin memory.
-const KEEP_CAPACITY: usize = 16 * 1024;
+/// Buffers larger than this are released once used, so that one large frame or one burst
+/// does not pin memory in a connection that then goes idle.
+const KEEP_CAPACITY: usize = 4 * 1024;
 
 pub struct SocketWire {
     state: Mutex<WireState>,
     /// Wakes the connection's task when bytes are left for it to write.
     backlog: Notify,
-    /// The most a connection may have waiting to be written.
+    /// The most a connection may have waiting to be written before a push is refused.
     limit: usize,
 }
 
@@ -65,30 +70,43 @@ impl SocketWire {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Sends `payload` as one text frame.
-    pub fn send_text(&self, payload: &[u8]) -> Result<(), WireFull> {
+    /// Sends pushes as one text frame, unless the connection is too far behind for them.
+    pub fn push(&self, payload: &[u8]) -> Result<(), WireFull> {
+        self.send_text(payload, Some(self.limit))
+    }
+
+    /// Sends the task's own message (replies, pings, the disconnect notice) as one text frame.
+    pub fn reply(&self, payload: &[u8]) {
+        // Unbounded: cannot be refused.
+        let _ = self.send_text(payload, None);
+    }
+
+    fn send_text(&self, payload: &[u8], limit: Option<usize>) -> Result<(), WireFull> {
         let mut state = self.state();
         let mut frame = std::mem::take(&mut state.scratch);
         frame.clear();
         write_text_header(payload.len(), &mut frame);
         frame.extend_from_slice(payload);
-        let sent = self.send_locked(&mut state, &frame);
-        state.scratch = frame;
+        let sent = self.send_locked(&mut state, &frame, limit);
+        if frame.capacity() <= KEEP_CAPACITY {
+            state.scratch = frame;
+        }
         sent
     }
 
-    /// Sends bytes that are already whole frames.
-    pub fn send_frames(&self, frames: &[u8]) -> Result<(), WireFull> {
+    /// Sends bytes that are already whole frames (tungstenite's pongs and close).
+    pub fn send_frames(&self, frames: &[u8]) {
         let mut state = self.state();
-        self.send_locked(&mut state, frames)
+        // Unbounded: cannot be refused.
+        let _ = self.send_locked(&mut state, frames, None);
     }
 
-    fn send_locked(&self, state: &mut WireState, frames: &[u8]) -> Result<(), WireFull> {
+    fn send_locked(&self, state: &mut WireState, frames: &[u8], limit: Option<usize>) -> Result<(), WireFull> {
         if state.broken {
             return Ok(());
         }
         if !state.unsent.is_empty() {
-            if state.unsent.len() + frames.len() > self.limit {
+            if limit.is_some_and(|limit| state.unsent.len() + frames.len() > limit) {
                 return Err(WireFull);
             }
             state.unsent.extend_from_slice(frames);
@@ -104,7 +122,11 @@ impl SocketWire {
 
     /// Whether bytes are waiting for the connection's task.
     pub fn has_backlog(&self) -> bool {
-        !self.state().unsent.is_empty()
+        self.backlog_bytes() > 0
+    }
+
+    fn backlog_bytes(&self) -> usize {
+        self.state().unsent.len()
     }
 
     /// Waits until a publisher leaves bytes the socket could not take.
@@ -112,16 +134,17 @@ impl SocketWire {
         self.backlog.notified().await;
     }
 
-    /// Writes everything kept, waiting for the socket as needed.
-    pub async fn flush(&self) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    /// Waits until the socket takes some of what is kept (or all of it is written).
+    pub async fn write_some(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_write_some(cx)).await
     }
 
-    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_write_some(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.state();
         let WireState {
             writer, unsent, broken, ..
         } = &mut *state;
+        let mut progressed = false;
         while !unsent.is_empty() {
             match Pin::new(&mut *writer).poll_write(cx, unsent) {
                 Poll::Ready(Ok(0)) => {
@@ -129,12 +152,16 @@ impl SocketWire {
                     unsent.clear();
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                Poll::Ready(Ok(written)) => unsent.advance(written),
+                Poll::Ready(Ok(written)) => {
+                    unsent.advance(written);
+                    progressed = true;
+                }
                 Poll::Ready(Err(error)) => {
                     *broken = true;
                     unsent.clear();
                     return Poll::Ready(Err(error));
                 }
+                Poll::Pending if progressed => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -171,7 +198,11 @@ impl WireState {
 
 impl Wire for SocketWire {
     fn send(&self, message: &[u8]) -> Result<(), WireFull> {
-        self.send_text(message)
+        self.push(message)
+    }
+
+    fn backlog(&self) -> usize {
+        self.backlog_bytes()
     }
 }
 
@@ -206,10 +237,8 @@ impl AsyncRead for Duplex {
 
 impl AsyncWrite for Duplex {
     fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, frames: &[u8]) -> Poll<io::Result<usize>> {
-        match self.wire.send_frames(frames) {
-            Ok(()) => Poll::Ready(Ok(frames.len())),
-            Err(WireFull) => Poll::Ready(Err(io::Error::other("slow consumer"))),
-        }
+        self.wire.send_frames(frames);
+        Poll::Ready(Ok(frames.len()))
     }
 
     /// Handed to the wire counts as flushed: the connection's task writes any backlog, under
