@@ -401,8 +401,9 @@ fn percentile(sorted: &[u32], fraction: f64) -> f64 {
     f64::from(sorted[index]) / 1000.0
 }
 
-/// One fan-out round against `server`: SUBSCRIBERS over CHANNELS, PUBLICATIONS_PER_SECOND.
-async fn fan_out(server: Server, addr: SocketAddr, publisher: impl Fn() -> PublishTarget) -> Value {
+/// One fan-out round against `server` (process `pid`): SUBSCRIBERS over CHANNELS,
+/// PUBLICATIONS_PER_SECOND.
+async fn fan_out(server: Server, addr: SocketAddr, pid: u32, publisher: impl Fn() -> PublishTarget) -> Value {
     let subscribers = if quick() && !gateway_only() {
         SUBSCRIBERS / 5
     } else {
@@ -424,10 +425,12 @@ async fn fan_out(server: Server, addr: SocketAddr, publisher: impl Fn() -> Publi
     ));
     tokio::time::sleep(if quick() { Duration::from_secs(1) } else { WARMUP }).await;
     let server_before = server_latency_buckets(server, addr).await;
+    let cpu_before = (cpu_ticks(pid), cpu_ticks(std::process::id()));
     seen.measuring.store(true, Ordering::Relaxed);
     let window = if quick() { Duration::from_secs(3) } else { MEASURE };
     tokio::time::sleep(window).await;
     seen.measuring.store(false, Ordering::Relaxed);
+    let cpu_after = (cpu_ticks(pid), cpu_ticks(std::process::id()));
     let server_side = server_latency(&server_before, &server_latency_buckets(server, addr).await);
     stop.store(true, Ordering::Relaxed);
     publishing.await.unwrap();
@@ -441,6 +444,8 @@ async fn fan_out(server: Server, addr: SocketAddr, publisher: impl Fn() -> Publi
     latencies.sort_unstable();
     let published = published.load(Ordering::Relaxed);
     let expected = published * (subscribers / CHANNELS) as u64;
+    let cores = |before: u64, after: u64| (after - before) as f64 / TICKS_PER_SECOND / window.as_secs_f64();
+    let server_cores = cores(cpu_before.0, cpu_after.0);
     json!({
         "subscribers": subscribers,
         "channels": CHANNELS,
@@ -452,6 +457,9 @@ async fn fan_out(server: Server, addr: SocketAddr, publisher: impl Fn() -> Publi
         "max_ms": percentile(&latencies, 1.0),
         "connect_seconds": (connect_seconds * 10.0).round() / 10.0,
         "server_side": server_side,
+        "server_cpu_cores": (server_cores * 100.0).round() / 100.0,
+        "delivered_per_server_cpu_second": (received as f64 / window.as_secs_f64() / server_cores.max(0.01)).round(),
+        "generator_cpu_cores": (cores(cpu_before.1, cpu_after.1) * 100.0).round() / 100.0,
     })
 }
 
@@ -603,6 +611,10 @@ fn socketio_process() -> (std::process::Child, SocketAddr) {
     (child, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
+/// Linux reports process CPU time in units of USER_HZ, which is 100 on every architecture
+/// the bench runs on.
+const TICKS_PER_SECOND: f64 = 100.0;
+
 /// CPU ticks (user + system) a process has used.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -658,6 +670,8 @@ fn summary(rounds: &[Value]) -> Value {
         "p50_ms": field("p50_ms"),
         "p99_ms": field("p99_ms"),
         "delivered_of_expected": field("delivered_of_expected"),
+        "server_cpu_cores": field("server_cpu_cores"),
+        "delivered_per_server_cpu_second": field("delivered_per_server_cpu_second"),
         "rounds": rounds,
     })
 }
@@ -707,7 +721,10 @@ fn main() {
     runtime.block_on(async {
         for round in 0..rounds {
             settle(&[gateway.child.id(), socketio.id()]).await;
-            let figures = fan_out(Server::Gateway, gateway_addr, || PublishTarget::Grpc(api.clone())).await;
+            let figures = fan_out(Server::Gateway, gateway_addr, gateway.child.id(), || {
+                PublishTarget::Grpc(api.clone())
+            })
+            .await;
             println!("round {round} realtime-gateway: {figures}");
             ours.push(figures);
             if gateway_only() {
@@ -716,7 +733,7 @@ fn main() {
             settle(&[gateway.child.id(), socketio.id()]).await;
             let publisher = subscriber(Server::SocketIo, socketio_addr, SUBSCRIBERS + 1, "publisher").await;
             let publisher = std::cell::Cell::new(Some(publisher));
-            let figures = fan_out(Server::SocketIo, socketio_addr, || {
+            let figures = fan_out(Server::SocketIo, socketio_addr, socketio.id(), || {
                 PublishTarget::SocketIo(publisher.take().unwrap())
             })
             .await;
@@ -732,10 +749,11 @@ fn main() {
         return;
     }
     let (ours, theirs) = (summary(&ours), summary(&theirs));
-    let throughput_ratio =
-        ours["delivered_per_second"].as_f64().unwrap() / theirs["delivered_per_second"].as_f64().unwrap().max(1.0);
+    let ratio = |field: &str| ours[field].as_f64().unwrap() / theirs[field].as_f64().unwrap().max(1.0);
+    let throughput_ratio = ratio("delivered_per_second");
+    let efficiency_ratio = ratio("delivered_per_server_cpu_second");
     println!(
-        "fan-out: realtime-gateway {} delivered/s p50 {} ms p99 {} ms | socket.io {} delivered/s p50 {} ms p99 {} ms | ratio {throughput_ratio:.2}",
+        "fan-out: realtime-gateway {} delivered/s p50 {} ms p99 {} ms | socket.io {} delivered/s p50 {} ms p99 {} ms | ratio {throughput_ratio:.2}, per server CPU-second {efficiency_ratio:.2}",
         ours["delivered_per_second"],
         ours["p50_ms"],
         ours["p99_ms"],
@@ -754,7 +772,9 @@ fn main() {
              fan-out: {SUBSCRIBERS} subscribers over {CHANNELS} channels, {PUBLICATIONS_PER_SECOND} publications/s (gateway: gRPC Publish; \
              Socket.IO: a publisher socket emitting to the room), {} s warm-up then {} s measured, {ROUNDS} rounds alternating, medians; \
              latency is publisher clock before publishing → subscriber clock when the frame is read; \
-             server_side (gateway rounds) is the gateway's own histogram, publication accepted → frame written, read before and after the window",
+             server_side (gateway rounds) is the gateway's own histogram, publication accepted → frame written, read before and after the window; \
+             server_cpu_cores is the server process's user+system CPU time over the window (/proc/<pid>/stat), and delivered_per_server_cpu_second \
+             the messages delivered per second of it: the capacity figure when the offered load is the same for both servers",
             node_version(), WARMUP.as_secs(), MEASURE.as_secs()
         ),
         "idle_connections": idle_figures,
@@ -762,6 +782,7 @@ fn main() {
             "realtime_gateway": ours,
             "socket_io": theirs,
             "throughput_ratio": (throughput_ratio * 100.0).round() / 100.0,
+            "delivered_per_server_cpu_second_ratio": (efficiency_ratio * 100.0).round() / 100.0,
             "target": "≥ 100,000 delivered/s with p99 < 50 ms; ≥ 5× Socket.IO's throughput at a lower p99",
         },
     });
