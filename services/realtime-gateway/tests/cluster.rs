@@ -153,7 +153,8 @@ async fn follow(nodes: &[Gateway], index: usize, channel: &str, total: u64) -> (
     (reconnects, received)
 }
 
-#[tokio::test]
+// Two worker threads: publishers and connection tasks really run at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_is_exact_under_load_on_one_node() {
     let node = start_with(|settings| {
         settings.service.namespaces.insert(
@@ -171,7 +172,8 @@ async fn recovery_is_exact_under_load_on_one_node() {
     no_gap_and_no_duplicate_while_clients_reconnect(Arc::new(vec![node]), 600).await;
 }
 
-#[tokio::test]
+// Two worker threads: publishers and connection tasks really run at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_is_exact_under_load_across_three_nodes() {
     let nodes = cluster(3, &redis_url()).await;
     no_gap_and_no_duplicate_while_clients_reconnect(Arc::new(nodes), 600).await;

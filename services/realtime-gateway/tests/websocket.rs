@@ -395,6 +395,43 @@ async fn a_slow_consumer_is_disconnected_without_slowing_anyone_else() {
     gateway.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_with_hundreds_of_subscribers_reaches_each_in_order() {
+    // More subscribers than a publisher writes to itself: some get each publication from
+    // the publisher, the rest from their own tasks, in parallel on two threads.
+    let gateway = start().await;
+    let mut clients = Vec::new();
+    for _ in 0..300 {
+        let mut client = gateway.anonymous().await;
+        client.subscribe("product:crowd").await;
+        clients.push(client);
+    }
+    let mut api = gateway.api();
+    let total = 30;
+    let publishing = tokio::spawn(async move {
+        for n in 1..=total {
+            publish(&mut api, "product:crowd", json!(n)).await;
+        }
+    });
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                for expected in 1..=total {
+                    let push = client.publication().await;
+                    assert_eq!(push["pub"]["offset"], expected);
+                    assert_eq!(push["pub"]["data"], expected);
+                }
+            })
+        })
+        .collect();
+    publishing.await.unwrap();
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    gateway.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_reads_late_gets_every_publication_in_order() {
     let gateway = start_with(|settings| {

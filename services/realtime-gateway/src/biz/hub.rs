@@ -21,6 +21,13 @@ use super::{
 
 const SHARDS: usize = 64;
 
+/// How many subscribers' sockets one publication's publisher writes itself (a few
+/// microseconds each); the rest are queued for their own tasks, which write in parallel.
+/// Fan-out runs where the broker delivers (under the memory broker's lock, on the Redis
+/// broker's one feed), so this bounds how long a channel with thousands of subscribers on
+/// the node holds up every other publication.
+const DIRECT_WRITES_PER_PUBLICATION: u64 = 128;
+
 type Subscribers = Vec<(u64, Arc<Outbox>)>;
 /// (tenant, user) → the user's connections on this node.
 type Users = HashMap<(String, String), Vec<(u64, Arc<Outbox>)>>;
@@ -168,11 +175,18 @@ impl BrokerSink for Hub {
         let published_at_ms = delivery.publication.time_ms;
         let mut handed = 0;
         let mut written = 0;
-        self.each_subscriber(topic, |outbox| match outbox.push_publication(delivery.clone()) {
-            Pushed::Written => written += 1,
-            Pushed::Queued => handed += 1,
-            Pushed::SlowConsumer => {
-                self.metrics.slow_consumers.inc();
+        self.each_subscriber(topic, |outbox| {
+            let offered = if written < DIRECT_WRITES_PER_PUBLICATION {
+                outbox.push_publication(delivery.clone())
+            } else {
+                outbox.queue_publication(delivery.clone())
+            };
+            match offered {
+                Pushed::Written => written += 1,
+                Pushed::Queued => handed += 1,
+                Pushed::SlowConsumer => {
+                    self.metrics.slow_consumers.inc();
+                }
             }
         });
         self.metrics.publications_in.inc();

@@ -165,11 +165,21 @@ impl Outbox {
     /// Writes a publication to the connection's wire when it is the next one the connection
     /// expects and nothing is ahead of it; queues it otherwise.
     pub fn push_publication(&self, delivery: Arc<Delivery>) -> Pushed {
+        self.offer(delivery, true)
+    }
+
+    /// Queues a publication for the connection's task, whatever its state.
+    pub fn queue_publication(&self, delivery: Arc<Delivery>) -> Pushed {
+        self.offer(delivery, false)
+    }
+
+    fn offer(&self, delivery: Arc<Delivery>, may_write: bool) -> Pushed {
         let mut state = self.state();
         if state.closing.is_some() {
             return Pushed::Queued;
         }
-        match state.write_now(&delivery) {
+        let written = if may_write { state.write_now(&delivery) } else { None };
+        match written {
             Some(Ok(())) => return Pushed::Written,
             Some(Err(WireFull)) => {
                 self.slow_consumer(state);
@@ -482,6 +492,15 @@ mod tests {
         assert_eq!(drained_offsets(&outbox), [1, 2]);
         assert_eq!(outbox.push_publication(delivery_at("c", 3, 10)), Pushed::Written);
         assert_eq!(*wire.sent.lock().unwrap(), [3]);
+    }
+
+    #[test]
+    fn a_publication_offered_for_the_queue_is_never_written_by_the_publisher() {
+        let (outbox, wire) = subscribed_with_wire(usize::MAX);
+        assert_eq!(outbox.queue_publication(delivery_at("c", 1, 10)), Pushed::Queued);
+        assert_eq!(outbox.push_publication(delivery_at("c", 2, 10)), Pushed::Queued);
+        assert!(wire.sent.lock().unwrap().is_empty());
+        assert_eq!(drained_offsets(&outbox), [1, 2]);
     }
 
     #[test]
