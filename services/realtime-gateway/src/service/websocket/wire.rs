@@ -30,9 +30,10 @@ use crate::biz::outbox::{Wire, WireFull};
 /// The upgraded connection.
 pub type Io = TokioIo<Upgraded>;
 
-/// Buffers larger than this are released once used, so that one large frame or one burst
-/// does not pin memory in a connection that then goes idle.
-const KEEP_CAPACITY: usize = 4 * 1024;
+/// The frame buffer is kept between frames up to this size (a typical push); a larger
+/// frame's buffer is released, so that one large push does not pin memory in every
+/// subscriber that then goes idle. A backlog's buffer is always released once written.
+const KEEP_SCRATCH: usize = 512;
 
 pub struct SocketWire {
     state: Mutex<WireState>,
@@ -88,7 +89,7 @@ impl SocketWire {
         write_text_header(payload.len(), &mut frame);
         frame.extend_from_slice(payload);
         let sent = self.send_locked(&mut state, &frame, limit);
-        if frame.capacity() <= KEEP_CAPACITY {
+        if frame.capacity() <= KEEP_SCRATCH {
             state.scratch = frame;
         }
         sent
@@ -165,9 +166,7 @@ impl SocketWire {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        if unsent.capacity() > KEEP_CAPACITY {
-            *unsent = BytesMut::new();
-        }
+        *unsent = BytesMut::new();
         Pin::new(&mut *writer).poll_flush(cx)
     }
 }
