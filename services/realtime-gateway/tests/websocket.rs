@@ -432,30 +432,38 @@ async fn a_channel_with_hundreds_of_subscribers_reaches_each_in_order() {
     gateway.stop().await;
 }
 
-#[tokio::test]
-async fn a_client_that_reads_late_gets_every_publication_in_order() {
+const BIG_PUSH: usize = 16 * 1024;
+
+/// A gateway with room for a long backlog, and a client with a small receive window that
+/// is sent `total` 16 KiB publications before it reads any: the server's socket fills within
+/// a few, and the rest waits in the gateway.
+async fn backlogged_client(write_timeout_ms: u64, total: u64) -> (support::Gateway, support::Client) {
     let gateway = start_with(|settings| {
         settings.service.client.max_queue_bytes = 32 * 1024 * 1024;
         settings.service.client.max_message_bytes = 64 * 1024;
-        settings.service.client.write_timeout_ms = 10_000;
+        settings.service.client.write_timeout_ms = write_timeout_ms;
     })
     .await;
-    // A small receive window: the server's socket fills within a few publications, and the
-    // rest waits in the gateway until the client reads.
-    let mut late = support::Client::open_with_receive_buffer(&gateway.ws_url(), 4096).await;
-    late.connect(None).await;
-    late.subscribe("product:late").await;
+    let mut client = support::Client::open_with_receive_buffer(&gateway.ws_url(), 4096).await;
+    client.connect(None).await;
+    client.subscribe("product:big").await;
     let mut api = gateway.api();
-    let payload = "x".repeat(16 * 1024);
-    let total = 400;
+    let payload = "x".repeat(BIG_PUSH);
     for _ in 0..total {
-        publish(&mut api, "product:late", json!(payload)).await;
+        publish(&mut api, "product:big", json!(payload)).await;
     }
+    (gateway, client)
+}
+
+#[tokio::test]
+async fn a_client_that_reads_late_gets_every_publication_in_order() {
+    let total = 400;
+    let (gateway, mut late) = backlogged_client(10_000, total).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for expected in 1..=total {
         let push = late.publication().await;
         assert_eq!(push["pub"]["offset"], expected);
-        assert_eq!(push["pub"]["data"].as_str().map(str::len), Some(payload.len()));
+        assert_eq!(push["pub"]["data"].as_str().map(str::len), Some(BIG_PUSH));
     }
     assert!(late.silent_for(Duration::from_millis(200)).await);
     gateway.stop().await;
@@ -465,21 +473,8 @@ async fn a_client_that_reads_late_gets_every_publication_in_order() {
 async fn a_client_that_reads_slowly_but_steadily_is_not_taken_for_a_stalled_one() {
     // Draining its backlog takes far longer than the write timeout, but the socket keeps
     // taking bytes: the client stays.
-    let gateway = start_with(|settings| {
-        settings.service.client.max_queue_bytes = 32 * 1024 * 1024;
-        settings.service.client.max_message_bytes = 64 * 1024;
-        settings.service.client.write_timeout_ms = 300;
-    })
-    .await;
-    let mut slow = support::Client::open_with_receive_buffer(&gateway.ws_url(), 4096).await;
-    slow.connect(None).await;
-    slow.subscribe("product:steady").await;
-    let mut api = gateway.api();
-    let payload = "x".repeat(16 * 1024);
     let total = 300;
-    for _ in 0..total {
-        publish(&mut api, "product:steady", json!(payload)).await;
-    }
+    let (gateway, mut slow) = backlogged_client(300, total).await;
     let started = std::time::Instant::now();
     for expected in 1..=total {
         assert_eq!(slow.publication().await["pub"]["offset"], expected);
