@@ -108,8 +108,9 @@ pub struct ClientLimits {
     pub connects_per_second_per_ip: u32,
     /// Commands per second one connection may send (burst 2×); beyond, it is disconnected.
     pub commands_per_second: u32,
-    /// How long one write to a client may take before the client counts as gone (its
-    /// socket buffer stayed full), in milliseconds.
+    /// How long a client's socket may take nothing while bytes wait for it before the
+    /// client counts as gone (its socket buffer stayed full), in milliseconds. A client that
+    /// keeps reading is bounded by `max_queue_bytes` instead.
     pub write_timeout_ms: u64,
     /// How long a client has to send `connect` after opening the socket, in milliseconds.
     pub connect_timeout_ms: u64,
