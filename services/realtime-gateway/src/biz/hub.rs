@@ -158,12 +158,22 @@ impl Hub {
             .sum()
     }
 
+    /// Visits the topic's subscribers as of now. The shard's lock is released first: a visit
+    /// may write to a socket, and subscribes and other topics' fan-out must not wait for that.
     fn each_subscriber(&self, topic: &Topic, mut visit: impl FnMut(&Arc<Outbox>)) {
-        let shard = self
-            .topic_shard(topic)
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (_, outbox) in shard.get(topic).into_iter().flatten() {
+        let subscribers: Vec<Arc<Outbox>> = {
+            let shard = self
+                .topic_shard(topic)
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            shard
+                .get(topic)
+                .into_iter()
+                .flatten()
+                .map(|(_, outbox)| outbox.clone())
+                .collect()
+        };
+        for outbox in &subscribers {
             visit(outbox);
         }
     }
