@@ -2,7 +2,7 @@
 //!
 //! Server frames are not masked, so a push is framed here in a few header bytes and written
 //! without waiting: what the socket takes now goes out at once, the rest is kept, in order,
-//! until the connection's task finishes writing it ([`SocketWire::flush`]). Each message is
+//! until the connection's task finishes writing it ([`SocketWire::write_some`]). Each message is
 //! kept whole, so frames written by publishers, by the task and by tungstenite (pongs,
 //! close) never interleave.
 //!
