@@ -1,12 +1,13 @@
 //! One client connection, whatever carries it (WebSocket or SSE): who the client is, what
-//! it subscribes to, and the last offset it received in each channel.
+//! it subscribes to, and the last offset it received in each channel (kept in its
+//! [`Outbox`], where publishers check it too).
 //!
 //! The last offset is what keeps delivery exact. A subscription starts at the channel's
 //! position read after the hub registered it, so a publication that raced with the
-//! subscribe arrives both in the recovered history and live, and the live copy is dropped
-//! here. A publication that skips an offset, or carries another epoch, means the node
-//! missed something: the client is told to resubscribe with recovery rather than left with
-//! a silent gap.
+//! subscribe arrives both in the recovered history and live, and the live copy is dropped.
+//! A publication that skips an offset, or carries another epoch, means the node missed
+//! something: the client is told to resubscribe with recovery rather than left with a
+//! silent gap.
 
 use std::{
     collections::BTreeMap,
