@@ -31,7 +31,7 @@ use switchyard_api::realtime::v1::{
 };
 use switchyard_platform::{auth::generate_api_key, testing::ServiceProcess};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncWriteExt,
     net::{TcpSocket, TcpStream},
 };
 
@@ -469,13 +469,9 @@ async fn server_latency_buckets(server: Server, addr: SocketAddr) -> Vec<(f64, f
     if !matches!(server, Server::Gateway) {
         return Vec::new();
     }
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+    let text = switchyard_platform::testing::get(&format!("http://{addr}/metrics"))
         .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
+        .text();
     text.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix("switchyard_realtime_delivery_latency_seconds_bucket{le=\"")?;

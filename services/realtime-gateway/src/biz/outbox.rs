@@ -113,7 +113,7 @@ impl std::fmt::Debug for State {
 }
 
 /// Keeps publishers from writing to the connection while its task writes: dropped, it
-/// lets them write again (and wakes the task if they queued meanwhile).
+/// lets them write again. What they queued meanwhile has already woken the task.
 #[must_use]
 pub struct Hold<'a> {
     outbox: &'a Outbox,
@@ -121,13 +121,7 @@ pub struct Hold<'a> {
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        let mut state = self.outbox.state();
-        state.held = false;
-        let queued = !state.items.is_empty();
-        drop(state);
-        if queued {
-            self.outbox.ready.notify_one();
-        }
+        self.outbox.state().held = false;
     }
 }
 
@@ -264,13 +258,12 @@ impl Outbox {
         match item {
             Outgoing::Publication(delivery) => {
                 let last = state.subscriptions.get_mut(&delivery.channel)?;
-                let offset = delivery.publication.offset;
-                if delivery.epoch == last.epoch && offset <= last.offset {
-                    return None;
-                }
-                if delivery.epoch == last.epoch && offset == last.offset + 1 {
-                    last.offset = offset;
+                if is_next(last, &delivery) {
+                    last.offset = delivery.publication.offset;
                     return Some(Event::Publication(delivery));
+                }
+                if delivery.epoch == last.epoch && delivery.publication.offset <= last.offset {
+                    return None;
                 }
                 Some(state.insufficient_state(delivery.channel.clone()))
             }
@@ -334,6 +327,11 @@ impl Outbox {
     }
 }
 
+/// Whether `delivery` is exactly the publication after `last`.
+fn is_next(last: &StreamPosition, delivery: &Delivery) -> bool {
+    delivery.epoch == last.epoch && delivery.publication.offset == last.offset + 1
+}
+
 impl State {
     /// Writes `delivery` to the wire when nothing needs the task: the connection has a
     /// wire, nothing is queued or held, and this is exactly the next publication of the
@@ -344,7 +342,7 @@ impl State {
         }
         let wire = self.wire.as_ref()?;
         let last = self.subscriptions.get_mut(&delivery.channel)?;
-        if delivery.epoch != last.epoch || delivery.publication.offset != last.offset + 1 {
+        if !is_next(last, delivery) {
             return None;
         }
         if let Err(full) = wire.send(&delivery.json) {

@@ -145,26 +145,22 @@ impl SocketWire {
         let WireState {
             writer, unsent, broken, ..
         } = &mut *state;
-        let mut progressed = false;
-        while !unsent.is_empty() {
-            match Pin::new(&mut *writer).poll_write(cx, unsent) {
-                Poll::Ready(Ok(0)) => {
-                    *broken = true;
-                    unsent.clear();
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                Poll::Ready(Ok(written)) => {
-                    unsent.advance(written);
-                    progressed = true;
-                }
-                Poll::Ready(Err(error)) => {
-                    *broken = true;
-                    unsent.clear();
-                    return Poll::Ready(Err(error));
-                }
-                Poll::Pending if progressed => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
+        let written = match write_until_blocked(writer, cx, unsent) {
+            Ok(written) => written,
+            Err(error) => {
+                *broken = true;
+                unsent.clear();
+                return Poll::Ready(Err(error));
             }
+        };
+        unsent.advance(written);
+        if !unsent.is_empty() {
+            // Blocked: `cx` is registered for when the socket has room again.
+            return if written > 0 {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            };
         }
         *unsent = BytesMut::new();
         Pin::new(&mut *writer).poll_flush(cx)
@@ -175,24 +171,28 @@ impl WireState {
     /// Writes what the socket takes without waiting; returns how much that was. A
     /// would-block write registers no waker of a task: the one that later flushes the
     /// backlog registers its own.
-    fn write_now(&mut self, mut bytes: &[u8]) -> usize {
+    fn write_now(&mut self, bytes: &[u8]) -> usize {
         let mut context = Context::from_waker(Waker::noop());
-        let mut written = 0;
-        while !bytes.is_empty() {
-            match Pin::new(&mut self.writer).poll_write(&mut context, bytes) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    self.broken = true;
-                    break;
-                }
-                Poll::Ready(Ok(taken)) => {
-                    written += taken;
-                    bytes = &bytes[taken..];
-                }
-                Poll::Pending => break,
-            }
-        }
-        written
+        write_until_blocked(&mut self.writer, &mut context, bytes).unwrap_or_else(|_| {
+            self.broken = true;
+            0
+        })
     }
+}
+
+/// Writes from the start of `bytes` until the socket would block (registering `cx`) or
+/// everything is written; how much it took.
+fn write_until_blocked(writer: &mut WriteHalf<Io>, cx: &mut Context<'_>, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match Pin::new(&mut *writer).poll_write(cx, &bytes[written..]) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(taken)) => written += taken,
+            Poll::Ready(Err(error)) => return Err(error),
+            Poll::Pending => break,
+        }
+    }
+    Ok(written)
 }
 
 impl Wire for SocketWire {
