@@ -153,6 +153,7 @@ pub struct GrpcServices {
     public: PublicMethods,
     unmetered: Vec<String>,
     http_routes: Option<Router>,
+    http_send_buffer: Option<usize>,
 }
 
 impl GrpcServices {
@@ -192,6 +193,15 @@ impl GrpcServices {
     /// data-plane reads served from memory, which callers make on every request they handle.
     pub fn unmetered_service(mut self, service: &str) -> Self {
         self.unmetered.push(service.to_owned());
+        self
+    }
+
+    /// Caps the kernel send buffer of every HTTP connection (`SO_SNDBUF`) instead of letting
+    /// the kernel grow it to megabytes. For connections held open to push to: with a large
+    /// buffer a client reads for a long time while the server's writes see no progress, so a
+    /// steady slow reader looks stalled and a client's backlog hides in the kernel.
+    pub fn with_http_send_buffer(mut self, bytes: usize) -> Self {
+        self.http_send_buffer = Some(bytes);
         self
     }
 
@@ -297,9 +307,15 @@ impl<S> Host<S> {
                 stop.clone().cancelled_owned(),
             );
         let http_app = http_router(http, services.http_routes).into_make_service_with_connect_info::<SocketAddr>();
-        let http_listener = axum::serve::ListenerExt::tap_io(self.http_listener, |tcp| {
+        let send_buffer = services.http_send_buffer;
+        let http_listener = axum::serve::ListenerExt::tap_io(self.http_listener, move |tcp| {
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+            if let Some(bytes) = send_buffer
+                && let Err(error) = socket2::SockRef::from(&*tcp).set_send_buffer_size(bytes)
+            {
+                tracing::debug!(%error, "cannot set SO_SNDBUF");
             }
         });
         let http_server = axum::serve(http_listener, http_app).with_graceful_shutdown(stop.clone().cancelled_owned());

@@ -183,19 +183,15 @@ async fn replicas_on_postgres_keep_watchers_in_step_through_redis() {
     let dir = tempfile::tempdir().unwrap();
     let (settings, keys) = support::settings_with_keys(dir.path());
     let mut settings = testing::with_postgres_and_redis(settings).await;
-    settings.service.resync_interval_ms = 60_000;
+    // Far beyond the test's waits: only the bus can bring the change to the second replica.
+    settings.service.resync_interval_ms = 3_600_000;
     let first = support::start_with(settings.clone(), keys.clone(), tempfile::tempdir().unwrap()).await;
     let second = support::start_with(settings, keys, tempfile::tempdir().unwrap()).await;
     setup(&first).await;
     let mut stream = watch(&second, 0).await;
     assert!(next(&mut stream).await.snapshot);
-    let started = std::time::Instant::now();
     let revision = publish_port(&first, 42).await;
     assert_eq!(ports(&next(&mut stream).await), vec![(revision, 42)]);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "pushed by the bus, not the 60s resync"
-    );
 }
 
 #[tokio::test]

@@ -112,6 +112,11 @@ pub struct ClientLimits {
     /// client counts as gone (its socket buffer stayed full), in milliseconds. A client that
     /// keeps reading is bounded by `max_queue_bytes` instead.
     pub write_timeout_ms: u64,
+    /// The kernel send buffer of each client connection (`SO_SNDBUF`; Linux doubles it). Kept
+    /// small so that what a client has not read waits in the gateway, where
+    /// `max_queue_bytes` and `write_timeout_ms` see it: with a kernel-sized buffer (megabytes)
+    /// a client that reads steadily would look stalled while it drains the kernel's copy.
+    pub socket_send_buffer_bytes: usize,
     /// How long a client has to send `connect` after opening the socket, in milliseconds.
     pub connect_timeout_ms: u64,
     /// How often the server pings an idle client, in milliseconds.
@@ -138,6 +143,7 @@ impl Default for ClientLimits {
             connects_per_second_per_ip: 100_000,
             commands_per_second: 100,
             write_timeout_ms: 10_000,
+            socket_send_buffer_bytes: 65_536,
             connect_timeout_ms: 10_000,
             ping_interval_ms: 25_000,
             pong_timeout_ms: 10_000,

@@ -58,6 +58,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let api = RealtimeServiceServer::new(RealtimeServiceApi::new(host.about.clone(), gateway.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    let send_buffer = gateway.settings.client.socket_send_buffer_bytes;
     let transport = Transport {
         gateway,
         shutdown: host.shutdown.clone(),
@@ -67,6 +68,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         .fold(GrpcServices::new().with_service(api), |services, path| {
             services.public(path)
         })
+        .with_http_send_buffer(send_buffer)
         .with_http_routes(routes(transport));
     host.serve(services).await
 }
