@@ -94,8 +94,10 @@ pub fn parse_spec(spec: &ConfigSpec, format: Format, environments: &[Environment
         ));
     }
     let schema = parse_schema(&spec.schema)?;
-    if let Err(problems) = Validator::compile(schema.as_ref(), &spec.rules) {
-        return Err(ConfigError::Validation(problems));
+    let validator = Validator::compile(schema.as_ref(), &spec.rules).map_err(ConfigError::Validation)?;
+    let costly = validator.costly_rules(&content);
+    if !costly.is_empty() {
+        return Err(ConfigError::Validation(costly));
     }
     check_map("labels", &spec.labels, MAX_LABELS)?;
     if spec.extends.len() > MAX_EXTENDS {

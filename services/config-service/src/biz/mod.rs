@@ -15,6 +15,7 @@ pub mod model;
 pub mod names;
 pub mod publishing;
 pub mod repository;
+pub mod rule_cost;
 pub mod secrets;
 pub mod store;
 pub mod validation;

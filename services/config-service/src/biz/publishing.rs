@@ -32,7 +32,7 @@ use super::{
     repository::{Publication, Repository, StoreError},
     secrets,
     store::{Caller, ConfigStore},
-    validation::{Rule, Validator, Violation, ViolationSource},
+    validation::{self, Rule, Violation, ViolationSource},
 };
 
 /// A resolved document in clear, and which of its paths are secret.
@@ -126,9 +126,12 @@ fn release_name(env: &EnvKey, config: &str, number: i64) -> String {
 /// Validates a resolved document. Messages that could quote a secret value are replaced:
 /// the schema library quotes the offending value (or the whole object around it), and a
 /// rule that fails to evaluate quotes its operands. A rule's own message is the author's.
-fn validate(schema: Option<&Value>, rules: &[Rule], resolved: &Resolved, prefix: &str) -> ConfigResult<()> {
-    let validator = Validator::compile(schema, rules).map_err(ConfigError::Validation)?;
-    let violations = validator.validate(&resolved.document);
+/// The checks run on the blocking pool within a time limit (see [`validation::check`]).
+async fn validate(schema: Option<&Value>, rules: &[Rule], resolved: &Resolved, prefix: &str) -> ConfigResult<()> {
+    let document = Arc::new(resolved.document.clone());
+    let violations = validation::check(schema.cloned(), rules.to_vec(), document)
+        .await
+        .map_err(ConfigError::Validation)?;
     if violations.is_empty() {
         return Ok(());
     }
@@ -365,7 +368,7 @@ impl<R: Repository> ConfigStore<R> {
             }
             other => other?,
         };
-        let violations = match validate(schema.as_ref(), &draft.rules, &resolved, "") {
+        let violations = match validate(schema.as_ref(), &draft.rules, &resolved, "").await {
             Err(ConfigError::Validation(violations)) => violations,
             other => {
                 other?;
@@ -494,7 +497,7 @@ impl<R: Repository> ConfigStore<R> {
             .resolve(env, &environment.variables, &env.project, &source, schema, &no_fresh)
             .await?;
         if let Some((schema, rules)) = checks {
-            validate(schema.as_ref(), rules, &resolved, "")?;
+            validate(schema.as_ref(), rules, &resolved, "").await?;
         }
         let me = ConfigRef {
             project: env.project.clone(),
@@ -694,7 +697,7 @@ impl<R: Repository> ConfigStore<R> {
             .resolve(env, variables, &config.project, &source, schema.as_ref(), fresh)
             .await?;
         let prefix = format!("{} would become invalid: ", config.name());
-        validate(schema.as_ref(), &rules, &resolved, &prefix)?;
+        validate(schema.as_ref(), &rules, &resolved, &prefix).await?;
         let mut resolution = self
             .resolution(env, &config.config, release.number, release.format, &resolved)
             .await?;

@@ -1,18 +1,38 @@
 //! Checks a config document against its JSON Schema and its CEL rules. Schemas and rules are
 //! compiled once into a [`Validator`] (per config) and reused for every version written, and every
 //! problem is reported with the JSON path (see [`json_path`]) of the place it concerns.
+//!
+//! Schemas and rules are programs their authors hand us, so neither may run unbounded: a rule
+//! whose worst case on the document exceeds [`rule_cost::MAX_RULE_COST`] is refused before it
+//! runs (when it is saved, against the draft, and at every validation, against the document
+//! checked), schema patterns have backtracking and size limits, and [`check`] runs the whole
+//! validation on the blocking pool within [`CHECK_TIME_LIMIT`], never on an async worker.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::biz::json_path;
+use crate::biz::rule_cost::{self, MAX_RULE_COST};
 
 /// The most rules one config may carry.
 pub const MAX_RULES: usize = 64;
 /// The longest rule expression accepted, in bytes.
 pub const MAX_EXPRESSION_BYTES: usize = 4096;
+
+/// How long checking one document may take, schema and rules together; beyond it the check
+/// is a violation naming the rule (or the schema) that was running.
+pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(2);
+
+/// Limits of the regular expressions a schema's `pattern`s compile to: backtracking steps
+/// per match, and the compiled program's size in bytes.
+const PATTERN_BACKTRACK_LIMIT: usize = 1_000_000;
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// The CEL variable a rule sees the document as.
 const DOCUMENT_VARIABLE: &str = "config";
@@ -130,9 +150,27 @@ impl Validator {
     /// that evaluates to false, fails to evaluate or returns a non-bool (at `$`). The document is
     /// bound to the CEL variable `config`.
     pub fn validate(&self, document: &Value) -> Vec<Violation> {
+        self.validate_reporting(document, &Progress::default())
+    }
+
+    /// [`Validator::validate`], noting in `progress` which step is running.
+    fn validate_reporting(&self, document: &Value, progress: &Progress) -> Vec<Violation> {
         let mut violations = self.schema_violations(document);
-        violations.extend(self.rule_violations(document));
+        violations.extend(self.rule_violations(document, progress));
         violations
+    }
+
+    /// The rules too expensive to run on `document`, each at `rules[i]`: what saving a draft
+    /// checks against its own content.
+    pub fn costly_rules(&self, document: &Value) -> Vec<Violation> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(position, rule)| {
+                too_costly(rule, document)
+                    .map(|message| Violation::new(format!("rules[{position}]"), message, ViolationSource::Rule))
+            })
+            .collect()
     }
 
     fn schema_violations(&self, document: &Value) -> Vec<Violation> {
@@ -148,7 +186,7 @@ impl Validator {
             .collect()
     }
 
-    fn rule_violations(&self, document: &Value) -> Vec<Violation> {
+    fn rule_violations(&self, document: &Value, progress: &Progress) -> Vec<Violation> {
         if self.rules.is_empty() {
             return Vec::new();
         }
@@ -157,7 +195,14 @@ impl Validator {
             Ok(bound) => {
                 let mut context = cel::Context::with_env(Arc::clone(&self.env));
                 context.add_variable_as_val(DOCUMENT_VARIABLE, bound);
-                self.rules.iter().filter_map(|rule| evaluate(rule, &context)).collect()
+                self.rules
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(position, rule)| {
+                        progress.running(Step::Rule(position));
+                        too_costly(rule, document).or_else(|| evaluate(rule, &context))
+                    })
+                    .collect()
             }
             Err(error) => self.rules.iter().map(|rule| not_evaluated(rule, &error)).collect(),
         };
@@ -168,9 +213,102 @@ impl Validator {
     }
 }
 
+/// Which part of a validation is running: what a check that runs out of time names.
+#[derive(Debug, Default)]
+struct Progress(AtomicUsize);
+
+enum Step {
+    Schema,
+    Rule(usize),
+}
+
+impl Progress {
+    fn running(&self, step: Step) {
+        let code = match step {
+            Step::Schema => 0,
+            Step::Rule(position) => position + 1,
+        };
+        self.0.store(code, Ordering::Relaxed);
+    }
+
+    fn step(&self) -> Step {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Step::Schema,
+            code => Step::Rule(code - 1),
+        }
+    }
+}
+
+/// Compiles `schema` and `rules` and validates `document` on the blocking pool, within
+/// [`CHECK_TIME_LIMIT`]. A check that runs out of time is one violation naming the rule (or
+/// the schema) that was running; the thread it ran on finishes on its own, and soon, because
+/// every rule that starts is bounded by [`MAX_RULE_COST`].
+pub async fn check(
+    schema: Option<Value>,
+    rules: Vec<Rule>,
+    document: Arc<Value>,
+) -> Result<Vec<Violation>, Vec<Violation>> {
+    let progress = Arc::new(Progress::default());
+    let running = {
+        let progress = Arc::clone(&progress);
+        let rules = rules.clone();
+        tokio::task::spawn_blocking(move || {
+            let validator = Validator::compile(schema.as_ref(), &rules)?;
+            Ok(validator.validate_reporting(&document, &progress))
+        })
+    };
+    match tokio::time::timeout(CHECK_TIME_LIMIT, running).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(failed)) => Ok(vec![Violation::new(
+            json_path::ROOT,
+            format!("validation failed: {failed}"),
+            ViolationSource::Rule,
+        )]),
+        Err(_) => {
+            let limit = CHECK_TIME_LIMIT.as_secs_f64();
+            let violation = match progress.step() {
+                Step::Schema => Violation::new(
+                    SCHEMA_PATH,
+                    format!("the schema did not finish checking the document within {limit} s"),
+                    ViolationSource::Schema,
+                ),
+                Step::Rule(position) => Violation::new(
+                    format!("rules[{position}]"),
+                    format!(
+                        "rule `{}` did not finish within {limit} s",
+                        rules
+                            .get(position)
+                            .map(|rule| rule.expression.as_str())
+                            .unwrap_or_default()
+                    ),
+                    ViolationSource::Rule,
+                ),
+            };
+            Ok(vec![violation])
+        }
+    }
+}
+
+/// Why `rule` may not run on `document`, if it may not.
+fn too_costly(rule: &CompiledRule, document: &Value) -> Option<String> {
+    let cost = rule_cost::estimate(rule.program.expression(), document);
+    (cost > MAX_RULE_COST).then(|| {
+        format!(
+            "rule `{}` is too expensive for this document: up to {cost} steps, the limit is {MAX_RULE_COST} \
+             (nested loops over large lists multiply; bound the lists or check fewer pairs)",
+            rule.expression
+        )
+    })
+}
+
 /// Builds the schema validator for the draft the schema names.
 fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, Violation> {
+    let patterns = jsonschema::PatternOptions::fancy_regex()
+        .backtrack_limit(PATTERN_BACKTRACK_LIMIT)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT);
     jsonschema::options()
+        .with_pattern_options(patterns)
         .with_draft(draft_of(schema))
         .build(schema)
         .map_err(|error| Violation::new(SCHEMA_PATH, error.to_string(), ViolationSource::Schema))
