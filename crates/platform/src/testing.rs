@@ -52,6 +52,59 @@ pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: impl 
     }
 }
 
+/// A streamed response read one JSON line at a time (NDJSON watches).
+pub struct JsonLines {
+    body: hyper::body::Incoming,
+    buffered: Vec<u8>,
+}
+
+impl JsonLines {
+    /// The next line as JSON; panics when the stream ends or nothing arrives within 10 s.
+    pub async fn next_json(&mut self) -> serde_json::Value {
+        loop {
+            if let Some(end) = self.buffered.iter().position(|byte| *byte == b'\n') {
+                let line: Vec<u8> = self.buffered.drain(..=end).collect();
+                match serde_json::from_slice(&line) {
+                    Ok(value) => return value,
+                    Err(error) => panic!("not a JSON line {:?}: {error}", String::from_utf8_lossy(&line)),
+                }
+            }
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), self.body.frame()).await;
+            match frame {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.buffered.extend_from_slice(data);
+                    }
+                }
+                Ok(other) => panic!("the stream ended: {:?}", other.map(|frame| frame.err())),
+                Err(_) => panic!("no line within 10 s"),
+            }
+        }
+    }
+}
+
+/// Opens a GET whose body is a stream of JSON lines; panics unless it answers 200.
+pub async fn ndjson(url: &str, headers: &[(&str, &str)]) -> JsonLines {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = http::Request::builder().method("GET").uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = match builder.body(Full::new(Bytes::new())) {
+        Ok(request) => request,
+        Err(error) => panic!("bad test request: {error}"),
+    };
+    let response = match client.request(request).await {
+        Ok(response) => response,
+        Err(error) => panic!("GET {url} failed: {error}"),
+    };
+    assert_eq!(response.status(), 200, "GET {url}");
+    JsonLines {
+        body: response.into_body(),
+        buffered: Vec::new(),
+    }
+}
+
 pub async fn get(url: &str) -> HttpResponse {
     http("GET", url, &[], Bytes::new()).await
 }

@@ -231,3 +231,37 @@ async fn watchers_that_say_who_they_are_show_up_as_clients_of_what_they_hold() {
     assert_eq!(clients.clients[0].release, clients.current_release);
     assert!(!clients.clients[0].stale);
 }
+
+/// A client that saw revisions this environment does not have (a database restored from an
+/// older backup, a failover to an older replica) starts again from a snapshot at the real
+/// revision, on every transport, and then gets the changes that follow.
+#[tokio::test]
+async fn a_watcher_ahead_of_the_server_gets_a_snapshot_at_the_real_revision() {
+    let service = support::sqlite().await;
+    setup(&service).await;
+
+    let mut stream = watch(&service, 500).await;
+    let snapshot = next(&mut stream).await;
+    assert!(snapshot.snapshot);
+    assert_eq!(snapshot.revision, 1);
+    let revision = publish_port(&service, 5).await;
+    assert_eq!(ports(&next(&mut stream).await), vec![(revision, 5)]);
+
+    let auth = format!("Bearer {}", service.keys.viewer);
+    let poll = testing::http(
+        "GET",
+        &service.http("/v1/projects/shop/environments/dev/changes?sinceRevision=500&wait=4s"),
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(poll.status, 200, "{}", poll.text());
+    assert_eq!(poll.json()["snapshot"], true, "{}", poll.text());
+    assert_eq!(poll.json()["revision"], revision.to_string());
+
+    let url = service.http("/v1/projects/shop/environments/dev:watch?sinceRevision=500");
+    let mut lines = testing::ndjson(&url, &[("authorization", &auth)]).await;
+    let first = lines.next_json().await;
+    assert_eq!(first["snapshot"], true, "{first}");
+    assert_eq!(first["revision"], revision.to_string());
+}

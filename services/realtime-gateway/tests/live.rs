@@ -217,6 +217,36 @@ async fn a_restarted_node_resumes_from_the_channels_last_revision() {
 }
 
 #[tokio::test]
+async fn a_channel_ahead_of_a_restored_config_service_gets_its_real_state_as_a_snapshot() {
+    let original = upstream().await;
+    let mut etag = original.shop().await;
+    for port in [7001, 7002, 7003] {
+        etag = original.set_port(&etag, port).await;
+    }
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let first_node = original.gateway(Some(&prefix)).await;
+    let mut browser = first_node.user("web-1", &["$config:*"]).await;
+    browser.subscribe("$config:shop:dev").await;
+    let (ahead, _, _) = next_config(&mut browser).await;
+    drop(browser);
+    first_node.stop().await;
+    original.shutdown.trigger();
+
+    // The database comes back from an older backup: fewer revisions than the channel has seen.
+    let restored = upstream().await;
+    restored.shop().await;
+    let second_node = restored.gateway(Some(&prefix)).await;
+    let mut back = second_node.user("web-1", &["$config:*"]).await;
+    back.subscribe("$config:shop:dev").await;
+    let (revision, port, reset) = next_config(&mut back).await;
+    assert!(revision < ahead, "{revision} after {ahead}");
+    assert_eq!(port, 8080);
+    assert_eq!(reset["data"]["snapshot"], true, "{reset}");
+    second_node.stop().await;
+    restored.shutdown.trigger();
+}
+
+#[tokio::test]
 async fn browsers_receive_the_flag_document_of_their_environment() {
     let upstream = upstream().await;
     upstream.shop().await;

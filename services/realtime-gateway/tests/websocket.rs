@@ -207,6 +207,13 @@ async fn recovery_that_cannot_be_exact_says_so_and_replays_nothing() {
     let reply = wrong_epoch.recover("product:old", 25, "not-the-epoch").await;
     assert_eq!(reply["subscribe"]["recovered"], false);
 
+    // A position this channel never reached, in its current epoch (a client that talked to
+    // a node since restored from older state): told, not left waiting for offset 501.
+    let mut ahead = gateway.anonymous().await;
+    let reply = ahead.recover("product:old", 500, &epoch).await;
+    assert_eq!(reply["subscribe"]["recovered"], false, "{reply}");
+    assert_eq!(reply["subscribe"]["offset"], 26);
+
     // After HistoryRemove the position stays, the publications are gone.
     api.history_remove(switchyard_api::realtime::v1::HistoryRemoveRequest {
         channel: "product:old".into(),
@@ -223,7 +230,7 @@ async fn recovery_that_cannot_be_exact_says_so_and_replays_nothing() {
             &metrics,
             "switchyard_realtime_recoveries_total{outcome=\"unrecoverable\"}"
         ),
-        3.0
+        4.0
     );
     gateway.stop().await;
 }

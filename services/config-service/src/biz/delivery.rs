@@ -383,14 +383,22 @@ impl<R: Repository> Delivery<R> {
     }
 
     /// The changes after `since`: `None` when there are none yet.
+    ///
+    /// A `since` ahead of this replica is first checked against the database (another replica
+    /// may be ahead of this one); still ahead, it is a revision this environment never had —
+    /// a restored database, a failover to an older copy — and the watcher gets a snapshot at
+    /// the real revision, as a Consul blocking query does when the index goes backwards.
     async fn batch_after(&self, env: &EnvKey, state: &EnvState, since: i64) -> ConfigResult<Option<Batch>> {
+        if since > state.revision() {
+            self.refresh(env, state).await?;
+        }
         {
             let view = state.read();
-            if since >= view.revision && since != 0 {
-                return Ok(None);
-            }
             if since == 0 || since < view.compacted || since > view.revision {
                 return Ok(Some(snapshot_of(&view)));
+            }
+            if since == view.revision {
+                return Ok(None);
             }
             let covered = view
                 .recent

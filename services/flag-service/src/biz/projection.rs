@@ -54,7 +54,8 @@ impl<R: FlagRepository> Projection<R> {
         let (flags, revision) = self.repository.project(tenant, project).await?;
         let key = (tenant.to_owned(), project.to_owned());
         let previous = applied.get(&key).cloned().unwrap_or_default();
-        if revision <= previous.0 && revision != 0 {
+        // Any other revision is news: a smaller one means storage went back (a restore).
+        if revision == previous.0 && revision != 0 {
             return Ok(());
         }
         let limits = Limits::default();
@@ -93,7 +94,8 @@ impl<R: FlagRepository> Projection<R> {
         }
     }
 
-    /// Refreshes the projects whose stored revision moved past the catalog's.
+    /// Refreshes the projects whose stored revision differs from the catalog's (moved on, or
+    /// went back with a restored database).
     pub async fn resync(&self) -> Result<(), StoreError> {
         let stale: Vec<(String, String)> = {
             let applied = self.applied.lock().await;
@@ -104,7 +106,7 @@ impl<R: FlagRepository> Projection<R> {
                 .filter(|(tenant, project, revision)| {
                     applied
                         .get(&(tenant.clone(), project.clone()))
-                        .is_none_or(|(seen, _)| seen < revision)
+                        .is_none_or(|(seen, _)| seen != revision)
                 })
                 .map(|(tenant, project, _)| (tenant, project))
                 .collect()

@@ -64,6 +64,9 @@ impl Position {
     /// key names the digest it follows as well.
     fn key(&self, last: Option<&Position>) -> String {
         match (self, last) {
+            (Position::Revision(revision), Some(Position::Revision(previous))) if revision < previous => {
+                format!("reset-{previous}-{revision}")
+            }
             (Position::Revision(revision), _) => format!("rev-{revision}"),
             (Position::Digest(digest), Some(Position::Digest(previous))) => format!("sha-{previous}-{digest}"),
             (Position::Digest(digest), _) => format!("sha-{digest}"),
@@ -98,6 +101,10 @@ impl Position {
 pub struct Change {
     pub position: Position,
     pub data: Bytes,
+    /// The whole state rather than a step after `since`. A snapshot behind the channel's
+    /// position means the source went back (a restored database, a failover to an older
+    /// copy): it is published as a reset, never skipped, or subscribers would wait forever.
+    pub snapshot: bool,
 }
 
 /// Where changes come from (config-service and flag-service over gRPC, in `data/`).
@@ -219,7 +226,8 @@ async fn follow_once<B: Broker, S: LiveSource>(
     let mut changes = source.watch(feed, last.as_ref()).await?;
     while let Some(change) = changes.next().await {
         let change = change?;
-        if !change.position.is_after(last.as_ref()) {
+        let reset = change.snapshot && last.as_ref() != Some(&change.position);
+        if !reset && !change.position.is_after(last.as_ref()) {
             continue;
         }
         let outgoing = Outgoing {

@@ -88,6 +88,7 @@ fn config_change(response: WatchResponse) -> Change {
     Change {
         position: Position::Revision(response.revision),
         data: data.to_string().into(),
+        snapshot: response.snapshot,
     }
 }
 
@@ -118,5 +119,7 @@ fn flags_change(response: SyncFlagsResponse) -> Result<Change, String> {
     Ok(Change {
         position: Position::Digest(digest),
         data: data.to_string().into(),
+        // Every sync message is the whole document; a digest that differs is always news.
+        snapshot: false,
     })
 }
