@@ -31,6 +31,10 @@ pub struct FlagServiceSettings {
     /// Whose managed flags a caller without credentials evaluates — flagd providers send none.
     /// Empty: such callers see flag files only, and managed flags need an API key or JWT.
     pub anonymous_tenant: String,
+    /// The managed source (`projects/{p}/environments/{e}`) a caller that sends no selector
+    /// sees besides the flag files. Empty (the default): such callers see flag files only,
+    /// and a managed flag is FLAG_NOT_FOUND with a message naming the selectors that hold it.
+    pub default_selector: String,
     /// How often each replica compares stored project revisions with what it serves, as a
     /// safety net behind the change bus, in milliseconds.
     pub resync_interval_ms: u64,
@@ -54,6 +58,7 @@ impl Default for FlagServiceSettings {
             flags_file_poll_ms: 50,
             static_context: serde_json::Map::new(),
             anonymous_tenant: "default".to_owned(),
+            default_selector: String::new(),
             resync_interval_ms: 2_000,
             schedule_poll_ms: 1_000,
             usage_flush_ms: 10_000,

@@ -46,7 +46,8 @@ const FLAGD_SERVICES: &[&str] = &[
 ];
 
 pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, StartError> {
-    let catalog = Arc::new(Catalog::new());
+    let default_source = Some(settings.service.default_selector.clone()).filter(|name| !name.is_empty());
+    let catalog = Arc::new(Catalog::with_default_source(default_source));
     let files =
         FlagFiles::load(&settings.service.flags_files, catalog.clone(), Limits::default()).map_err(|error| {
             StartError::Settings(SettingsError::Invalid {

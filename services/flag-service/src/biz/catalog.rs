@@ -4,7 +4,10 @@
 //! `projects/{p}/environments/{e}` for flags managed through the API) and, for managed flags,
 //! the tenant that owns it; file sources belong to no tenant and every caller sees them. A
 //! [`View`] is what a tenant's selector sees: the matching flags of every visible source
-//! merged, later sources overriding earlier ones key by key. Views are built once per change of the
+//! merged, later sources overriding earlier ones key by key. Without a selector a caller sees
+//! the flag files and, when settings name one, the default managed source — never every
+//! project and environment at once, where the same key in two projects would be answered
+//! from whichever came last. Views are built once per change of the
 //! sources and shared, so an evaluation costs a map lookup and the flag's own evaluation. Every
 //! change bumps a generation number that watchers follow.
 
@@ -29,6 +32,8 @@ const MAX_CACHED_VIEWS: usize = 256;
 pub struct Catalog {
     state: RwLock<State>,
     generation: watch::Sender<u64>,
+    /// The managed source (`projects/{p}/environments/{e}`) callers without a selector see.
+    default_source: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -64,10 +69,29 @@ impl Default for Catalog {
 
 impl Catalog {
     pub fn new() -> Self {
+        Self::with_default_source(None)
+    }
+
+    /// A catalog whose callers without a selector also see the managed source `name`.
+    pub fn with_default_source(name: Option<String>) -> Self {
         Self {
             state: RwLock::new(State::default()),
             generation: watch::Sender::new(0),
+            default_source: name,
         }
+    }
+
+    /// The managed sources of `tenant` that hold flag `key`: what a caller who sent no
+    /// selector is pointed to when the key is not among what it sees.
+    pub fn sources_holding(&self, tenant: Option<&str>, key: &str) -> Vec<String> {
+        let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state
+            .sources
+            .iter()
+            .filter(|source| source.tenant.is_some() && source.tenant.as_deref() == tenant)
+            .filter(|source| source.flags.get(key).is_some())
+            .map(|source| source.name.clone())
+            .collect()
     }
 
     /// Adds a source after the existing ones, or replaces the one with this name and tenant in
@@ -115,8 +139,9 @@ impl Catalog {
         if let Some(view) = state.views.get(&key) {
             return view.clone();
         }
+        let default_source = self.default_source.as_deref();
         let visible = state.sources.iter().filter(|source| source.visible_to(tenant));
-        let view = Arc::new(View::build(state.generation, tenant, visible, selector));
+        let view = Arc::new(View::build(state.generation, tenant, visible, selector, default_source));
         if state.views.len() < MAX_CACHED_VIEWS {
             state.views.insert(key, view.clone());
         }
@@ -164,6 +189,7 @@ impl Change {
 pub struct View {
     generation: u64,
     tenant: Option<String>,
+    selector: Selector,
     flags: FlagSet,
     document: OnceLock<Arc<str>>,
     fingerprints: OnceLock<HashMap<String, u64>>,
@@ -175,9 +201,15 @@ impl View {
         tenant: Option<&str>,
         sources: impl Iterator<Item = &'a Source>,
         selector: &Selector,
+        default_source: Option<&str>,
     ) -> Self {
         let flags = match selector {
-            Selector::All => FlagSet::merged(sources.map(|source| &*source.flags), |_| true),
+            Selector::All => FlagSet::merged(
+                sources
+                    .filter(|source| source.tenant.is_none() || Some(source.name.as_str()) == default_source)
+                    .map(|source| &*source.flags),
+                |_| true,
+            ),
             Selector::Source(name) => FlagSet::merged(
                 sources
                     .filter(|source| &source.name == name)
@@ -195,6 +227,7 @@ impl View {
         Self {
             generation,
             tenant: tenant.map(str::to_owned),
+            selector: selector.clone(),
             flags,
             document: OnceLock::new(),
             fingerprints: OnceLock::new(),
@@ -208,6 +241,10 @@ impl View {
     /// The tenant this view was built for (`None`: shared sources only).
     pub fn tenant(&self) -> Option<&str> {
         self.tenant.as_deref()
+    }
+
+    pub fn selector(&self) -> &Selector {
+        &self.selector
     }
 
     pub fn flags(&self) -> &FlagSet {
@@ -307,9 +344,14 @@ mod tests {
             "projects/shop/environments/prod",
             flags(json!({"flags": {"globex": boolean(true)}})),
         );
-        let acme = catalog.view(Some("acme"), &Selector::All);
-        assert!(acme.flags().get("shared").is_some() && acme.flags().get("acme").is_some());
+        let acme = catalog.view(
+            Some("acme"),
+            &Selector::Source("projects/shop/environments/prod".into()),
+        );
+        assert!(acme.flags().get("acme").is_some());
         assert!(acme.flags().get("globex").is_none());
+        let unselected = catalog.view(Some("acme"), &Selector::All);
+        assert!(unselected.flags().get("shared").is_some() && unselected.flags().get("acme").is_none());
         let selected = catalog.view(
             Some("globex"),
             &Selector::Source("projects/shop/environments/prod".into()),
@@ -321,6 +363,36 @@ mod tests {
             1,
             "no tenant: shared sources only"
         );
+    }
+
+    #[test]
+    fn without_a_selector_a_caller_sees_flag_files_and_the_default_source_only() {
+        let catalog = Catalog::with_default_source(Some("projects/web/environments/prod".into()));
+        catalog.put_source(None, "shared.json", flags(json!({"flags": {"shared": boolean(true)}})));
+        for project in ["web", "app"] {
+            catalog.put_source(
+                Some("acme"),
+                &format!("projects/{project}/environments/prod"),
+                flags(json!({"flags": {"checkout": boolean(project == "web"), project: boolean(true)}})),
+            );
+        }
+        let unselected = catalog.view(Some("acme"), &Selector::All);
+        let keys: Vec<&str> = unselected.flags().flags().map(|flag| flag.key()).collect();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(
+            unselected
+                .flags()
+                .get("checkout")
+                .and_then(|flag| flag.default_variant()),
+            Some("on"),
+            "from the default source, whatever came last"
+        );
+        assert!(unselected.flags().get("app").is_none());
+        assert_eq!(
+            catalog.sources_holding(Some("acme"), "app"),
+            vec!["projects/app/environments/prod"]
+        );
+        assert!(catalog.sources_holding(Some("globex"), "app").is_empty());
     }
 
     #[test]

@@ -93,7 +93,17 @@ impl Evaluator {
             context,
             timestamp: now_ms / 1000,
         };
-        let resolution = view.flags().evaluate(key, &scope);
+        let mut resolution = view.flags().evaluate(key, &scope);
+        if matches!(resolution.error, Some((ErrorCode::FlagNotFound, _))) && *view.selector() == Selector::All {
+            let holders = self.catalog.sources_holding(view.tenant(), key);
+            if !holders.is_empty() {
+                let message = format!(
+                    "flag `{key}` is managed in {}: send one of them as the selector (the `Flagd-Selector` header or `selector`)",
+                    holders.join(", ")
+                );
+                resolution.error = Some((ErrorCode::FlagNotFound, message.into()));
+            }
+        }
         let resolution = match expected {
             Some(kind) => resolution.expecting(kind),
             None => resolution,
