@@ -405,13 +405,17 @@ fn fractional_splits_by_weight_and_is_sticky() {
         "a non-string bucketing key falls back to the default variant"
     );
 
-    // A bucketing rule yielding null falls back to flag key + targeting key, as flagd does.
-    let by_missing = json!({"fractional": [{"var": "missing"}, ["a", 1], ["b", 1]]});
+    // A bucketing rule yielding null gives the default, as OpenFeature's flagd-core does: the
+    // author chose a key, and a unit without it is not bucketed by another one.
+    let by_missing = json!({"fractional": [{"var": "sessionId"}, ["a", 1], ["b", 1]]});
     let shorthand = json!({"fractional": [["a", 1], ["b", 1]]});
     for i in 0..50 {
         let ctx = json!({"targetingKey": format!("user-{i}")});
-        assert_eq!(pick(by_missing.clone(), ctx.clone()), pick(shorthand.clone(), ctx));
+        assert_eq!(pick(by_missing.clone(), ctx.clone()).1, Reason::Default);
+        assert_eq!(pick(shorthand.clone(), ctx).1, Reason::TargetingMatch);
     }
+    let with_session = json!({"targetingKey": "user-1", "sessionId": "s-1"});
+    assert_eq!(pick(by_missing.clone(), with_session).1, Reason::TargetingMatch);
     assert_eq!(pick(shorthand.clone(), json!({"targetingKey": ""})).1, Reason::Default);
     let fractional_weight = json!({"fractional": [["a", 1.5], ["b", 1]]});
     assert_eq!(

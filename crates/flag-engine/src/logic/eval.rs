@@ -601,11 +601,17 @@ fn missing_keys(keys: &[&Value], data: Data<'_>) -> Vec<Value> {
 
 fn eval_fractional<'a>(fractional: &'a Fractional, data: Data<'a>, budget: &mut Budget) -> Outcome<'a> {
     let key = match &fractional.key {
-        Some(rule) => eval(rule, data, budget)?,
+        // A bucketing expression that yields nothing (`{"var": "sessionId"}` without a
+        // sessionId) voids the rule, as in OpenFeature's flagd-core: the flag falls back to its
+        // default rather than bucketing by another key the author did not choose.
+        Some(rule) => match eval(rule, data, budget)? {
+            key if key.is_null() => return null(),
+            key => key,
+        },
         None => Cow::Owned(Value::Null),
     };
-    // flagd reads a first argument that is an array as one more bucket, and a null one as
-    // "no bucketing key"; either way the key becomes flag key + targeting key.
+    // flagd reads a first argument that is an array as one more bucket; the key then becomes
+    // flag key + targeting key, as it does when the rule names no bucketing expression.
     // The default key (flag key + targeting key) is put together on the stack when short.
     let mut buffer = [0u8; 192];
     let mut spill = Vec::new();
