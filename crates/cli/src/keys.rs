@@ -2,7 +2,7 @@
 //! prints the key for the caller and the record for the settings file.
 
 use clap::{Args, Subcommand};
-use switchyard_platform::auth::{RoleBinding, generate_api_key};
+use switchyard_platform::auth::{RoleBinding, check_tenant, generate_api_key};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -29,6 +29,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
 }
 
 fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
+    check_tenant(&args.tenant).map_err(|error| anyhow::anyhow!("--tenant: {error}"))?;
     for role in &args.roles {
         role.parse::<RoleBinding>()
             .map_err(|error| anyhow::anyhow!("--role {role}: {error}"))?;

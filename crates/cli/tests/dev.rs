@@ -226,4 +226,21 @@ fn keys_generate_prints_a_key_and_only_its_hash_for_settings() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("owner"));
+
+    for (tenant, role, named) in [
+        ("", "viewer", "--tenant"),
+        ("Acme Corp", "viewer", "--tenant"),
+        ("acme", "editor:projects/../*", "projects/../*"),
+        ("acme", "editor:projects/*", "projects/*"),
+        ("acme", "editor:projects", "projects"),
+    ] {
+        let refused = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["keys", "generate", "--tenant", tenant, "--role", role])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{tenant:?} {role:?} was accepted");
+        assert!(stderr.contains(named), "{tenant:?} {role:?}: {stderr}");
+        assert!(refused.stdout.is_empty(), "no key is printed for a refused request");
+    }
 }

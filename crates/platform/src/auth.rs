@@ -105,12 +105,54 @@ impl FromStr for RoleBinding {
                 role: text.parse()?,
                 resource: None,
             }),
-            Some((role, resource)) => Ok(RoleBinding {
-                role: role.parse()?,
-                resource: Some(resource.trim_end_matches('/').to_owned()),
-            }),
+            Some((role, resource)) => {
+                let role = role.parse()?;
+                let resource = resource.trim_end_matches('/');
+                check_resource(resource)?;
+                Ok(RoleBinding {
+                    role,
+                    resource: Some(resource.to_owned()),
+                })
+            }
         }
     }
+}
+
+/// A resource a role can be bound to: `collection/id` pairs (`projects/shop`,
+/// `projects/shop/environments/prod`), each segment a plain name — no `..`, no wildcards,
+/// nothing a prefix match could be fooled by.
+fn check_resource(resource: &str) -> Result<(), AuthError> {
+    let segments: Vec<&str> = resource.split('/').collect();
+    let plain = |segment: &&str| {
+        segment.len() <= 128
+            && segment.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !segment.contains("..")
+    };
+    if segments.len() % 2 != 0 || !segments.iter().all(plain) {
+        return Err(AuthError::Malformed(format!(
+            "`{resource}` is not a resource name: collection/id pairs such as projects/shop or \
+             projects/shop/environments/prod"
+        )));
+    }
+    Ok(())
+}
+
+/// A tenant id: 1 to 64 lowercase letters, digits, `-` and `_`, starting with a letter or digit.
+pub fn check_tenant(tenant: &str) -> Result<(), AuthError> {
+    let valid = (1..=64).contains(&tenant.len())
+        && tenant.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+    if valid {
+        return Ok(());
+    }
+    Err(AuthError::Malformed(format!(
+        "tenant `{tenant}`: 1 to 64 lowercase letters, digits, `-` and `_`"
+    )))
 }
 
 impl RoleBinding {
