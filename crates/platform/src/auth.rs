@@ -131,7 +131,7 @@ fn check_resource(resource: &str) -> Result<(), AuthError> {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             && !segment.contains("..")
     };
-    if segments.len() % 2 != 0 || !segments.iter().all(plain) {
+    if !segments.len().is_multiple_of(2) || !segments.iter().all(plain) {
         return Err(AuthError::Malformed(format!(
             "`{resource}` is not a resource name: collection/id pairs such as projects/shop or \
              projects/shop/environments/prod"
