@@ -27,20 +27,7 @@ impl HttpResponse {
 
 /// Sends one request; `headers` are `(name, value)` pairs.
 pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> HttpResponse {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut builder = http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = match builder.body(Full::new(body.into())) {
-        Ok(request) => request,
-        Err(error) => panic!("bad test request: {error}"),
-    };
-    let response = match client.request(request).await {
-        Ok(response) => response,
-        Err(error) => panic!("{method} {url} failed: {error}"),
-    };
-    let (parts, body) = response.into_parts();
+    let (parts, body) = send(method, url, headers, body.into()).await.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => panic!("reading {url} failed: {error}"),
@@ -85,23 +72,28 @@ impl JsonLines {
 
 /// Opens a GET whose body is a stream of JSON lines; panics unless it answers 200.
 pub async fn ndjson(url: &str, headers: &[(&str, &str)]) -> JsonLines {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut builder = http::Request::builder().method("GET").uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = match builder.body(Full::new(Bytes::new())) {
-        Ok(request) => request,
-        Err(error) => panic!("bad test request: {error}"),
-    };
-    let response = match client.request(request).await {
-        Ok(response) => response,
-        Err(error) => panic!("GET {url} failed: {error}"),
-    };
+    let response = send("GET", url, headers, Bytes::new()).await;
     assert_eq!(response.status(), 200, "GET {url}");
     JsonLines {
         body: response.into_body(),
         buffered: Vec::new(),
+    }
+}
+
+/// Sends one request and returns the response with its body unread.
+async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes) -> http::Response<hyper::body::Incoming> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = match builder.body(Full::new(body)) {
+        Ok(request) => request,
+        Err(error) => panic!("bad test request: {error}"),
+    };
+    match client.request(request).await {
+        Ok(response) => response,
+        Err(error) => panic!("{method} {url} failed: {error}"),
     }
 }
 

@@ -13,16 +13,15 @@
 //! rule's literals is assumed as long as the longest value the rule could build — the
 //! document's longest, once more for every `+` in the rule, since macros never grow a value.
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, operators};
+use std::collections::HashMap;
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, MapExpr, StructExpr, operators};
 use serde_json::Value;
 
 /// The most steps a rule may be bound to take on a document: two nested `all` over 1,000
 /// elements each (9 million steps) ran in 0.9 s on one core of a debug build, far less in
 /// release; a single `all` may cover a million elements.
 pub const MAX_RULE_COST: u64 = 10_000_000;
-
-/// The CEL variable the document is bound to.
-const DOCUMENT: &str = "config";
 
 /// Calls whose result is a scalar whatever their operands.
 const SCALAR_RESULTS: &[&str] = &[
@@ -66,31 +65,6 @@ struct Shape {
 impl Shape {
     const SCALAR: Shape = Shape { length: 0, inner: 0 };
 
-    fn of(value: &Value) -> Shape {
-        let own = |value: &Value| match value {
-            Value::String(text) => text.len() as u64,
-            Value::Array(items) => items.len() as u64,
-            Value::Object(fields) => fields.len() as u64,
-            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-        };
-        let mut inner = 0;
-        let mut pending: Vec<&Value> = children(value).collect();
-        while let Some(value) = pending.pop() {
-            inner = inner.max(own(value));
-            if let Value::Object(fields) = value {
-                inner = inner.max(fields.keys().map(|key| key.len() as u64).max().unwrap_or(0));
-            }
-            pending.extend(children(value));
-        }
-        if let Value::Object(fields) = value {
-            inner = inner.max(fields.keys().map(|key| key.len() as u64).max().unwrap_or(0));
-        }
-        Shape {
-            length: own(value),
-            inner,
-        }
-    }
-
     /// A value that is any element of this one.
     fn element(self) -> Shape {
         Shape {
@@ -104,17 +78,79 @@ impl Shape {
     }
 }
 
-fn children(value: &Value) -> Box<dyn Iterator<Item = &Value> + '_> {
-    match value {
-        Value::Array(items) => Box::new(items.iter()),
-        Value::Object(fields) => Box::new(fields.values()),
-        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => Box::new(std::iter::empty()),
+/// A document measured once, in one pass, for every rule checked against it: each array
+/// and object keeps its [`Shape`], so a rule that names many paths costs a lookup per path.
+pub struct MeasuredDocument<'d> {
+    /// The CEL variable the document is bound to.
+    variable: &'d str,
+    document: &'d Value,
+    /// Shapes of the document's arrays and objects, by address.
+    containers: HashMap<usize, Shape>,
+}
+
+impl<'d> MeasuredDocument<'d> {
+    pub fn new(variable: &'d str, document: &'d Value) -> MeasuredDocument<'d> {
+        let mut containers = HashMap::new();
+        measure(document, &mut containers);
+        MeasuredDocument {
+            variable,
+            document,
+            containers,
+        }
+    }
+
+    fn shape(&self, value: &Value) -> Shape {
+        match value {
+            Value::String(text) => Shape {
+                length: text.len() as u64,
+                inner: 0,
+            },
+            Value::Array(_) | Value::Object(_) => self.containers.get(&address(value)).copied().unwrap_or_default(),
+            Value::Null | Value::Bool(_) | Value::Number(_) => Shape::SCALAR,
+        }
     }
 }
 
+/// The shape of `value`, noting that of every array and object inside it (keys count as
+/// values inside their object).
+fn measure(value: &Value, containers: &mut HashMap<usize, Shape>) -> Shape {
+    let shape = match value {
+        Value::String(text) => {
+            return Shape {
+                length: text.len() as u64,
+                inner: 0,
+            };
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => return Shape::SCALAR,
+        Value::Array(items) => Shape {
+            length: items.len() as u64,
+            inner: items
+                .iter()
+                .map(|item| measure(item, containers).longest())
+                .max()
+                .unwrap_or(0),
+        },
+        Value::Object(fields) => Shape {
+            length: fields.len() as u64,
+            inner: fields
+                .iter()
+                .map(|(key, field)| (key.len() as u64).max(measure(field, containers).longest()))
+                .max()
+                .unwrap_or(0),
+        },
+    };
+    containers.insert(address(value), shape);
+    shape
+}
+
+/// Where a value of the document lives: its identity while the document is borrowed.
+fn address(value: &Value) -> usize {
+    std::ptr::from_ref(value) as usize
+}
+
 /// The most steps `rule` can take on `document`.
-pub fn estimate(rule: &IdedExpr, document: &Value) -> u64 {
-    let whole = Shape::of(document);
+pub fn estimate(rule: &IdedExpr, document: &MeasuredDocument<'_>) -> u64 {
+    let whole = document.shape(document.document);
     let (longest_literal, concatenations) = literals(rule);
     let unknown = whole.longest().max(longest_literal).max(1);
     let mut estimator = Estimator {
@@ -128,8 +164,8 @@ pub fn estimate(rule: &IdedExpr, document: &Value) -> u64 {
     estimator.cost(rule).0
 }
 
-struct Estimator<'d> {
-    document: &'d Value,
+struct Estimator<'d, 'm> {
+    document: &'m MeasuredDocument<'d>,
     /// What a value the rule builds can be at most.
     unknown: Shape,
     /// Loop variables in scope, innermost last.
@@ -139,10 +175,10 @@ struct Estimator<'d> {
 /// A step count and the shape of the value it produces.
 type Costed = (u64, Shape);
 
-impl<'d> Estimator<'d> {
+impl<'d, 'm> Estimator<'d, 'm> {
     fn cost(&mut self, node: &'d IdedExpr) -> Costed {
         if let Some(value) = self.in_document(node) {
-            return (path_length(node), Shape::of(value));
+            return (path_length(node), self.document.shape(value));
         }
         match &node.expr {
             Expr::Unspecified => (1, Shape::SCALAR),
@@ -163,22 +199,12 @@ impl<'d> Estimator<'d> {
                     },
                 )
             }
-            Expr::Map(map) => {
-                let (cost, inner) = self.entries(map.entries.iter().map(|entry| &entry.expr));
+            Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => {
+                let (cost, inner) = self.entries(entries.iter().map(|entry| &entry.expr));
                 (
                     cost,
                     Shape {
-                        length: map.entries.len() as u64,
-                        inner,
-                    },
-                )
-            }
-            Expr::Struct(object) => {
-                let (cost, inner) = self.entries(object.entries.iter().map(|entry| &entry.expr));
-                (
-                    cost,
-                    Shape {
-                        length: object.entries.len() as u64,
+                        length: entries.len() as u64,
                         inner,
                     },
                 )
@@ -232,12 +258,13 @@ impl<'d> Estimator<'d> {
     fn in_document(&self, node: &IdedExpr) -> Option<&'d Value> {
         let segments = path_segments(&node.expr)?;
         let (root, fields) = segments.split_first()?;
-        if *root != DOCUMENT || self.scope.iter().any(|(name, _)| *name == DOCUMENT) {
+        let variable = self.document.variable;
+        if *root != variable || self.scope.iter().any(|(name, _)| *name == variable) {
             return None;
         }
         fields
             .iter()
-            .try_fold(self.document, |value, field| value.get(*field))
+            .try_fold(self.document.document, |value, field| value.get(*field))
             .or(Some(&Value::Null))
     }
 
@@ -245,8 +272,8 @@ impl<'d> Estimator<'d> {
         if let Some((_, shape)) = self.scope.iter().rev().find(|(bound, _)| *bound == name) {
             return *shape;
         }
-        if name == DOCUMENT {
-            return Shape::of(self.document);
+        if name == self.document.variable {
+            return self.document.shape(self.document.document);
         }
         self.unknown
     }
@@ -404,7 +431,7 @@ mod tests {
 
     fn cost(rule: &str, document: &Value) -> u64 {
         let program = cel::Program::compile(rule).unwrap();
-        estimate(program.expression(), document)
+        estimate(program.expression(), &MeasuredDocument::new("config", document))
     }
 
     fn numbers(count: usize) -> Value {
@@ -413,7 +440,8 @@ mod tests {
 
     #[test]
     fn a_value_is_measured_with_the_longest_value_inside_it() {
-        let shape = Shape::of(&json!({"a": [1, 2, 3], "b": {"name": "twelve chars"}}));
+        let document = json!({"a": [1, 2, 3], "b": {"name": "twelve chars"}});
+        let shape = MeasuredDocument::new("config", &document).shape(&document);
         assert_eq!(shape, Shape { length: 2, inner: 12 });
     }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::biz::json_path;
-use crate::biz::rule_cost::{self, MAX_RULE_COST};
+use crate::biz::rule_cost::{self, MAX_RULE_COST, MeasuredDocument};
 
 /// The most rules one config may carry.
 pub const MAX_RULES: usize = 64;
@@ -163,11 +163,12 @@ impl Validator {
     /// The rules too expensive to run on `document`, each at `rules[i]`: what saving a draft
     /// checks against its own content.
     pub fn costly_rules(&self, document: &Value) -> Vec<Violation> {
+        let measured = MeasuredDocument::new(DOCUMENT_VARIABLE, document);
         self.rules
             .iter()
             .enumerate()
             .filter_map(|(position, rule)| {
-                too_costly(rule, document)
+                too_costly(rule, &measured)
                     .map(|message| Violation::new(format!("rules[{position}]"), message, ViolationSource::Rule))
             })
             .collect()
@@ -195,12 +196,13 @@ impl Validator {
             Ok(bound) => {
                 let mut context = cel::Context::with_env(Arc::clone(&self.env));
                 context.add_variable_as_val(DOCUMENT_VARIABLE, bound);
+                let measured = MeasuredDocument::new(DOCUMENT_VARIABLE, document);
                 self.rules
                     .iter()
                     .enumerate()
                     .filter_map(|(position, rule)| {
                         progress.running(Step::Rule(position));
-                        too_costly(rule, document).or_else(|| evaluate(rule, &context))
+                        too_costly(rule, &measured).or_else(|| evaluate(rule, &context))
                     })
                     .collect()
             }
@@ -290,7 +292,7 @@ pub async fn check(
 }
 
 /// Why `rule` may not run on `document`, if it may not.
-fn too_costly(rule: &CompiledRule, document: &Value) -> Option<String> {
+fn too_costly(rule: &CompiledRule, document: &MeasuredDocument<'_>) -> Option<String> {
     let cost = rule_cost::estimate(rule.program.expression(), document);
     (cost > MAX_RULE_COST).then(|| {
         format!(
