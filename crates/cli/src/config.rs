@@ -3,7 +3,7 @@
 //! follow changes live, back projects up, and render a config for Kubernetes. Everything goes
 //! through the public gRPC API, so the CLI can do nothing a caller's key could not.
 
-mod client;
+pub mod client;
 mod k8s;
 
 use std::{
@@ -22,18 +22,8 @@ use client::{Checked as _, Client};
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// config-service's gRPC address.
-    #[arg(
-        long,
-        global = true,
-        env = "SY_CONFIG_SERVER",
-        default_value = "http://127.0.0.1:9015"
-    )]
-    server: String,
-    /// API key sent as `authorization: Bearer …`; defaults to ./data/admin-api-key, which
-    /// `switchyard dev` writes.
-    #[arg(long, global = true, env = "SY_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    #[command(flatten)]
+    server: client::ServerArgs,
     /// The project id to work in.
     #[arg(long, global = true, env = "SY_PROJECT")]
     project: Option<String>,
@@ -320,7 +310,7 @@ impl Session {
 
 pub async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let mut session = Session {
-        client: client::connect(&args.server, args.api_key.as_deref())?,
+        client: client::connect(&args.server)?,
         project: args.project,
         output: args.output,
     };

@@ -1,7 +1,10 @@
 //! `switchyard dev`: all five services in one process, each on its own ports with its own
 //! SQLite file under the data directory, sharing one shutdown signal. The admin API key is
 //! created at first start, kept in `<data_dir>/admin-api-key` (mode 0600) and printed on
-//! every start, since this mode is for a laptop or a single small node.
+//! every start, since this mode is for a laptop or a single small node. So is an HS256
+//! secret (`<data_dir>/jwt-hs256-secret`), which `switchyard token` signs client tokens with.
+//! The services other than config-service follow its key store with a sync key made fresh
+//! at every start and never written down.
 
 use std::path::{Path, PathBuf};
 
@@ -37,33 +40,35 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let presence = presence_service::conf::load(file)?;
 
     let (admin_key, record) = admin_key(&config.data_dir)?;
+    let jwt_secret = secret_file(&config.data_dir.join(JWT_SECRET_FILE))?;
+    let keys = DevKeys::new(record, jwt_secret);
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
 
-    let config = config_service::start(with_key(config, &record), shutdown.clone()).await?;
-    let flags = flag_service::start(with_key(flags, &record), shutdown.clone()).await?;
+    let config = config_service::start(keys.apply(config, None), shutdown.clone()).await?;
+    let key_store = format!("http://{}", loopback_if_unspecified(config.grpc_addr));
+    let key_store = Some(key_store.as_str());
+    let flags = flag_service::start(keys.apply(flags, key_store), shutdown.clone()).await?;
     // `$config`/`$flags` channels: the gateway watches its neighbours with the admin key.
-    for (service, running) in [("config-service", &config), ("flag-service", &flags)] {
-        realtime
-            .peers
-            .entry(service.to_owned())
-            .or_insert_with(|| vec![format!("http://{}", loopback_if_unspecified(running.grpc_addr))]);
-    }
+    realtime
+        .peers
+        .entry("flag-service".to_owned())
+        .or_insert_with(|| vec![format!("http://{}", loopback_if_unspecified(flags.grpc_addr))]);
     realtime.service.live.api_key.get_or_insert_with(|| admin_key.clone());
     let running = [
         ("config-service", config),
         ("flag-service", flags),
         (
             "experiment-service",
-            experiment_service::start(with_key(experiments, &record), shutdown.clone()).await?,
+            experiment_service::start(keys.apply(experiments, key_store), shutdown.clone()).await?,
         ),
         (
             "realtime-gateway",
-            realtime_gateway::start(with_key(realtime, &record), shutdown.clone()).await?,
+            realtime_gateway::start(keys.apply(realtime, key_store), shutdown.clone()).await?,
         ),
         (
             "presence-service",
-            presence_service::start(with_key(presence, &record), shutdown.clone()).await?,
+            presence_service::start(keys.apply(presence, key_store), shutdown.clone()).await?,
         ),
     ];
     print_banner(&running, &admin_key);
@@ -80,12 +85,66 @@ fn loopback_if_unspecified(address: std::net::SocketAddr) -> std::net::SocketAdd
     address
 }
 
-fn with_key<S>(
-    mut settings: switchyard_platform::Settings<S>,
-    record: &ApiKeyRecord,
-) -> switchyard_platform::Settings<S> {
-    settings.auth.api_keys.push(record.clone());
-    settings
+/// The credentials every dev service shares: the admin key, the key-sync credential
+/// (fresh at every start, never written down) and the HS256 secret for client tokens.
+struct DevKeys {
+    admin: ApiKeyRecord,
+    key_sync: String,
+    jwt_secret: String,
+}
+
+impl DevKeys {
+    fn new(admin: ApiKeyRecord, jwt_secret: String) -> Self {
+        Self {
+            admin,
+            key_sync: generate_api_key(ADMIN_TENANT, &[]).plaintext,
+            jwt_secret,
+        }
+    }
+
+    /// Adds the keys to one service's settings; `key_store` is config-service's address for
+    /// the services that follow it. Settings the user gave win.
+    fn apply<S>(
+        &self,
+        mut settings: switchyard_platform::Settings<S>,
+        key_store: Option<&str>,
+    ) -> switchyard_platform::Settings<S> {
+        settings.auth.api_keys.push(self.admin.clone());
+        settings
+            .auth
+            .jwt_hs256_secret
+            .get_or_insert_with(|| self.jwt_secret.clone());
+        settings
+            .auth
+            .key_sync_credential
+            .get_or_insert_with(|| self.key_sync.clone());
+        if let Some(address) = key_store {
+            settings
+                .peers
+                .entry("config-service".to_owned())
+                .or_insert_with(|| vec![address.to_owned()]);
+        }
+        settings
+    }
+}
+
+/// Where `switchyard dev` keeps the HS256 secret of its data directory.
+pub const JWT_SECRET_FILE: &str = "jwt-hs256-secret";
+
+/// Reads a secret of the data directory, creating it (32 random bytes, hex) at first start.
+fn secret_file(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.trim().to_owned()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let secret = hex::encode(rand::random::<[u8; 32]>());
+            write_private(path, &secret)?;
+            Ok(secret)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Reads the admin key of this data directory, creating it at first start.
@@ -135,6 +194,7 @@ fn print_banner(running: &[(&str, Running)], admin_key: &str) {
     }
     println!();
     println!("  admin API key (tenant `{ADMIN_TENANT}`): {admin_key}");
+    println!("  client tokens for the gateway: switchyard token --user 42 --channel 'user#42' --ttl 1h");
     println!(
         "  try: curl -s localhost:{}/v1/config/info",
         running.first().map_or(8015, |(_, r)| r.http_addr.port())

@@ -1,5 +1,5 @@
 //! `switchyard`: the operator CLI. `switchyard dev` runs all five services in one process;
-//! `switchyard keys` makes API keys; `switchyard config` works with config-service and
+//! `switchyard keys` manages API keys and `switchyard token` prints client tokens; `switchyard config` works with config-service and
 //! `switchyard flags` with flag-service. Later capabilities add their commands here (one module
 //! per command group; `grpc` and `output` hold what the groups share).
 
@@ -10,6 +10,7 @@ mod grpc;
 mod keys;
 mod migrate;
 mod output;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -33,9 +34,10 @@ enum Command {
     Config(config::ConfigArgs),
     /// Define, switch, kill, roll back and evaluate feature flags (flag-service).
     Flags(flags::FlagsArgs),
-    /// Manage API keys.
-    #[command(subcommand)]
-    Keys(keys::KeysCommand),
+    /// Create, list and revoke API keys without a restart (or generate one for settings).
+    Keys(keys::KeysArgs),
+    /// Print a client JWT for the realtime gateway (private channels, `$config`, `$flags`).
+    Token(token::TokenArgs),
     /// Apply every service's database migrations and exit.
     Migrate(migrate::MigrateArgs),
 }
@@ -46,7 +48,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Config(args) => config::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Flags(args) => flags::run(args).await,
-        Command::Keys(command) => keys::run(command),
+        Command::Keys(args) => keys::run(args).await,
+        Command::Token(args) => token::run(&args),
         Command::Migrate(args) => migrate::run(args).await,
     }
 }

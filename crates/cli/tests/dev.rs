@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use switchyard_platform::testing::{get, http};
+use switchyard_platform::testing::{get, http, text_stream};
 
 struct Dev {
     child: Child,
@@ -184,6 +184,126 @@ async fn dev_serves_the_flags_files_it_is_given() {
     assert!(wait_exit(&mut dev.child).success());
 }
 
+/// Runs the CLI in `dir` (where `switchyard dev` wrote its admin key and JWT secret).
+fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn port_of(dev: &Dev, service: &str) -> (u16, u16) {
+    let (_, http, grpc) = dev.ports.iter().find(|(name, _, _)| name == service).unwrap();
+    (*http, *grpc)
+}
+
+/// Polls `GET url` with `key` until it answers `status`; the bound only turns a change that
+/// never arrives into a failure.
+async fn until_status(url: &str, key: &str, status: u16) {
+    let bearer = format!("Bearer {key}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = http("GET", url, &[("authorization", &bearer)], "").await;
+        if answer.status == status {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} still answers {}: {}",
+            answer.status,
+            answer.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_created_in_dev_works_on_every_service_until_it_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = start(dir.path());
+    let (config_http, config_grpc) = port_of(&dev, "config-service");
+    let (flags_http, _) = port_of(&dev, "flag-service");
+    let server = format!("http://127.0.0.1:{config_grpc}");
+    let created = cli(
+        dir.path(),
+        &[
+            "keys", "--server", &server, "create", "--name", "ci", "--role", "viewer",
+        ],
+    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let text = String::from_utf8_lossy(&created.stdout).into_owned();
+    let key = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_owned();
+    assert!(key.starts_with("sy_"), "{text}");
+
+    let config_url = format!("http://127.0.0.1:{config_http}/v1/projects");
+    let flags_url = format!("http://127.0.0.1:{flags_http}/v1/projects/shop/flags");
+    until_status(&config_url, &key, 200).await;
+    until_status(&flags_url, &key, 200).await;
+
+    let listed = cli(dir.path(), &["keys", "--server", &server, "--output", "json", "list"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(listed[0]["displayName"], "ci");
+
+    let revoked = cli(dir.path(), &["keys", "--server", &server, "revoke", &id]);
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    until_status(&config_url, &key, 401).await;
+    until_status(&flags_url, &key, 401).await;
+
+    let refused = cli(
+        dir.path(),
+        &["keys", "--server", &server, "create", "--name", "x", "--role", "owner"],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("roles[0]"));
+    sigterm(&dev.child);
+    assert!(wait_exit(&mut dev.child).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dev_token_opens_the_users_private_channel_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = start(dir.path());
+    let (gateway_http, _) = port_of(&dev, "realtime-gateway");
+    let token = |user: &str| {
+        let output = cli(
+            dir.path(),
+            &["token", "--user", user, "--channel", "user#42", "--ttl", "1h"],
+        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let sse = |token: Option<String>| {
+        let token = token.map(|token| format!("&token={token}")).unwrap_or_default();
+        format!("http://127.0.0.1:{gateway_http}/realtime/sse?channel=user%2342{token}")
+    };
+    let mut own = text_stream(&sse(Some(token("42"))), &[]).await;
+    assert_eq!(own.status, 200);
+    own.read_until("\n\n").await;
+    for refused in [sse(None), sse(Some(token("43")))] {
+        let stream = text_stream(&refused, &[]).await;
+        assert_eq!(stream.status, 403, "{refused}");
+    }
+    let published = http(
+        "POST",
+        &format!("http://127.0.0.1:{gateway_http}/v1/realtime/publish"),
+        &[("authorization", &format!("Bearer {}", dev.admin_key))],
+        r#"{"channel": "user#42", "data": {"order": 7, "status": "shipped"}}"#,
+    )
+    .await;
+    assert_eq!(published.status, 200, "{}", published.text());
+    own.read_until("shipped").await;
+
+    let expired = cli(
+        dir.path(),
+        &["token", "--user", "42", "--channel", "user#42", "--ttl", "0s"],
+    );
+    assert!(!expired.status.success(), "a zero ttl is refused");
+    sigterm(&dev.child);
+    assert!(wait_exit(&mut dev.child).success());
+}
+
 #[test]
 fn every_command_has_help() {
     for args in [
@@ -192,6 +312,10 @@ fn every_command_has_help() {
         vec!["flags", "--help"],
         vec!["keys", "--help"],
         vec!["keys", "generate", "--help"],
+        vec!["keys", "create", "--help"],
+        vec!["keys", "list", "--help"],
+        vec!["keys", "revoke", "--help"],
+        vec!["token", "--help"],
         vec!["migrate", "--help"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))

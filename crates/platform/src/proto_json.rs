@@ -65,6 +65,13 @@ pub fn timestamp(ms: i64) -> Option<Timestamp> {
     })
 }
 
+/// A `google.protobuf.Timestamp` in Unix milliseconds (sub-millisecond parts dropped).
+pub fn timestamp_ms(time: &Timestamp) -> i64 {
+    time.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(time.nanos) / 1_000_000)
+}
+
 fn number_of(number: f64) -> Value {
     let whole = number.fract() == 0.0 && number.abs() < 9.007_199_254_740_992e15;
     if whole {

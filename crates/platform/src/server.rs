@@ -28,7 +28,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt, util::BoxCloneSyncServic
 
 use crate::{
     about::About,
-    auth::{AuthLayer, Authenticator, PublicMethods},
+    auth::{AuthLayer, Authenticator, PublicMethods, follower::KeyFollower},
     bus::{self, ChangeBus},
     discovery::Discovery,
     metrics::{GrpcMetricsLayer, HttpLabels, Metrics},
@@ -104,6 +104,7 @@ where
         let bus = bus::connect(settings.redis_url.as_deref()).await?;
         let discovery = Discovery::new(settings.consul.as_ref(), &settings.peers, shutdown.clone());
         let authenticator = Arc::new(Authenticator::from_settings(&settings.auth)?);
+        follow_key_store(identity, &settings.auth, &discovery, &authenticator, &shutdown)?;
         let grpc_addr = local_addr(&grpc_listener)?;
         let http_addr = local_addr(&http_listener)?;
         let about = About {
@@ -130,6 +131,38 @@ where
             http_listener,
         })
     }
+}
+
+/// The service that owns the API key store; every other service follows it.
+pub const KEY_STORE_SERVICE: &str = "config-service";
+
+/// Starts following config-service's key store when this service has a sync credential.
+fn follow_key_store(
+    identity: ServiceIdentity,
+    auth: &crate::auth::AuthSettings,
+    discovery: &Discovery,
+    authenticator: &Arc<Authenticator>,
+    shutdown: &Shutdown,
+) -> Result<(), StartError> {
+    let Some(credential) = auth.key_sync_credential.as_deref() else {
+        return Ok(());
+    };
+    if identity.name == KEY_STORE_SERVICE {
+        return Ok(());
+    }
+    let invalid = |reason: String| {
+        StartError::Settings(SettingsError::Invalid {
+            key: "auth.key_sync_credential".to_owned(),
+            reason,
+        })
+    };
+    let channel = discovery
+        .channel(KEY_STORE_SERVICE)
+        .map_err(|error| invalid(format!("cannot reach the key store: {error}")))?;
+    KeyFollower::new(channel, credential, authenticator.directory().clone())
+        .map_err(invalid)?
+        .spawn(shutdown.clone());
+    Ok(())
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {

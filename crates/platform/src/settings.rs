@@ -308,7 +308,7 @@ fn invalid(key: &str, reason: &str) -> SettingsError {
     }
 }
 
-/// Parses Consul-style durations: a whole number followed by `ms`, `s`, `m` or `h`.
+/// Parses Consul-style durations: a whole number followed by `ms`, `s`, `m`, `h` or `d`.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
@@ -318,6 +318,7 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         "s" => number.checked_mul(1_000)?,
         "m" => number.checked_mul(60_000)?,
         "h" => number.checked_mul(3_600_000)?,
+        "d" => number.checked_mul(86_400_000)?,
         _ => return None,
     };
     Some(std::time::Duration::from_millis(millis))

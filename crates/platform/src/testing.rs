@@ -80,6 +80,47 @@ pub async fn ndjson(url: &str, headers: &[(&str, &str)]) -> JsonLines {
     }
 }
 
+/// A streamed response read as text (Server-Sent Events, long responses).
+pub struct TextStream {
+    pub status: u16,
+    body: hyper::body::Incoming,
+    received: String,
+}
+
+impl TextStream {
+    /// Reads until the text received so far contains `needle` and returns it all; panics
+    /// when the stream ends or nothing new arrives within 10 s.
+    pub async fn read_until(&mut self, needle: &str) -> &str {
+        while !self.received.contains(needle) {
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), self.body.frame()).await;
+            match frame {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.received.push_str(&String::from_utf8_lossy(data));
+                    }
+                }
+                Ok(other) => panic!(
+                    "the stream ended before {needle:?} (got {:?}): {:?}",
+                    self.received,
+                    other.map(|frame| frame.err())
+                ),
+                Err(_) => panic!("no {needle:?} within 10 s (got {:?})", self.received),
+            }
+        }
+        &self.received
+    }
+}
+
+/// Opens a GET and returns its status with the body still streaming.
+pub async fn text_stream(url: &str, headers: &[(&str, &str)]) -> TextStream {
+    let response = send("GET", url, headers, Bytes::new()).await;
+    TextStream {
+        status: response.status().as_u16(),
+        body: response.into_body(),
+        received: String::new(),
+    }
+}
+
 /// Sends one request and returns the response with its body unread.
 async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes) -> http::Response<hyper::body::Incoming> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();

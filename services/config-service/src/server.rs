@@ -3,11 +3,14 @@
 use std::{sync::Arc, time::Duration};
 
 use base64::Engine as _;
-use switchyard_api::config::v1::config_service_server::ConfigServiceServer;
+use switchyard_api::config::v1::{
+    api_key_service_server::ApiKeyServiceServer, config_service_server::ConfigServiceServer,
+};
 use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError, discovery::ConsulClient};
 
 use crate::{
     biz::{
+        api_keys::ApiKeys,
         delivery::Delivery,
         keystore::Keystore,
         mirror::Mirror,
@@ -16,7 +19,7 @@ use crate::{
     },
     conf::{ConfigServiceSettings, IDENTITY, Settings},
     data::{MIGRATIONS, SqlRepository, consul_kv::ConsulKv},
-    service::ConfigServiceApi,
+    service::{ApiKeyServiceApi, ConfigServiceApi},
 };
 
 /// `GetServiceInfo` answers without credentials, like a version endpoint.
@@ -46,6 +49,16 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     tokio::spawn(delivery.clone().follow_bus(host.shutdown.clone()));
     let interval = Duration::from_millis(own.resync_interval_ms.max(10));
     tokio::spawn(delivery.clone().resync_every(interval, host.shutdown.clone()));
+    let api_keys = Arc::new(ApiKeys::new(
+        repository.clone(),
+        host.authenticator.directory().clone(),
+        host.bus.clone(),
+    ));
+    if let Err(error) = api_keys.reload().await {
+        tracing::warn!(%error, "loading API keys; retrying at the next resync");
+    }
+    tokio::spawn(api_keys.clone().follow(interval, host.shutdown.clone()));
+    tokio::spawn(api_keys.clone().store_uses(interval, host.shutdown.clone()));
     let store = Arc::new(ConfigStore::new(repository, keystore, delivery, StoreLimits::default()));
     let max_message = host.settings.limits.max_request_bytes;
     let api = ConfigServiceServer::new(ConfigServiceApi::new(
@@ -56,11 +69,11 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     ))
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(max_message);
-    let services = PUBLIC
-        .iter()
-        .fold(GrpcServices::new().with_service(api), |services, path| {
-            services.public(path)
-        });
+    let keys = ApiKeyServiceServer::new(ApiKeyServiceApi::new(api_keys, host.shutdown.clone()));
+    let services = PUBLIC.iter().fold(
+        GrpcServices::new().with_service(api).with_service(keys),
+        |services, path| services.public(path),
+    );
     host.serve(services).await
 }
 

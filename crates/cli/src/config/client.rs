@@ -11,10 +11,35 @@ pub type Client = ConfigServiceClient<InterceptedService<Channel, Bearer>>;
 /// Archives carry every release of a project, so allow far more than tonic's 4 MiB default.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// Where config-service is and the key to call it with, shared by `config` and `keys`.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// config-service's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "SY_CONFIG_SERVER",
+        default_value = "http://127.0.0.1:9015"
+    )]
+    pub server: String,
+    /// API key sent as `authorization: Bearer …`; defaults to ./data/admin-api-key, which
+    /// `switchyard dev` writes.
+    #[arg(long, global = true, env = "SY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+impl ServerArgs {
+    /// A channel to config-service and the bearer credential for it.
+    pub fn connect(&self) -> anyhow::Result<(Channel, Bearer)> {
+        let bearer = Bearer::new(Some(&grpc::required_key(self.api_key.as_deref())?))?;
+        Ok((grpc::channel(&self.server)?, bearer))
+    }
+}
+
 /// A client for `server` that connects on first use (and again after the connection drops).
-pub fn connect(server: &str, api_key: Option<&str>) -> anyhow::Result<Client> {
-    let bearer = Bearer::new(Some(&grpc::required_key(api_key)?))?;
-    Ok(ConfigServiceClient::with_interceptor(grpc::channel(server)?, bearer)
+pub fn connect(server: &ServerArgs) -> anyhow::Result<Client> {
+    let (channel, bearer) = server.connect()?;
+    Ok(ConfigServiceClient::with_interceptor(channel, bearer)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }

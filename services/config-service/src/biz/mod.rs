@@ -1,6 +1,7 @@
 //! The domain of config-service: types and use cases, free of SQL, gRPC and HTTP. Repositories
 //! are traits defined here and implemented in `data/`.
 
+pub mod api_keys;
 pub mod archive;
 pub mod catalog;
 pub mod delivery;

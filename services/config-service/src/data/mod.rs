@@ -2,6 +2,7 @@
 //! and [`SqlRepository`], which implements `biz::repository::Repository` with the same SQL
 //! on PostgreSQL and SQLite.
 
+mod api_keys;
 pub mod consul_kv;
 mod rows;
 

@@ -27,14 +27,14 @@ pub fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-fn column<T>(row: &AnyRow, name: &str) -> StoreResult<T>
+pub(super) fn column<T>(row: &AnyRow, name: &str) -> StoreResult<T>
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
     row.try_get(name).map_err(backend)
 }
 
-fn json_column<T: DeserializeOwned>(row: &AnyRow, name: &str) -> StoreResult<T> {
+pub(super) fn json_column<T: DeserializeOwned>(row: &AnyRow, name: &str) -> StoreResult<T> {
     let text: String = column(row, name)?;
     serde_json::from_str(&text).map_err(|error| StoreError::Backend(format!("column {name}: {error}")))
 }

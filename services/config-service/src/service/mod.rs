@@ -1,6 +1,7 @@
 //! The gRPC face of config-service: maps protobuf requests to use cases and errors to
 //! statuses. Nothing here decides anything; `biz::store::ConfigStore` does.
 
+mod api_keys;
 mod archive;
 mod convert;
 mod encoded;
@@ -36,6 +37,8 @@ use crate::{
     },
     data::SqlRepository,
 };
+
+pub use api_keys::ApiKeyServiceApi;
 
 pub type Store = ConfigStore<SqlRepository>;
 

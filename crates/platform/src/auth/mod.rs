@@ -6,6 +6,13 @@
 //!
 //! No credentials or bad credentials → UNAUTHENTICATED. Good credentials that do not
 //! reach the resource (another tenant, too small a role) → PERMISSION_DENIED.
+//!
+//! API keys come from two places: settings (`auth.api_keys`, read at start) and the key
+//! store config-service keeps, which every service follows at runtime ([`directory`],
+//! [`follower`]).
+
+pub mod directory;
+pub mod follower;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -23,6 +30,8 @@ use sha2::{Digest, Sha256};
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
 
+use self::directory::KeyDirectory;
+
 /// Authentication settings (`[auth]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,7 +46,16 @@ pub struct AuthSettings {
     pub jwt_audience: Option<String>,
     /// API keys known at start, by hash.
     pub api_keys: Vec<ApiKeyRecord>,
+    /// The credential services share to follow config-service's key store: the same value on
+    /// every service, config-service included (which accepts it, with the
+    /// `switchyard:key-sync` scope and nothing else). A `sy_` key of at least 32 characters,
+    /// such as one `switchyard keys generate` prints. Without it, a service accepts only the
+    /// keys in settings. `switchyard dev` sets it.
+    pub key_sync_credential: Option<String>,
 }
+
+/// The scope a service's credential needs to follow the key store.
+pub const KEY_SYNC_SCOPE: &str = "switchyard:key-sync";
 
 /// A stored API key: never the key itself, only its SHA-256 hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,7 +234,7 @@ pub enum AuthError {
     Missing,
     #[error("malformed credentials: {0}")]
     Malformed(String),
-    #[error("token expired")]
+    #[error("credentials expired")]
     Expired,
     #[error("invalid credentials: {0}")]
     Invalid(String),
@@ -274,6 +292,26 @@ pub fn hash_api_key(plaintext: &str) -> String {
     hex::encode(Sha256::digest(plaintext.as_bytes()))
 }
 
+/// The tenant of the key-sync credential's principal; it holds no roles, so it reaches nothing.
+const KEY_SYNC_TENANT: &str = "switchyard-services";
+
+/// The record under which config-service accepts the key-sync credential.
+fn key_sync_record(credential: &str) -> Result<ApiKeyRecord, crate::settings::SettingsError> {
+    if !credential.starts_with(API_KEY_PREFIX) || credential.len() < 32 {
+        return Err(crate::settings::SettingsError::Invalid {
+            key: "auth.key_sync_credential".to_owned(),
+            reason: format!("expected a `{API_KEY_PREFIX}` key of at least 32 characters"),
+        });
+    }
+    Ok(ApiKeyRecord {
+        id: "key-sync".to_owned(),
+        sha256: hash_api_key(credential),
+        tenant: KEY_SYNC_TENANT.to_owned(),
+        roles: Vec::new(),
+        scopes: vec![KEY_SYNC_SCOPE.to_owned()],
+    })
+}
+
 /// Resolves credentials to principals.
 pub struct Authenticator {
     hs256: Option<DecodingKey>,
@@ -281,6 +319,7 @@ pub struct Authenticator {
     issuer: Option<String>,
     audience: Option<String>,
     api_keys: RwLock<HashMap<String, ApiKeyRecord>>,
+    directory: Arc<KeyDirectory>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -313,7 +352,16 @@ impl Authenticator {
             issuer: settings.jwt_issuer.clone(),
             audience: settings.jwt_audience.clone(),
             api_keys: RwLock::new(HashMap::new()),
+            directory: Arc::default(),
         };
+        if let Some(credential) = &settings.key_sync_credential {
+            authenticator
+                .add_api_key(key_sync_record(credential)?)
+                .map_err(|error| crate::settings::SettingsError::Invalid {
+                    key: "auth.key_sync_credential".to_owned(),
+                    reason: error.to_string(),
+                })?;
+        }
         for (index, record) in settings.api_keys.iter().enumerate() {
             authenticator
                 .add_api_key(record.clone())
@@ -351,21 +399,44 @@ impl Authenticator {
         self.jwt(token)
     }
 
+    /// The keys created at runtime, which config-service or its follower keeps current.
+    pub fn directory(&self) -> &Arc<KeyDirectory> {
+        &self.directory
+    }
+
     fn api_key(&self, plaintext: &str) -> Result<Principal, AuthError> {
-        let keys = self
+        let hash = hash_api_key(plaintext);
+        let configured = self
             .api_keys
             .read()
-            .map_err(|_| AuthError::Invalid("key store poisoned".into()))?;
-        let record = keys
-            .get(&hash_api_key(plaintext))
-            .ok_or_else(|| AuthError::Invalid("unknown API key".into()))?;
+            .map_err(|_| AuthError::Invalid("key store poisoned".into()))?
+            .get(&hash)
+            .cloned();
+        let record = match configured {
+            Some(record) => record,
+            None => self.stored_key(&hash)?,
+        };
         Ok(Principal {
             subject: format!("apikey:{}", record.id),
-            tenant: record.tenant.clone(),
+            tenant: record.tenant,
             roles: parse_roles(&record.roles)?,
-            scopes: record.scopes.clone(),
+            scopes: record.scopes,
             credential: Credential::ApiKey,
         })
+    }
+
+    /// A key from the key store: refused once expired, and its use noted.
+    fn stored_key(&self, hash: &str) -> Result<ApiKeyRecord, AuthError> {
+        let key = self
+            .directory
+            .lookup(hash)
+            .ok_or_else(|| AuthError::Invalid("unknown or revoked API key".into()))?;
+        let now = crate::clock::now_ms();
+        if key.is_expired(now) {
+            return Err(AuthError::Expired);
+        }
+        self.directory.record_use(&key.record.id, now);
+        Ok(key.record)
     }
 
     fn jwt(&self, token: &str) -> Result<Principal, AuthError> {
