@@ -57,9 +57,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     if let Err(error) = api_keys.reload().await {
         tracing::warn!(%error, "loading API keys; retrying at the next resync");
     }
-    tokio::spawn(api_keys.clone().follow(interval, host.shutdown.clone()));
-    tokio::spawn(api_keys.clone().store_uses(interval, host.shutdown.clone()));
     let store = Arc::new(ConfigStore::new(repository, keystore, delivery, StoreLimits::default()));
+    tokio::spawn(
+        api_keys
+            .clone()
+            .follow(interval, store.access_changes(), host.shutdown.clone()),
+    );
+    tokio::spawn(api_keys.clone().store_uses(interval, host.shutdown.clone()));
     let max_message = host.settings.limits.max_request_bytes;
     let api = ConfigServiceServer::new(ConfigServiceApi::new(
         host.about.clone(),

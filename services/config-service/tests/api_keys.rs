@@ -296,3 +296,52 @@ async fn only_a_service_credential_may_follow_every_tenants_keys() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }
+
+#[tokio::test]
+async fn an_admin_makes_an_environments_flags_public_and_every_follower_learns_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut settings, keys) = support::settings_with_keys(dir.path());
+    let sync = switchyard_platform::auth::generate_api_key("ops", &[]).plaintext;
+    settings.auth.key_sync_credential = Some(sync.clone());
+    let service = support::start_with(settings, keys, dir).await;
+    support::shop(&service).await;
+    let mut client = ApiKeyServiceClient::new(testing::grpc_channel(&service.running));
+    let mut sets = client
+        .watch_api_keys(support::authed(&sync, WatchApiKeysRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = sets.message().await.unwrap().unwrap();
+    assert!(
+        first.public_environments.is_empty(),
+        "keys are required by default: {first:?}"
+    );
+
+    let path = "/v1/projects/shop/environments/dev";
+    let read = call(&service, "GET", path, &service.keys.viewer, Value::Null)
+        .await
+        .json();
+    assert_eq!(read["publicEvaluation"], false);
+    let body = json!({"publicEvaluation": true, "updateMask": "publicEvaluation", "etag": read["etag"]});
+    let refused = call(&service, "PATCH", path, &service.keys.publisher, body.clone()).await;
+    assert_eq!(
+        refused.status,
+        403,
+        "only an admin opens an environment: {}",
+        refused.text()
+    );
+    let bad_mask = json!({"publicEvaluation": true, "updateMask": "position", "etag": read["etag"]});
+    let refused = call(&service, "PATCH", path, &service.keys.admin, bad_mask).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+
+    let opened = call(&service, "PATCH", path, &service.keys.admin, body).await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    assert_eq!(opened.json()["publicEvaluation"], true);
+    assert_eq!(
+        opened.json()["variables"],
+        read["variables"],
+        "variables are not in the mask"
+    );
+    let next = sets.message().await.unwrap().unwrap();
+    assert_eq!(next.public_environments, ["acme/projects/shop/environments/dev"]);
+}

@@ -307,6 +307,7 @@ async fn variables_that_would_make_a_served_config_invalid_are_refused_and_chang
                 name: name.clone(),
                 variables: [("region".to_owned(), "mars".to_owned())].into_iter().collect(),
                 etag: before.etag.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -332,6 +333,7 @@ async fn variables_that_would_make_a_served_config_invalid_are_refused_and_chang
                 name,
                 variables: [("region".to_owned(), "ap-south-1".to_owned())].into_iter().collect(),
                 etag: before.etag,
+                ..Default::default()
             },
         ))
         .await

@@ -1,14 +1,14 @@
-//! API keys created at runtime, held in memory by every service. config-service owns the
-//! store and fills its own directory from the database; every other service fills its copy
-//! from config-service's `WatchApiKeys` stream (see [`super::follower`]). Each update is the
-//! whole set of active keys, so a replaced directory can never keep a revoked key by
-//! missing a message.
+//! What every service knows of evaluation access configured at runtime: the API keys
+//! config-service stores, and which environments evaluate flags without a key. config-service
+//! fills its own directory from the database; every other service fills its copy from
+//! config-service's `WatchApiKeys` stream (see [`super::follower`]). Each update is the whole
+//! set, so a replaced directory can never keep a revoked key by missing a message.
 //!
 //! The directory also remembers when each key was last used, to the minute, until the owner
 //! collects the uses and stores them.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex, RwLock},
 };
 
@@ -33,10 +33,11 @@ impl DirectoryKey {
     }
 }
 
-/// The active keys by SHA-256, the revision they are as of, and uses not yet stored.
+/// The active keys by SHA-256 and the public environments, the revision they are as of, and
+/// uses not yet stored.
 #[derive(Debug)]
 pub struct KeyDirectory {
-    keys: RwLock<Arc<HashMap<String, DirectoryKey>>>,
+    access: RwLock<Arc<Access>>,
     revision: watch::Sender<u64>,
     /// Key id → last use (Unix ms) not yet collected.
     uses: Mutex<HashMap<String, i64>>,
@@ -44,10 +45,33 @@ pub struct KeyDirectory {
     recorded: Mutex<HashMap<String, i64>>,
 }
 
+/// One whole state of the directory.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    pub keys: HashMap<String, DirectoryKey>,
+    /// `{tenant}/projects/{p}/environments/{e}` of every environment whose flags evaluate
+    /// without a key.
+    pub public_environments: BTreeSet<String>,
+}
+
+impl Access {
+    pub fn new(keys: impl IntoIterator<Item = DirectoryKey>, public_environments: BTreeSet<String>) -> Self {
+        Self {
+            keys: keys.into_iter().map(|key| (key.record.sha256.clone(), key)).collect(),
+            public_environments,
+        }
+    }
+
+    /// The entry of `public_environments` for an environment of a tenant.
+    pub fn public_entry(tenant: &str, environment: &str) -> String {
+        format!("{tenant}/{environment}")
+    }
+}
+
 impl Default for KeyDirectory {
     fn default() -> Self {
         Self {
-            keys: RwLock::default(),
+            access: RwLock::default(),
             revision: watch::Sender::new(0),
             uses: Mutex::default(),
             recorded: Mutex::default(),
@@ -56,33 +80,42 @@ impl Default for KeyDirectory {
 }
 
 impl KeyDirectory {
-    /// Replaces every key with `keys`, as of `revision`, and wakes whoever follows changes.
-    pub fn replace(&self, revision: u64, keys: impl IntoIterator<Item = DirectoryKey>) {
-        let keys: HashMap<String, DirectoryKey> =
-            keys.into_iter().map(|key| (key.record.sha256.clone(), key)).collect();
-        *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+    /// Replaces the whole state, as of `revision`; wakes whoever follows changes only when
+    /// something changed.
+    pub fn replace(&self, revision: u64, access: Access) {
+        let mut current = self.access.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if **current == access && *self.revision.borrow() == revision {
+            return;
+        }
+        *current = Arc::new(access);
+        drop(current);
         self.revision.send_replace(revision);
     }
 
     pub fn lookup(&self, sha256: &str) -> Option<DirectoryKey> {
-        self.keys
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(sha256)
-            .cloned()
+        self.snapshot().1.keys.get(sha256).cloned()
     }
 
-    /// The revision and every active key.
-    pub fn snapshot(&self) -> (u64, Arc<HashMap<String, DirectoryKey>>) {
-        let keys = self
-            .keys
+    /// Whether flags of `environment` (`projects/{p}/environments/{e}`) of `tenant` evaluate
+    /// without a key.
+    pub fn is_public(&self, tenant: &str, environment: &str) -> bool {
+        self.snapshot()
+            .1
+            .public_environments
+            .contains(&Access::public_entry(tenant, environment))
+    }
+
+    /// The revision and the whole state.
+    pub fn snapshot(&self) -> (u64, Arc<Access>) {
+        let access = self
+            .access
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        (*self.revision.borrow(), keys)
+        (*self.revision.borrow(), access)
     }
 
-    /// Wakes on every [`replace`](Self::replace).
+    /// Wakes on every [`replace`](Self::replace) that changed something.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.revision.subscribe()
     }
@@ -128,11 +161,25 @@ mod tests {
     #[test]
     fn a_replacement_drops_keys_it_does_not_name() {
         let directory = KeyDirectory::default();
-        directory.replace(1, [key("a", None), key("b", None)]);
-        directory.replace(2, [key("b", None)]);
+        let public = BTreeSet::from(["acme/projects/shop/environments/dev".to_owned()]);
+        directory.replace(1, Access::new([key("a", None), key("b", None)], public));
+        assert!(directory.is_public("acme", "projects/shop/environments/dev"));
+        directory.replace(2, Access::new([key("b", None)], BTreeSet::new()));
         assert!(directory.lookup("hash-a").is_none());
         assert!(directory.lookup("hash-b").is_some());
+        assert!(!directory.is_public("acme", "projects/shop/environments/dev"));
         assert_eq!(directory.snapshot().0, 2);
+    }
+
+    #[test]
+    fn only_a_change_wakes_followers() {
+        let directory = KeyDirectory::default();
+        let mut changes = directory.changes();
+        directory.replace(1, Access::new([key("a", None)], BTreeSet::new()));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        directory.replace(1, Access::new([key("a", None)], BTreeSet::new()));
+        assert!(!changes.has_changed().unwrap(), "the same state again wakes nobody");
     }
 
     #[test]

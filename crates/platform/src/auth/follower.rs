@@ -1,4 +1,5 @@
-//! How a service other than config-service learns of keys created and revoked at runtime:
+//! How a service other than config-service learns of keys created and revoked at runtime
+//! (and of environments made public):
 //! it keeps a `WatchApiKeys` stream open to config-service and replaces its
 //! [`KeyDirectory`] with every set it receives, reconnecting after a failure. Every message
 //! is the whole set, so a reconnect cannot leave a revoked key behind. It also reports which
@@ -14,7 +15,7 @@ use tonic::{Request, metadata::AsciiMetadataValue, transport::Channel};
 
 use super::{
     ApiKeyRecord,
-    directory::{DirectoryKey, KeyDirectory},
+    directory::{Access, DirectoryKey, KeyDirectory},
 };
 use crate::{
     proto_json::{timestamp, timestamp_ms},
@@ -112,7 +113,8 @@ impl KeyFollower {
                 scopes: grant.scopes,
             },
         });
-        self.directory.replace(set.revision, keys);
+        let public = set.public_environments.into_iter().collect();
+        self.directory.replace(set.revision, Access::new(keys, public));
     }
 
     async fn report_uses(self, shutdown: Shutdown) {

@@ -72,10 +72,15 @@ pub struct ApiKeyRecord {
     pub scopes: Vec<String>,
 }
 
-/// Roles grant increasing power: each includes the ones before it.
+/// Roles grant increasing power: each includes the ones before it. The two SDK roles only
+/// evaluate flags (environment SDK keys, as LaunchDarkly and Unleash have them): a client key
+/// sees only flags marked client-visible, a server key every flag; neither reads anything
+/// through the management APIs, which start at `viewer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Role {
+    SdkClient,
+    SdkServer,
     Viewer,
     Editor,
     Publisher,
@@ -86,11 +91,15 @@ impl FromStr for Role {
     type Err = AuthError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
+            "sdk-client" => Ok(Role::SdkClient),
+            "sdk-server" => Ok(Role::SdkServer),
             "viewer" => Ok(Role::Viewer),
             "editor" => Ok(Role::Editor),
             "publisher" => Ok(Role::Publisher),
             "admin" => Ok(Role::Admin),
-            other => Err(AuthError::Malformed(format!("unknown role `{other}`"))),
+            other => Err(AuthError::Malformed(format!(
+                "unknown role `{other}`: viewer, editor, publisher, admin, sdk-client or sdk-server"
+            ))),
         }
     }
 }
@@ -98,6 +107,8 @@ impl FromStr for Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {
+            Role::SdkClient => "sdk-client",
+            Role::SdkServer => "sdk-server",
             Role::Viewer => "viewer",
             Role::Editor => "editor",
             Role::Publisher => "publisher",

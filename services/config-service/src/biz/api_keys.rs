@@ -7,6 +7,8 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use tokio::sync::Notify;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use switchyard_platform::{
@@ -14,7 +16,7 @@ use switchyard_platform::{
     audit::AuditEntry,
     auth::{
         AuthError, KEY_SYNC_SCOPE, Principal, Role, RoleBinding,
-        directory::{DirectoryKey, KeyDirectory},
+        directory::{Access, DirectoryKey, KeyDirectory},
         generate_api_key,
     },
     bus::ChangeBus,
@@ -118,6 +120,8 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
     fn active_api_keys(&self, now_ms: i64) -> impl Future<Output = StoreResult<(u64, Vec<StoredApiKey>)>> + Send;
     /// Raises `last_used_ms` of each key to the given time.
     fn record_api_key_uses(&self, uses: &[(String, i64)]) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Every environment whose flags evaluate without a key, as (tenant, project, environment).
+    fn public_environments(&self) -> impl Future<Output = StoreResult<Vec<(String, String, String)>>> + Send;
 }
 
 /// The use cases of the key store.
@@ -210,11 +214,20 @@ impl<R: ApiKeyRepository> ApiKeys<R> {
         Ok(self.repository.record_api_key_uses(uses).await?)
     }
 
-    /// Reads the active set from the database into the directory.
+    /// Reads the active keys and the public environments from the database into the directory.
     pub async fn reload(&self) -> ConfigResult<()> {
         let (revision, keys) = self.repository.active_api_keys(now_ms()).await?;
-        self.directory
-            .replace(revision, keys.iter().map(StoredApiKey::directory_key));
+        let public = self
+            .repository
+            .public_environments()
+            .await?
+            .into_iter()
+            .map(|(tenant, project, environment)| {
+                Access::public_entry(&tenant, &format!("projects/{project}/environments/{environment}"))
+            })
+            .collect();
+        let keys = keys.iter().map(StoredApiKey::directory_key);
+        self.directory.replace(revision, Access::new(keys, public));
         Ok(())
     }
 
@@ -227,8 +240,9 @@ impl<R: ApiKeyRepository> ApiKeys<R> {
         Ok(())
     }
 
-    /// Reloads on every bus message and every `interval`, until shutdown.
-    pub async fn follow(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
+    /// Reloads on every bus message and every `interval`, and announces when `access_changed`
+    /// says an environment was made public or private here, until shutdown.
+    pub async fn follow(self: Arc<Self>, interval: Duration, access_changed: Arc<Notify>, shutdown: Shutdown) {
         let mut messages = match self.bus.subscribe(TOPIC).await {
             Ok(messages) => Some(messages),
             Err(error) => {
@@ -244,12 +258,17 @@ impl<R: ApiKeyRepository> ApiKeys<R> {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                _ = message => {}
-                _ = resync.tick() => {}
+            let announce = tokio::select! {
+                _ = message => false,
+                _ = resync.tick() => false,
+                () = access_changed.notified() => true,
                 () = shutdown.cancelled() => return,
-            }
-            if let Err(error) = self.reload().await {
+            };
+            let reloaded = match announce {
+                true => self.announce().await,
+                false => self.reload().await,
+            };
+            if let Err(error) = reloaded {
                 tracing::warn!(%error, "reloading API keys");
             }
         }

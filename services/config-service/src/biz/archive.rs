@@ -229,7 +229,17 @@ impl<R: Repository> ConfigStore<R> {
         let audit = caller.audit("project.import", &resource, None, Some(digest_text(&resource)));
         match self.repository.import_project(tenant, &image, &audit).await {
             Err(StoreError::Duplicate) => Err(ConfigError::AlreadyExists(resource)),
-            other => Ok(other.map(|()| project)?),
+            Err(other) => Err(other.into()),
+            Ok(()) => {
+                if project
+                    .environments
+                    .iter()
+                    .any(|environment| environment.public_evaluation)
+                {
+                    self.access_changed.notify_one();
+                }
+                Ok(project)
+            }
         }
     }
 

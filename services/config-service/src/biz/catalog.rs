@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
-use switchyard_platform::auth::Role;
+use switchyard_platform::{audit::AuditEntry, auth::Role};
 
 use super::{
     document::{self, Format},
@@ -219,6 +219,7 @@ impl<R: Repository> ConfigStore<R> {
         project: &str,
         id: &str,
         variables: BTreeMap<String, String>,
+        public_evaluation: bool,
     ) -> ConfigResult<Environment> {
         check_id("environment_id", id)?;
         check_map("variables", &variables, MAX_VARIABLES)?;
@@ -235,7 +236,10 @@ impl<R: Repository> ConfigStore<R> {
             .map(|environment| environment.position + 1)
             .max()
             .unwrap_or(0);
-        let environment = new_environment(project, id, position, variables);
+        let environment = Environment {
+            public_evaluation,
+            ..new_environment(project, id, position, variables)
+        };
         let resource = format!("projects/{project}/environments/{id}");
         let audit = caller.audit("environment.create", &resource, None, Some(digest_text(&resource)));
         match self
@@ -244,7 +248,13 @@ impl<R: Repository> ConfigStore<R> {
             .await
         {
             Err(StoreError::Duplicate) => Err(ConfigError::AlreadyExists(resource)),
-            other => Ok(other.map(|()| environment)?),
+            Err(other) => Err(other.into()),
+            Ok(()) => {
+                if environment.public_evaluation {
+                    self.access_changed.notify_one();
+                }
+                Ok(environment)
+            }
         }
     }
 
@@ -258,33 +268,73 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Replaces an environment's variables when `etag` matches, then re-resolves what it serves.
+    /// Changes what `update` names. New variables re-resolve what the environment serves;
+    /// making its flags public (or private again) takes an admin.
     pub async fn update_environment(
         &self,
         caller: Caller<'_>,
         project: &str,
         id: &str,
-        variables: BTreeMap<String, String>,
+        update: EnvironmentUpdate,
         etag: &str,
     ) -> ConfigResult<Environment> {
-        check_map("variables", &variables, MAX_VARIABLES)?;
+        if let Some(variables) = &update.variables {
+            check_map("variables", variables, MAX_VARIABLES)?;
+        }
         let resource = format!("projects/{project}/environments/{id}");
         caller.require(Role::Publisher, &resource)?;
-        let current = self.environment(caller, project, id).await?;
+        if update.public_evaluation.is_some() {
+            caller.require(Role::Admin, &resource)?;
+        }
         let version = parse_etag(etag)?;
+        let current = self.environment(caller, project, id).await?;
         if version != current.version {
             return Err(ConfigError::Conflict(resource));
         }
-        let before = digest_text(&serde_json::to_string(&current.variables).unwrap_or_default());
-        let after = digest_text(&serde_json::to_string(&variables).unwrap_or_default());
-        let audit = caller.audit("environment.update", &resource, Some(before), Some(after));
-        let updated = Environment { variables, ..current };
+        let access_changes = update
+            .public_evaluation
+            .is_some_and(|public| public != current.public_evaluation);
+        let updated = Environment {
+            variables: update.variables.clone().unwrap_or_else(|| current.variables.clone()),
+            public_evaluation: update.public_evaluation.unwrap_or(current.public_evaluation),
+            ..current.clone()
+        };
+        let audit = caller.audit(
+            "environment.update",
+            &resource,
+            Some(environment_digest(&current)),
+            Some(environment_digest(&updated)),
+        );
+        let stored = self
+            .write_environment(caller, updated, update.variables.is_some(), &audit)
+            .await?;
+        if access_changes {
+            self.access_changed.notify_one();
+        }
+        Ok(stored)
+    }
+
+    /// Writes an updated environment with, when its variables changed, everything it serves
+    /// re-resolved with them, in one transaction: a refused update changes nothing.
+    async fn write_environment(
+        &self,
+        caller: Caller<'_>,
+        updated: Environment,
+        reresolve: bool,
+        audit: &AuditEntry,
+    ) -> ConfigResult<Environment> {
+        let (project, id) = (updated.project.clone(), updated.id.clone());
+        let resource = format!("projects/{project}/environments/{id}");
         // Resolve and validate everything the environment serves with the new variables
         // first; the variables and the new documents are then written in one transaction,
         // so a refused update changes nothing.
-        let env = super::model::EnvKey::new(caller.tenant(), project, id);
+        let env = super::model::EnvKey::new(caller.tenant(), &project, &id);
         let mut attempt = 1;
         loop {
-            let resolutions = self.plan_environment(caller, project, id, &updated.variables).await?;
+            let resolutions = match reresolve {
+                true => self.plan_environment(caller, &project, &id, &updated.variables).await?,
+                false => Vec::new(),
+            };
             let publication = Publication {
                 env: env.clone(),
                 release: None,
@@ -293,7 +343,7 @@ impl<R: Repository> ConfigStore<R> {
             };
             let written = self
                 .repository
-                .update_environment(caller.tenant(), &updated, &audit, &publication)
+                .update_environment(caller.tenant(), &updated, audit, &publication)
                 .await;
             match written {
                 Err(StoreError::Conflict) => return Err(ConfigError::Conflict(resource)),
@@ -638,6 +688,22 @@ fn refuse_masked_secrets(parsed: &ParsedDraft, paths: &[String]) -> ConfigResult
     Ok(())
 }
 
+/// What an environment update changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EnvironmentUpdate {
+    pub variables: Option<BTreeMap<String, String>>,
+    pub public_evaluation: Option<bool>,
+}
+
+/// The audit digest of an environment's settings.
+fn environment_digest(environment: &Environment) -> String {
+    let settings = serde_json::json!({
+        "variables": environment.variables,
+        "publicEvaluation": environment.public_evaluation,
+    });
+    digest_text(&settings.to_string())
+}
+
 fn new_environment(project: &str, id: &str, position: i64, variables: BTreeMap<String, String>) -> Environment {
     Environment {
         project: project.to_owned(),
@@ -647,6 +713,7 @@ fn new_environment(project: &str, id: &str, position: i64, variables: BTreeMap<S
         revision: 0,
         compacted: 0,
         version: 1,
+        public_evaluation: false,
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Environment {
     pub compacted: i64,
     /// Bumped by every update; the etag clients send back.
     pub version: i64,
+    /// Flags of this environment evaluate without an SDK key (flag-service learns it through
+    /// the key store).
+    pub public_evaluation: bool,
 }
 
 /// A configuration and its editable draft.

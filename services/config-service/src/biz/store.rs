@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use sha2::{Digest, Sha256};
 use switchyard_platform::{
     audit::{AuditEntry, AuditFilter, AuditRecord, ChainReport},
@@ -84,6 +86,9 @@ pub struct ConfigStore<R> {
     pub(super) keystore: Arc<Keystore<R>>,
     pub(super) delivery: Arc<Delivery<R>>,
     pub(super) limits: StoreLimits,
+    /// Signalled when an environment's evaluation access changes (made public or private),
+    /// so the key store republishes it to every service.
+    pub(super) access_changed: Arc<Notify>,
 }
 
 impl<R: Repository> ConfigStore<R> {
@@ -98,7 +103,13 @@ impl<R: Repository> ConfigStore<R> {
             keystore,
             delivery,
             limits,
+            access_changed: Arc::default(),
         }
+    }
+
+    /// Wakes whenever an environment's evaluation access changed.
+    pub fn access_changes(&self) -> Arc<Notify> {
+        self.access_changed.clone()
     }
 
     pub fn delivery(&self) -> &Arc<Delivery<R>> {

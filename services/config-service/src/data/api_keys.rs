@@ -166,4 +166,11 @@ impl ApiKeyRepository for SqlRepository {
         }
         tx.commit().await.map_err(backend)
     }
+
+    async fn public_environments(&self) -> StoreResult<Vec<(String, String, String)>> {
+        sqlx::query_as("SELECT tenant, project, id FROM environments WHERE public_evaluation <> 0")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)
+    }
 }

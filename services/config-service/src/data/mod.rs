@@ -68,8 +68,8 @@ async fn append_audit(conn: &mut AnyConnection, entry: &AuditEntry) -> StoreResu
 
 async fn insert_environment(conn: &mut AnyConnection, tenant: &str, environment: &Environment) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO environments (tenant, project, id, position, variables, revision, compacted, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO environments (tenant, project, id, position, variables, revision, compacted, version, \
+         public_evaluation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(tenant)
     .bind(&environment.project)
@@ -79,6 +79,7 @@ async fn insert_environment(conn: &mut AnyConnection, tenant: &str, environment:
     .bind(environment.revision)
     .bind(environment.compacted)
     .bind(environment.version)
+    .bind(i64::from(environment.public_evaluation))
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
@@ -435,7 +436,7 @@ impl Repository for SqlRepository {
     ) -> StoreResult<(Environment, Vec<Served>)> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let sql = format!(
-            "UPDATE environments SET variables = $4, version = version + 1 \
+            "UPDATE environments SET variables = $4, public_evaluation = $6, version = version + 1 \
              WHERE tenant = $1 AND project = $2 AND id = $3 AND version = $5 RETURNING {ENVIRONMENT_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -444,6 +445,7 @@ impl Repository for SqlRepository {
             .bind(&environment.id)
             .bind(json(&environment.variables))
             .bind(environment.version)
+            .bind(i64::from(environment.public_evaluation))
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?

@@ -11,7 +11,8 @@ use crate::biz::{
     repository::{StoreError, StoreResult},
 };
 
-pub const ENVIRONMENT_COLUMNS: &str = "project, id, position, variables, revision, compacted, version";
+pub const ENVIRONMENT_COLUMNS: &str =
+    "project, id, position, variables, revision, compacted, version, public_evaluation";
 
 pub const CONFIG_COLUMNS: &str = "project, id, format, content, overlays, extends, schema_text, rules, labels, \
                                   secret_paths, search_text, version, updated_by, updated_ms";
@@ -53,6 +54,7 @@ pub fn environment_of(row: &AnyRow) -> StoreResult<Environment> {
         revision: column(row, "revision")?,
         compacted: column(row, "compacted")?,
         version: column(row, "version")?,
+        public_evaluation: column::<i64>(row, "public_evaluation")? != 0,
     })
 }
 

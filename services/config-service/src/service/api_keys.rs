@@ -75,10 +75,11 @@ fn key_id(name: &str) -> ConfigResult<&str> {
 }
 
 fn key_set(directory: &KeyDirectory) -> pb::ApiKeySet {
-    let (revision, keys) = directory.snapshot();
+    let (revision, access) = directory.snapshot();
     pb::ApiKeySet {
         revision,
-        keys: keys
+        keys: access
+            .keys
             .values()
             .map(|key| pb::ApiKeyGrant {
                 id: key.record.id.clone(),
@@ -89,6 +90,7 @@ fn key_set(directory: &KeyDirectory) -> pb::ApiKeySet {
                 expire_time: key.expire_ms.and_then(timestamp),
             })
             .collect(),
+        public_environments: access.public_environments.iter().cloned().collect(),
     }
 }
 

@@ -105,6 +105,7 @@ pub fn from_proto(archive: pb::ProjectArchive) -> ConfigResult<Archive> {
                 revision: i64::try_from(environment.revision).unwrap_or(0),
                 compacted: 0,
                 version: environment.etag.parse().unwrap_or(1),
+                public_evaluation: environment.public_evaluation,
             })
         })
         .collect::<ConfigResult<Vec<_>>>()?;

@@ -40,6 +40,7 @@ pub fn environment(environment: &Environment) -> pb::Environment {
         variables: environment.variables.clone().into_iter().collect(),
         revision: environment.revision.max(0) as u64,
         etag: etag_of(environment.version),
+        public_evaluation: environment.public_evaluation,
     }
 }
 

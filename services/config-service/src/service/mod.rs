@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     biz::{
-        catalog::ConfigSpec,
+        catalog::{ConfigSpec, EnvironmentUpdate},
         error::{ConfigError, ConfigResult},
         model::{ConfigFilter, EnvKey},
         names::{ConfigRef, parse},
@@ -118,6 +118,34 @@ fn diff_side(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<DiffS
     }
     let (env, config) = published(caller, field, name)?;
     Ok(DiffSide::Current { env, config })
+}
+
+/// The fields an update mask names (empty: the variables, as before masks existed).
+fn environment_update(body: &pb::UpdateEnvironmentRequest) -> ConfigResult<EnvironmentUpdate> {
+    let paths = body
+        .update_mask
+        .as_ref()
+        .map(|mask| mask.paths.clone())
+        .unwrap_or_default();
+    let paths = if paths.is_empty() {
+        vec!["variables".to_owned()]
+    } else {
+        paths
+    };
+    let mut update = EnvironmentUpdate::default();
+    for path in paths {
+        match path.as_str() {
+            "variables" => update.variables = Some(body.variables.clone().into_iter().collect()),
+            "public_evaluation" | "publicEvaluation" => update.public_evaluation = Some(body.public_evaluation),
+            other => {
+                return Err(ConfigError::invalid(
+                    "update_mask",
+                    format!("`{other}` cannot be updated: name `variables` and/or `public_evaluation`"),
+                ));
+            }
+        }
+    }
+    Ok(update)
 }
 
 fn spec_of(config: pb::Config) -> ConfigSpec {
@@ -283,14 +311,17 @@ impl ConfigService for ConfigServiceApi {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let ids = parse("parent", &body.parent, "projects/*").map_err(status)?;
-        let variables = body
-            .environment
-            .as_ref()
-            .map(|environment| environment.variables.clone().into_iter().collect())
-            .unwrap_or_default();
+        let settings = body.environment.clone().unwrap_or_default();
+        let variables = settings.variables.into_iter().collect();
         let environment = self
             .store
-            .create_environment(caller, &ids[0], &body.environment_id, variables)
+            .create_environment(
+                caller,
+                &ids[0],
+                &body.environment_id,
+                variables,
+                settings.public_evaluation,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(convert::environment(&environment)))
@@ -329,10 +360,10 @@ impl ConfigService for ConfigServiceApi {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let env = env_key(&caller, "name", &body.name).map_err(status)?;
-        let variables = body.variables.clone().into_iter().collect();
+        let update = environment_update(body).map_err(status)?;
         let environment = self
             .store
-            .update_environment(caller, &env.project, &env.environment, variables, &body.etag)
+            .update_environment(caller, &env.project, &env.environment, update, &body.etag)
             .await
             .map_err(status)?;
         Ok(Response::new(convert::environment(&environment)))

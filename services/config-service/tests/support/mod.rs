@@ -146,6 +146,7 @@ pub async fn shop(service: &Service) -> pb::Project {
                     name,
                     variables: [("region".to_owned(), region.to_owned())].into_iter().collect(),
                     etag: current.etag,
+                    ..Default::default()
                 },
             ))
             .await
