@@ -304,6 +304,87 @@ async fn a_dev_token_opens_the_users_private_channel_and_no_other() {
     assert!(wait_exit(&mut dev.child).success());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_flags_need_an_sdk_key_until_an_admin_makes_the_environment_public() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = start(dir.path());
+    let (config_http, config_grpc) = port_of(&dev, "config-service");
+    let (flags_http, _) = port_of(&dev, "flag-service");
+    let admin = format!("Bearer {}", dev.admin_key);
+    let config = |path: &str| format!("http://127.0.0.1:{config_http}{path}");
+    let created = http(
+        "POST",
+        &config("/v1/projects?projectId=shop&environmentIds=prod"),
+        &[("authorization", &admin)],
+        r#"{"displayName": "Shop"}"#,
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let flag = r#"{"flagId": "banner", "flag": {"variants": {"on": true, "off": false}, "clientVisible": true,
+        "environments": {"prod": {"enabled": true, "defaultVariant": "on"}}}}"#;
+    let flags_url = format!("http://127.0.0.1:{flags_http}/v1/projects/shop/flags");
+    let made = http("POST", &flags_url, &[("authorization", &admin)], flag).await;
+    assert_eq!(made.status, 200, "{}", made.text());
+
+    let ofrep = format!("http://127.0.0.1:{flags_http}/ofrep/v1/evaluate/flags/banner");
+    let prod = ("flagd-selector", "projects/shop/environments/prod");
+    let anonymous = http("POST", &ofrep, &[prod], "{}").await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+
+    // An SDK client key from the key store evaluates at once, without a selector.
+    let server = format!("http://127.0.0.1:{config_grpc}");
+    let role = "sdk-client:projects/shop/environments/prod";
+    let created = cli(
+        dir.path(),
+        &["keys", "--server", &server, "create", "--name", "web", "--role", role],
+    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let text = String::from_utf8_lossy(&created.stdout).into_owned();
+    let sdk_key = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = http("POST", &ofrep, &[("authorization", &format!("Bearer {sdk_key}"))], "{}").await;
+        if answer.status == 200 {
+            assert_eq!(answer.json()["value"], true);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", answer.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let environment = http(
+        "GET",
+        &config("/v1/projects/shop/environments/prod"),
+        &[("authorization", &admin)],
+        "",
+    )
+    .await;
+    let body = format!(
+        r#"{{"publicEvaluation": true, "updateMask": "publicEvaluation", "etag": {}}}"#,
+        environment.json()["etag"]
+    );
+    let opened = http(
+        "PATCH",
+        &config("/v1/projects/shop/environments/prod"),
+        &[("authorization", &admin)],
+        body,
+    )
+    .await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = http("POST", &ofrep, &[prod], "{}").await;
+        if answer.status == 200 {
+            assert_eq!(answer.json()["value"], true);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", answer.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&dev.child);
+    assert!(wait_exit(&mut dev.child).success());
+}
+
 #[test]
 fn every_command_has_help() {
     for args in [

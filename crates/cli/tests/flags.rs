@@ -13,11 +13,12 @@ struct Server {
     admin: String,
     /// A viewer key of tenant `acme`.
     viewer: String,
+    /// An SDK server key of `projects/shop/environments/dev`.
+    sdk_dev: String,
     dir: tempfile::TempDir,
 }
 
-/// A flag-service on loopback with keys of tenant `acme`, whose flags callers without
-/// credentials evaluate too.
+/// A flag-service on loopback with keys of tenant `acme`.
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = testing::local(flag_service::conf::defaults(), &dir.path().join("data"));
@@ -27,6 +28,7 @@ async fn start() -> Server {
         key.plaintext
     };
     let (admin, viewer) = (add(&["admin"]), add(&["viewer"]));
+    let sdk_dev = add(&["sdk-server:projects/shop/environments/dev"]);
     settings.service.anonymous_tenant = "acme".to_owned();
     let shutdown = Shutdown::new();
     let running = flag_service::start(settings, shutdown.clone()).await.unwrap();
@@ -35,6 +37,7 @@ async fn start() -> Server {
         shutdown,
         admin,
         viewer,
+        sdk_dev,
         dir,
     }
 }
@@ -300,10 +303,16 @@ async fn evaluate_shows_the_value_variant_and_reason() {
         (&"old".into(), &"old".into(), &"DEFAULT".into())
     );
 
-    // Evaluation needs no API key; the service's anonymous tenant is `acme`.
+    // Managed flags need a key: without one the CLI says so; an SDK key of the environment
+    // evaluates.
     let mut anonymous = server.command(&["evaluate-all", "--env", "dev"]);
     anonymous.env_remove("SY_API_KEY");
     let output = server.output(anonymous).await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SDK key"));
+    let mut sdk = server.command(&["evaluate-all", "--env", "dev"]);
+    sdk.env("SY_API_KEY", &server.sdk_dev);
+    let output = server.output(sdk).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let table = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = table.lines().collect();

@@ -28,8 +28,9 @@ pub struct FlagServiceSettings {
     /// `--context-value`); in-process providers receive it as the sync context.
     /// `--context-value key=value` adds to it.
     pub static_context: serde_json::Map<String, serde_json::Value>,
-    /// Whose managed flags a caller without credentials evaluates — flagd providers send none.
-    /// Empty: such callers see flag files only, and managed flags need an API key or JWT.
+    /// The tenant whose public environments (config-service's `public_evaluation`) a caller
+    /// without credentials evaluates — keyless flagd providers. Every other managed flag
+    /// needs an SDK key or management credentials. Empty: such callers see flag files only.
     pub anonymous_tenant: String,
     /// The managed source (`projects/{p}/environments/{e}`) a caller that sends no selector
     /// sees besides the flag files. Empty (the default): such callers see flag files only,

@@ -46,24 +46,26 @@ const FLAGD_SERVICES: &[&str] = &[
 ];
 
 pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, StartError> {
-    let default_source = Some(settings.service.default_selector.clone()).filter(|name| !name.is_empty());
-    let catalog = Arc::new(Catalog::with_default_source(default_source));
+    let host = Host::prepare(IDENTITY, settings, shutdown, &MIGRATIONS).await?;
+    let default_source = Some(host.settings.service.default_selector.clone()).filter(|name| !name.is_empty());
+    let access = host.authenticator.directory().clone();
+    let catalog = Arc::new(Catalog::with_access(default_source, access));
+    tokio::spawn(catalog.clone().follow_access(host.shutdown.clone()));
     let files =
-        FlagFiles::load(&settings.service.flags_files, catalog.clone(), Limits::default()).map_err(|error| {
+        FlagFiles::load(&host.settings.service.flags_files, catalog.clone(), Limits::default()).map_err(|error| {
             StartError::Settings(SettingsError::Invalid {
                 key: "service.flags_files".to_owned(),
                 reason: error.to_string(),
             })
         })?;
-    let host = Host::prepare(IDENTITY, settings, shutdown, &MIGRATIONS).await?;
     let poll = Duration::from_millis(host.settings.service.flags_file_poll_ms.max(1));
     tokio::spawn(files.watch(poll, host.shutdown.clone()));
 
     let anonymous = Some(host.settings.service.anonymous_tenant.clone()).filter(|tenant| !tenant.is_empty());
     let own = &host.settings.service;
     let (usage, exposures) = Usage::new(own.exposure_queue);
-    let evaluator =
-        Evaluator::new(catalog.clone(), anonymous, usage.clone()).with_static_context(own.static_context.clone());
+    let evaluator = Evaluator::new(catalog.clone(), anonymous, usage.clone(), host.authenticator.clone())
+        .with_static_context(own.static_context.clone());
     let repository = Arc::new(SqlRepository::new(host.database.pool.clone()));
     tokio::spawn(Usage::deliver_exposures(
         exposures,

@@ -8,7 +8,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Keys, ManagementClient, management, proto_struct, settings_with_keys, start_settings, with_selector};
+use support::{
+    Keys, ManagementClient, evaluating, management, proto_struct, settings_with_keys, start_settings, with_selector,
+};
 use switchyard_api::{
     flagd::evaluation::v2::{self, service_client::ServiceClient as V2Client},
     flags::v1::{self as pb},
@@ -58,7 +60,7 @@ impl Fixture {
             context: proto_struct(context),
         };
         client
-            .resolve_string(with_selector(request, selector))
+            .resolve_string(evaluating(&self.keys.sdk_server, request, selector))
             .await
             .map(|response| response.into_inner())
     }
@@ -162,7 +164,7 @@ async fn updates_take_effect_at_once_and_stale_etags_are_refused() {
     let created = create_checkout(&mut editor).await;
 
     let mut events = V2Client::new(testing::grpc_channel(&fixture.running))
-        .event_stream(with_selector(v2::EventStreamRequest {}, PROD))
+        .event_stream(evaluating(&fixture.keys.sdk_server, v2::EventStreamRequest {}, PROD))
         .await
         .unwrap()
         .into_inner();
@@ -644,12 +646,12 @@ async fn a_change_on_one_replica_reaches_the_other_through_redis() {
     };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (settings_a, keys) = start(dir_a.path());
-    let (settings_b, _) = start(dir_b.path());
+    let (settings_b, keys_b) = start(dir_b.path());
     let (a, _shutdown_a) = start_settings(settings_a).await;
     let (b, _shutdown_b) = start_settings(settings_b).await;
 
     let mut events = V2Client::new(testing::grpc_channel(&b))
-        .event_stream(with_selector(v2::EventStreamRequest {}, PROD))
+        .event_stream(evaluating(&keys_b.sdk_server, v2::EventStreamRequest {}, PROD))
         .await
         .unwrap()
         .into_inner();
@@ -665,7 +667,8 @@ async fn a_change_on_one_replica_reaches_the_other_through_redis() {
     assert_eq!(event.r#type, "configuration_change");
     let mut client = V2Client::new(testing::grpc_channel(&b));
     let served = client
-        .resolve_string(with_selector(
+        .resolve_string(evaluating(
+            &keys_b.sdk_server,
             v2::ResolveStringRequest {
                 flag_key: "new-checkout".into(),
                 context: None,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
-use support::{ManagementClient, management, proto_struct, settings_with_keys, start_settings, with_selector};
+use support::{ManagementClient, evaluating, management, proto_struct, settings_with_keys, start_settings};
 use switchyard_api::{
     flagd::evaluation::v2::{self, service_client::ServiceClient as V2Client},
     flags::v1 as pb,
@@ -74,14 +74,14 @@ fn schedule(at: String, time_zone: &str, default: &str) -> pb::ScheduleFlagChang
     }
 }
 
-async fn served(running: &Running) -> Option<String> {
+async fn served(running: &Running, key: &str) -> Option<String> {
     let mut client = V2Client::new(testing::grpc_channel(running));
     let request = v2::ResolveStringRequest {
         flag_key: "sale".into(),
         context: None,
     };
     client
-        .resolve_string(with_selector(request, PROD))
+        .resolve_string(evaluating(key, request, PROD))
         .await
         .unwrap()
         .into_inner()
@@ -109,10 +109,10 @@ async fn a_change_applies_at_its_local_time_in_asia_dhaka() {
     let due = scheduled.due_time.unwrap();
     let until_due = due.seconds * 1000 + i64::from(due.nanos) / 1_000_000 - Utc::now().timestamp_millis();
     assert!((1_000..=2_100).contains(&until_due), "due in {until_due} ms");
-    assert_eq!(served(&running).await.as_deref(), Some("off"));
+    assert_eq!(served(&running, &keys.sdk_server).await.as_deref(), Some("off"));
 
     let started = Instant::now();
-    while served(&running).await.as_deref() != Some("on") {
+    while served(&running, &keys.sdk_server).await.as_deref() != Some("on") {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the change was not applied"
@@ -258,7 +258,7 @@ async fn a_change_that_no_longer_fits_fails_with_its_reason() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        served(&running).await.as_deref(),
+        served(&running, &keys.sdk_server).await.as_deref(),
         Some("off"),
         "nothing was half-applied"
     );
@@ -286,7 +286,7 @@ async fn two_replicas_apply_a_change_exactly_once() {
         .unwrap();
     let started = Instant::now();
     for (running, _) in &replicas {
-        while served(running).await.as_deref() != Some("on") {
+        while served(running, &keys.sdk_server).await.as_deref() != Some("on") {
             assert!(started.elapsed() < Duration::from_secs(10));
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

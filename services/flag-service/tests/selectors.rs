@@ -26,12 +26,12 @@ async fn two_projects(running: &Running, editor: &str) {
     }
 }
 
-async fn ofrep(running: &Running, selector: Option<&str>, path: &str) -> testing::HttpResponse {
+/// OFREP with an SDK server key of the tenant.
+async fn ofrep(running: &Running, key: &str, selector: Option<&str>, path: &str) -> testing::HttpResponse {
     let url = format!("http://{}/ofrep/v1/evaluate/flags{path}", running.http_addr);
-    let headers: Vec<(&str, &str)> = selector
-        .map(|selector| ("flagd-selector", selector))
-        .into_iter()
-        .collect();
+    let bearer = format!("Bearer {key}");
+    let mut headers = vec![("authorization", bearer.as_str())];
+    headers.extend(selector.map(|selector| ("flagd-selector", selector)));
     testing::http(
         "POST",
         &url,
@@ -48,7 +48,7 @@ async fn without_a_selector_a_managed_flag_is_not_found_and_the_message_names_it
     let (running, shutdown) = start_settings(settings).await;
     two_projects(&running, &keys.editor).await;
 
-    let unselected = ofrep(&running, None, "/checkout").await;
+    let unselected = ofrep(&running, &keys.sdk_server, None, "/checkout").await;
     assert_eq!(unselected.status, 404, "{}", unselected.text());
     let body = unselected.json();
     assert_eq!(body["errorCode"], "FLAG_NOT_FOUND");
@@ -57,12 +57,24 @@ async fn without_a_selector_a_managed_flag_is_not_found_and_the_message_names_it
         assert!(message.contains(selector), "{message}");
     }
 
-    let web = ofrep(&running, Some("projects/web/environments/prod"), "/checkout").await;
+    let web = ofrep(
+        &running,
+        &keys.sdk_server,
+        Some("projects/web/environments/prod"),
+        "/checkout",
+    )
+    .await;
     assert_eq!(web.json()["value"], "web", "{}", web.text());
-    let app = ofrep(&running, Some("projects/app/environments/prod"), "/checkout").await;
+    let app = ofrep(
+        &running,
+        &keys.sdk_server,
+        Some("projects/app/environments/prod"),
+        "/checkout",
+    )
+    .await;
     assert_eq!(app.json()["value"], "app", "{}", app.text());
 
-    let bulk = ofrep(&running, None, "").await;
+    let bulk = ofrep(&running, &keys.sdk_server, None, "").await;
     assert_eq!(bulk.status, 200, "{}", bulk.text());
     let flags: Vec<Value> = bulk.json()["flags"].as_array().cloned().unwrap_or_default();
     assert!(flags.iter().all(|flag| flag["key"] != "checkout"), "{flags:?}");
@@ -93,10 +105,10 @@ async fn the_default_selector_answers_callers_that_send_none() {
     two_projects(&running, &keys.editor).await;
 
     for _ in 0..3 {
-        let answered = ofrep(&running, None, "/checkout").await;
+        let answered = ofrep(&running, &keys.sdk_server, None, "/checkout").await;
         assert_eq!(answered.json()["value"], "app", "{}", answered.text());
     }
-    let bulk = ofrep(&running, None, "").await;
+    let bulk = ofrep(&running, &keys.sdk_server, None, "").await;
     let keys: Vec<Value> = bulk.json()["flags"]
         .as_array()
         .unwrap()

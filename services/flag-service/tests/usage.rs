@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{management, proto_struct, settings_with_keys, start_settings, with_selector};
+use support::{evaluating, management, proto_struct, settings_with_keys, start_settings};
 use switchyard_api::{
     flagd::evaluation::v2::{self, service_client::ServiceClient as V2Client},
     flags::v1 as pb,
@@ -41,6 +41,7 @@ fn experiment_flag(experiment: Option<&str>) -> pb::Flag {
 
 async fn evaluate(
     running: &switchyard_platform::Running,
+    key: &str,
     flag: &str,
     targeting_key: &str,
 ) -> v2::ResolveStringResponse {
@@ -50,7 +51,7 @@ async fn evaluate(
         context: proto_struct(json!({"targetingKey": targeting_key})),
     };
     client
-        .resolve_string(with_selector(request, PROD))
+        .resolve_string(evaluating(key, request, PROD))
         .await
         .unwrap()
         .into_inner()
@@ -77,7 +78,7 @@ async fn usage_is_counted_per_variant_and_stale_flags_are_reported() {
     }
     let mut served = std::collections::HashMap::<String, i64>::new();
     for user in 0..40 {
-        let answer = evaluate(&running, "used", &format!("user-{user}")).await;
+        let answer = evaluate(&running, &keys.sdk_server, "used", &format!("user-{user}")).await;
         *served.entry(answer.variant.unwrap()).or_default() += 1;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -159,7 +160,7 @@ async fn flags_bound_to_an_experiment_emit_exposures_in_batches_on_the_bus() {
                 context: proto_struct(json!({"targetingKey": format!("u{user}")})),
             };
             let answer = client
-                .resolve_string(with_selector(request, &selector))
+                .resolve_string(evaluating(&keys.sdk_server, request, &selector))
                 .await
                 .unwrap()
                 .into_inner();

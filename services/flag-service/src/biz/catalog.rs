@@ -2,9 +2,10 @@
 //!
 //! A source is one compiled flag document under a name (a flags file path, or
 //! `projects/{p}/environments/{e}` for flags managed through the API) and, for managed flags,
-//! the tenant that owns it; file sources belong to no tenant and every caller sees them. A
-//! [`View`] is what a tenant's selector sees: the matching flags of every visible source
-//! merged, later sources overriding earlier ones key by key. Without a selector a caller sees
+//! the tenant that owns it and the subset client keys see; file sources belong to no tenant
+//! and every caller sees them. A [`View`] is what a reader's selector sees: the matching
+//! flags of every source the reader may see (see [`super::access`]) merged, later sources
+//! overriding earlier ones key by key. Without a selector a caller sees
 //! the flag files and, when settings name one, the default managed source — never every
 //! project and environment at once, where the same key in two projects would be answered
 //! from whichever came last. Views are built once per change of the
@@ -19,9 +20,13 @@ use std::{
 
 use flag_engine::FlagSet;
 use serde_json::Value;
+use switchyard_platform::{Shutdown, auth::directory::KeyDirectory};
 use tokio::sync::watch;
 
-use super::selector::Selector;
+use super::{
+    access::{Audience, Reader},
+    selector::Selector,
+};
 
 /// Views kept per generation; selectors beyond this are answered without caching, so callers
 /// inventing selectors cannot grow memory.
@@ -34,6 +39,8 @@ pub struct Catalog {
     generation: watch::Sender<u64>,
     /// The managed source (`projects/{p}/environments/{e}`) callers without a selector see.
     default_source: Option<String>,
+    /// Which environments are public (and the keys, which evaluation does not need here).
+    access: Arc<KeyDirectory>,
 }
 
 #[derive(Debug, Default)]
@@ -41,7 +48,7 @@ struct State {
     generation: u64,
     /// In priority order: later sources override earlier ones.
     sources: Vec<Source>,
-    views: HashMap<(Option<String>, Selector), Arc<View>>,
+    views: HashMap<(Reader, Selector), Arc<View>>,
 }
 
 #[derive(Debug)]
@@ -49,6 +56,16 @@ struct Source {
     name: String,
     tenant: Option<String>,
     flags: Arc<FlagSet>,
+    /// What client keys see: the client-visible flags (all of them for files).
+    client_flags: Arc<FlagSet>,
+}
+
+/// A source's flags: all of them, and the client-visible ones.
+#[derive(Debug)]
+pub struct SourceFlags {
+    pub all: FlagSet,
+    /// `None` when every flag is client-visible (flag files, which are public anyway).
+    pub client: Option<FlagSet>,
 }
 
 impl Source {
@@ -56,8 +73,17 @@ impl Source {
         self.name == name && self.tenant.as_deref() == tenant
     }
 
-    fn visible_to(&self, tenant: Option<&str>) -> bool {
-        self.tenant.is_none() || self.tenant.as_deref() == tenant
+    /// The flags a reader sees of this source, if any.
+    fn flags_for(&self, reader: &Reader, access: &KeyDirectory) -> Option<&FlagSet> {
+        let public = self
+            .tenant
+            .as_deref()
+            .is_some_and(|tenant| access.is_public(tenant, &self.name));
+        match reader.audience(self.tenant.as_deref(), &self.name, public) {
+            Audience::Hidden => None,
+            Audience::Client => Some(&self.client_flags),
+            Audience::Full => Some(&self.flags),
+        }
     }
 }
 
@@ -74,10 +100,35 @@ impl Catalog {
 
     /// A catalog whose callers without a selector also see the managed source `name`.
     pub fn with_default_source(name: Option<String>) -> Self {
+        Self::with_access(name, Arc::default())
+    }
+
+    /// As [`with_default_source`](Self::with_default_source), with the directory that says
+    /// which environments are public.
+    pub fn with_access(default_source: Option<String>, access: Arc<KeyDirectory>) -> Self {
         Self {
             state: RwLock::new(State::default()),
             generation: watch::Sender::new(0),
-            default_source: name,
+            default_source,
+            access,
+        }
+    }
+
+    /// Whether the managed environment `name` of `tenant` evaluates without a key.
+    pub fn is_public(&self, tenant: Option<&str>, name: &str) -> bool {
+        tenant.is_some_and(|tenant| self.access.is_public(tenant, name))
+    }
+
+    /// Rebuilds every view when an environment is made public or private, so watchers see
+    /// flags appear or go, until shutdown.
+    pub async fn follow_access(self: Arc<Self>, shutdown: Shutdown) {
+        let mut changes = self.access.changes();
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+            self.change(|_| {});
         }
     }
 
@@ -96,16 +147,21 @@ impl Catalog {
 
     /// Adds a source after the existing ones, or replaces the one with this name and tenant in
     /// place. `tenant` is `None` for sources every caller sees (flag files).
-    pub fn put_source(&self, tenant: Option<&str>, name: &str, flags: FlagSet) {
-        let flags = Arc::new(flags);
+    pub fn put_source(&self, tenant: Option<&str>, name: &str, flags: SourceFlags) {
+        let all = Arc::new(flags.all);
+        let client = flags.client.map_or_else(|| all.clone(), Arc::new);
         self.change(|sources| {
             let existing = sources.iter_mut().find(|source| source.is(tenant, name));
             match existing {
-                Some(source) => source.flags = flags,
+                Some(source) => {
+                    source.flags = all;
+                    source.client_flags = client;
+                }
                 None => sources.push(Source {
                     name: name.to_owned(),
                     tenant: tenant.map(str::to_owned),
-                    flags,
+                    flags: all,
+                    client_flags: client,
                 }),
             }
         });
@@ -126,9 +182,9 @@ impl Catalog {
         self.generation.send_replace(generation);
     }
 
-    /// What `selector` sees now for a caller of `tenant`.
-    pub fn view(&self, tenant: Option<&str>, selector: &Selector) -> Arc<View> {
-        let key = (tenant.map(str::to_owned), selector.clone());
+    /// What `selector` sees now for `reader`.
+    pub fn view(&self, reader: &Reader, selector: &Selector) -> Arc<View> {
+        let key = (reader.clone(), selector.clone());
         {
             let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Some(view) = state.views.get(&key) {
@@ -140,7 +196,11 @@ impl Catalog {
             return view.clone();
         }
         let default_source = self.default_source.as_deref();
-        let visible = state.sources.iter().filter(|source| source.visible_to(tenant));
+        let visible = state
+            .sources
+            .iter()
+            .filter_map(|source| source.flags_for(reader, &self.access).map(|flags| (source, flags)));
+        let tenant = reader.tenant.as_deref();
         let view = Arc::new(View::build(state.generation, tenant, visible, selector, default_source));
         if state.views.len() < MAX_CACHED_VIEWS {
             state.views.insert(key, view.clone());
@@ -196,27 +256,28 @@ pub struct View {
 }
 
 impl View {
+    /// Merges the flags each visible source shows its reader.
     fn build<'a>(
         generation: u64,
         tenant: Option<&str>,
-        sources: impl Iterator<Item = &'a Source>,
+        sources: impl Iterator<Item = (&'a Source, &'a FlagSet)>,
         selector: &Selector,
         default_source: Option<&str>,
     ) -> Self {
         let flags = match selector {
             Selector::All => FlagSet::merged(
                 sources
-                    .filter(|source| source.tenant.is_none() || Some(source.name.as_str()) == default_source)
-                    .map(|source| &*source.flags),
+                    .filter(|(source, _)| source.tenant.is_none() || Some(source.name.as_str()) == default_source)
+                    .map(|(_, flags)| flags),
                 |_| true,
             ),
             Selector::Source(name) => FlagSet::merged(
                 sources
-                    .filter(|source| &source.name == name)
-                    .map(|source| &*source.flags),
+                    .filter(|(source, _)| &source.name == name)
+                    .map(|(_, flags)| flags),
                 |_| true,
             ),
-            Selector::FlagSetId(id) => FlagSet::merged(sources.map(|source| &*source.flags), |flag| {
+            Selector::FlagSetId(id) => FlagSet::merged(sources.map(|(_, flags)| flags), |flag| {
                 match flag.metadata().get("flagSetId") {
                     Some(Value::String(flag_set)) => flag_set == id,
                     None => id.is_empty(),
@@ -296,9 +357,28 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::biz::access::Reach;
 
-    fn flags(document: Value) -> FlagSet {
-        FlagSet::from_document(&document, &Limits::default()).unwrap_or_default()
+    fn flags(document: Value) -> SourceFlags {
+        SourceFlags {
+            all: FlagSet::from_document(&document, &Limits::default()).unwrap_or_default(),
+            client: None,
+        }
+    }
+
+    fn nobody() -> Reader {
+        Reader::anonymous(None)
+    }
+
+    /// A caller holding a role on the whole of `tenant`.
+    fn member(tenant: &str) -> Reader {
+        Reader {
+            tenant: Some(tenant.to_owned()),
+            reach: Reach::Granted {
+                server: vec![None],
+                client: vec![],
+            },
+        }
     }
 
     fn boolean(on: bool) -> Value {
@@ -314,20 +394,37 @@ mod tests {
             flags(json!({"metadata": {"flagSetId": "shop"}, "flags": {"x": boolean(true), "y": boolean(true)}})),
         );
         catalog.put_source(None, "b.json", flags(json!({"flags": {"x": boolean(false)}})));
-        let all = catalog.view(None, &Selector::All);
+        let all = catalog.view(&nobody(), &Selector::All);
         assert_eq!(all.flags().len(), 2);
         assert_eq!(
             all.flags().get("x").and_then(|flag| flag.default_variant()),
             Some("off")
         );
-        let shop = catalog.view(None, &Selector::FlagSetId("shop".into()));
+        let shop = catalog.view(&nobody(), &Selector::FlagSetId("shop".into()));
         assert_eq!(
             shop.flags().get("x").and_then(|flag| flag.default_variant()),
             Some("on")
         );
-        assert_eq!(catalog.view(None, &Selector::Source("b.json".into())).flags().len(), 1);
-        assert_eq!(catalog.view(None, &Selector::FlagSetId(String::new())).flags().len(), 1);
-        assert!(catalog.view(None, &Selector::Source("nope".into())).flags().is_empty());
+        assert_eq!(
+            catalog
+                .view(&nobody(), &Selector::Source("b.json".into()))
+                .flags()
+                .len(),
+            1
+        );
+        assert_eq!(
+            catalog
+                .view(&nobody(), &Selector::FlagSetId(String::new()))
+                .flags()
+                .len(),
+            1
+        );
+        assert!(
+            catalog
+                .view(&nobody(), &Selector::Source("nope".into()))
+                .flags()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -345,21 +442,21 @@ mod tests {
             flags(json!({"flags": {"globex": boolean(true)}})),
         );
         let acme = catalog.view(
-            Some("acme"),
+            &member("acme"),
             &Selector::Source("projects/shop/environments/prod".into()),
         );
         assert!(acme.flags().get("acme").is_some());
         assert!(acme.flags().get("globex").is_none());
-        let unselected = catalog.view(Some("acme"), &Selector::All);
+        let unselected = catalog.view(&member("acme"), &Selector::All);
         assert!(unselected.flags().get("shared").is_some() && unselected.flags().get("acme").is_none());
         let selected = catalog.view(
-            Some("globex"),
+            &member("globex"),
             &Selector::Source("projects/shop/environments/prod".into()),
         );
         assert_eq!(selected.flags().len(), 1);
         assert!(selected.flags().get("globex").is_some());
         assert_eq!(
-            catalog.view(None, &Selector::All).flags().len(),
+            catalog.view(&nobody(), &Selector::All).flags().len(),
             1,
             "no tenant: shared sources only"
         );
@@ -376,7 +473,7 @@ mod tests {
                 flags(json!({"flags": {"checkout": boolean(project == "web"), project: boolean(true)}})),
             );
         }
-        let unselected = catalog.view(Some("acme"), &Selector::All);
+        let unselected = catalog.view(&member("acme"), &Selector::All);
         let keys: Vec<&str> = unselected.flags().flags().map(|flag| flag.key()).collect();
         assert_eq!(keys.len(), 3, "{keys:?}");
         assert_eq!(
@@ -404,7 +501,7 @@ mod tests {
             "a",
             flags(json!({"flags": {"kept": boolean(true), "changed": boolean(true), "gone": boolean(true)}})),
         );
-        let before = catalog.view(None, &Selector::All);
+        let before = catalog.view(&nobody(), &Selector::All);
         catalog.put_source(
             None,
             "a",
@@ -412,7 +509,7 @@ mod tests {
         );
         assert!(generations.has_changed().unwrap_or(false));
         assert_eq!(*generations.borrow_and_update(), 2);
-        let after = catalog.view(None, &Selector::All);
+        let after = catalog.view(&nobody(), &Selector::All);
         let changes: Vec<(String, &str)> = after
             .changes_since(&before)
             .into_iter()

@@ -1,13 +1,18 @@
-//! Evaluation as every protocol performs it: pick the view, evaluate the flag with the current
-//! time as `$flagd.timestamp`, check the type the caller expects.
+//! Evaluation as every protocol performs it: find out who reads (see [`super::access`]), pick
+//! the view, evaluate the flag with the current time as `$flagd.timestamp`, check the type the
+//! caller expects.
 
 use std::sync::Arc;
 
 use flag_engine::{Context, ErrorCode, Resolution, Scope, ValueKind};
 use serde_json::{Map, Value};
-use switchyard_platform::{auth::Principal, clock::now_ms};
+use switchyard_platform::{
+    auth::{API_KEY_PREFIX, Authenticator, Principal},
+    clock::now_ms,
+};
 
 use super::{
+    access::{AccessError, Reader},
     catalog::{Catalog, View},
     selector::Selector,
     usage::{EXPERIMENT_KEY, Exposure, Usage},
@@ -20,17 +25,25 @@ pub struct Evaluator {
     anonymous_tenant: Option<String>,
     usage: Arc<Usage>,
     static_context: Arc<Map<String, Value>>,
+    /// Checks API keys that flagd providers send as their selector.
+    authenticator: Arc<Authenticator>,
 }
 
 impl Evaluator {
-    /// `anonymous_tenant` is whose managed flags callers without credentials see (flagd
-    /// providers send none); `None` shows them flag files only.
-    pub fn new(catalog: Arc<Catalog>, anonymous_tenant: Option<String>, usage: Arc<Usage>) -> Self {
+    /// `anonymous_tenant` is whose public environments callers without credentials see
+    /// (flagd providers often send none); `None` shows them flag files only.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        anonymous_tenant: Option<String>,
+        usage: Arc<Usage>,
+        authenticator: Arc<Authenticator>,
+    ) -> Self {
         Self {
             catalog,
             anonymous_tenant,
             usage,
             static_context: Arc::default(),
+            authenticator,
         }
     }
 
@@ -49,22 +62,46 @@ impl Evaluator {
         &self.usage
     }
 
-    /// The tenant whose flags a caller sees: its own when it authenticated, else the
+    /// Who reads and what they select: the authenticated principal, else an API key sent as
+    /// the selector (all a flagd provider can set), else an anonymous caller of the
     /// anonymous tenant.
-    pub fn tenant_of(&self, principal: Option<&Principal>) -> Option<String> {
-        principal
-            .map(|principal| principal.tenant.clone())
-            .or_else(|| self.anonymous_tenant.clone())
+    pub fn reader(&self, principal: Option<&Principal>, selector: &str) -> Result<(Reader, Selector), AccessError> {
+        let selector = selector.trim();
+        if selector.starts_with(API_KEY_PREFIX) {
+            let principal = self
+                .authenticator
+                .authenticate(&format!("Bearer {selector}"))
+                .map_err(|error| AccessError::BadKey(error.to_string()))?;
+            return Ok((Reader::of(&principal), Selector::All));
+        }
+        let selector = Selector::parse(selector)?;
+        let reader = match principal {
+            Some(principal) => Reader::of(principal),
+            None => Reader::anonymous(self.anonymous_tenant.clone()),
+        };
+        Ok((reader, selector))
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
 
-    /// What `selector` sees now for a caller of `tenant` (`None`: shared sources only); hold
-    /// it for a bulk evaluation so every flag comes from one generation.
-    pub fn view(&self, tenant: Option<&str>, selector: &Selector) -> Arc<View> {
-        self.catalog.view(tenant, selector)
+    /// What `selector` sees now for `reader`; hold it for a bulk evaluation so every flag
+    /// comes from one generation. A selector naming an environment the reader cannot see
+    /// is refused rather than answered with nothing.
+    pub fn view(&self, reader: &Reader, selector: &Selector) -> Result<Arc<View>, AccessError> {
+        let selection = self.selection(reader, selector)?;
+        Ok(self.catalog.view(reader, &selection))
+    }
+
+    /// The selector `reader` really evaluates with (a key bound to one environment selects
+    /// it), once allowed: what watchers of a selection follow.
+    pub fn selection(&self, reader: &Reader, selector: &Selector) -> Result<Selector, AccessError> {
+        let selection = reader.implied_selector(selector);
+        reader.check(&selection, |name| {
+            self.catalog.is_public(reader.tenant.as_deref(), name)
+        })?;
+        Ok(selection)
     }
 
     /// Evaluates `key` in `view`; with `expected`, a value of another type is TYPE_MISMATCH.

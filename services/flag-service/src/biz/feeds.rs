@@ -11,6 +11,7 @@ use futures::Stream;
 use tokio::sync::watch;
 
 use super::{
+    access::Reader,
     catalog::{Catalog, Change, View},
     selector::Selector,
 };
@@ -30,20 +31,20 @@ pub enum ProviderEvent {
 
 struct Follower {
     catalog: Arc<Catalog>,
-    tenant: Option<String>,
+    reader: Reader,
     selector: Selector,
     generations: watch::Receiver<u64>,
     last: Arc<View>,
 }
 
 impl Follower {
-    fn new(catalog: Arc<Catalog>, tenant: Option<String>, selector: Selector) -> Self {
+    fn new(catalog: Arc<Catalog>, reader: Reader, selector: Selector) -> Self {
         let mut generations = catalog.generations();
         generations.mark_unchanged();
-        let last = catalog.view(tenant.as_deref(), &selector);
+        let last = catalog.view(&reader, &selector);
         Self {
             catalog,
-            tenant,
+            reader,
             selector,
             generations,
             last,
@@ -55,21 +56,21 @@ impl Follower {
     async fn next(&mut self) -> Option<(Arc<View>, Arc<View>)> {
         self.generations.changed().await.ok()?;
         self.generations.mark_unchanged();
-        let now = self.catalog.view(self.tenant.as_deref(), &self.selector);
+        let now = self.catalog.view(&self.reader, &self.selector);
         let before = std::mem::replace(&mut self.last, now.clone());
         Some((before, now))
     }
 }
 
-/// Provider events for `selector`: `Ready` at once, then a `ConfigurationChange` naming the
+/// Provider events for what `selector` shows `reader` (a selection the evaluator allowed): `Ready` at once, then a `ConfigurationChange` naming the
 /// changed keys whenever the selection changes, and `KeepAlive` after `keep_alive` of silence.
 pub fn provider_events(
     catalog: Arc<Catalog>,
-    tenant: Option<String>,
+    reader: Reader,
     selector: Selector,
     keep_alive: Duration,
 ) -> impl Stream<Item = ProviderEvent> + Send + 'static {
-    let follower = Follower::new(catalog, tenant, selector);
+    let follower = Follower::new(catalog, reader, selector);
     futures::stream::unfold((follower, false), move |(mut follower, started)| async move {
         if !started {
             return Some((ProviderEvent::Ready, (follower, true)));
@@ -91,10 +92,10 @@ pub fn provider_events(
 /// the selection's content changes.
 pub fn snapshots(
     catalog: Arc<Catalog>,
-    tenant: Option<String>,
+    reader: Reader,
     selector: Selector,
 ) -> impl Stream<Item = Arc<str>> + Send + 'static {
-    let follower = Follower::new(catalog, tenant, selector);
+    let follower = Follower::new(catalog, reader, selector);
     futures::stream::unfold((follower, None::<Arc<str>>), |(mut follower, sent)| async move {
         let Some(sent) = sent else {
             let document = follower.last.document();
@@ -117,17 +118,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::biz::catalog::SourceFlags;
 
-    fn flags(default: &str) -> FlagSet {
+    fn flags(default: &str) -> SourceFlags {
         let document = json!({"flags": {"banner": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": default}}});
-        FlagSet::from_document(&document, &Limits::default()).unwrap_or_default()
+        SourceFlags {
+            all: FlagSet::from_document(&document, &Limits::default()).unwrap_or_default(),
+            client: None,
+        }
     }
 
     #[tokio::test]
     async fn ready_then_changes_then_keep_alive() {
         let catalog = Arc::new(Catalog::new());
         catalog.put_source(None, "a", flags("on"));
-        let events = provider_events(catalog.clone(), None, Selector::All, Duration::from_millis(200));
+        let events = provider_events(
+            catalog.clone(),
+            Reader::anonymous(None),
+            Selector::All,
+            Duration::from_millis(200),
+        );
         tokio::pin!(events);
         assert_eq!(events.next().await, Some(ProviderEvent::Ready));
         catalog.put_source(None, "a", flags("on")); // same content: no event
@@ -141,7 +151,7 @@ mod tests {
     async fn snapshots_skip_identical_content() {
         let catalog = Arc::new(Catalog::new());
         catalog.put_source(None, "a", flags("on"));
-        let documents = snapshots(catalog.clone(), None, Selector::All);
+        let documents = snapshots(catalog.clone(), Reader::anonymous(None), Selector::All);
         tokio::pin!(documents);
         let first = documents.next().await.unwrap_or_default();
         assert!(first.contains("\"defaultVariant\":\"on\""), "{first}");

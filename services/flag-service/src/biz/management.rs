@@ -643,6 +643,7 @@ impl<R: FlagRepository> Manager<R> {
                     variants: Default::default(),
                     environments: Default::default(),
                     metadata: Default::default(),
+                    client_visible: false,
                 });
             definition.variants = served
                 .get("variants")

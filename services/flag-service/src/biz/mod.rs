@@ -5,6 +5,7 @@
 //! protocol from views selected the way flagd selects (`flagSetId=`, `source=`); watchers
 //! follow it through [`feeds`].
 
+pub mod access;
 pub mod catalog;
 pub mod error;
 pub mod evaluation;

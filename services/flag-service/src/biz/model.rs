@@ -63,6 +63,9 @@ pub struct FlagDefinition {
     /// Served with every evaluation (strings, numbers, booleans).
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    /// Client-side SDK keys (`sdk-client`) may evaluate it; other flags stay server-side.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_visible: bool,
 }
 
 /// A reusable targeting condition.
@@ -186,11 +189,22 @@ impl ProjectFlags {
     /// as `$evaluators`, and the environment as the flag set id. Fails on a prerequisite that
     /// cannot be served (missing flag or variant, a cycle).
     pub fn document(&self, project: &str, environment: &str) -> Result<Value, FieldViolation> {
+        self.document_for(project, environment, false)
+    }
+
+    /// The document client keys see: only the client-visible flags (prerequisites are inlined
+    /// into targeting, so they still hold).
+    pub fn client_document(&self, project: &str, environment: &str) -> Result<Value, FieldViolation> {
+        self.document_for(project, environment, true)
+    }
+
+    fn document_for(&self, project: &str, environment: &str, client_only: bool) -> Result<Value, FieldViolation> {
         let mut flags = Map::new();
         for (key, flag) in self
             .flags
             .iter()
             .filter(|(_, flag)| flag.lifecycle != Lifecycle::Archived)
+            .filter(|(_, flag)| !client_only || flag.client_visible)
         {
             flags.insert(key.clone(), self.served(key, flag, environment)?);
         }

@@ -10,7 +10,14 @@ use futures::StreamExt;
 use switchyard_platform::{Shutdown, bus::ChangeBus};
 use tokio::sync::Mutex;
 
-use super::{catalog::Catalog, error::StoreError, model::source_name, repository::FlagRepository};
+use switchyard_platform::error::FieldViolation;
+
+use super::{
+    catalog::{Catalog, SourceFlags},
+    error::StoreError,
+    model::source_name,
+    repository::FlagRepository,
+};
 
 /// The bus topic announcing that a project's flags changed; the payload is `tenant/project`.
 pub const TOPIC: &str = "flag-service.projects";
@@ -62,10 +69,18 @@ impl<R: FlagRepository> Projection<R> {
         let environments = flags.environments();
         for environment in &environments {
             let name = source_name(project, environment);
-            let compiled = flags
-                .document(project, environment)
-                .map_err(|violation| violation.description)
-                .and_then(|document| FlagSet::from_document(&document, &limits).map_err(|error| error.to_string()));
+            let compile = |document: Result<serde_json::Value, FieldViolation>| {
+                document
+                    .map_err(|violation| violation.description)
+                    .and_then(|document| FlagSet::from_document(&document, &limits).map_err(|error| error.to_string()))
+            };
+            let compiled = compile(flags.document(project, environment)).and_then(|all| {
+                let client = compile(flags.client_document(project, environment))?;
+                Ok(SourceFlags {
+                    all,
+                    client: Some(client),
+                })
+            });
             match compiled {
                 Ok(compiled) => self.catalog.put_source(Some(tenant), &name, compiled),
                 // Writes are validated, so this means storage was edited by hand: keep serving

@@ -15,7 +15,7 @@ use std::{
 use flag_engine::{FlagSet, Limits};
 use switchyard_platform::Shutdown;
 
-use crate::biz::catalog::Catalog;
+use crate::biz::catalog::{Catalog, SourceFlags};
 
 /// A flag file that could not be used, and why.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,14 @@ impl FlagFiles {
             let flags = read(path, &limits)?;
             let name = path.display().to_string();
             tracing::info!(path = %name, flags = flags.len(), "flag file loaded");
-            catalog.put_source(None, &name, flags);
+            catalog.put_source(
+                None,
+                &name,
+                SourceFlags {
+                    all: flags,
+                    client: None,
+                },
+            );
             files.push(Watched {
                 path: path.clone(),
                 name,
@@ -136,7 +143,14 @@ impl FlagFiles {
             match read(&file.path, &self.limits) {
                 Ok(flags) => {
                     tracing::info!(path = %file.name, flags = flags.len(), "flag file reloaded");
-                    self.catalog.put_source(None, &file.name, flags);
+                    self.catalog.put_source(
+                        None,
+                        &file.name,
+                        SourceFlags {
+                            all: flags,
+                            client: None,
+                        },
+                    );
                     file.stamp = current;
                     file.failure = None;
                 }

@@ -13,10 +13,11 @@ use switchyard_platform::{
     proto_json::{proto_struct_entries, to_proto_struct},
     shutdown::end_on_shutdown,
 };
-use tonic::{Request, Status, metadata::MetadataMap};
+use tonic::{Request, Status};
 
 use crate::biz::{
-    catalog::Change,
+    access::{AccessError, Reader},
+    catalog::{Change, View},
     evaluation::Evaluator,
     feeds::{KEEP_ALIVE, ProviderEvent, provider_events},
     selector::Selector,
@@ -27,21 +28,34 @@ pub const SELECTOR_HEADER: &str = "flagd-selector";
 
 pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-/// The selector from the `Flagd-Selector` header, else from the request body (sync's legacy
-/// field), else everything.
-pub fn selector(metadata: &MetadataMap, body: &str) -> Result<Selector, Status> {
-    let header = match metadata.get(SELECTOR_HEADER) {
+/// Who evaluates and what they select: the caller the auth layer found (or an API key sent as
+/// the selector) and the selector from the `Flagd-Selector` header, else from `body` (sync's
+/// legacy field, the native API's field), else everything.
+pub fn reader<T>(evaluator: &Evaluator, request: &Request<T>, body: &str) -> Result<(Reader, Selector), Status> {
+    let text = match request.metadata().get(SELECTOR_HEADER) {
         Some(value) => value
             .to_str()
             .map_err(|_| Status::invalid_argument("the flagd-selector header is not ASCII"))?,
         None => body,
     };
-    Selector::parse(header).map_err(|error| Status::invalid_argument(error.to_string()))
+    evaluator
+        .reader(Principal::of(request).ok(), text)
+        .map_err(|error| access_status(&error))
 }
 
-/// The tenant whose flags the caller of `request` sees.
-pub fn tenant<T>(evaluator: &Evaluator, request: &Request<T>) -> Option<String> {
-    evaluator.tenant_of(Principal::of(request).ok())
+/// What the reader sees of the selection, or why it may not.
+pub fn view(evaluator: &Evaluator, reader: &Reader, selector: &Selector) -> Result<Arc<View>, Status> {
+    evaluator.view(reader, selector).map_err(|error| access_status(&error))
+}
+
+/// A refusal as a status: no or bad key → UNAUTHENTICATED, a key that does not reach →
+/// PERMISSION_DENIED, a malformed selector → INVALID_ARGUMENT.
+pub fn access_status(error: &AccessError) -> Status {
+    match error {
+        AccessError::KeyRequired(_) | AccessError::BadKey(_) => Status::unauthenticated(error.to_string()),
+        AccessError::NotGranted(_) => Status::permission_denied(error.to_string()),
+        AccessError::Selector(_) => Status::invalid_argument(error.to_string()),
+    }
 }
 
 /// A request's evaluation context.
@@ -87,10 +101,9 @@ pub fn resolve<T: FlagRequest>(
     request: Request<T>,
     kind: ValueKind,
 ) -> Result<Resolved, Status> {
-    let selector = selector(request.metadata(), "")?;
-    let tenant = tenant(evaluator, &request);
+    let (reader, selector) = reader(evaluator, &request, "")?;
     let request = request.into_inner();
-    let view = evaluator.view(tenant.as_deref(), &selector);
+    let view = view(evaluator, &reader, &selector)?;
     let context = context(request.context());
     let Resolution {
         value,
@@ -173,9 +186,11 @@ where
     T: Send + 'static,
     F: Fn(&'static str, Option<Struct>) -> T + Send + 'static,
 {
-    let selector = selector(request.metadata(), "")?;
-    let tenant = tenant(evaluator, request);
-    let events = provider_events(Arc::clone(evaluator.catalog()), tenant, selector, KEEP_ALIVE).map(move |event| {
+    let (reader, selector) = reader(evaluator, request, "")?;
+    let selection = evaluator
+        .selection(&reader, &selector)
+        .map_err(|error| access_status(&error))?;
+    let events = provider_events(Arc::clone(evaluator.catalog()), reader, selection, KEEP_ALIVE).map(move |event| {
         let (kind, data) = event_parts(&event);
         Ok(build(kind, data))
     });

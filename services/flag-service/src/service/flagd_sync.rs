@@ -36,14 +36,13 @@ impl FlagSyncService for FlagdSync {
     type SyncFlagsStream = EventStream<SyncFlagsResponse>;
 
     async fn sync_flags(&self, request: Request<SyncFlagsRequest>) -> Result<Response<Self::SyncFlagsStream>, Status> {
-        let selector = flagd::selector(request.metadata(), &request.get_ref().selector)?;
+        let (reader, selector) = flagd::reader(&self.evaluator, &request, &request.get_ref().selector)?;
+        let selection = self
+            .evaluator
+            .selection(&reader, &selector)
+            .map_err(|error| flagd::access_status(&error))?;
         let sync_context = to_proto_struct(self.evaluator.static_context());
-        let documents = snapshots(
-            Arc::clone(self.evaluator.catalog()),
-            flagd::tenant(&self.evaluator, &request),
-            selector,
-        )
-        .map(move |document| {
+        let documents = snapshots(Arc::clone(self.evaluator.catalog()), reader, selection).map(move |document| {
             Ok(SyncFlagsResponse {
                 flag_configuration: document.to_string(),
                 sync_context: Some(sync_context.clone()),
@@ -59,9 +58,8 @@ impl FlagSyncService for FlagdSync {
         &self,
         request: Request<FetchAllFlagsRequest>,
     ) -> Result<Response<FetchAllFlagsResponse>, Status> {
-        let selector = flagd::selector(request.metadata(), &request.get_ref().selector)?;
-        let tenant = flagd::tenant(&self.evaluator, &request);
-        let document = self.evaluator.view(tenant.as_deref(), &selector).document();
+        let (reader, selector) = flagd::reader(&self.evaluator, &request, &request.get_ref().selector)?;
+        let document = flagd::view(&self.evaluator, &reader, &selector)?.document();
         Ok(Response::new(FetchAllFlagsResponse {
             flag_configuration: document.to_string(),
         }))

@@ -40,10 +40,9 @@ fn variant(resolved: &Resolved) -> String {
 #[tonic::async_trait]
 impl Service for FlagdV1 {
     async fn resolve_all(&self, request: Request<ResolveAllRequest>) -> Result<Response<ResolveAllResponse>, Status> {
-        let selector = flagd::selector(request.metadata(), "")?;
+        let (reader, selector) = flagd::reader(&self.evaluator, &request, "")?;
         let context = flagd::context(request.get_ref().context.as_ref());
-        let tenant = flagd::tenant(&self.evaluator, &request);
-        let view = self.evaluator.view(tenant.as_deref(), &selector);
+        let view = flagd::view(&self.evaluator, &reader, &selector)?;
         let mut flags = std::collections::HashMap::new();
         for flag in view.flags().flags() {
             let resolution = self.evaluator.evaluate(&view, flag.key(), &context, None);

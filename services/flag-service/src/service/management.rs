@@ -164,6 +164,7 @@ fn definition(flag: Option<pb::Flag>) -> Result<FlagDefinition, Status> {
         variants: flag.variants.as_ref().map(from_proto_struct).unwrap_or_default(),
         environments,
         metadata: flag.metadata.as_ref().map(from_proto_struct).unwrap_or_default(),
+        client_visible: flag.client_visible,
     })
 }
 
@@ -186,6 +187,7 @@ fn flag_message(project: &str, key: &str, definition: &FlagDefinition, version: 
         etag: version.to_string(),
         create_time: timestamp(times.0),
         update_time: timestamp(times.1),
+        client_visible: definition.client_visible,
     }
 }
 

@@ -25,10 +25,7 @@ use tonic::{Request, Response, Status};
 
 use std::sync::Arc;
 
-use crate::{
-    biz::{evaluation::Evaluator, selector::Selector},
-    data::repository::SqlRepository,
-};
+use crate::{biz::evaluation::Evaluator, data::repository::SqlRepository};
 use management::{FlagManager, Handlers};
 
 /// The longest flag key accepted.
@@ -54,10 +51,6 @@ impl FlagServiceApi {
     fn handlers(&self) -> Handlers<'_, SqlRepository> {
         Handlers { manager: &self.manager }
     }
-}
-
-fn selector(text: &str) -> Result<Selector, Status> {
-    Selector::parse(text).map_err(|error| Status::invalid_argument(format!("selector: {error}")))
 }
 
 fn expected_kind(value: i32) -> Result<Option<ValueKind>, Status> {
@@ -231,17 +224,16 @@ impl FlagService for FlagServiceApi {
     }
 
     async fn evaluate(&self, request: Request<EvaluateRequest>) -> Result<Response<pb::Evaluation>, Status> {
-        let tenant = flagd::tenant(&self.evaluator, &request);
+        let (reader, selector) = flagd::reader(&self.evaluator, &request, &request.get_ref().selector)?;
         let request = request.into_inner();
         if request.flag.is_empty() || request.flag.len() > MAX_FLAG_KEY {
             return Err(Status::invalid_argument(format!(
                 "flag: a flag key has 1 to {MAX_FLAG_KEY} bytes"
             )));
         }
-        let selector = selector(&request.selector)?;
         let expected = expected_kind(request.expected_type)?;
         let context = flagd::context(request.context.as_ref());
-        let view = self.evaluator.view(tenant.as_deref(), &selector);
+        let view = flagd::view(&self.evaluator, &reader, &selector)?;
         let resolution = self.evaluator.evaluate(&view, &request.flag, &context, expected);
         Ok(Response::new(evaluation(&request.flag, &resolution)))
     }
@@ -250,11 +242,10 @@ impl FlagService for FlagServiceApi {
         &self,
         request: Request<EvaluateAllRequest>,
     ) -> Result<Response<EvaluateAllResponse>, Status> {
-        let tenant = flagd::tenant(&self.evaluator, &request);
+        let (reader, selector) = flagd::reader(&self.evaluator, &request, &request.get_ref().selector)?;
         let request = request.into_inner();
-        let selector = selector(&request.selector)?;
         let context = flagd::context(request.context.as_ref());
-        let view = self.evaluator.view(tenant.as_deref(), &selector);
+        let view = flagd::view(&self.evaluator, &reader, &selector)?;
         let mut keys: Vec<&str> = view.flags().flags().map(|flag| flag.key()).collect();
         keys.sort_unstable();
         let evaluations = keys

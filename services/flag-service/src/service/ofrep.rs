@@ -23,7 +23,7 @@ use flag_engine::{Context, ErrorCode, Resolution};
 use serde_json::{Map, Value, json};
 use switchyard_platform::auth::Authenticator;
 
-use crate::biz::{evaluation::Evaluator, selector::Selector};
+use crate::biz::{access::AccessError, catalog::View, evaluation::Evaluator, selector::Selector};
 
 use super::flagd::SELECTOR_HEADER;
 
@@ -34,8 +34,9 @@ pub struct Ofrep {
     authenticator: Arc<Authenticator>,
 }
 
-/// The OFREP routes, with request bodies limited to `max_body` bytes. A bearer token (API key
-/// or JWT) selects its tenant's flags; without one the caller is anonymous.
+/// The OFREP routes, with request bodies limited to `max_body` bytes. A bearer token (an SDK
+/// key, API key or JWT) selects its tenant's flags; without one the caller is anonymous and
+/// sees flag files and public environments only.
 pub fn routes(evaluator: Evaluator, authenticator: Arc<Authenticator>, max_body: usize) -> Router {
     Router::new()
         .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
@@ -47,24 +48,41 @@ pub fn routes(evaluator: Evaluator, authenticator: Arc<Authenticator>, max_body:
         })
 }
 
-/// The tenant a request evaluates for; bad credentials are an error (answered 401), not ignored.
-fn tenant(ofrep: &Ofrep, headers: &HeaderMap) -> Result<Option<String>, String> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(ofrep.evaluator.tenant_of(None));
-    };
-    let principal = value
-        .to_str()
-        .map_err(|_| "the authorization header is not ASCII".to_owned())
-        .and_then(|value| {
-            ofrep
+/// Who evaluates, what they select and what they see, checked before anything else is read:
+/// bad credentials, a selector naming an environment the caller cannot see, or a malformed
+/// selector answer at once (401, 403, 400).
+fn access(ofrep: &Ofrep, headers: &HeaderMap) -> Result<(Selector, Arc<View>), (StatusCode, String)> {
+    let refuse = |status: StatusCode, details: String| (status, details);
+    let principal = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| refuse(StatusCode::UNAUTHORIZED, "the authorization header is not ASCII".into()))?;
+            let principal = ofrep
                 .authenticator
                 .authenticate(value)
-                .map_err(|error| error.to_string())
-        });
-    match principal {
-        Ok(principal) => Ok(ofrep.evaluator.tenant_of(Some(&principal))),
-        Err(details) => Err(details),
-    }
+                .map_err(|error| refuse(StatusCode::UNAUTHORIZED, error.to_string()))?;
+            Some(principal)
+        }
+    };
+    let selector = match headers.get(SELECTOR_HEADER) {
+        Some(value) => value
+            .to_str()
+            .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the Flagd-Selector header is not ASCII".into()))?,
+        None => "",
+    };
+    let refused = |error: AccessError| {
+        let status = match error {
+            AccessError::KeyRequired(_) | AccessError::BadKey(_) => StatusCode::UNAUTHORIZED,
+            AccessError::NotGranted(_) => StatusCode::FORBIDDEN,
+            AccessError::Selector(_) => StatusCode::BAD_REQUEST,
+        };
+        refuse(status, error.to_string())
+    };
+    let (reader, selector) = ofrep.evaluator.reader(principal.as_ref(), selector).map_err(refused)?;
+    let view = ofrep.evaluator.view(&reader, &selector).map_err(refused)?;
+    Ok((selector, view))
 }
 
 async fn evaluate_one(
@@ -73,23 +91,15 @@ async fn evaluate_one(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let selector = match selector(&headers) {
-        Ok(selector) => selector,
-        Err(details) => return failure(StatusCode::BAD_REQUEST, Some(&key), "GENERAL", &details),
+    let (selector, view) = match access(&ofrep, &headers) {
+        Ok(access) => access,
+        Err((status, details)) => return failure(status, Some(&key), "GENERAL", &details),
     };
     let context = match context(&body) {
         Ok(context) => context,
         Err(details) => return failure(StatusCode::BAD_REQUEST, Some(&key), "INVALID_CONTEXT", &details),
     };
-    let tenant = match tenant(&ofrep, &headers) {
-        Ok(tenant) => tenant,
-        Err(details) => {
-            return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "errorDetails": details }))).into_response();
-        }
-    };
-    let evaluator = &ofrep.evaluator;
-    let view = evaluator.view(tenant.as_deref(), &selector);
-    let resolution = evaluator.evaluate(&view, &key, &context, None);
+    let resolution = ofrep.evaluator.evaluate(&view, &key, &context, None);
     let status = match &resolution.error {
         None => StatusCode::OK,
         Some((ErrorCode::FlagNotFound, _)) => StatusCode::NOT_FOUND,
@@ -99,22 +109,15 @@ async fn evaluate_one(
 }
 
 async fn evaluate_all(State(ofrep): State<Ofrep>, headers: HeaderMap, body: Bytes) -> Response {
-    let selector = match selector(&headers) {
-        Ok(selector) => selector,
-        Err(details) => return failure(StatusCode::BAD_REQUEST, None, "GENERAL", &details),
+    let (selector, view) = match access(&ofrep, &headers) {
+        Ok(access) => access,
+        Err((status, details)) => return failure(status, None, "GENERAL", &details),
     };
     let context = match context(&body) {
         Ok(context) => context,
         Err(details) => return failure(StatusCode::BAD_REQUEST, None, "INVALID_CONTEXT", &details),
     };
-    let tenant = match tenant(&ofrep, &headers) {
-        Ok(tenant) => tenant,
-        Err(details) => {
-            return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "errorDetails": details }))).into_response();
-        }
-    };
     let evaluator = &ofrep.evaluator;
-    let view = evaluator.view(tenant.as_deref(), &selector);
     let etag = etag(&view.document(), &selector, &context);
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
@@ -175,16 +178,6 @@ fn failure(status: StatusCode, key: Option<&str>, code: &str, details: &str) -> 
         body["key"] = key.into();
     }
     (status, axum::Json(body)).into_response()
-}
-
-fn selector(headers: &HeaderMap) -> Result<Selector, String> {
-    let text = match headers.get(SELECTOR_HEADER) {
-        Some(value) => value
-            .to_str()
-            .map_err(|_| "the Flagd-Selector header is not ASCII".to_owned())?,
-        None => "",
-    };
-    Selector::parse(text).map_err(|error| format!("invalid selector: {error}"))
 }
 
 /// The `context` of an OFREP request body; an empty body is an empty context.

@@ -105,6 +105,15 @@ pub fn context(value: Value) -> Option<pbjson_types::Struct> {
     value.as_object().map(switchyard_platform::proto_json::to_proto_struct)
 }
 
+/// A request carrying the `flagd-selector` header and `key` as its bearer credential.
+pub fn evaluating<T>(key: &str, message: T, selector: &str) -> tonic::Request<T> {
+    let mut request = with_selector(message, selector);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
 /// A request carrying the `flagd-selector` header.
 pub fn with_selector<T>(message: T, selector: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -115,9 +124,13 @@ pub fn with_selector<T>(message: T, selector: &str) -> tonic::Request<T> {
 }
 
 /// API keys of tenant `acme` (one per role, an editor of `projects/shop/environments/dev`
-/// only) and of tenant `other`.
+/// only, SDK keys) and of tenant `other`.
 #[derive(Debug, Clone)]
 pub struct Keys {
+    /// Evaluates every flag of the tenant.
+    pub sdk_server: String,
+    /// Evaluates the client-visible flags of `projects/shop/environments/prod`.
+    pub sdk_client: String,
     pub admin: String,
     pub editor: String,
     pub viewer: String,
@@ -125,7 +138,7 @@ pub struct Keys {
     pub other_tenant: String,
 }
 
-/// Settings with one API key per role; anonymous evaluation sees tenant `acme`.
+/// Settings with one API key per role; anonymous callers evaluate in tenant `acme`.
 pub fn settings_with_keys(dir: &Path) -> (Settings, Keys) {
     let mut settings: Settings = testing::local(defaults(), dir);
     let mut add = |tenant: &str, roles: &[&str]| {
@@ -134,6 +147,8 @@ pub fn settings_with_keys(dir: &Path) -> (Settings, Keys) {
         key.plaintext
     };
     let keys = Keys {
+        sdk_server: add("acme", &["sdk-server"]),
+        sdk_client: add("acme", &["sdk-client:projects/shop/environments/prod"]),
         admin: add("acme", &["admin"]),
         editor: add("acme", &["editor"]),
         viewer: add("acme", &["viewer"]),
