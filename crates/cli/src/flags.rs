@@ -56,8 +56,8 @@ pub enum FlagsCommand {
     /// Change a flag's rules in one environment: enable or disable it, its default variant,
     /// its targeting. Fails rather than overwrites when the flag changes meanwhile.
     Set(SetArgs),
-    /// The kill switch: disable a flag in the given environments (every one when none are
-    /// given); callers get their own defaults within the propagation delay.
+    /// The kill switch: disable a flag in the given environments (`--env`, repeatable) or in
+    /// every one (`--all`); callers get their own defaults within the propagation delay.
     Kill(KillArgs),
     /// List a flag's versions, newest first.
     History(HistoryArgs),
@@ -189,9 +189,12 @@ pub struct SetArgs {
 pub struct KillArgs {
     /// The flag key.
     flag: String,
-    /// An environment id to disable the flag in; repeatable. Every environment when omitted.
-    #[arg(long = "env")]
+    /// An environment id to disable the flag in; repeatable.
+    #[arg(long = "env", required_unless_present = "all", conflicts_with = "all")]
     envs: Vec<String>,
+    /// Disable the flag in every environment.
+    #[arg(long)]
+    all: bool,
     /// Recorded in the flag's history, such as the incident.
     #[arg(short, long, default_value = "")]
     message: String,
@@ -453,6 +456,7 @@ async fn kill(session: &mut Session, args: KillArgs) -> anyhow::Result<()> {
         name: session.flag(&args.flag)?,
         environments: args.envs.clone(),
         message: args.message,
+        all: args.all,
     };
     let killed = session.client.kill_flag(request).await.checked()?;
     if session.json() {

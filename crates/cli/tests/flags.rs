@@ -330,7 +330,7 @@ async fn evaluate_shows_the_value_variant_and_reason() {
         .await;
     assert!(mismatch.contains("TYPE_MISMATCH"), "{mismatch}");
 
-    server.ok(&["kill", "new-checkout"]).await;
+    server.ok(&["kill", "new-checkout", "--all"]).await;
     let killed = server.ok(&["evaluate", "new-checkout", "--env", "dev"]).await;
     assert_eq!(field(&killed, "value"), "(caller's default)");
     assert_eq!(field(&killed, "reason"), "DISABLED");

@@ -280,6 +280,7 @@ impl<S> Host<S> {
         let routes = with_reflection(services.routes, &services.names)?.add_service(health_service);
         let limits = &self.settings.limits;
         let rate_limits = RateLimitLayer::new(limits).unmetered(&services.unmetered);
+        let auth = AuthLayer::new(self.authenticator.clone(), services.public);
         let stack: GrpcStack = BoxCloneSyncService::new(
             ServiceBuilder::new()
                 .layer(GrpcMetricsLayer(self.metrics.clone()))
@@ -289,7 +290,7 @@ impl<S> Host<S> {
                     limits.max_concurrent_requests,
                 ))
                 .timeout(Duration::from_millis(limits.request_timeout_ms))
-                .layer(AuthLayer::new(self.authenticator.clone(), services.public))
+                .layer(auth.clone())
                 .layer(rate_limits.clone())
                 .service(grpc_router(routes)),
         );
@@ -297,7 +298,7 @@ impl<S> Host<S> {
         let table = Arc::new(RouteTable::build(&crate::descriptors(), &services.names)?);
         let ready = Arc::new(AtomicBool::new(true));
         let http = HttpState {
-            transcoder: Transcoder::new(table, stack.clone(), limits.max_request_bytes),
+            transcoder: Transcoder::new(table, stack.clone(), limits.max_request_bytes).with_auth(auth),
             metrics: self.metrics.clone(),
             ready: ready.clone(),
             database: self.database.clone(),

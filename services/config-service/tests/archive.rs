@@ -110,6 +110,31 @@ async fn round_trip(source: Service, target: Service) {
     assert_eq!(imported.name, "projects/shop-copy");
     let again = export(&target, &target.keys.admin, "shop-copy").await.unwrap();
     assert_eq!(renamed(again, "shop"), archive, "the round trip is lossless");
+    let history = target
+        .client()
+        .list_releases(authed(
+            &target.keys.admin,
+            pb::ListReleasesRequest {
+                parent: "projects/shop-copy/environments/dev/configs/base".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let claimed = archive
+        .releases
+        .iter()
+        .find(|release| release.config == "base")
+        .unwrap();
+    for release in &history.releases {
+        assert_ne!(
+            release.author, claimed.author,
+            "the importer is the author, not the archive's claim"
+        );
+        assert_eq!(release.imported_author, claimed.author, "the claim is kept beside");
+        assert!(release.imported_time.is_some());
+    }
 
     let served = target
         .client()

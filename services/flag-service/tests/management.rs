@@ -219,6 +219,7 @@ async fn the_kill_switch_history_diff_and_rollback() {
             name: "projects/shop/flags/new-checkout".into(),
             environments: vec!["prod".into()],
             message: "incident 42".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

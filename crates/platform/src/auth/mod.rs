@@ -562,6 +562,24 @@ impl AuthLayer {
             public: Arc::new(public),
         }
     }
+
+    /// The caller of a request to gRPC `path` with this `authorization` header: `Ok(None)`
+    /// when a public method is called without good credentials, an UNAUTHENTICATED status
+    /// when another method is. The HTTP transcoder asks this before it reads a body, so an
+    /// unauthenticated write is told 401, not what was wrong with its JSON.
+    pub fn admit(&self, path: &str, authorization: Option<&http::HeaderValue>) -> Result<Option<Principal>, Status> {
+        let resolved = match authorization.map(|value| value.to_str()) {
+            None => Err(AuthError::Missing),
+            Some(Err(_)) => Err(AuthError::Malformed("authorization header is not ASCII".into())),
+            Some(Ok(value)) => self.authenticator.authenticate(value),
+        };
+        match resolved {
+            Ok(principal) => Ok(Some(principal)),
+            // Public methods still learn who calls when the credentials are good; bad ones are ignored.
+            Err(_) if self.public.contains(path) => Ok(None),
+            Err(error) => Err(Status::unauthenticated(error.to_string())),
+        }
+    }
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -594,26 +612,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let public = self.layer.public.contains(request.uri().path());
-        let header = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .map(|value| value.to_str());
-        // Public methods still learn who calls when the credentials are good; bad ones are ignored.
-        let resolved = match header {
-            None => Err(AuthError::Missing),
-            Some(Err(_)) => Err(AuthError::Malformed("authorization header is not ASCII".into())),
-            Some(Ok(value)) => self.layer.authenticator.authenticate(value),
-        };
-        match resolved {
-            Ok(principal) => {
+        let admitted = self
+            .layer
+            .admit(request.uri().path(), request.headers().get(http::header::AUTHORIZATION));
+        match admitted {
+            Ok(Some(principal)) => {
                 request.extensions_mut().insert(principal);
             }
-            Err(error) if !public => {
-                let status = Status::unauthenticated(error.to_string());
-                return async move { Ok(status.into_http()) }.boxed();
-            }
-            Err(_) => {}
+            Ok(None) => {}
+            Err(status) => return async move { Ok(status.into_http()) }.boxed(),
         }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

@@ -25,6 +25,8 @@ use tonic::{Code, Status, body::Body as GrpcBody};
 use tonic_types::StatusExt;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 
+use crate::auth::AuthLayer;
+
 pub use routes::{Lookup, Route, RouteTable};
 
 /// The gRPC service stack, as the transcoder calls it.
@@ -36,6 +38,7 @@ pub struct Transcoder {
     routes: Arc<RouteTable>,
     grpc: GrpcStack,
     max_body_bytes: usize,
+    auth: Option<AuthLayer>,
 }
 
 impl std::fmt::Debug for Transcoder {
@@ -62,7 +65,14 @@ impl Transcoder {
             routes,
             grpc,
             max_body_bytes,
+            auth: None,
         }
+    }
+
+    /// Checks credentials before a body is read, as the gRPC stack's auth layer will.
+    pub fn with_auth(mut self, auth: AuthLayer) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -80,6 +90,11 @@ impl Transcoder {
                 return status_response(&Status::not_found(message));
             }
         };
+        if let Some(auth) = &self.auth
+            && let Err(status) = auth.admit(&route.grpc_path(), parts.headers.get(header::AUTHORIZATION))
+        {
+            return status_response(&status);
+        }
         let body = match http_body_util::Limited::new(body, self.max_body_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => {

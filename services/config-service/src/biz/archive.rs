@@ -143,13 +143,19 @@ impl<R: Repository> ConfigStore<R> {
     async fn archived_release(&self, release: Release) -> ConfigResult<ArchivedRelease> {
         let mut resolved = release.resolved;
         self.keystore.open_document(&mut resolved).await?;
+        // An imported release goes out with the history it came in with, so an archive
+        // survives export → import → export unchanged; each import records its importer.
+        let (author, created_ms) = match release.imported_author.is_empty() {
+            true => (release.author, release.created_ms),
+            false => (release.imported_author, release.imported_ms),
+        };
         Ok(ArchivedRelease {
             environment: release.env.environment,
             config: release.config,
             number: release.number,
-            author: release.author,
+            author,
             message: release.message,
-            created_ms: release.created_ms,
+            created_ms,
             format: release.format,
             content: self.keystore.open_text(&release.content).await?,
             overlay: self.keystore.open_text(&release.overlay).await?,
@@ -196,8 +202,13 @@ impl<R: Repository> ConfigStore<R> {
             configs.push(self.imported_draft(caller, &project, config).await?);
         }
         let mut releases = Vec::new();
+        let imported_at = now_ms();
         for release in &archive.releases {
-            releases.push(self.imported_release(tenant, &archive.project.id, &id, release).await?);
+            let importer = (caller.principal.subject.as_str(), imported_at);
+            releases.push(
+                self.imported_release(tenant, &archive.project.id, &id, release, importer)
+                    .await?,
+            );
         }
         let mut current = Vec::new();
         for environment in &mut project.environments {
@@ -296,6 +307,7 @@ impl<R: Repository> ConfigStore<R> {
         archive_project: &str,
         project: &str,
         release: &ArchivedRelease,
+        (importer, imported_at): (&str, i64),
     ) -> ConfigResult<Release> {
         let secret = !release.secret_paths.is_empty();
         let mut resolved = release.resolved.clone();
@@ -316,9 +328,13 @@ impl<R: Repository> ConfigStore<R> {
             env: EnvKey::new(tenant, project, &release.environment),
             config: release.config.clone(),
             number: release.number,
-            author: release.author.clone(),
+            // The archive's word for who published and when is kept, but not as ours: the
+            // history says who brought the release in.
+            author: importer.to_owned(),
             message: release.message.clone(),
-            created_ms: release.created_ms,
+            created_ms: imported_at,
+            imported_author: release.author.clone(),
+            imported_ms: release.created_ms,
             format: release.format,
             content: self.seal_if(tenant, secret, &release.content).await?,
             overlay: self.seal_if(tenant, secret, &release.overlay).await?,

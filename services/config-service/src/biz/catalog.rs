@@ -25,6 +25,18 @@ pub const MAX_LABELS: usize = 64;
 pub const MAX_VARIABLES: usize = 256;
 pub const MAX_ENVIRONMENTS: usize = 32;
 const MAX_INHERITANCE_DEPTH: usize = 16;
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 200;
+/// Longest release message, in characters.
+pub const MAX_MESSAGE: usize = 2000;
+
+/// Refuses text longer than `max` characters instead of silently cutting it.
+pub fn check_length(field: &str, text: &str, max: usize) -> ConfigResult<()> {
+    if text.chars().nth(max).is_none() {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(field, format!("at most {max} characters")))
+}
 
 /// What a caller writes when creating or replacing a config.
 #[derive(Debug, Clone, Default)]
@@ -162,6 +174,7 @@ impl<R: Repository> ConfigStore<R> {
         environment_ids: &[String],
     ) -> ConfigResult<Project> {
         check_id("project_id", id)?;
+        check_length("project.display_name", display_name, MAX_DISPLAY_NAME)?;
         caller.require(Role::Admin, &format!("projects/{id}"))?;
         if environment_ids.len() > MAX_ENVIRONMENTS {
             return Err(ConfigError::invalid(
@@ -181,7 +194,7 @@ impl<R: Repository> ConfigStore<R> {
         }
         let project = Project {
             id: id.to_owned(),
-            display_name: display_name.chars().take(200).collect(),
+            display_name: display_name.to_owned(),
             created_ms: now_ms(),
             environments: environment_ids
                 .iter()
@@ -719,9 +732,17 @@ fn new_environment(project: &str, id: &str, position: i64, variables: BTreeMap<S
 
 /// Etags are the stored version as text.
 pub fn parse_etag(etag: &str) -> ConfigResult<i64> {
-    etag.trim_matches('"')
-        .parse()
-        .map_err(|_| ConfigError::invalid("etag", "required: the etag from the last read"))
+    let text = etag.trim_matches('"');
+    if text.is_empty() {
+        return Err(ConfigError::invalid("etag", "required: the etag from the last read"));
+    }
+    text.parse().map_err(|_| {
+        let shown: String = text.chars().take(40).collect();
+        ConfigError::invalid(
+            "etag",
+            format!("`{shown}` is not an etag this service issued: send the etag from the last read"),
+        )
+    })
 }
 
 /// The etag of a stored version.

@@ -101,6 +101,10 @@ pub struct Release {
     /// The release this one copies (rollback, promotion), as a resource name; empty otherwise.
     pub source: String,
     pub revision: i64,
+    /// For an imported release, the author and time its archive claimed (`author` and
+    /// `created_ms` are the importer's); empty and 0 otherwise.
+    pub imported_author: String,
+    pub imported_ms: i64,
 }
 
 /// What an environment serves for one config as of one revision: a row of the change log.

@@ -491,6 +491,7 @@ impl<R: Repository> ConfigStore<R> {
         message: &str,
         origin: &str,
     ) -> ConfigResult<ReleaseView> {
+        super::catalog::check_length("message", message, super::catalog::MAX_MESSAGE)?;
         let no_fresh = HashMap::new();
         let schema = checks.as_ref().and_then(|(schema, _)| schema.as_ref());
         let resolved = self
@@ -510,7 +511,7 @@ impl<R: Repository> ConfigStore<R> {
             config: config.to_owned(),
             number: 0,
             author: caller.principal.subject.clone(),
-            message: message.chars().take(2000).collect(),
+            message: message.to_owned(),
             created_ms: 0,
             format: source.format,
             content: source.content,
@@ -521,6 +522,8 @@ impl<R: Repository> ConfigStore<R> {
             secret_paths: first.secret_paths.clone(),
             source: origin.to_owned(),
             revision: 0,
+            imported_author: String::new(),
+            imported_ms: 0,
         };
         let resource = published_resource(env, config);
         let mut audit = vec![caller.audit("config.publish", &resource, None, Some(first.content_hash.clone()))];

@@ -145,8 +145,8 @@ async fn replace_bases(conn: &mut AnyConnection, tenant: &str, draft: &ConfigDra
 async fn insert_release(conn: &mut AnyConnection, release: &Release) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO releases (tenant, project, environment, config, number, author, message, created_ms, format, \
-         content, overlay, extends, resolved, content_hash, secret_paths, source, revision) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         content, overlay, extends, resolved, content_hash, secret_paths, source, revision, imported_author, \
+         imported_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(&release.env.tenant)
     .bind(&release.env.project)
@@ -165,6 +165,8 @@ async fn insert_release(conn: &mut AnyConnection, release: &Release) -> StoreRes
     .bind(json(&release.secret_paths))
     .bind(&release.source)
     .bind(release.revision)
+    .bind(&release.imported_author)
+    .bind(release.imported_ms)
     .execute(&mut *conn)
     .await
     .map_err(backend)?;

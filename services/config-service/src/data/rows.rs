@@ -18,7 +18,8 @@ pub const CONFIG_COLUMNS: &str = "project, id, format, content, overlays, extend
                                   secret_paths, search_text, version, updated_by, updated_ms";
 
 pub const RELEASE_COLUMNS: &str = "project, environment, config, number, author, message, created_ms, format, \
-                                   content, overlay, extends, resolved, content_hash, secret_paths, source, revision";
+                                   content, overlay, extends, resolved, content_hash, secret_paths, source, revision, \
+                                   imported_author, imported_ms";
 
 pub const SERVED_COLUMNS: &str =
     "c.config, c.revision, c.release, c.format, c.resolved, c.content_hash, c.secret_paths, c.created_ms";
@@ -96,6 +97,8 @@ pub fn release_of(tenant: &str, row: &AnyRow) -> StoreResult<Release> {
         secret_paths: json_column(row, "secret_paths")?,
         source: column(row, "source")?,
         revision: column(row, "revision")?,
+        imported_author: column(row, "imported_author")?,
+        imported_ms: column(row, "imported_ms")?,
     })
 }
 

@@ -116,6 +116,10 @@ pub fn release(view: &ReleaseView) -> pb::Release {
         source: release.source.clone(),
         revision: release.revision.max(0) as u64,
         secret_paths: release.secret_paths.clone(),
+        imported_author: release.imported_author.clone(),
+        imported_time: (release.imported_ms > 0)
+            .then(|| timestamp(release.imported_ms))
+            .flatten(),
     }
 }
 

@@ -21,6 +21,7 @@ use switchyard_platform::{
     auth::Principal,
     error::{Classify, to_status},
     metrics::Metrics,
+    page_token,
     settings::parse_duration,
     shutdown::end_on_shutdown,
 };
@@ -160,9 +161,42 @@ fn spec_of(config: pb::Config) -> ConfigSpec {
     }
 }
 
-/// Keyset page tokens are the last id (or number) of the previous page.
+/// Keyset page tokens hold the last id (or number) of the previous page, opaquely.
 fn next_token(full: bool, last: Option<String>) -> String {
-    if full { last.unwrap_or_default() } else { String::new() }
+    match (full, last) {
+        (true, Some(last)) => page_token::encode(&last),
+        _ => String::new(),
+    }
+}
+
+/// The position a page token resumes after; empty for the first page.
+fn position(token: &str) -> ConfigResult<String> {
+    page_token::decode(token)
+        .map(Option::unwrap_or_default)
+        .map_err(|violation| ConfigError::Invalid(vec![violation]))
+}
+
+/// A numeric position (a release number, an audit sequence); `None` for the first page.
+fn numeric_position(token: &str) -> ConfigResult<Option<i64>> {
+    let position = position(token)?;
+    if position.is_empty() {
+        return Ok(None);
+    }
+    position
+        .parse()
+        .map(Some)
+        .map_err(|_| ConfigError::invalid("page_token", "not a token this list issued"))
+}
+
+/// A requested page size: 0 asks for the default, a negative one is refused.
+fn page_size(requested: i32) -> ConfigResult<i32> {
+    if requested < 0 {
+        return Err(ConfigError::invalid(
+            "page_size",
+            "must be 0 (for the default) or positive",
+        ));
+    }
+    Ok(requested)
 }
 
 fn watch_response(batch: crate::biz::publishing::WatchBatch) -> pb::WatchResponse {
@@ -187,14 +221,7 @@ fn rfc3339_ms(field: &str, text: &str) -> ConfigResult<Option<i64>> {
 }
 
 fn audit_filter(request: &pb::ListAuditRecordsRequest) -> ConfigResult<AuditFilter> {
-    let before = match request.page_token.as_str() {
-        "" => None,
-        token => Some(
-            token
-                .parse()
-                .map_err(|_| ConfigError::invalid("page_token", "not a token from a previous page"))?,
-        ),
-    };
+    let before = numeric_position(&request.page_token)?;
     Ok(AuditFilter {
         resource_prefix: Some(request.resource.clone()).filter(|text| !text.is_empty()),
         actor: Some(request.actor.clone()).filter(|text| !text.is_empty()),
@@ -202,7 +229,7 @@ fn audit_filter(request: &pb::ListAuditRecordsRequest) -> ConfigResult<AuditFilt
         end_ms: rfc3339_ms("end_time", &request.end_time)?,
         before_sequence: before,
         after_sequence: None,
-        limit: i64::from(request.page_size.max(0)),
+        limit: i64::from(page_size(request.page_size)?),
     })
 }
 
@@ -292,11 +319,9 @@ impl ConfigService for ConfigServiceApi {
     ) -> Result<Response<pb::ListProjectsResponse>, Status> {
         let caller = caller(&request)?;
         let body = request.get_ref();
-        let projects = self
-            .store
-            .list_projects(caller, &body.page_token, body.page_size)
-            .await
-            .map_err(status)?;
+        let after = position(&body.page_token).map_err(status)?;
+        let size = page_size(body.page_size).map_err(status)?;
+        let projects = self.store.list_projects(caller, &after, size).await.map_err(status)?;
         let full = projects.len() as i64 >= self.store.page_size(body.page_size);
         Ok(Response::new(pb::ListProjectsResponse {
             next_page_token: next_token(full, projects.last().map(|project| project.id.clone())),
@@ -423,12 +448,12 @@ impl ConfigService for ConfigServiceApi {
                 .ok_or_else(|| status(ConfigError::invalid("labels", "each filter is `key=value`")))?;
             labels.push((key.to_owned(), value.to_owned()));
         }
-        let limit = self.store.page_size(body.page_size);
+        let limit = self.store.page_size(page_size(body.page_size).map_err(status)?);
         let filter = ConfigFilter {
             name_prefix: body.name_prefix.clone(),
             labels,
             text: body.text.clone(),
-            after: body.page_token.clone(),
+            after: position(&body.page_token).map_err(status)?,
             limit,
         };
         let views = self.store.list_configs(caller, &ids[0], filter).await.map_err(status)?;
@@ -525,15 +550,11 @@ impl ConfigService for ConfigServiceApi {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let (env, config) = published(&caller, "parent", &body.parent).map_err(status)?;
-        let before = match body.page_token.as_str() {
-            "" => 0,
-            token => token
-                .parse()
-                .map_err(|_| status(ConfigError::invalid("page_token", "not a token from a previous page")))?,
-        };
+        let before = numeric_position(&body.page_token).map_err(status)?.unwrap_or(0);
+        let size = page_size(body.page_size).map_err(status)?;
         let views = self
             .store
-            .releases(caller, &env, &config, before, body.page_size)
+            .releases(caller, &env, &config, before, size)
             .await
             .map_err(status)?;
         let full = views.len() as i64 >= self.store.page_size(body.page_size);

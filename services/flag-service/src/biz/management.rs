@@ -120,32 +120,55 @@ impl<R: FlagRepository> Manager<R> {
         expected_version: Option<i64>,
         message: &str,
     ) -> FlagResult<StoredFlag> {
-        let current = self.flag(caller, project, key).await?;
-        require_for_change(caller, project, &current.definition, &definition)?;
-        let expected = Expected::Version(expected_version.unwrap_or(current.version));
-        let write = FlagWrite {
-            key: key.to_owned(),
-            expected,
-            definition,
-        };
-        self.write_flag(caller, project, "flags.update", message, write).await
+        // Without an etag the last writer wins: a write that lost a race is checked and
+        // applied again over what won, never refused for someone else's change.
+        let mut attempt = 1;
+        loop {
+            let current = self.flag(caller, project, key).await?;
+            require_for_change(caller, project, &current.definition, &definition)?;
+            let write = FlagWrite {
+                key: key.to_owned(),
+                expected: Expected::Version(expected_version.unwrap_or(current.version)),
+                definition: definition.clone(),
+            };
+            match self.write_flag(caller, project, "flags.update", message, write).await {
+                Err(FlagError::Store(StoreError::Stale(_))) if expected_version.is_none() && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                }
+                written => return written,
+            }
+        }
     }
 
-    /// The kill switch: disables the flag in the given environments (all when empty), so every
-    /// caller gets its own default at once.
+    /// The kill switch: disables the flag in the given environments (or, with `everywhere`,
+    /// in all of them), so every caller gets its own default at once. Naming neither is
+    /// refused: an empty request must not switch off production by accident.
     pub async fn kill(
         &self,
         caller: Caller<'_>,
         project: &str,
         key: &str,
         environments: &[String],
+        everywhere: bool,
         message: &str,
     ) -> FlagResult<StoredFlag> {
         let current = self.flag(caller, project, key).await?;
         let mut definition = current.definition.clone();
-        let targets: Vec<String> = match environments {
-            [] => definition.environments.keys().cloned().collect(),
-            some => some.to_vec(),
+        let targets: Vec<String> = match (environments, everywhere) {
+            ([], true) => definition.environments.keys().cloned().collect(),
+            ([], false) => {
+                return Err(FlagError::invalid(
+                    "environments",
+                    "name the environments to kill the flag in, or set `all: true` for every one",
+                ));
+            }
+            (_, true) => {
+                return Err(FlagError::invalid(
+                    "all",
+                    "either list environments or set `all`, not both",
+                ));
+            }
+            (some, false) => some.to_vec(),
         };
         for environment in &targets {
             check_id("environments", environment)?;

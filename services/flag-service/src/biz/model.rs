@@ -273,6 +273,10 @@ impl ProjectFlags {
                 Err(error) => violations.push(FieldViolation::new(located(&error.path, &environment), error.message)),
             }
         }
+        // A mistake outside the environments' rules (mixed variant types, say) fails every
+        // environment the same way: report it once.
+        let mut seen = std::collections::HashSet::new();
+        violations.retain(|violation| seen.insert((violation.field.clone(), violation.description.clone())));
         if violations.is_empty() {
             Ok(compiled)
         } else {

@@ -10,6 +10,7 @@ use switchyard_platform::{
     audit::AuditFilter,
     auth::Principal,
     error::{FieldViolation, to_status},
+    page_token,
     proto_json::{from_proto_struct, timestamp, to_proto_struct, to_proto_value},
 };
 use tonic::{Request, Status};
@@ -238,12 +239,17 @@ fn segment_message(project: &str, segment: &StoredSegment) -> pb::Segment {
     }
 }
 
-/// A page token that is a version or sequence number (empty: the first page).
+/// The position an (opaque) page token resumes after; `None` for the first page.
+fn position(token: &str) -> Result<Option<String>, Status> {
+    page_token::decode(token).map_err(invalid)
+}
+
+/// A page token that holds a version or sequence number (empty: the first page).
 fn number_token(token: &str) -> Result<Option<i64>, Status> {
-    if token.is_empty() {
+    let Some(position) = position(token)? else {
         return Ok(None);
-    }
-    let number = token.parse::<i64>().map_err(|_| {
+    };
+    let number = position.parse::<i64>().map_err(|_| {
         invalid(FieldViolation::new(
             "page_token",
             "not a page token this service issued",
@@ -252,8 +258,9 @@ fn number_token(token: &str) -> Result<Option<i64>, Status> {
     Ok(Some(number))
 }
 
-fn page_size(size: i32) -> i64 {
-    if size <= 0 { DEFAULT_PAGE } else { i64::from(size) }
+/// A requested page size: 0 is the default, a negative one is refused.
+fn page_size(size: i32) -> Result<i64, Status> {
+    page_token::page_size(size, DEFAULT_PAGE, crate::biz::management::MAX_PAGE).map_err(invalid)
 }
 
 /// The management RPCs, each a thin mapping onto [`Manager`].
@@ -291,19 +298,19 @@ impl<R: FlagRepository> Handlers<'_, R> {
             value => Some(lifecycle_from(value)?),
         };
         let tag = Some(message.tag.as_str()).filter(|tag| !tag.is_empty());
-        let after = Some(message.page_token.as_str()).filter(|token| !token.is_empty());
+        let after = position(&message.page_token)?;
         let keep = |flag: &StoredFlag| {
             tag.is_none_or(|tag| flag.definition.tags.iter().any(|own| own == tag))
                 && lifecycle.is_none_or(|lifecycle| flag.definition.lifecycle == lifecycle)
         };
         let (flags, next) = self
             .manager
-            .flags(caller, &project, after, page_size(message.page_size), keep)
+            .flags(caller, &project, after.as_deref(), page_size(message.page_size)?, keep)
             .await
             .map_err(status)?;
         Ok(pb::ListFlagsResponse {
             flags: flags.iter().map(|flag| stored(&project, flag)).collect(),
-            next_page_token: next.unwrap_or_default(),
+            next_page_token: next.map(|last| page_token::encode(&last)).unwrap_or_default(),
         })
     }
 
@@ -312,7 +319,12 @@ impl<R: FlagRepository> Handlers<'_, R> {
         let message = request.get_ref();
         let flag_name = message.flag.as_ref().map(|flag| flag.name.clone()).unwrap_or_default();
         let ids = name("flag.name", &flag_name, "projects/*/flags/*")?;
-        let expected = etag_version("etag", &message.etag)?;
+        // The etag goes beside the flag, or stays inside it where a read put it.
+        let inner = message.flag.as_ref().map_or("", |flag| flag.etag.as_str());
+        let expected = match message.etag.as_str() {
+            "" => etag_version("flag.etag", inner)?,
+            outer => etag_version("etag", outer)?,
+        };
         let definition = definition(message.flag.clone())?;
         let flag = self
             .manager
@@ -328,7 +340,14 @@ impl<R: FlagRepository> Handlers<'_, R> {
         let ids = name("name", &message.name, "projects/*/flags/*")?;
         let flag = self
             .manager
-            .kill(caller, &ids[0], &ids[1], &message.environments, &message.message)
+            .kill(
+                caller,
+                &ids[0],
+                &ids[1],
+                &message.environments,
+                message.all,
+                &message.message,
+            )
             .await
             .map_err(status)?;
         Ok(stored(&ids[0], &flag))
@@ -342,14 +361,16 @@ impl<R: FlagRepository> Handlers<'_, R> {
         let message = request.get_ref();
         let ids = name("name", &message.name, "projects/*/flags/*")?;
         let before = number_token(&message.page_token)?;
-        let size = page_size(message.page_size);
+        let size = page_size(message.page_size)?;
         let versions = self
             .manager
             .versions(caller, &ids[0], &ids[1], before, size)
             .await
             .map_err(status)?;
         let next = match versions.last() {
-            Some(last) if versions.len() as i64 == size && last.version > 1 => last.version.to_string(),
+            Some(last) if versions.len() as i64 == size && last.version > 1 => {
+                page_token::encode(&last.version.to_string())
+            }
             _ => String::new(),
         };
         Ok(pb::ListFlagVersionsResponse {
@@ -609,7 +630,7 @@ impl<R: FlagRepository> Handlers<'_, R> {
         let caller = caller(&request)?;
         let message = request.get_ref();
         let before = number_token(&message.page_token)?;
-        let limit = page_size(message.page_size).clamp(1, 500);
+        let limit = page_size(message.page_size)?.clamp(1, 500);
         let filter = AuditFilter {
             resource_prefix: Some(message.resource_prefix.clone()).filter(|prefix| !prefix.is_empty()),
             before_sequence: before,
@@ -618,7 +639,7 @@ impl<R: FlagRepository> Handlers<'_, R> {
         };
         let records = self.manager.audit(caller, &filter).await.map_err(status)?;
         let next = match records.last() {
-            Some(last) if records.len() as i64 == limit => last.sequence.to_string(),
+            Some(last) if records.len() as i64 == limit => page_token::encode(&last.sequence.to_string()),
             _ => String::new(),
         };
         Ok(pb::ListAuditRecordsResponse {
