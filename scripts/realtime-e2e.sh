@@ -50,6 +50,7 @@ mkdir -p "$generated"
 "$venv/bin/python" -m grpc_tools.protoc -I "$repo/proto" \
   --python_out="$generated" --grpc_python_out="$generated" \
   "$repo/proto/google/api/annotations.proto" "$repo/proto/google/api/http.proto" \
+  "$repo/proto/google/api/field_behavior.proto" \
   "$repo/proto/switchyard/runtime/v1/service_info.proto" \
   "$repo/proto/switchyard/realtime/v1/events.proto" \
   "$repo/proto/switchyard/realtime/v1/realtime_service.proto"

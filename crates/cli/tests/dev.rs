@@ -385,6 +385,85 @@ async fn managed_flags_need_an_sdk_key_until_an_admin_makes_the_environment_publ
     assert!(wait_exit(&mut dev.child).success());
 }
 
+/// The gRPC services each dev service serves over HTTP.
+const SERVED: &[(&str, &[&str])] = &[
+    (
+        "config-service",
+        &[
+            "switchyard.config.v1.ConfigService",
+            "switchyard.config.v1.ApiKeyService",
+        ],
+    ),
+    ("flag-service", &["switchyard.flags.v1.FlagService"]),
+    ("experiment-service", &["switchyard.experiments.v1.ExperimentService"]),
+    ("realtime-gateway", &["switchyard.realtime.v1.RealtimeService"]),
+    ("presence-service", &["switchyard.presence.v1.PresenceService"]),
+];
+
+/// `Service_Method` of every `google.api.http` binding (additional bindings included) of
+/// `service`, read straight from the descriptor set.
+fn bindings(service: &str) -> Vec<String> {
+    use prost::Message as _;
+    let pool = switchyard_platform::descriptors();
+    let extension = pool.get_extension_by_name("google.api.http").unwrap();
+    let descriptor = pool.get_service_by_name(service).unwrap();
+    let mut out = Vec::new();
+    for method in descriptor.methods() {
+        let options = method.options();
+        if !options.has_extension(&extension) {
+            continue;
+        }
+        let prost_reflect::Value::Message(rule) = options.get_extension(&extension).into_owned() else {
+            continue;
+        };
+        let rule = switchyard_api::google::api::HttpRule::decode(rule.encode_to_vec().as_slice()).unwrap();
+        let base = format!("{}_{}", descriptor.name(), method.name());
+        out.push(base.clone());
+        out.extend((1..=rule.additional_bindings.len()).map(|index| format!("{base}{index}")));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_http_binding_of_every_service_is_an_operation_of_its_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = start(dir.path());
+    for (name, services) in SERVED {
+        let (http_port, _) = port_of(&dev, name);
+        let document = get(&format!("http://127.0.0.1:{http_port}/openapi.json")).await.json();
+        let mut operations: Vec<(String, String, String)> = Vec::new();
+        for (path, verbs) in document["paths"].as_object().unwrap() {
+            assert!(
+                !path.contains('.') || path.contains(':'),
+                "{name}: dotted parameter in {path}"
+            );
+            for (verb, operation) in verbs.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap().to_owned();
+                operations.push((id, verb.clone(), path.clone()));
+            }
+        }
+        let mut expected: Vec<String> = services.iter().flat_map(|service| bindings(service)).collect();
+        let mut found: Vec<String> = operations.iter().map(|(id, _, _)| id.clone()).collect();
+        expected.sort();
+        found.sort();
+        assert_eq!(found, expected, "{name}: one operation per binding");
+        let info = operations
+            .iter()
+            .find(|(id, _, _)| id.ends_with("_GetServiceInfo"))
+            .unwrap();
+        let security = &document["paths"][&info.2][&info.1]["security"];
+        assert_eq!(security, &serde_json::json!([]), "{name}: its info route is public");
+    }
+    let (config_http, _) = port_of(&dev, "config-service");
+    let document = get(&format!("http://127.0.0.1:{config_http}/openapi.json"))
+        .await
+        .json();
+    let get_config = &document["paths"]["/v1/projects/{project}/environments/{environment}/configs/{config}"]["get"];
+    assert_eq!(get_config["operationId"], "ConfigService_GetConfig", "{get_config}");
+    sigterm(&dev.child);
+    assert!(wait_exit(&mut dev.child).success());
+}
+
 #[test]
 fn every_command_has_help() {
     for args in [

@@ -517,10 +517,12 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn openapi_json(State(state): State<HttpState>) -> impl IntoResponse {
+    let transcoder = &state.transcoder;
     axum::Json(openapi::document(
         state.title,
         env!("CARGO_PKG_VERSION"),
-        state.transcoder.routes(),
+        transcoder.routes(),
+        &|path| transcoder.is_public(path),
     ))
 }
 

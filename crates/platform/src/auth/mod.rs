@@ -563,6 +563,11 @@ impl AuthLayer {
         }
     }
 
+    /// Whether gRPC `path` answers without credentials.
+    pub fn is_public(&self, path: &str) -> bool {
+        self.public.contains(path)
+    }
+
     /// The caller of a request to gRPC `path` with this `authorization` header: `Ok(None)`
     /// when a public method is called without good credentials, an UNAUTHENTICATED status
     /// when another method is. The HTTP transcoder asks this before it reads a body, so an

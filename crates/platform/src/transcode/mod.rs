@@ -79,6 +79,11 @@ impl Transcoder {
         &self.routes
     }
 
+    /// Whether gRPC `path` answers without credentials (everything does without an auth layer).
+    pub fn is_public(&self, path: &str) -> bool {
+        self.auth.as_ref().is_none_or(|auth| auth.is_public(path))
+    }
+
     /// Serves one HTTP request (used as the HTTP router's fallback).
     pub async fn handle(&self, request: axum::extract::Request) -> Response {
         let (parts, body) = request.into_parts();

@@ -1,17 +1,28 @@
 //! `/openapi.json`: an OpenAPI 3.0 document generated from the same route table and
-//! descriptors the transcoder serves, so the document cannot drift from the API.
+//! descriptors the transcoder serves, so the document cannot drift from the API. Every
+//! binding (additional ones too) is its own operation; path patterns are expanded into one
+//! parameter per id; public methods declare no security; `google.api.field_behavior` marks
+//! required and output-only fields; oneofs allow at most one member.
 
 use std::collections::BTreeMap;
 
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor};
 use serde_json::{Map, Value, json};
 
-use super::routes::{BodyTarget, Route, RouteTable};
+use super::{
+    routes::{BodyTarget, Route, RouteTable},
+    template::PathParameter,
+};
 
 /// Query parameters are listed down to this depth of nested messages.
 const MAX_QUERY_DEPTH: usize = 3;
 
-pub fn document(title: &str, version: &str, table: &RouteTable) -> Value {
+/// `google.api.field_behavior` values the document uses.
+const REQUIRED: i32 = 2;
+const OUTPUT_ONLY: i32 = 3;
+
+/// The document for `table`; `public` says which gRPC paths need no credentials.
+pub fn document(title: &str, version: &str, table: &RouteTable, public: &dyn Fn(&str) -> bool) -> Value {
     let mut schemas = BTreeMap::new();
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut operation_ids: BTreeMap<String, usize> = BTreeMap::new();
@@ -20,9 +31,11 @@ pub fn document(title: &str, version: &str, table: &RouteTable) -> Value {
         let seen = operation_ids.entry(base.clone()).or_insert(0);
         let operation_id = if *seen == 0 { base } else { format!("{base}{seen}") };
         *seen += 1;
-        let operation = operation(route, operation_id, &mut schemas);
+        let (path, path_parameters) = route.template.openapi_path();
+        let secured = !public(&route.grpc_path());
+        let operation = operation(route, operation_id, &path_parameters, secured, &mut schemas);
         paths
-            .entry(route.template.openapi_path())
+            .entry(path)
             .or_default()
             .insert(route.http_method.as_str().to_lowercase(), operation);
     }
@@ -41,16 +54,19 @@ pub fn document(title: &str, version: &str, table: &RouteTable) -> Value {
     })
 }
 
-fn operation(route: &Route, operation_id: String, schemas: &mut BTreeMap<String, Value>) -> Value {
+fn operation(
+    route: &Route,
+    operation_id: String,
+    path_parameters: &[PathParameter],
+    secured: bool,
+    schemas: &mut BTreeMap<String, Value>,
+) -> Value {
     let method = &route.method;
     let input = method.input();
     let bound: Vec<String> = route.template.fields().collect();
-    let mut parameters: Vec<Value> = bound
+    let mut parameters: Vec<Value> = path_parameters
         .iter()
-        .map(|path| {
-            let schema = field_at(&input, path).map_or(json!({"type": "string"}), |f| field_schema(&f, schemas));
-            json!({ "name": path, "in": "path", "required": true, "schema": schema })
-        })
+        .map(|parameter| path_parameter(&input, parameter, schemas))
         .collect();
     if route.body == BodyTarget::None || matches!(route.body, BodyTarget::Field(_)) {
         let skip = match &route.body {
@@ -64,11 +80,11 @@ fn operation(route: &Route, operation_id: String, schemas: &mut BTreeMap<String,
         "summary": comments(method).unwrap_or_else(|| method.full_name().to_owned()),
         "tags": [method.parent_service().name()],
         "parameters": parameters,
-        "responses": {
-            "200": { "description": "OK", "content": { content_type(method): { "schema": response_schema(route, schemas) } } },
-            "default": { "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/google.rpc.Status" } } } }
-        }
+        "responses": responses(route, secured, schemas),
     });
+    if !secured {
+        operation["security"] = json!([]);
+    }
     let body = match &route.body {
         BodyTarget::None => None,
         BodyTarget::Whole => Some(message_ref(&input, schemas)),
@@ -78,6 +94,45 @@ fn operation(route: &Route, operation_id: String, schemas: &mut BTreeMap<String,
         operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
     }
     operation
+}
+
+/// A path parameter: the whole field (its own schema), or one id inside a resource name.
+fn path_parameter(
+    input: &MessageDescriptor,
+    parameter: &PathParameter,
+    schemas: &mut BTreeMap<String, Value>,
+) -> Value {
+    if parameter.whole {
+        let schema = field_at(input, &parameter.field).map_or(json!({"type": "string"}), |f| field_schema(&f, schemas));
+        return json!({ "name": parameter.name, "in": "path", "required": true, "schema": schema });
+    }
+    json!({
+        "name": parameter.name,
+        "in": "path",
+        "required": true,
+        "description": format!("The `{}` id in `{}`.", parameter.name, parameter.field),
+        "schema": { "type": "string", "minLength": 1 }
+    })
+}
+
+/// What a call can answer: the result, or a `google.rpc.Status` with the HTTP status of its
+/// code — 401/403 only where credentials are required.
+fn responses(route: &Route, secured: bool, schemas: &mut BTreeMap<String, Value>) -> Value {
+    let status = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/google.rpc.Status" } } });
+    let mut responses = json!({
+        "200": { "description": "OK", "content": { content_type(&route.method): { "schema": response_schema(route, schemas) } } },
+        "400": { "description": "Invalid argument: the fields at fault are listed", "content": status },
+        "404": { "description": "Not found", "content": status },
+        "409": { "description": "Conflict: changed concurrently or already exists", "content": status },
+        "413": { "description": "Request body too large", "content": status },
+        "429": { "description": "Rate limited (RetryInfo says when to retry)", "content": status },
+        "default": { "description": "Error", "content": status }
+    });
+    if secured {
+        responses["401"] = json!({ "description": "Missing or invalid credentials", "content": status });
+        responses["403"] = json!({ "description": "Credentials without the role this needs", "content": status });
+    }
+    responses
 }
 
 fn content_type(method: &MethodDescriptor) -> &'static str {
@@ -141,9 +196,12 @@ fn query_parameters(
                 query_parameters(&child, &format!("{path}."), bound, None, depth + 1, schemas, out);
             }
             Kind::Message(_) => {}
-            _ => out.push(
-                json!({ "name": path, "in": "query", "required": false, "schema": field_schema(&field, schemas) }),
-            ),
+            _ => out.push(json!({
+                "name": path,
+                "in": "query",
+                "required": depth == 0 && has_behavior(&field, REQUIRED),
+                "schema": field_schema(&field, schemas)
+            })),
         }
     }
 }
@@ -159,16 +217,71 @@ fn message_ref(message: &MessageDescriptor, schemas: &mut BTreeMap<String, Value
     let name = message.full_name().to_owned();
     if !schemas.contains_key(&name) {
         schemas.insert(name.clone(), json!({})); // placeholder breaks recursion
-        let mut properties = Map::new();
-        for field in message.fields() {
-            properties.insert(field.json_name().to_owned(), field_schema(&field, schemas));
-        }
-        schemas.insert(
-            name.clone(),
-            json!({ "type": "object", "properties": properties, "additionalProperties": false }),
-        );
+        let schema = message_schema(message, schemas);
+        schemas.insert(name.clone(), schema);
     }
     json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn message_schema(message: &MessageDescriptor, schemas: &mut BTreeMap<String, Value>) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for field in message.fields() {
+        let mut schema = field_schema(&field, schemas);
+        if has_behavior(&field, OUTPUT_ONLY) {
+            schema = json!({ "allOf": [schema], "readOnly": true });
+        }
+        if has_behavior(&field, REQUIRED) {
+            required.push(field.json_name().to_owned());
+        }
+        properties.insert(field.json_name().to_owned(), schema);
+    }
+    let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    let exclusive: Vec<Value> = message
+        .oneofs()
+        .filter(|oneof| !oneof.is_synthetic())
+        .flat_map(|oneof| {
+            let members: Vec<String> = oneof.fields().map(|field| field.json_name().to_owned()).collect();
+            pairs(&members)
+        })
+        .collect();
+    if !exclusive.is_empty() {
+        // A oneof takes at most one of its members: no two may appear together.
+        schema["not"] = json!({ "anyOf": exclusive });
+    }
+    schema
+}
+
+/// `{"required": [a, b]}` for every pair of oneof members.
+fn pairs(members: &[String]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (index, first) in members.iter().enumerate() {
+        for second in &members[index + 1..] {
+            out.push(json!({ "required": [first, second] }));
+        }
+    }
+    out
+}
+
+/// Whether a field carries `google.api.field_behavior` `behavior`.
+fn has_behavior(field: &FieldDescriptor, behavior: i32) -> bool {
+    let options = field.options();
+    let Some(extension) = field.parent_pool().get_extension_by_name("google.api.field_behavior") else {
+        return false;
+    };
+    if !options.has_extension(&extension) {
+        return false;
+    }
+    match options.get_extension(&extension).as_ref() {
+        prost_reflect::Value::List(values) => values
+            .iter()
+            .any(|value| matches!(value, prost_reflect::Value::EnumNumber(number) if *number == behavior)),
+        prost_reflect::Value::EnumNumber(number) => *number == behavior,
+        _ => false,
+    }
 }
 
 fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) -> Value {

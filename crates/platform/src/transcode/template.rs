@@ -135,19 +135,57 @@ impl PathTemplate {
         (position == segments.len()).then_some(bindings)
     }
 
-    /// The OpenAPI form: `/v1/{item.name}` for `/v1/{item.name=items/*}`.
-    pub fn openapi_path(&self) -> String {
+    /// The OpenAPI form, with every pattern expanded to concrete segments so that each id is
+    /// its own parameter: `/v1/{name=projects/*/configs/*}` becomes
+    /// `/v1/projects/{project}/configs/{config}`. A plain variable keeps its field as the
+    /// parameter name, dots made underscores (`{item.name}` → `{item_name}`), since OpenAPI
+    /// tools do not take dotted names.
+    pub fn openapi_path(&self) -> (String, Vec<PathParameter>) {
         let mut out = String::new();
+        let mut parameters: Vec<PathParameter> = Vec::new();
+        let mut add = |out: &mut String, wanted: String, field: &[String], whole: bool| {
+            let mut name = wanted.clone();
+            let mut suffix = 2;
+            while parameters.iter().any(|parameter| parameter.name == name) {
+                name = format!("{wanted}{suffix}");
+                suffix += 1;
+            }
+            out.push('{');
+            out.push_str(&name);
+            out.push('}');
+            parameters.push(PathParameter {
+                name,
+                field: field.join("."),
+                whole,
+            });
+        };
         for part in &self.parts {
-            out.push('/');
             match part {
-                Part::Segment(Segment::Literal(text)) => out.push_str(text),
-                Part::Segment(Segment::Any) => out.push('*'),
-                Part::Segment(Segment::Rest) => out.push_str("**"),
-                Part::Variable { field, .. } => {
-                    out.push('{');
-                    out.push_str(&field.join("."));
-                    out.push('}');
+                Part::Segment(Segment::Literal(text)) => {
+                    out.push('/');
+                    out.push_str(text);
+                }
+                Part::Segment(_) => {
+                    out.push('/');
+                    out.push('*');
+                }
+                Part::Variable { field, pattern } if pattern == &[Segment::Any] => {
+                    out.push('/');
+                    add(&mut out, field.join("_"), field, true);
+                }
+                Part::Variable { field, pattern } => {
+                    let mut previous: Option<&str> = None;
+                    for segment in pattern {
+                        out.push('/');
+                        match segment {
+                            Segment::Literal(text) => {
+                                out.push_str(text);
+                                previous = Some(text);
+                            }
+                            Segment::Any => add(&mut out, singular(previous, field), field, false),
+                            Segment::Rest => add(&mut out, field.join("_"), field, false),
+                        }
+                    }
                 }
             }
         }
@@ -155,7 +193,7 @@ impl PathTemplate {
             out.push(':');
             out.push_str(verb);
         }
-        out
+        (out, parameters)
     }
 
     /// Literal segments count more: `/v1/items/special` wins over `/v1/items/{id}`.
@@ -169,7 +207,33 @@ impl PathTemplate {
 
 impl fmt::Display for PathTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.openapi_path())
+        f.write_str(&self.openapi_path().0)
+    }
+}
+
+/// One path parameter of the OpenAPI form of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathParameter {
+    /// The name in the OpenAPI path.
+    pub name: String,
+    /// The dotted request field it fills.
+    pub field: String,
+    /// The parameter is the whole field (`{shelf}`), not one id inside it (`projects/{project}`).
+    pub whole: bool,
+}
+
+/// The parameter name for the id after a collection segment: `projects` → `project`,
+/// `policies` → `policy`; the field's name when there is no collection before it.
+fn singular(collection: Option<&str>, field: &[String]) -> String {
+    let Some(collection) = collection else {
+        return field.join("_");
+    };
+    if let Some(stem) = collection.strip_suffix("ies") {
+        return format!("{stem}y");
+    }
+    match collection.strip_suffix('s') {
+        Some(stem) if !stem.is_empty() => stem.to_owned(),
+        _ => format!("{collection}_id"),
     }
 }
 
@@ -312,12 +376,24 @@ mod tests {
     }
 
     #[test]
-    fn openapi_form() {
+    fn openapi_form_expands_patterns_into_one_parameter_per_id() {
+        let (path, parameters) = PathTemplate::parse("/v1/{config.name=projects/*/configs/*}:publish")
+            .unwrap()
+            .openapi_path();
+        assert_eq!(path, "/v1/projects/{project}/configs/{config}:publish");
         assert_eq!(
-            PathTemplate::parse("/v1/{item.name=items/*}:get")
-                .unwrap()
-                .openapi_path(),
-            "/v1/{item.name}:get"
+            parameters
+                .iter()
+                .map(|p| (p.name.as_str(), p.field.as_str(), p.whole))
+                .collect::<Vec<_>>(),
+            [("project", "config.name", false), ("config", "config.name", false)]
         );
+        let (path, parameters) = PathTemplate::parse("/v1/shelves/{item.shelf}/items/{item.name}")
+            .unwrap()
+            .openapi_path();
+        assert_eq!(path, "/v1/shelves/{item_shelf}/items/{item_name}");
+        assert!(parameters.iter().all(|parameter| parameter.whole));
+        let (path, _) = PathTemplate::parse("/v1/{name=policies/*/x/*}").unwrap().openapi_path();
+        assert_eq!(path, "/v1/policies/{policy}/x/{x_id}");
     }
 }
