@@ -7,7 +7,7 @@ export REDIS_TEST_URL ?= redis://127.0.0.1:6379
 # Seconds each flag-engine fuzz target runs in `make fuzz` and in the short pass of `make bench`.
 FUZZ_SECONDS ?= 30
 
-.PHONY: run test lint fmt bench bench-config bench-flags-engine bench-flags-server bench-realtime fuzz proto migrate build
+.PHONY: run test lint fmt fuzz-api bench bench-config bench-flags-engine bench-flags-server bench-realtime fuzz proto migrate build
 
 ## run: build and start all five services in one process (switchyard dev)
 run:
@@ -22,6 +22,12 @@ test:
 		echo "cargo-nextest not found; using cargo test"; \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+## fuzz-api: schemathesis (pinned, installed into target/fuzz-api) against every service's
+## /openapi.json in a fresh switchyard dev; FUZZ_API_SECONDS per service (default 100)
+FUZZ_API_SECONDS ?= 100
+fuzz-api:
+	./scripts/fuzz-api.sh $(FUZZ_API_SECONDS)
 
 ## lint: formatting and clippy, warnings are errors
 lint:

@@ -153,7 +153,10 @@ async fn openapi_lists_every_annotated_route() {
     assert_eq!(document["openapi"], "3.0.3");
     let paths = &document["paths"];
     assert!(paths["/v1/shelves/{item_shelf}/items/{item_name}"]["get"].is_object());
-    assert_eq!(paths["/v1/items/{item}"]["get"]["operationId"], "TranscodeTest_GetItem1", "the additional binding");
+    assert_eq!(
+        paths["/v1/items/{item}"]["get"]["operationId"], "TranscodeTest_GetItem1",
+        "the additional binding"
+    );
     assert!(paths["/v1/shelves/{shelf}/items"]["post"]["requestBody"].is_object());
     assert!(paths["/v1/shelves/{shelf}/items/{item_name}"]["patch"]["requestBody"].is_object());
     assert!(paths["/v1/fail/{code}"]["post"].is_object());

@@ -85,13 +85,26 @@ fn operation(
     if !secured {
         operation["security"] = json!([]);
     }
+    // An empty body is the empty message, so a body is required only when it must carry a
+    // required field.
     let body = match &route.body {
         BodyTarget::None => None,
-        BodyTarget::Whole => Some(message_ref(&input, schemas)),
-        BodyTarget::Field(field) => input.get_field_by_name(field).map(|f| field_schema(&f, schemas)),
+        BodyTarget::Whole => Some((
+            message_ref(&input, schemas),
+            input
+                .fields()
+                .any(|field| has_behavior(&field, REQUIRED) && !bound.contains(&field.name().to_owned())),
+        )),
+        BodyTarget::Field(field) => input
+            .get_field_by_name(field)
+            .map(|field| (field_schema(&field, schemas), has_behavior(&field, REQUIRED))),
     };
-    if let Some(schema) = body {
-        operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+    if let BodyTarget::Field(field) = &route.body {
+        operation["x-body-field"] = json!(field);
+    }
+    if let Some((schema, required)) = body {
+        operation["requestBody"] =
+            json!({ "required": required, "content": { "application/json": { "schema": schema } } });
     }
     operation
 }
@@ -104,14 +117,21 @@ fn path_parameter(
 ) -> Value {
     if parameter.whole {
         let schema = field_at(input, &parameter.field).map_or(json!({"type": "string"}), |f| field_schema(&f, schemas));
-        return json!({ "name": parameter.name, "in": "path", "required": true, "schema": schema });
+        return json!({
+            "name": parameter.name,
+            "in": "path",
+            "required": true,
+            "schema": schema,
+            "x-proto-field": parameter.field
+        });
     }
     json!({
         "name": parameter.name,
         "in": "path",
         "required": true,
         "description": format!("The `{}` id in `{}`.", parameter.name, parameter.field),
-        "schema": { "type": "string", "minLength": 1 }
+        "schema": { "type": "string", "minLength": 1 },
+        "x-proto-field": parameter.field
     })
 }
 
@@ -227,9 +247,10 @@ fn message_schema(message: &MessageDescriptor, schemas: &mut BTreeMap<String, Va
     let mut properties = Map::new();
     let mut required = Vec::new();
     for field in message.fields() {
-        let mut schema = field_schema(&field, schemas);
+        // proto3 JSON reads `null` as the field's default.
+        let mut schema = json!({ "allOf": [field_schema(&field, schemas)], "nullable": true });
         if has_behavior(&field, OUTPUT_ONLY) {
-            schema = json!({ "allOf": [schema], "readOnly": true });
+            schema["readOnly"] = json!(true);
         }
         if has_behavior(&field, REQUIRED) {
             required.push(field.json_name().to_owned());
@@ -237,20 +258,26 @@ fn message_schema(message: &MessageDescriptor, schemas: &mut BTreeMap<String, Va
         properties.insert(field.json_name().to_owned(), schema);
     }
     let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+    let mut rules = Vec::new();
+    let mut oneofs = Map::new();
+    for oneof in message.oneofs().filter(|oneof| !oneof.is_synthetic()) {
+        let members: Vec<String> = oneof.fields().map(|field| field.json_name().to_owned()).collect();
+        // Members all marked required: exactly one must be there (`oneOf` of "has it"); else
+        // at most one (no two together).
+        if oneof.fields().all(|field| has_behavior(&field, REQUIRED)) {
+            rules.push(json!({ "oneOf": members.iter().map(|m| json!({ "required": [m] })).collect::<Vec<_>>() }));
+            required.retain(|name| !members.contains(name));
+        } else if members.len() > 1 {
+            rules.push(json!({ "not": { "anyOf": pairs(&members) } }));
+        }
+        oneofs.insert(oneof.name().to_owned(), json!(members));
+    }
     if !required.is_empty() {
         schema["required"] = json!(required);
     }
-    let exclusive: Vec<Value> = message
-        .oneofs()
-        .filter(|oneof| !oneof.is_synthetic())
-        .flat_map(|oneof| {
-            let members: Vec<String> = oneof.fields().map(|field| field.json_name().to_owned()).collect();
-            pairs(&members)
-        })
-        .collect();
-    if !exclusive.is_empty() {
-        // A oneof takes at most one of its members: no two may appear together.
-        schema["not"] = json!({ "anyOf": exclusive });
+    if !rules.is_empty() {
+        schema["allOf"] = json!(rules);
+        schema["x-oneofs"] = Value::Object(oneofs);
     }
     schema
 }
@@ -285,6 +312,10 @@ fn has_behavior(field: &FieldDescriptor, behavior: i32) -> bool {
 }
 
 fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) -> Value {
+    // Every list's `page_size`: 0 asks for the default, a negative one is refused.
+    if field.name() == "page_size" && matches!(field.kind(), Kind::Int32) {
+        return json!({ "type": "integer", "format": "int32", "minimum": 0 });
+    }
     if field.is_map() {
         let Kind::Message(entry) = field.kind() else {
             return json!({"type": "object"});
@@ -300,20 +331,36 @@ fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Value>) 
     }
 }
 
+/// The largest integer a JSON number carries exactly (2^53 - 1).
+const JSON_SAFE_INTEGER: i64 = 9_007_199_254_740_991;
+
+/// What proto3 JSON accepts for each kind: 64-bit integers as numbers or decimal strings
+/// (written as strings), enums by name or number (written by name).
 fn kind_schema(kind: &Kind, schemas: &mut BTreeMap<String, Value>) -> Value {
     match kind {
-        Kind::Double | Kind::Float => json!({ "type": "number" }),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({ "type": "integer", "format": "int32" }),
-        Kind::Uint32 | Kind::Fixed32 => json!({ "type": "integer", "format": "int64", "minimum": 0 }),
-        // proto3 JSON writes 64-bit integers as strings.
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({ "type": "string", "format": "int64" }),
-        Kind::Uint64 | Kind::Fixed64 => json!({ "type": "string", "format": "uint64" }),
+        Kind::Double => json!({ "type": "number" }),
+        Kind::Float => json!({ "type": "number", "minimum": -3.4e38, "maximum": 3.4e38 }),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            json!({ "type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": i32::MAX })
+        }
+        Kind::Uint32 | Kind::Fixed32 => {
+            json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": u32::MAX })
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({ "oneOf": [
+            { "type": "string", "format": "int64", "pattern": "^-?[0-9]{1,18}$" },
+            { "type": "integer", "format": "int64", "minimum": -JSON_SAFE_INTEGER, "maximum": JSON_SAFE_INTEGER }
+        ] }),
+        Kind::Uint64 | Kind::Fixed64 => json!({ "oneOf": [
+            { "type": "string", "format": "uint64", "pattern": "^[0-9]{1,19}$" },
+            { "type": "integer", "format": "int64", "minimum": 0, "maximum": JSON_SAFE_INTEGER }
+        ] }),
         Kind::Bool => json!({ "type": "boolean" }),
         Kind::String => json!({ "type": "string" }),
         Kind::Bytes => json!({ "type": "string", "format": "byte" }),
-        Kind::Enum(descriptor) => {
-            json!({ "type": "string", "enum": descriptor.values().map(|v| v.name().to_owned()).collect::<Vec<_>>() })
-        }
+        Kind::Enum(descriptor) => json!({ "oneOf": [
+            { "type": "string", "enum": descriptor.values().map(|v| v.name().to_owned()).collect::<Vec<_>>() },
+            { "type": "integer", "enum": descriptor.values().map(|v| v.number()).collect::<Vec<_>>() }
+        ] }),
         Kind::Message(message) => message_ref(message, schemas),
     }
 }

@@ -54,7 +54,7 @@ pub fn access_status(error: &AccessError) -> Status {
     match error {
         AccessError::KeyRequired(_) | AccessError::BadKey(_) => Status::unauthenticated(error.to_string()),
         AccessError::NotGranted(_) => Status::permission_denied(error.to_string()),
-        AccessError::Selector(_) => Status::invalid_argument(error.to_string()),
+        AccessError::Selector(_) => super::invalid_field("selector", error.to_string()),
     }
 }
 
