@@ -29,7 +29,8 @@ pub struct FlagsArgs {
     #[arg(long, global = true, env = "SY_FLAG_SERVER", default_value = "http://127.0.0.1:9016")]
     server: String,
     /// API key sent as `authorization: Bearer …`; defaults to ./data/admin-api-key, which
-    /// `switchyard dev` writes. `evaluate` and `evaluate-all` work without one.
+    /// `switchyard dev` writes. `evaluate` and `evaluate-all` need one only for managed
+    /// flags (an SDK key is enough).
     #[arg(long, global = true, env = "SY_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// The project id to work in.
