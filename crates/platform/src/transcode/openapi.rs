@@ -141,7 +141,7 @@ fn responses(route: &Route, secured: bool, schemas: &mut BTreeMap<String, Value>
     let status = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/google.rpc.Status" } } });
     let mut responses = json!({
         "200": { "description": "OK", "content": { content_type(&route.method): { "schema": response_schema(route, schemas) } } },
-        "400": { "description": "Invalid argument: the fields at fault are listed", "content": status },
+        "400": { "description": "Invalid argument (the fields at fault are listed), or a failed precondition: the current state refuses the request (code 9)", "content": status },
         "404": { "description": "Not found", "content": status },
         "409": { "description": "Conflict: changed concurrently or already exists", "content": status },
         "413": { "description": "Request body too large", "content": status },
