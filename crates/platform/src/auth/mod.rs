@@ -13,22 +13,20 @@
 
 pub mod directory;
 pub mod follower;
+mod layer;
+
+pub use layer::{AuthLayer, AuthService, PublicMethods};
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     fmt,
     str::FromStr,
     sync::{Arc, RwLock},
-    task::{Context, Poll},
 };
 
-use futures::future::{BoxFuture, FutureExt};
-use http::{Request, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind as JwtErrorKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tonic::{Status, body::Body};
-use tower::{Layer, Service};
 
 use self::directory::KeyDirectory;
 
@@ -519,118 +517,6 @@ fn principal_from_claims(claims: Claims) -> Result<Principal, AuthError> {
 
 fn parse_roles(roles: &[String]) -> Result<Vec<RoleBinding>, AuthError> {
     roles.iter().map(|role| role.parse()).collect()
-}
-
-/// gRPC paths that need no credentials: health, reflection, and methods a service marks
-/// public (such as `GetServiceInfo`).
-#[derive(Debug, Clone, Default)]
-pub struct PublicMethods {
-    methods: HashSet<String>,
-    services: Vec<String>,
-}
-
-impl PublicMethods {
-    pub fn insert(&mut self, path: impl Into<String>) {
-        self.methods.insert(path.into());
-    }
-
-    /// Makes every method of a service (`package.Service`) public.
-    pub fn insert_service(&mut self, service: &str) {
-        self.services.push(format!("/{service}/"));
-    }
-
-    fn contains(&self, path: &str) -> bool {
-        path.starts_with("/grpc.health.v1.Health/")
-            || path.starts_with("/grpc.reflection.")
-            || self.methods.contains(path)
-            || self.services.iter().any(|prefix| path.starts_with(prefix.as_str()))
-    }
-}
-
-/// Authenticates every gRPC call that is not public and puts the [`Principal`] into the
-/// request extensions.
-#[derive(Debug, Clone)]
-pub struct AuthLayer {
-    authenticator: Arc<Authenticator>,
-    public: Arc<PublicMethods>,
-}
-
-impl AuthLayer {
-    pub fn new(authenticator: Arc<Authenticator>, public: PublicMethods) -> Self {
-        Self {
-            authenticator,
-            public: Arc::new(public),
-        }
-    }
-
-    /// Whether gRPC `path` answers without credentials.
-    pub fn is_public(&self, path: &str) -> bool {
-        self.public.contains(path)
-    }
-
-    /// The caller of a request to gRPC `path` with this `authorization` header: `Ok(None)`
-    /// when a public method is called without good credentials, an UNAUTHENTICATED status
-    /// when another method is. The HTTP transcoder asks this before it reads a body, so an
-    /// unauthenticated write is told 401, not what was wrong with its JSON.
-    pub fn admit(&self, path: &str, authorization: Option<&http::HeaderValue>) -> Result<Option<Principal>, Status> {
-        let resolved = match authorization.map(|value| value.to_str()) {
-            None => Err(AuthError::Missing),
-            Some(Err(_)) => Err(AuthError::Malformed("authorization header is not ASCII".into())),
-            Some(Ok(value)) => self.authenticator.authenticate(value),
-        };
-        match resolved {
-            Ok(principal) => Ok(Some(principal)),
-            // Public methods still learn who calls when the credentials are good; bad ones are ignored.
-            Err(_) if self.public.contains(path) => Ok(None),
-            Err(error) => Err(Status::unauthenticated(error.to_string())),
-        }
-    }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    layer: AuthLayer,
-}
-
-impl<S> Service<Request<Body>> for AuthService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let admitted = self
-            .layer
-            .admit(request.uri().path(), request.headers().get(http::header::AUTHORIZATION));
-        match admitted {
-            Ok(Some(principal)) => {
-                request.extensions_mut().insert(principal);
-            }
-            Ok(None) => {}
-            Err(status) => return async move { Ok(status.into_http()) }.boxed(),
-        }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        inner.call(request).boxed()
-    }
 }
 
 #[cfg(test)]

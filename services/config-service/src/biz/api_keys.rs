@@ -25,6 +25,7 @@ use switchyard_platform::{
 
 use super::{
     error::{ConfigError, ConfigResult},
+    input::{MAX_DISPLAY_NAME, check_length},
     model::now_ms,
     repository::StoreResult,
     store::{Caller, digest_text},
@@ -34,7 +35,6 @@ use super::{
 pub const TOPIC: &str = "config.api-keys";
 /// Scopes under this prefix belong to Switchyard's own services; keys made here cannot carry them.
 const RESERVED_SCOPE_PREFIX: &str = "switchyard:";
-const MAX_DISPLAY_NAME: usize = 200;
 const MAX_BINDINGS: usize = 32;
 const MAX_SCOPE_LENGTH: usize = 64;
 
@@ -313,11 +313,9 @@ fn check_spec(spec: &KeySpec, now: i64) -> ConfigResult<()> {
     let display_name = spec.display_name.trim();
     if display_name.is_empty() {
         violations.push(FieldViolation::new("display_name", "required: say what the key is for"));
-    } else if display_name.chars().count() > MAX_DISPLAY_NAME {
-        violations.push(FieldViolation::new(
-            "display_name",
-            format!("at most {MAX_DISPLAY_NAME} characters"),
-        ));
+    } else if let Err(ConfigError::Invalid(mut too_long)) = check_length("display_name", display_name, MAX_DISPLAY_NAME)
+    {
+        violations.append(&mut too_long);
     }
     if spec.roles.is_empty() {
         violations.push(FieldViolation::new(

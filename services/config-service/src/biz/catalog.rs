@@ -1,19 +1,21 @@
-//! Projects, environments and configuration drafts: everything that is edited before it is
+//! Projects and configuration drafts: everything that is edited before it is
 //! published. A draft's structured content is parsed on every write, so a draft that is
 //! stored always parses; its secret values are sealed before it reaches storage.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
-use switchyard_platform::{audit::AuditEntry, auth::Role};
+use switchyard_platform::auth::Role;
 
 use super::{
     document::{self, Format},
+    environments::{MAX_ENVIRONMENTS, new_environment},
     error::{ConfigError, ConfigResult},
+    input::{MAX_DISPLAY_NAME, check_length, check_map, parse_etag},
     json_path,
     model::{ConfigDraft, ConfigFilter, Environment, Project, now_ms},
     names::{ConfigRef, check_id},
-    repository::{Publication, Repository, StoreError},
+    repository::{Repository, StoreError},
     secrets,
     store::{Caller, ConfigStore, digest_text},
     validation::{Rule, Validator},
@@ -22,22 +24,7 @@ use super::{
 /// Limits on what a draft may carry.
 pub const MAX_EXTENDS: usize = 16;
 pub const MAX_LABELS: usize = 64;
-pub const MAX_VARIABLES: usize = 256;
-pub const MAX_ENVIRONMENTS: usize = 32;
 const MAX_INHERITANCE_DEPTH: usize = 16;
-/// Longest display name, in characters.
-pub const MAX_DISPLAY_NAME: usize = 200;
-/// Longest release message, in characters.
-pub const MAX_MESSAGE: usize = 2000;
-
-/// Refuses text longer than `max` characters instead of silently cutting it.
-pub fn check_length(field: &str, text: &str, max: usize) -> ConfigResult<()> {
-    if text.chars().nth(max).is_none() {
-        return Ok(());
-    }
-    Err(ConfigError::invalid(field, format!("at most {max} characters")))
-}
-
 /// What a caller writes when creating or replacing a config.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSpec {
@@ -132,27 +119,6 @@ pub fn parse_schema(text: &str) -> ConfigResult<Option<Value>> {
     }
 }
 
-/// Checks a string map: bounded size, keys of a safe alphabet.
-pub fn check_map(field: &str, map: &BTreeMap<String, String>, max: usize) -> ConfigResult<()> {
-    if map.len() > max {
-        return Err(ConfigError::invalid(field, format!("at most {max} entries")));
-    }
-    for key in map.keys() {
-        let valid = !key.is_empty()
-            && key.len() <= 128
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
-        if !valid {
-            return Err(ConfigError::invalid(
-                &format!("{field}[{key}]"),
-                "keys are 1-128 of A-Z a-z 0-9 _ - . /",
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The lower-cased, secret-free text that content search reads.
 fn search_text(id: &str, format: Format, parsed: &ParsedDraft, paths: &[String]) -> String {
     let mut masked = parsed.content.clone();
@@ -224,153 +190,6 @@ impl<R: Repository> ConfigStore<R> {
         caller.require(Role::Viewer, "projects")?;
         let limit = self.page_size(page_size);
         Ok(self.repository.list_projects(caller.tenant(), after, limit).await?)
-    }
-
-    pub async fn create_environment(
-        &self,
-        caller: Caller<'_>,
-        project: &str,
-        id: &str,
-        variables: BTreeMap<String, String>,
-        public_evaluation: bool,
-    ) -> ConfigResult<Environment> {
-        check_id("environment_id", id)?;
-        check_map("variables", &variables, MAX_VARIABLES)?;
-        caller.require(Role::Admin, &format!("projects/{project}"))?;
-        let existing = self.project(caller, project).await?;
-        if existing.environments.len() >= MAX_ENVIRONMENTS {
-            return Err(ConfigError::FailedPrecondition(format!(
-                "a project has at most {MAX_ENVIRONMENTS} environments"
-            )));
-        }
-        let position = existing
-            .environments
-            .iter()
-            .map(|environment| environment.position + 1)
-            .max()
-            .unwrap_or(0);
-        let environment = Environment {
-            public_evaluation,
-            ..new_environment(project, id, position, variables)
-        };
-        let resource = format!("projects/{project}/environments/{id}");
-        let audit = caller.audit("environment.create", &resource, None, Some(digest_text(&resource)));
-        match self
-            .repository
-            .create_environment(caller.tenant(), &environment, &audit)
-            .await
-        {
-            Err(StoreError::Duplicate) => Err(ConfigError::AlreadyExists(resource)),
-            Err(other) => Err(other.into()),
-            Ok(()) => {
-                if environment.public_evaluation {
-                    self.access_changed.notify_one();
-                }
-                Ok(environment)
-            }
-        }
-    }
-
-    pub async fn environment(&self, caller: Caller<'_>, project: &str, id: &str) -> ConfigResult<Environment> {
-        let resource = format!("projects/{project}/environments/{id}");
-        caller.require(Role::Viewer, &resource)?;
-        self.repository
-            .environment(caller.tenant(), project, id)
-            .await?
-            .ok_or(ConfigError::NotFound(resource))
-    }
-
-    /// Replaces an environment's variables when `etag` matches, then re-resolves what it serves.
-    /// Changes what `update` names. New variables re-resolve what the environment serves;
-    /// making its flags public (or private again) takes an admin.
-    pub async fn update_environment(
-        &self,
-        caller: Caller<'_>,
-        project: &str,
-        id: &str,
-        update: EnvironmentUpdate,
-        etag: &str,
-    ) -> ConfigResult<Environment> {
-        if let Some(variables) = &update.variables {
-            check_map("variables", variables, MAX_VARIABLES)?;
-        }
-        let resource = format!("projects/{project}/environments/{id}");
-        caller.require(Role::Publisher, &resource)?;
-        if update.public_evaluation.is_some() {
-            caller.require(Role::Admin, &resource)?;
-        }
-        let version = parse_etag(etag)?;
-        let current = self.environment(caller, project, id).await?;
-        if version != current.version {
-            return Err(ConfigError::Conflict(resource));
-        }
-        let access_changes = update
-            .public_evaluation
-            .is_some_and(|public| public != current.public_evaluation);
-        let updated = Environment {
-            variables: update.variables.clone().unwrap_or_else(|| current.variables.clone()),
-            public_evaluation: update.public_evaluation.unwrap_or(current.public_evaluation),
-            ..current.clone()
-        };
-        let audit = caller.audit(
-            "environment.update",
-            &resource,
-            Some(environment_digest(&current)),
-            Some(environment_digest(&updated)),
-        );
-        let stored = self
-            .write_environment(caller, updated, update.variables.is_some(), &audit)
-            .await?;
-        if access_changes {
-            self.access_changed.notify_one();
-        }
-        Ok(stored)
-    }
-
-    /// Writes an updated environment with, when its variables changed, everything it serves
-    /// re-resolved with them, in one transaction: a refused update changes nothing.
-    async fn write_environment(
-        &self,
-        caller: Caller<'_>,
-        updated: Environment,
-        reresolve: bool,
-        audit: &AuditEntry,
-    ) -> ConfigResult<Environment> {
-        let (project, id) = (updated.project.clone(), updated.id.clone());
-        let resource = format!("projects/{project}/environments/{id}");
-        // Resolve and validate everything the environment serves with the new variables
-        // first; the variables and the new documents are then written in one transaction,
-        // so a refused update changes nothing.
-        let env = super::model::EnvKey::new(caller.tenant(), &project, &id);
-        let mut attempt = 1;
-        loop {
-            let resolutions = match reresolve {
-                true => self.plan_environment(caller, &project, &id, &updated.variables).await?,
-                false => Vec::new(),
-            };
-            let publication = Publication {
-                env: env.clone(),
-                release: None,
-                resolutions,
-                retain_changes: self.delivery.retain(),
-            };
-            let written = self
-                .repository
-                .update_environment(caller.tenant(), &updated, audit, &publication)
-                .await;
-            match written {
-                Err(StoreError::Conflict) => return Err(ConfigError::Conflict(resource)),
-                Err(StoreError::Stale) if attempt < super::publishing::MAX_ATTEMPTS => {
-                    attempt += 1;
-                    self.delivery.catch_up().await;
-                }
-                Err(other) => return Err(other.into()),
-                Ok((stored, served)) => {
-                    self.delivery.applied(&env, served).await;
-                    return Ok(stored);
-                }
-            }
-        }
     }
 
     pub async fn create_config(
@@ -699,55 +518,6 @@ fn refuse_masked_secrets(parsed: &ParsedDraft, paths: &[String]) -> ConfigResult
         }
     }
     Ok(())
-}
-
-/// What an environment update changes; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct EnvironmentUpdate {
-    pub variables: Option<BTreeMap<String, String>>,
-    pub public_evaluation: Option<bool>,
-}
-
-/// The audit digest of an environment's settings.
-fn environment_digest(environment: &Environment) -> String {
-    let settings = serde_json::json!({
-        "variables": environment.variables,
-        "publicEvaluation": environment.public_evaluation,
-    });
-    digest_text(&settings.to_string())
-}
-
-fn new_environment(project: &str, id: &str, position: i64, variables: BTreeMap<String, String>) -> Environment {
-    Environment {
-        project: project.to_owned(),
-        id: id.to_owned(),
-        position,
-        variables,
-        revision: 0,
-        compacted: 0,
-        version: 1,
-        public_evaluation: false,
-    }
-}
-
-/// Etags are the stored version as text.
-pub fn parse_etag(etag: &str) -> ConfigResult<i64> {
-    let text = etag.trim_matches('"');
-    if text.is_empty() {
-        return Err(ConfigError::invalid("etag", "required: the etag from the last read"));
-    }
-    text.parse().map_err(|_| {
-        let shown: String = text.chars().take(40).collect();
-        ConfigError::invalid(
-            "etag",
-            format!("`{shown}` is not an etag this service issued: send the etag from the last read"),
-        )
-    })
-}
-
-/// The etag of a stored version.
-pub fn etag_of(version: i64) -> String {
-    version.to_string()
 }
 
 /// Whether `path` is, or lies under, one of `paths`.

@@ -21,11 +21,12 @@ use serde_json::Value;
 use switchyard_platform::auth::Role;
 
 use super::{
-    catalog::{existing_paths, parse_document, parse_etag, parse_schema, under_any},
+    catalog::{existing_paths, parse_document, parse_schema, under_any},
     delivery::{Batch, Entry},
     diff::{self, Change},
     document::{self, Format},
     error::{ConfigError, ConfigResult},
+    input::{MAX_MESSAGE, check_length, parse_etag},
     merge,
     model::{ConfigClient, EnvKey, Environment, Fetch, Precondition, Release, Resolution},
     names::ConfigRef,
@@ -491,7 +492,7 @@ impl<R: Repository> ConfigStore<R> {
         message: &str,
         origin: &str,
     ) -> ConfigResult<ReleaseView> {
-        super::catalog::check_length("message", message, super::catalog::MAX_MESSAGE)?;
+        check_length("message", message, MAX_MESSAGE)?;
         let no_fresh = HashMap::new();
         let schema = checks.as_ref().and_then(|(schema, _)| schema.as_ref());
         let resolved = self

@@ -1,6 +1,6 @@
 //! [`ConfigStore`]: the use cases of config-service, one method per operation, split by
-//! concern across `catalog` (projects, environments, drafts), `publishing` (releases,
-//! resolution, delivery) and `archive` (export, import). This file holds what they share:
+//! concern across `catalog` (projects, drafts), `environments`, `publishing` (releases,
+//! resolution, delivery) and `archive` (export, import); the key store is `api_keys`. This file holds what they share:
 //! who may do what, and how a mutation is described to the audit trail.
 
 use std::sync::Arc;

@@ -4,8 +4,9 @@ use switchyard_api::config::v1 as pb;
 pub use switchyard_platform::proto_json::{from_proto_value, timestamp, to_proto_value};
 
 use crate::biz::{
-    catalog::{DraftView, etag_of},
+    catalog::DraftView,
     document::{self, Format},
+    input::etag_of,
     model::{ConfigClient, Environment, Project},
     publishing::{Presented, ReleaseView},
     validation::{Rule, Violation},

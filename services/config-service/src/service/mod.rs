@@ -29,7 +29,8 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     biz::{
-        catalog::{ConfigSpec, EnvironmentUpdate},
+        catalog::ConfigSpec,
+        environments::EnvironmentUpdate,
         error::{ConfigError, ConfigResult},
         model::{ConfigFilter, EnvKey},
         names::{ConfigRef, parse},
