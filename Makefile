@@ -7,7 +7,7 @@ export REDIS_TEST_URL ?= redis://127.0.0.1:6379
 # Seconds each flag-engine fuzz target runs in `make fuzz` and in the short pass of `make bench`.
 FUZZ_SECONDS ?= 30
 
-.PHONY: run test lint fmt fuzz-api bench bench-config bench-flags-engine bench-flags-server bench-realtime fuzz proto migrate build
+.PHONY: run test lint fmt fuzz-api bench-keys bench bench-config bench-flags-engine bench-flags-server bench-realtime fuzz proto migrate build
 
 ## run: build and start all five services in one process (switchyard dev)
 run:
@@ -58,6 +58,11 @@ bench-flags-server:
 ## bench-flags-engine: flag-engine against unleash-yggdrasil (Rust) and @openfeature/flagd-core (Node); ROUNDS=3 to alternate
 bench-flags-engine:
 	./scripts/bench-flag-engine.sh
+
+## bench-keys: how fast a key created or revoked in the key store reaches flag-service (bench/results/key-propagation.json)
+bench-keys:
+	$(CARGO) build --bin switchyard
+	python3 scripts/bench-key-propagation.py
 
 ## bench-realtime: realtime-gateway's memory per idle connection (50,000) and fan-out beside a Socket.IO 4 server; REALTIME_BENCH_QUICK=1 for a short run
 bench-realtime:
