@@ -80,18 +80,26 @@ async fn without_a_selector_a_managed_flag_is_not_found_and_the_message_names_it
     assert!(flags.iter().all(|flag| flag["key"] != "checkout"), "{flags:?}");
 
     let mut flagd = V2Client::new(testing::grpc_channel(&running));
-    let refused = flagd
-        .resolve_string(v2::ResolveStringRequest {
-            flag_key: "checkout".into(),
-            context: None,
-        })
-        .await
-        .unwrap_err();
+    let request = || v2::ResolveStringRequest {
+        flag_key: "checkout".into(),
+        context: None,
+    };
+    let mut keyed = tonic::Request::new(request());
+    let bearer = format!("Bearer {}", keys.sdk_server);
+    keyed.metadata_mut().insert("authorization", bearer.parse().unwrap());
+    let refused = flagd.resolve_string(keyed).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::NotFound);
     assert!(
         refused.message().contains("projects/app/environments/prod"),
         "{}",
         refused.message()
+    );
+    let anonymous = flagd.resolve_string(request()).await.unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::NotFound);
+    assert!(
+        !anonymous.message().contains("projects/"),
+        "a caller without a key is not told where managed flags live: {}",
+        anonymous.message()
     );
     shutdown.trigger();
 }

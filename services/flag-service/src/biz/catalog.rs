@@ -132,15 +132,20 @@ impl Catalog {
         }
     }
 
-    /// The managed sources of `tenant` that hold flag `key`: what a caller who sent no
-    /// selector is pointed to when the key is not among what it sees.
-    pub fn sources_holding(&self, tenant: Option<&str>, key: &str) -> Vec<String> {
+    /// The managed sources `reader` may read that hold flag `key`: what a caller who sent no
+    /// selector is pointed to when the key is not among what it sees. Sources it cannot read
+    /// are not named, so a hint never tells a caller where another key's flags live.
+    pub fn sources_holding(&self, reader: &Reader, key: &str) -> Vec<String> {
         let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         state
             .sources
             .iter()
-            .filter(|source| source.tenant.is_some() && source.tenant.as_deref() == tenant)
-            .filter(|source| source.flags.get(key).is_some())
+            .filter(|source| source.tenant.is_some())
+            .filter(|source| {
+                source
+                    .flags_for(reader, &self.access)
+                    .is_some_and(|flags| flags.get(key).is_some())
+            })
             .map(|source| source.name.clone())
             .collect()
     }
@@ -200,8 +205,7 @@ impl Catalog {
             .sources
             .iter()
             .filter_map(|source| source.flags_for(reader, &self.access).map(|flags| (source, flags)));
-        let tenant = reader.tenant.as_deref();
-        let view = Arc::new(View::build(state.generation, tenant, visible, selector, default_source));
+        let view = Arc::new(View::build(state.generation, reader, visible, selector, default_source));
         if state.views.len() < MAX_CACHED_VIEWS {
             state.views.insert(key, view.clone());
         }
@@ -248,7 +252,7 @@ impl Change {
 #[derive(Debug)]
 pub struct View {
     generation: u64,
-    tenant: Option<String>,
+    reader: Reader,
     selector: Selector,
     flags: FlagSet,
     document: OnceLock<Arc<str>>,
@@ -259,7 +263,7 @@ impl View {
     /// Merges the flags each visible source shows its reader.
     fn build<'a>(
         generation: u64,
-        tenant: Option<&str>,
+        reader: &Reader,
         sources: impl Iterator<Item = (&'a Source, &'a FlagSet)>,
         selector: &Selector,
         default_source: Option<&str>,
@@ -287,7 +291,7 @@ impl View {
         };
         Self {
             generation,
-            tenant: tenant.map(str::to_owned),
+            reader: reader.clone(),
             selector: selector.clone(),
             flags,
             document: OnceLock::new(),
@@ -301,7 +305,12 @@ impl View {
 
     /// The tenant this view was built for (`None`: shared sources only).
     pub fn tenant(&self) -> Option<&str> {
-        self.tenant.as_deref()
+        self.reader.tenant.as_deref()
+    }
+
+    /// Who this view was built for.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 
     pub fn selector(&self) -> &Selector {
@@ -486,10 +495,16 @@ mod tests {
         );
         assert!(unselected.flags().get("app").is_none());
         assert_eq!(
-            catalog.sources_holding(Some("acme"), "app"),
+            catalog.sources_holding(&member("acme"), "app"),
             vec!["projects/app/environments/prod"]
         );
-        assert!(catalog.sources_holding(Some("globex"), "app").is_empty());
+        assert!(catalog.sources_holding(&member("globex"), "app").is_empty());
+        assert!(
+            catalog
+                .sources_holding(&Reader::anonymous(Some("acme".into())), "app")
+                .is_empty(),
+            "a caller without a key is not told where managed flags live"
+        );
     }
 
     #[test]

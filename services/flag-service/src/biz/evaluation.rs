@@ -132,7 +132,7 @@ impl Evaluator {
         };
         let mut resolution = view.flags().evaluate(key, &scope);
         if matches!(resolution.error, Some((ErrorCode::FlagNotFound, _))) && *view.selector() == Selector::All {
-            let holders = self.catalog.sources_holding(view.tenant(), key);
+            let holders = self.catalog.sources_holding(view.reader(), key);
             if !holders.is_empty() {
                 let message = format!(
                     "flag `{key}` is managed in {}: send one of them as the selector (the `Flagd-Selector` header or `selector`)",
