@@ -167,6 +167,17 @@ async fn a_server_key_reads_every_flag_and_a_client_key_only_client_visible_ones
 #[tokio::test]
 async fn a_flagd_provider_sends_its_key_as_the_selector() {
     let (running, shutdown, keys, _dir) = started().await;
+    let staff = json!({"segmentId": "staff", "segment": {"rule": {"in": [{"var": "email"}, ["boss@shop.com.bd"]]}}});
+    let created = http(
+        &running,
+        "POST",
+        "/v1/projects/shop/segments",
+        Some(&keys.editor),
+        &[],
+        staff,
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.text());
     let channel = testing::grpc_channel(&running);
     let request = v2::ResolveBooleanRequest {
         flag_key: "banner".into(),
@@ -190,6 +201,10 @@ async fn a_flagd_provider_sends_its_key_as_the_selector() {
     assert!(
         document.contains("banner") && !document.contains("checkout"),
         "{document}"
+    );
+    assert!(
+        !document.contains("boss@shop.com.bd"),
+        "a segment no client flag uses stays server-side: {document}"
     );
     let forged = V1Client::new(channel)
         .resolve_all(with_selector(v1::ResolveAllRequest { context: None }, "sy_00_forged"))
