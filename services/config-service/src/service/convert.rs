@@ -1,6 +1,7 @@
 //! Protobuf ↔ domain conversions: JSON values, timestamps, formats and the resource views.
 
 use switchyard_api::config::v1 as pb;
+use switchyard_platform::audit::AuditRecord;
 pub use switchyard_platform::proto_json::{from_proto_value, timestamp, to_proto_value};
 
 use crate::biz::{
@@ -8,7 +9,7 @@ use crate::biz::{
     document::{self, Format},
     input::etag_of,
     model::{ConfigClient, Environment, Project},
-    publishing::{Presented, ReleaseView},
+    publishing::{Presented, ReleaseView, WatchBatch},
     validation::{Rule, Violation},
 };
 
@@ -163,6 +164,29 @@ pub fn client(client: &ConfigClient, current: i64) -> pb::ConfigClient {
         etag: client.etag.clone(),
         last_fetch_time: timestamp(client.last_fetch_ms),
         stale: client.release < current,
+    }
+}
+
+pub fn watch_response(batch: WatchBatch) -> pb::WatchResponse {
+    pb::WatchResponse {
+        revision: batch.revision.max(0) as u64,
+        snapshot: batch.snapshot,
+        configs: batch.configs.iter().map(|config| event(config, None)).collect(),
+    }
+}
+
+pub fn audit_record(record: &AuditRecord) -> pb::AuditRecord {
+    pb::AuditRecord {
+        sequence: record.sequence.max(0) as u64,
+        actor: record.entry.actor.clone(),
+        action: record.entry.action.clone(),
+        resource: record.entry.resource.clone(),
+        before_digest: record.entry.before_digest.clone().unwrap_or_default(),
+        after_digest: record.entry.after_digest.clone().unwrap_or_default(),
+        request_id: record.entry.request_id.clone().unwrap_or_default(),
+        create_time: timestamp(record.created_ms),
+        hash: record.hash.clone(),
+        previous_hash: record.previous_hash.clone(),
     }
 }
 

@@ -6,6 +6,7 @@ mod archive;
 mod convert;
 mod encoded;
 mod figures;
+mod requests;
 
 use std::{pin::Pin, sync::Arc};
 
@@ -17,11 +18,10 @@ use switchyard_api::{
 use switchyard_platform::{
     Shutdown,
     about::About,
-    audit::{AuditFilter, AuditRecord},
+    audit::AuditFilter,
     auth::Principal,
     error::{Classify, to_status},
     metrics::Metrics,
-    page_token,
     settings::parse_duration,
     shutdown::end_on_shutdown,
 };
@@ -29,18 +29,19 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     biz::{
-        catalog::ConfigSpec,
-        environments::EnvironmentUpdate,
-        error::{ConfigError, ConfigResult},
-        model::{ConfigFilter, EnvKey},
+        error::ConfigError,
+        model::ConfigFilter,
         names::{ConfigRef, parse},
-        publishing::{ClientId, DiffSide, Subscription},
         store::{Caller, ConfigStore},
     },
     data::SqlRepository,
 };
 
 pub use api_keys::ApiKeyServiceApi;
+use requests::{
+    audit_filter, client_of, diff_side, draft_ref, env_key, environment_update, next_token, numeric_position,
+    page_size, position, published, release_ref, spec_of, subscription,
+};
 
 pub type Store = ConfigStore<SqlRepository>;
 
@@ -78,199 +79,6 @@ fn caller<T>(request: &Request<T>) -> Result<Caller<'_>, Status> {
         .get("x-request-id")
         .and_then(|value| value.to_str().ok());
     Ok(Caller { principal, request_id })
-}
-
-fn env_key(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<EnvKey> {
-    let ids = parse(field, name, "projects/*/environments/*")?;
-    Ok(EnvKey::new(caller.tenant(), &ids[0], &ids[1]))
-}
-
-/// `projects/{p}/environments/{e}/configs/{c}` as an env key and config id.
-fn published(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<(EnvKey, String)> {
-    let ids = parse(field, name, "projects/*/environments/*/configs/*")?;
-    Ok((EnvKey::new(caller.tenant(), &ids[0], &ids[1]), ids[2].clone()))
-}
-
-/// `.../configs/{c}/releases/{n}` as an env key, config id and release number.
-fn release_ref(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<(EnvKey, String, i64)> {
-    let Some((parent, number)) = name.rsplit_once("/releases/") else {
-        return Err(ConfigError::invalid(
-            field,
-            "expected `projects/*/environments/*/configs/*/releases/*`",
-        ));
-    };
-    let number: i64 = number
-        .parse()
-        .ok()
-        .filter(|number| *number > 0)
-        .ok_or_else(|| ConfigError::invalid(field, "the release number must be a positive integer"))?;
-    let (env, config) = published(caller, field, parent)?;
-    Ok((env, config, number))
-}
-
-fn draft_ref(field: &str, name: &str) -> ConfigResult<(String, String)> {
-    let ids = parse(field, name, "projects/*/configs/*")?;
-    Ok((ids[0].clone(), ids[1].clone()))
-}
-
-fn diff_side(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<DiffSide> {
-    if name.contains("/releases/") {
-        let (env, config, number) = release_ref(caller, field, name)?;
-        return Ok(DiffSide::Release { env, config, number });
-    }
-    let (env, config) = published(caller, field, name)?;
-    Ok(DiffSide::Current { env, config })
-}
-
-/// The fields an update mask names (empty: the variables, as before masks existed).
-fn environment_update(body: &pb::UpdateEnvironmentRequest) -> ConfigResult<EnvironmentUpdate> {
-    let paths = body
-        .update_mask
-        .as_ref()
-        .map(|mask| mask.paths.clone())
-        .unwrap_or_default();
-    let paths = if paths.is_empty() {
-        vec!["variables".to_owned()]
-    } else {
-        paths
-    };
-    let mut update = EnvironmentUpdate::default();
-    for path in paths {
-        match path.as_str() {
-            "variables" => update.variables = Some(body.variables.clone().into_iter().collect()),
-            "public_evaluation" | "publicEvaluation" => update.public_evaluation = Some(body.public_evaluation),
-            other => {
-                return Err(ConfigError::invalid(
-                    "update_mask",
-                    format!("`{other}` cannot be updated: name `variables` and/or `public_evaluation`"),
-                ));
-            }
-        }
-    }
-    Ok(update)
-}
-
-fn spec_of(config: pb::Config) -> ConfigSpec {
-    ConfigSpec {
-        format: convert::format_from_proto(config.format),
-        content: config.content,
-        overlays: config.overlays.into_iter().collect(),
-        extends: config.extends,
-        schema: config.schema,
-        rules: config.rules.into_iter().map(convert::rule_from_proto).collect(),
-        labels: config.labels.into_iter().collect(),
-    }
-}
-
-/// Keyset page tokens hold the last id (or number) of the previous page, opaquely.
-fn next_token(full: bool, last: Option<String>) -> String {
-    match (full, last) {
-        (true, Some(last)) => page_token::encode(&last),
-        _ => String::new(),
-    }
-}
-
-/// The position a page token resumes after; empty for the first page.
-fn position(token: &str) -> ConfigResult<String> {
-    page_token::decode(token)
-        .map(Option::unwrap_or_default)
-        .map_err(|violation| ConfigError::Invalid(vec![violation]))
-}
-
-/// A numeric position (a release number, an audit sequence); `None` for the first page.
-fn numeric_position(token: &str) -> ConfigResult<Option<i64>> {
-    let position = position(token)?;
-    if position.is_empty() {
-        return Ok(None);
-    }
-    position
-        .parse()
-        .map(Some)
-        .map_err(|_| ConfigError::invalid("page_token", "not a token this list issued"))
-}
-
-/// A requested page size: 0 asks for the default, a negative one is refused.
-fn page_size(requested: i32) -> ConfigResult<i32> {
-    if requested < 0 {
-        return Err(ConfigError::invalid(
-            "page_size",
-            "must be 0 (for the default) or positive",
-        ));
-    }
-    Ok(requested)
-}
-
-fn watch_response(batch: crate::biz::publishing::WatchBatch) -> pb::WatchResponse {
-    pb::WatchResponse {
-        revision: batch.revision.max(0) as u64,
-        snapshot: batch.snapshot,
-        configs: batch
-            .configs
-            .iter()
-            .map(|config| convert::event(config, None))
-            .collect(),
-    }
-}
-
-fn rfc3339_ms(field: &str, text: &str) -> ConfigResult<Option<i64>> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|time| Some(time.timestamp_millis()))
-        .map_err(|_| ConfigError::invalid(field, "an RFC 3339 time such as 2026-11-21T10:00:00Z"))
-}
-
-fn audit_filter(request: &pb::ListAuditRecordsRequest) -> ConfigResult<AuditFilter> {
-    let before = numeric_position(&request.page_token)?;
-    Ok(AuditFilter {
-        resource_prefix: Some(request.resource.clone()).filter(|text| !text.is_empty()),
-        actor: Some(request.actor.clone()).filter(|text| !text.is_empty()),
-        start_ms: rfc3339_ms("start_time", &request.start_time)?,
-        end_ms: rfc3339_ms("end_time", &request.end_time)?,
-        before_sequence: before,
-        after_sequence: None,
-        limit: i64::from(page_size(request.page_size)?),
-    })
-}
-
-fn audit_record(record: &AuditRecord) -> pb::AuditRecord {
-    pb::AuditRecord {
-        sequence: record.sequence.max(0) as u64,
-        actor: record.entry.actor.clone(),
-        action: record.entry.action.clone(),
-        resource: record.entry.resource.clone(),
-        before_digest: record.entry.before_digest.clone().unwrap_or_default(),
-        after_digest: record.entry.after_digest.clone().unwrap_or_default(),
-        request_id: record.entry.request_id.clone().unwrap_or_default(),
-        create_time: convert::timestamp(record.created_ms),
-        hash: record.hash.clone(),
-        previous_hash: record.previous_hash.clone(),
-    }
-}
-
-fn client_of(service: &str, instance: &str) -> ClientId {
-    ClientId {
-        service: service.to_owned(),
-        instance: instance.to_owned(),
-    }
-}
-
-fn subscription(
-    env: EnvKey,
-    since: i64,
-    configs: &[String],
-    reveal: bool,
-    service: &str,
-    instance: &str,
-) -> Subscription {
-    Subscription {
-        env,
-        since,
-        configs: configs.to_vec(),
-        reveal,
-        client: client_of(service, instance),
-    }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -676,7 +484,7 @@ impl ConfigService for ConfigServiceApi {
         let guard = figures::WatcherGuard::new(&self.figures.watchers);
         let responses = batches.map(move |batch| {
             let _open = &guard;
-            batch.map(watch_response).map_err(status)
+            batch.map(convert::watch_response).map_err(status)
         });
         Ok(Response::new(Box::pin(end_on_shutdown(
             responses,
@@ -711,7 +519,7 @@ impl ConfigService for ConfigServiceApi {
             batch = poll => batch.map_err(status)?,
             _ = self.shutdown.cancelled() => return Err(Shutdown::stream_status()),
         };
-        Ok(Response::new(watch_response(batch)))
+        Ok(Response::new(convert::watch_response(batch)))
     }
 
     async fn list_audit_records(
@@ -725,7 +533,7 @@ impl ConfigService for ConfigServiceApi {
         let full = records.len() as i64 >= filter.limit;
         Ok(Response::new(pb::ListAuditRecordsResponse {
             next_page_token: next_token(full, records.last().map(|record| record.sequence.to_string())),
-            records: records.iter().map(audit_record).collect(),
+            records: records.iter().map(convert::audit_record).collect(),
         }))
     }
 
@@ -750,7 +558,7 @@ impl ConfigService for ConfigServiceApi {
             let page = self.store.audit_records(caller, &filter).await.map_err(status)?;
             let done = page.len() < 1000;
             after = page.last().map(|record| record.sequence).unwrap_or(after);
-            out.extend(page.iter().map(audit_record).map(Ok));
+            out.extend(page.iter().map(convert::audit_record).map(Ok));
             if done {
                 break;
             }
