@@ -52,6 +52,8 @@ done
 key="$(sed -n 's/.*admin API key (tenant `default`): //p' "$log")"
 [ -n "$key" ] || fail "switchyard dev printed no admin key"
 
+# schemathesis keeps a cache in its working directory: keep it under target/.
+cd "$work"
 export SCHEMATHESIS_HOOKS=hooks
 export PYTHONPATH="$repo/scripts/fuzz-api${PYTHONPATH:+:$PYTHONPATH}"
 failed=()
