@@ -6,7 +6,10 @@
 //! flagd providers. Anything else is refused, so an anonymous caller can never read a
 //! tenant's managed flags by guessing a selector.
 
-use switchyard_platform::auth::{Principal, Role};
+use switchyard_platform::{
+    auth::{Principal, Role},
+    error::{Classify, ErrorKind, FieldViolation},
+};
 
 use super::selector::{Selector, SelectorError};
 
@@ -52,6 +55,24 @@ pub enum AccessError {
     BadKey(String),
     #[error(transparent)]
     Selector(#[from] SelectorError),
+}
+
+/// Mapped once, for gRPC and for OFREP's HTTP statuses alike.
+impl Classify for AccessError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AccessError::KeyRequired(_) | AccessError::BadKey(_) => ErrorKind::Unauthenticated,
+            AccessError::NotGranted(_) => ErrorKind::PermissionDenied,
+            AccessError::Selector(_) => ErrorKind::InvalidArgument,
+        }
+    }
+
+    fn field_violations(&self) -> Vec<FieldViolation> {
+        match self {
+            AccessError::Selector(error) => vec![FieldViolation::new("selector", error.to_string())],
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Reader {

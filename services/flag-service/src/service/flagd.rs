@@ -10,13 +10,14 @@ use serde_json::{Map, Value, json};
 use switchyard_platform::{
     Shutdown,
     auth::Principal,
+    error::to_status,
     proto_json::{proto_struct_entries, to_proto_struct},
     shutdown::end_on_shutdown,
 };
 use tonic::{Request, Status};
 
 use crate::biz::{
-    access::{AccessError, Reader},
+    access::Reader,
     catalog::{Change, View},
     evaluation::Evaluator,
     feeds::{KEEP_ALIVE, ProviderEvent, provider_events},
@@ -40,22 +41,12 @@ pub fn reader<T>(evaluator: &Evaluator, request: &Request<T>, body: &str) -> Res
     };
     evaluator
         .reader(Principal::of(request).ok(), text)
-        .map_err(|error| access_status(&error))
+        .map_err(|error| to_status(&error))
 }
 
 /// What the reader sees of the selection, or why it may not.
 pub fn view(evaluator: &Evaluator, reader: &Reader, selector: &Selector) -> Result<Arc<View>, Status> {
-    evaluator.view(reader, selector).map_err(|error| access_status(&error))
-}
-
-/// A refusal as a status: no or bad key → UNAUTHENTICATED, a key that does not reach →
-/// PERMISSION_DENIED, a malformed selector → INVALID_ARGUMENT.
-pub fn access_status(error: &AccessError) -> Status {
-    match error {
-        AccessError::KeyRequired(_) | AccessError::BadKey(_) => Status::unauthenticated(error.to_string()),
-        AccessError::NotGranted(_) => Status::permission_denied(error.to_string()),
-        AccessError::Selector(_) => super::invalid_field("selector", error.to_string()),
-    }
+    evaluator.view(reader, selector).map_err(|error| to_status(&error))
 }
 
 /// A request's evaluation context.
@@ -189,7 +180,7 @@ where
     let (reader, selector) = reader(evaluator, request, "")?;
     let selection = evaluator
         .selection(&reader, &selector)
-        .map_err(|error| access_status(&error))?;
+        .map_err(|error| to_status(&error))?;
     let events = provider_events(Arc::clone(evaluator.catalog()), reader, selection, KEEP_ALIVE).map(move |event| {
         let (kind, data) = event_parts(&event);
         Ok(build(kind, data))

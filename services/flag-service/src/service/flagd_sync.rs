@@ -12,7 +12,7 @@ use switchyard_api::flagd::sync::v1::{
     FetchAllFlagsRequest, FetchAllFlagsResponse, GetMetadataRequest, GetMetadataResponse, SyncFlagsRequest,
     SyncFlagsResponse, flag_sync_service_server::FlagSyncService,
 };
-use switchyard_platform::{Shutdown, proto_json::to_proto_struct, shutdown::end_on_shutdown};
+use switchyard_platform::{Shutdown, error::to_status, proto_json::to_proto_struct, shutdown::end_on_shutdown};
 use tonic::{Request, Response, Status};
 
 use super::flagd::{self, EventStream};
@@ -40,7 +40,7 @@ impl FlagSyncService for FlagdSync {
         let selection = self
             .evaluator
             .selection(&reader, &selector)
-            .map_err(|error| flagd::access_status(&error))?;
+            .map_err(|error| to_status(&error))?;
         let sync_context = to_proto_struct(self.evaluator.static_context());
         let documents = snapshots(Arc::clone(self.evaluator.catalog()), reader, selection).map(move |document| {
             Ok(SyncFlagsResponse {

@@ -34,7 +34,7 @@ fn status(error: FlagError) -> Status {
     to_status(&error)
 }
 
-fn invalid(violation: FieldViolation) -> Status {
+pub(super) fn invalid(violation: FieldViolation) -> Status {
     status(FlagError::Invalid(vec![violation]))
 }
 

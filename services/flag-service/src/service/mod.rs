@@ -18,7 +18,7 @@ use switchyard_api::{
 };
 use switchyard_platform::{
     about::About,
-    error::to_status,
+    error::{FieldViolation, to_status},
     proto_json::{to_proto_struct, to_proto_value},
 };
 use tonic::{Request, Response, Status};
@@ -62,16 +62,12 @@ fn expected_kind(value: i32) -> Result<Option<ValueKind>, Status> {
         Ok(ValueType::Float) => Some(ValueKind::Float),
         Ok(ValueType::Object) => Some(ValueKind::Object),
         Err(_) => {
-            return Err(invalid_field("expected_type", format!("unknown value {value}")));
+            return Err(management::invalid(FieldViolation::new(
+                "expected_type",
+                format!("unknown value {value}"),
+            )));
         }
     })
-}
-
-/// INVALID_ARGUMENT naming the field at fault.
-pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
-    to_status(&crate::biz::error::FlagError::Invalid(vec![
-        switchyard_platform::error::FieldViolation::new(field, description),
-    ]))
 }
 
 fn evaluation(key: &str, resolution: &Resolution<'_>) -> pb::Evaluation {
@@ -232,10 +228,10 @@ impl FlagService for FlagServiceApi {
         let (reader, selector) = flagd::reader(&self.evaluator, &request, &request.get_ref().selector)?;
         let request = request.into_inner();
         if request.flag.is_empty() || request.flag.len() > MAX_FLAG_KEY {
-            return Err(invalid_field(
+            return Err(management::invalid(FieldViolation::new(
                 "flag",
                 format!("a flag key has 1 to {MAX_FLAG_KEY} bytes"),
-            ));
+            )));
         }
         let expected = expected_kind(request.expected_type)?;
         let context = flagd::context(request.context.as_ref());

@@ -21,7 +21,10 @@ use axum::{
 };
 use flag_engine::{Context, ErrorCode, Resolution};
 use serde_json::{Map, Value, json};
-use switchyard_platform::auth::Authenticator;
+use switchyard_platform::{
+    auth::Authenticator,
+    error::{Classify, http_status},
+};
 
 use crate::biz::{access::AccessError, catalog::View, evaluation::Evaluator, selector::Selector};
 
@@ -72,14 +75,7 @@ fn access(ofrep: &Ofrep, headers: &HeaderMap) -> Result<(Selector, Arc<View>), (
             .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the Flagd-Selector header is not ASCII".into()))?,
         None => "",
     };
-    let refused = |error: AccessError| {
-        let status = match error {
-            AccessError::KeyRequired(_) | AccessError::BadKey(_) => StatusCode::UNAUTHORIZED,
-            AccessError::NotGranted(_) => StatusCode::FORBIDDEN,
-            AccessError::Selector(_) => StatusCode::BAD_REQUEST,
-        };
-        refuse(status, error.to_string())
-    };
+    let refused = |error: AccessError| refuse(http_status(error.kind().code()), error.to_string());
     let (reader, selector) = ofrep.evaluator.reader(principal.as_ref(), selector).map_err(refused)?;
     let view = ofrep.evaluator.view(&reader, &selector).map_err(refused)?;
     Ok((selector, view))
