@@ -3,63 +3,16 @@
 //! on the next start.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
-use switchyard_platform::testing::{get, http, text_stream};
+use support::{port_of, start, start_with};
 
-struct Dev {
-    child: Child,
-    ports: Vec<(String, u16, u16)>,
-    admin_key: String,
-}
-
-/// Starts the binary with every port on 0 (so tests never collide) in `dir`.
-fn start(dir: &std::path::Path) -> Dev {
-    start_with(dir, &[])
-}
-
-/// As [`start`], with more arguments for `switchyard dev`.
-fn start_with(dir: &std::path::Path, args: &[&str]) -> Dev {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("dev")
-        .args(args)
-        .current_dir(dir)
-        .env("SWITCHYARD_GRPC__PORT", "0")
-        .env("SWITCHYARD_HTTP__PORT", "0")
-        .env("SWITCHYARD_TELEMETRY__LOG_FILTER", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut ports = Vec::new();
-    let admin_key = loop {
-        let line = lines
-            .next()
-            .expect("switchyard dev exited before printing its key")
-            .unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let [name, http, grpc] = words[..]
-            && let (Ok(http), Ok(grpc)) = (http.parse(), grpc.parse())
-        {
-            ports.push((name.to_owned(), http, grpc));
-        }
-        if let Some(key) = line.split("): ").nth(1).filter(|_| line.contains("admin API key")) {
-            break key.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Dev {
-        child,
-        ports,
-        admin_key,
-    }
-}
+use switchyard_platform::testing::{HttpResponse, get, http, text_stream};
 
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
@@ -193,20 +146,14 @@ fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn port_of(dev: &Dev, service: &str) -> (u16, u16) {
-    let (_, http, grpc) = dev.ports.iter().find(|(name, _, _)| name == service).unwrap();
-    (*http, *grpc)
-}
-
-/// Polls `GET url` with `key` until it answers `status`; the bound only turns a change that
-/// never arrives into a failure.
-async fn until_status(url: &str, key: &str, status: u16) {
-    let bearer = format!("Bearer {key}");
+/// Sends the request until it is answered with `status`, and returns that answer; the bound
+/// only turns a change that never arrives into a failure.
+async fn until(status: u16, method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let answer = http("GET", url, &[("authorization", &bearer)], "").await;
+        let answer = http(method, url, headers, body.to_owned()).await;
         if answer.status == status {
-            return;
+            return answer;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -216,6 +163,11 @@ async fn until_status(url: &str, key: &str, status: u16) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// [`until`] for `GET url` with `key`.
+async fn until_status(url: &str, key: &str, status: u16) {
+    until(status, "GET", url, &[("authorization", &format!("Bearer {key}"))], "").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -341,16 +293,9 @@ async fn managed_flags_need_an_sdk_key_until_an_admin_makes_the_environment_publ
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let text = String::from_utf8_lossy(&created.stdout).into_owned();
     let sdk_key = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let answer = http("POST", &ofrep, &[("authorization", &format!("Bearer {sdk_key}"))], "{}").await;
-        if answer.status == 200 {
-            assert_eq!(answer.json()["value"], true);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", answer.text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let bearer = format!("Bearer {sdk_key}");
+    let answer = until(200, "POST", &ofrep, &[("authorization", &bearer)], "{}").await;
+    assert_eq!(answer.json()["value"], true);
 
     let environment = http(
         "GET",
@@ -371,16 +316,8 @@ async fn managed_flags_need_an_sdk_key_until_an_admin_makes_the_environment_publ
     )
     .await;
     assert_eq!(opened.status, 200, "{}", opened.text());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let answer = http("POST", &ofrep, &[prod], "{}").await;
-        if answer.status == 200 {
-            assert_eq!(answer.json()["value"], true);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", answer.text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let answer = until(200, "POST", &ofrep, &[prod], "{}").await;
+    assert_eq!(answer.json()["value"], true);
     sigterm(&dev.child);
     assert!(wait_exit(&mut dev.child).success());
 }

@@ -6,12 +6,15 @@
 //! installed, with a line saying so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::Duration,
 };
+
+use support::{Dev, port_of, start};
 
 /// The ```sh blocks of the README, each with the line it starts on.
 fn sh_blocks(readme: &str) -> Vec<(usize, String)> {
@@ -31,48 +34,6 @@ fn sh_blocks(readme: &str) -> Vec<(usize, String)> {
     blocks
 }
 
-/// The ports `switchyard dev` printed, by service: (HTTP, gRPC).
-struct Dev {
-    child: std::process::Child,
-    ports: Vec<(String, u16, u16)>,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path) -> Dev {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("dev")
-        .current_dir(dir)
-        .env("SWITCHYARD_GRPC__PORT", "0")
-        .env("SWITCHYARD_HTTP__PORT", "0")
-        .env("SWITCHYARD_TELEMETRY__LOG_FILTER", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut ports = Vec::new();
-    loop {
-        let line = lines.next().expect("switchyard dev exited early").unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let [name, http, grpc] = words[..]
-            && let (Ok(http), Ok(grpc)) = (http.parse(), grpc.parse())
-        {
-            ports.push((name.to_owned(), http, grpc));
-        }
-        if line.contains("admin API key") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    Dev { child, ports }
-}
-
 /// The README's default ports, each replaced by the one this dev instance got.
 fn with_ports(script: &str, dev: &Dev) -> String {
     let defaults = [
@@ -84,7 +45,7 @@ fn with_ports(script: &str, dev: &Dev) -> String {
     ];
     let mut out = script.to_owned();
     for (name, http, grpc) in defaults {
-        let (_, real_http, real_grpc) = dev.ports.iter().find(|(service, _, _)| service == name).unwrap();
+        let (real_http, real_grpc) = port_of(dev, name);
         out = out.replace(&format!("localhost:{http}"), &format!("localhost:{real_http}"));
         out = out.replace(&format!("localhost:{grpc}"), &format!("localhost:{real_grpc}"));
     }
@@ -96,7 +57,7 @@ fn prelude(dev: &Dev) -> String {
         .parent()
         .unwrap()
         .to_owned();
-    let grpc = |name: &str| dev.ports.iter().find(|(service, _, _)| service == name).unwrap().2;
+    let grpc = |name: &str| port_of(dev, name).1;
     format!(
         "set -euo pipefail\n\
          export PATH={bin}:$PATH\n\
