@@ -15,7 +15,11 @@ use switchyard_platform::{
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, caller, status};
+use super::{
+    BoxStream, caller,
+    requests::{next_token, position},
+    status,
+};
 use crate::{
     biz::{
         api_keys::{ApiKeys, KeyCursor, KeySpec, StoredApiKey, require_key_sync},
@@ -57,10 +61,10 @@ fn api_key(key: &StoredApiKey) -> pb::ApiKey {
 
 /// A page token holds the (created_ms, id) of the last key of the previous page.
 fn cursor(token: &str) -> ConfigResult<Option<KeyCursor>> {
-    let invalid = |violation| ConfigError::Invalid(vec![violation]);
-    let Some(position) = page_token::decode(token).map_err(invalid)? else {
+    let position = position(token)?;
+    if position.is_empty() {
         return Ok(None);
-    };
+    }
     position
         .split_once(':')
         .and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())))
@@ -129,10 +133,8 @@ impl ApiKeyService for ApiKeyServiceApi {
             .list(caller, after.as_ref(), body.show_inactive, limit)
             .await
             .map_err(status)?;
-        let next_page_token = match keys.last() {
-            Some(last) if keys.len() as i64 == limit => page_token::encode(&format!("{}:{}", last.created_ms, last.id)),
-            _ => String::new(),
-        };
+        let last = keys.last().map(|last| format!("{}:{}", last.created_ms, last.id));
+        let next_page_token = next_token(keys.len() as i64 == limit, last);
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: keys.iter().map(api_key).collect(),
             next_page_token,
