@@ -80,6 +80,20 @@ pub async fn ndjson(url: &str, headers: &[(&str, &str)]) -> JsonLines {
     }
 }
 
+/// As [`http`], with `key` (when there is one) sent as `authorization: Bearer <key>`.
+pub async fn http_as(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> HttpResponse {
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let mut all: Vec<(&str, &str)> = bearer.iter().map(|bearer| ("authorization", bearer.as_str())).collect();
+    all.extend_from_slice(headers);
+    http(method, url, &all, body).await
+}
+
 /// A streamed response read as text (Server-Sent Events, long responses).
 pub struct TextStream {
     pub status: u16,

@@ -14,13 +14,12 @@ use switchyard_platform::testing::{self, HttpResponse};
 use tonic::Code;
 
 async fn call(service: &support::Service, method: &str, path: &str, key: &str, body: Value) -> HttpResponse {
-    let auth = format!("Bearer {key}");
     let body = if body.is_null() {
         String::new()
     } else {
         body.to_string()
     };
-    testing::http(method, &service.http(path), &[("authorization", auth.as_str())], body).await
+    testing::http_as(method, &service.http(path), Some(key), &[], body).await
 }
 
 /// Creates a key as the admin; returns (id, secret).

@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 use switchyard_platform::testing::{self, HttpResponse};
 
 async fn call(service: &support::Service, method: &str, path: &str, key: Option<&str>, body: &str) -> HttpResponse {
-    let bearer = key.map(|key| format!("Bearer {key}"));
-    let headers: Vec<(&str, &str)> = bearer.iter().map(|bearer| ("authorization", bearer.as_str())).collect();
-    testing::http(method, &service.http(path), &headers, body.to_owned()).await
+    testing::http_as(method, &service.http(path), key, &[], body.to_owned()).await
 }
 
 fn fields(answer: &HttpResponse) -> String {

@@ -31,10 +31,8 @@ impl Api {
     }
 
     async fn call(&self, method: &str, path: &str, key: Option<&str>, body: &str) -> testing::HttpResponse {
-        let bearer = key.map(|key| format!("Bearer {key}"));
-        let headers: Vec<(&str, &str)> = bearer.iter().map(|bearer| ("authorization", bearer.as_str())).collect();
         let url = format!("http://{}{path}", self.running.http_addr);
-        testing::http(method, &url, &headers, body.to_owned()).await
+        testing::http_as(method, &url, key, &[], body.to_owned()).await
     }
 
     async fn editor(&self, method: &str, path: &str, body: Value) -> testing::HttpResponse {

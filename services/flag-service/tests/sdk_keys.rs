@@ -48,16 +48,13 @@ async fn http(
     extra: &[(&str, &str)],
     body: Value,
 ) -> testing::HttpResponse {
-    let bearer = key.map(|key| format!("Bearer {key}"));
-    let mut headers: Vec<(&str, &str)> = bearer.iter().map(|bearer| ("authorization", bearer.as_str())).collect();
-    headers.extend_from_slice(extra);
     let url = format!("http://{}{path}", running.http_addr);
     let body = if body.is_null() {
         String::new()
     } else {
         body.to_string()
     };
-    testing::http(method, &url, &headers, body).await
+    testing::http_as(method, &url, key, extra, body).await
 }
 
 /// The flag keys of an OFREP bulk answer.
