@@ -120,15 +120,21 @@ impl Catalog {
     }
 
     /// Rebuilds every view when an environment is made public or private, so watchers see
-    /// flags appear or go, until shutdown.
+    /// flags appear or go, until shutdown. Keys coming and going change no view (a view depends on the reader's roles, not on
+    /// which key carried them), so only a change of the public set rebuilds.
     pub async fn follow_access(self: Arc<Self>, shutdown: Shutdown) {
         let mut changes = self.access.changes();
+        let mut public = self.access.snapshot().1.public_environments.clone();
         loop {
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { return },
                 () = shutdown.cancelled() => return,
             }
-            self.change(|_| {});
+            let now = self.access.snapshot().1.public_environments.clone();
+            if now != public {
+                public = now;
+                self.change(|_| {});
+            }
         }
     }
 
