@@ -43,6 +43,12 @@ impl PublicMethods {
 
 /// Authenticates every gRPC call that is not public and puts the [`Principal`] into the
 /// request extensions.
+/// What [`AuthLayer::admit`] decided for a transcoded HTTP call, carried into the gRPC request
+/// it becomes so the credentials are checked once. Request extensions are filled only by
+/// code in this process, never from the wire, so a caller cannot forge it.
+#[derive(Debug, Clone)]
+pub struct Admitted(pub Option<Principal>);
+
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     authenticator: Arc<Authenticator>,
@@ -111,9 +117,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let admitted = self
-            .layer
-            .admit(request.uri().path(), request.headers().get(http::header::AUTHORIZATION));
+        let admitted = match request.extensions_mut().remove::<Admitted>() {
+            Some(Admitted(principal)) => Ok(principal),
+            None => self
+                .layer
+                .admit(request.uri().path(), request.headers().get(http::header::AUTHORIZATION)),
+        };
         match admitted {
             Ok(Some(principal)) => {
                 request.extensions_mut().insert(principal);

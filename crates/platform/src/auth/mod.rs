@@ -15,7 +15,7 @@ pub mod directory;
 pub mod follower;
 mod layer;
 
-pub use layer::{AuthLayer, AuthService, PublicMethods};
+pub use layer::{Admitted, AuthLayer, AuthService, PublicMethods};
 
 use std::{
     collections::HashMap,

@@ -25,7 +25,7 @@ use tonic::{Code, Status, body::Body as GrpcBody};
 use tonic_types::StatusExt;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 
-use crate::auth::AuthLayer;
+use crate::auth::{Admitted, AuthLayer};
 
 pub use routes::{Lookup, Route, RouteTable};
 
@@ -95,11 +95,13 @@ impl Transcoder {
                 return status_response(&Status::not_found(message));
             }
         };
-        if let Some(auth) = &self.auth
-            && let Err(status) = auth.admit(&route.grpc_path(), parts.headers.get(header::AUTHORIZATION))
-        {
-            return status_response(&status);
-        }
+        let admitted = match &self.auth {
+            None => None,
+            Some(auth) => match auth.admit(&route.grpc_path(), parts.headers.get(header::AUTHORIZATION)) {
+                Ok(principal) => Some(Admitted(principal)),
+                Err(status) => return status_response(&status),
+            },
+        };
         let body = match http_body_util::Limited::new(body, self.max_body_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => {
@@ -112,7 +114,10 @@ impl Transcoder {
             Err(error) => return status_response(&invalid_argument(&error)),
         };
         let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-        let grpc_request = grpc_request(route, &parts.headers, remote, &message);
+        let mut grpc_request = grpc_request(route, &parts.headers, remote, &message);
+        if let Some(admitted) = admitted {
+            grpc_request.extensions_mut().insert(admitted);
+        }
         let response = match self.grpc.clone().oneshot(grpc_request).await {
             Ok(response) => response,
             Err(never) => match never {},
