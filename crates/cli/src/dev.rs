@@ -40,7 +40,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let presence = presence_service::conf::load(file)?;
 
     let (admin_key, record) = admin_key(&config.data_dir)?;
-    let jwt_secret = secret_file(&config.data_dir.join(JWT_SECRET_FILE))?;
+    let jwt_secret = secret_file(&config.data_dir.join(JWT_SECRET_FILE), || {
+        hex::encode(rand::random::<[u8; 32]>())
+    })?;
     let keys = DevKeys::new(record, jwt_secret);
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
@@ -131,15 +133,16 @@ impl DevKeys {
 /// Where `switchyard dev` keeps the HS256 secret of its data directory.
 pub const JWT_SECRET_FILE: &str = "jwt-hs256-secret";
 
-/// Reads a secret of the data directory, creating it (32 random bytes, hex) at first start.
-fn secret_file(path: &Path) -> anyhow::Result<String> {
+/// Reads a secret of the data directory, creating it with `generate` at first start (mode
+/// 0600, like every credential `switchyard dev` keeps).
+fn secret_file(path: &Path, generate: impl FnOnce() -> String) -> anyhow::Result<String> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text.trim().to_owned()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let secret = hex::encode(rand::random::<[u8; 32]>());
+            let secret = generate();
             write_private(path, &secret)?;
             Ok(secret)
         }
@@ -149,17 +152,9 @@ fn secret_file(path: &Path) -> anyhow::Result<String> {
 
 /// Reads the admin key of this data directory, creating it at first start.
 fn admin_key(data_dir: &Path) -> anyhow::Result<(String, ApiKeyRecord)> {
-    let path = data_dir.join("admin-api-key");
-    let plaintext = match std::fs::read_to_string(&path) {
-        Ok(text) => text.trim().to_owned(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)?;
-            let key = generate_api_key(ADMIN_TENANT, &["admin"]).plaintext;
-            write_private(&path, &key)?;
-            key
-        }
-        Err(error) => return Err(error.into()),
-    };
+    let plaintext = secret_file(&data_dir.join("admin-api-key"), || {
+        generate_api_key(ADMIN_TENANT, &["admin"]).plaintext
+    })?;
     let id = plaintext.split('_').nth(1).unwrap_or("admin").to_owned();
     let record = ApiKeyRecord {
         id,
