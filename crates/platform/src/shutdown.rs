@@ -22,6 +22,11 @@ impl Shutdown {
         self.0.is_cancelled()
     }
 
+    /// A token cancelled with this signal, for code that takes a plain cancellation token.
+    pub fn token(&self) -> CancellationToken {
+        self.0.child_token()
+    }
+
     /// Completes once shutdown has started.
     pub async fn cancelled(&self) {
         self.0.cancelled().await;

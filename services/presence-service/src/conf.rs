@@ -11,11 +11,50 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
     http_port: 8019,
 };
 
-/// Settings that only presence-service reads (`[service]`, or `[services.presence_service.service]` in a
-/// shared file). None yet: later capabilities add theirs here.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PresenceServiceSettings {}
+/// Settings that only presence-service reads (`[service]`, or
+/// `[services.presence_service.service]` in a shared file). With the platform's `redis_url`,
+/// presence state lives in Redis and every replica shares it; without, in memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceServiceSettings {
+    /// How long a connection lost without a clean close (socket dropped, ping timeout, node
+    /// lease lapsed) still counts as online, in milliseconds: a reconnect within it is no
+    /// leave and join.
+    pub offline_grace_ms: u64,
+    /// An `online` connection without client activity for this long shows as `away`, in ms.
+    pub away_after_ms: u64,
+    /// The longest node lease a gateway may ask for, in milliseconds.
+    pub max_lease_ttl_ms: u64,
+    /// How often the replica holding the cleanup lock looks for lapsed leases and due
+    /// deadlines, in milliseconds.
+    pub cleanup_interval_ms: u64,
+    /// Batches of events kept in the event log for watchers to resume from.
+    pub log_max_len: usize,
+    /// Prefix of every Redis key, so deployments can share one Redis.
+    pub redis_prefix: String,
+    /// How often last seen / last active are written to the database, in milliseconds.
+    pub last_seen_flush_ms: u64,
+    /// `UpdatePresence` calls per second one user may receive (burst 2×).
+    pub updates_per_second_per_user: u32,
+    /// Events one gateway batch may carry at most.
+    pub max_batch_events: usize,
+}
+
+impl Default for PresenceServiceSettings {
+    fn default() -> Self {
+        Self {
+            offline_grace_ms: 10_000,
+            away_after_ms: 300_000,
+            max_lease_ttl_ms: 120_000,
+            cleanup_interval_ms: 500,
+            log_max_len: 100_000,
+            redis_prefix: "switchyard:presence:".to_owned(),
+            last_seen_flush_ms: 5_000,
+            updates_per_second_per_user: 10,
+            max_batch_events: 10_000,
+        }
+    }
+}
 
 pub type Settings = switchyard_platform::Settings<PresenceServiceSettings>;
 

@@ -1,3 +1,13 @@
-//! The domain of presence-service: types and use cases, free of SQL, gRPC and HTTP. Repositories are
-//! traits defined here and implemented in `data/`. The foundation gives this service
-//! only `GetServiceInfo`, which needs no domain logic; its capabilities land here.
+//! The domain of presence-service, free of SQL, gRPC and HTTP: the record of a user and
+//! their connections (`model`), how it looks from outside (`view`), the rules that change it
+//! (`engine`), what storage must offer (`store`), the use cases (`tracker`), watching
+//! (`watch`) and input checks (`input`).
+
+pub mod engine;
+pub mod error;
+pub mod input;
+pub mod model;
+pub mod store;
+pub mod tracker;
+pub mod view;
+pub mod watch;

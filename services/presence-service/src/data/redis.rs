@@ -1,0 +1,405 @@
+//! Presence state in Redis, shared by every replica and every gateway node. A batch of
+//! changes is one script call (`lua/commit.lua`): it checks each record's version, writes
+//! the records and their indexes, and appends the events to one stream, so state and
+//! events never disagree. Idle connections cost nothing: a node renews one lease entry.
+//!
+//! Keys under the prefix: `u:{tenant}` (hash: user → `version:record`), `on:{tenant}`
+//! (online users, lexically ordered), `cm:{tenant}:{channel}` (members), `cc:{tenant}`
+//! and `pv:{tenant}` (channel connections, page viewers), `n:{node}` (the node's
+//! connections), `leases`, `due`, `log` (events), `epoch`, `cleanup`. The scripts touch
+//! keys they compute, so this store needs a single Redis (or one shard), not a cluster.
+
+use redis::Script;
+
+use crate::biz::{
+    engine::{Change, Diff},
+    model::{UserKey, UserRecord},
+    store::{Committed, Cursor, LogEntry, LogRead, PresenceStore, StoreError},
+};
+
+/// Ids in keys and members are joined with the ASCII unit separator, which input validation
+/// keeps out of tenants, users and connection ids.
+const SEP: char = '\u{1f}';
+/// Lapsed nodes claimed per cleanup call.
+const CLAIM_NODES: usize = 100;
+
+pub struct RedisStore {
+    pool: deadpool_redis::Pool,
+    prefix: String,
+    log_max_len: usize,
+    commit: Script,
+    read_log: Script,
+    log_head: Script,
+    claim_lapsed: Script,
+    renew_lease: Script,
+    hold_lock: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn corrupt(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+fn new_epoch() -> String {
+    format!("r{:016x}", rand::random::<u64>())
+}
+
+impl RedisStore {
+    /// Connects, failing at start when Redis is unreachable.
+    pub async fn connect(url: &str, prefix: &str, log_max_len: usize) -> Result<Self, StoreError> {
+        let pool = deadpool_redis::Config::from_url(url)
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .map_err(unavailable)?;
+        let store = Self {
+            pool,
+            prefix: prefix.to_owned(),
+            log_max_len: log_max_len.max(1),
+            commit: Script::new(include_str!("lua/commit.lua")),
+            read_log: Script::new(include_str!("lua/read_log.lua")),
+            log_head: Script::new(include_str!("lua/log_head.lua")),
+            claim_lapsed: Script::new(include_str!("lua/claim_lapsed.lua")),
+            renew_lease: Script::new(include_str!("lua/renew_lease.lua")),
+            hold_lock: Script::new(include_str!("lua/hold_lock.lua")),
+        };
+        let mut conn = store.conn().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(store)
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn entries(&self, epoch: &str, raw: &[String]) -> Result<Vec<LogEntry>, StoreError> {
+        raw.chunks(2)
+            .map(|pair| {
+                let [id, data] = pair else {
+                    return Err(corrupt("odd log reply"));
+                };
+                let diffs: Vec<Diff> = serde_json::from_str(data).map_err(corrupt)?;
+                Ok(LogEntry {
+                    cursor: Cursor {
+                        epoch: epoch.to_owned(),
+                        id: id.clone(),
+                    },
+                    diffs,
+                })
+            })
+            .collect()
+    }
+}
+
+fn encode_record(record: &UserRecord) -> Result<String, StoreError> {
+    let json = serde_json::to_string(record).map_err(corrupt)?;
+    Ok(format!("{}:{json}", record.version))
+}
+
+fn decode_record(value: &str) -> Result<UserRecord, StoreError> {
+    let (_, json) = value
+        .split_once(':')
+        .ok_or_else(|| corrupt("record without a version"))?;
+    serde_json::from_str(json).map_err(corrupt)
+}
+
+/// One change as `commit.lua` reads it.
+fn push_change(args: &mut Vec<String>, change: &Change) -> Result<(), StoreError> {
+    let record = match &change.after {
+        Some(record) => encode_record(record)?,
+        None => String::new(),
+    };
+    let due = change
+        .after
+        .as_ref()
+        .and_then(|record| record.due_ms)
+        .map(|at| at.to_string())
+        .unwrap_or_default();
+    let online = match change.index.online {
+        Some(true) => "1",
+        Some(false) => "0",
+        None => "",
+    };
+    args.extend([
+        change.key.tenant.clone(),
+        change.key.user.clone(),
+        change.expected_version.to_string(),
+        record,
+        due,
+        online.to_owned(),
+    ]);
+    let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
+    args.push(change.index.members.len().to_string());
+    for (channel, member) in &change.index.members {
+        args.extend([channel.clone(), flag(*member)]);
+    }
+    args.push(change.index.channel_connections.len().to_string());
+    for (channel, delta) in &change.index.channel_connections {
+        args.extend([channel.clone(), delta.to_string()]);
+    }
+    args.push(change.index.pages.len().to_string());
+    for (page, delta) in &change.index.pages {
+        args.extend([page.clone(), delta.to_string()]);
+    }
+    args.push(change.index.node_connections.len().to_string());
+    for (node, connection, held) in &change.index.node_connections {
+        args.extend([node.clone(), connection.clone(), flag(*held)]);
+    }
+    let diffs = if change.diffs.is_empty() {
+        String::new()
+    } else {
+        let json = serde_json::to_string(&change.diffs).map_err(corrupt)?;
+        // The items of the array: the script joins batches into one array.
+        json[1..json.len() - 1].to_owned()
+    };
+    args.push(diffs);
+    Ok(())
+}
+
+fn user_of(member: &str) -> Option<UserKey> {
+    let mut parts = member.split(SEP);
+    Some(UserKey::new(parts.next()?, parts.next()?))
+}
+
+#[async_trait::async_trait]
+impl PresenceStore for RedisStore {
+    async fn load(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.hget(self.key(&format!("u:{}", key.tenant)), &key.user);
+        }
+        let mut conn = self.conn().await?;
+        let values: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        values
+            .iter()
+            .map(|value| value.as_deref().map(decode_record).transpose())
+            .collect()
+    }
+
+    async fn commit(&self, changes: &[Change]) -> Result<Committed, StoreError> {
+        let mut args = vec![
+            self.prefix.clone(),
+            self.log_max_len.to_string(),
+            new_epoch(),
+            changes.len().to_string(),
+        ];
+        for change in changes {
+            push_change(&mut args, change)?;
+        }
+        let mut invocation = self.commit.prepare_invoke();
+        for arg in &args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.conn().await?;
+        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let mut reply = reply.into_iter();
+        let cursor: String = match reply.next() {
+            Some(value) => redis::from_redis_value(value).map_err(corrupt)?,
+            None => String::new(),
+        };
+        let conflicts = reply
+            .map(|value| redis::from_redis_value::<usize>(value).map_err(corrupt))
+            .collect::<Result<Vec<usize>, StoreError>>()?;
+        Ok(Committed {
+            conflicts,
+            cursor: Cursor::parse(&cursor),
+        })
+    }
+
+    async fn renew_lease(&self, node: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let known: i64 = self
+            .renew_lease
+            .arg(&self.prefix)
+            .arg(node)
+            .arg(now_ms.saturating_add(ttl_ms))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(known == 1)
+    }
+
+    async fn claim_lapsed_nodes(&self, now_ms: i64) -> Result<Vec<(String, Vec<UserKey>)>, StoreError> {
+        let mut conn = self.conn().await?;
+        let reply: Vec<String> = self
+            .claim_lapsed
+            .arg(&self.prefix)
+            .arg(now_ms)
+            .arg(CLAIM_NODES)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        let mut rest = reply.into_iter();
+        while let Some(node) = rest.next() {
+            let count: usize = rest.next().and_then(|count| count.parse().ok()).unwrap_or(0);
+            let mut users: Vec<UserKey> = rest.by_ref().take(count).filter_map(|m| user_of(&m)).collect();
+            users.sort();
+            users.dedup();
+            out.push((node, users));
+        }
+        Ok(out)
+    }
+
+    async fn due_users(&self, now_ms: i64, limit: usize) -> Result<Vec<UserKey>, StoreError> {
+        let mut conn = self.conn().await?;
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.key("due"))
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(members.iter().filter_map(|member| user_of(member)).collect())
+    }
+
+    async fn hold_cleanup_lock(&self, holder: &str, ttl_ms: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let held: i64 = self
+            .hold_lock
+            .arg(self.key("cleanup"))
+            .arg(holder)
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(held == 1)
+    }
+
+    async fn online_users(&self, tenant: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.range_lex(&format!("on:{tenant}"), after, limit).await
+    }
+
+    async fn online_count(&self, tenant: &str) -> Result<i64, StoreError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("ZCARD")
+            .arg(self.key(&format!("on:{tenant}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn channel_members(
+        &self,
+        tenant: &str,
+        channel: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.range_lex(&format!("cm:{tenant}:{channel}"), after, limit).await
+    }
+
+    async fn channel_stats(&self, tenant: &str, channel: &str) -> Result<(i64, i64), StoreError> {
+        let mut conn = self.conn().await?;
+        let (connections, users): (Option<i64>, i64) = redis::pipe()
+            .hget(self.key(&format!("cc:{tenant}")), channel)
+            .zcard(self.key(&format!("cm:{tenant}:{channel}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok((connections.unwrap_or(0), users))
+    }
+
+    async fn page_viewers(&self, tenant: &str, page: &str) -> Result<i64, StoreError> {
+        let mut conn = self.conn().await?;
+        let viewers: Option<i64> = redis::cmd("HGET")
+            .arg(self.key(&format!("pv:{tenant}")))
+            .arg(page)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(viewers.unwrap_or(0))
+    }
+
+    async fn log_head(&self) -> Result<Cursor, StoreError> {
+        let mut conn = self.conn().await?;
+        let (epoch, id): (String, String) = self
+            .log_head
+            .arg(&self.prefix)
+            .arg(new_epoch())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Cursor { epoch, id })
+    }
+
+    async fn read_log(&self, after: &Cursor, limit: usize) -> Result<LogRead, StoreError> {
+        let mut conn = self.conn().await?;
+        let reply: Vec<String> = self
+            .read_log
+            .arg(&self.prefix)
+            .arg(&after.epoch)
+            .arg(&after.id)
+            .arg(limit.clamp(1, 100_000))
+            .arg(new_epoch())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match reply.split_first() {
+            Some((status, rest)) if status == "ok" => Ok(LogRead::Entries(self.entries(&after.epoch, rest)?)),
+            _ => Ok(LogRead::Gap),
+        }
+    }
+
+    async fn wait_log(&self, after: &Cursor, wait_ms: u64) -> Result<LogRead, StoreError> {
+        {
+            let mut conn = self.conn().await?;
+            // Only waits: what arrived is read below, where gaps are detected.
+            let _: redis::Value = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(1)
+                .arg("BLOCK")
+                .arg(wait_ms.max(1))
+                .arg("STREAMS")
+                .arg(self.key("log"))
+                .arg(&after.id)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        self.read_log(after, 10_000).await
+    }
+}
+
+impl RedisStore {
+    async fn range_lex(&self, name: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let start = if after.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("({after}")
+        };
+        let mut conn = self.conn().await?;
+        redis::cmd("ZRANGEBYLEX")
+            .arg(self.key(name))
+            .arg(start)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+}
