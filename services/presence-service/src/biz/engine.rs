@@ -134,7 +134,8 @@ pub fn apply(key: &UserKey, before: Option<&UserRecord>, ops: &[Op], now_ms: i64
     }
     expire(&mut record, now_ms, &mut nodes);
     record.due_ms = next_due(&record, now_ms, rules);
-    let old_view = presence(&key.user, old, Audience::Others, now_ms, rules);
+    // What watchers were shown: the old record as it looked when it was written.
+    let old_view = presence(&key.user, old, Audience::Others, old.changed_ms, rules);
     let new_view = presence(&key.user, &record, Audience::Others, now_ms, rules);
     let unchanged = record == *old && old_view.same_state(&new_view);
     if unchanged {
@@ -144,6 +145,7 @@ pub fn apply(key: &UserKey, before: Option<&UserRecord>, ops: &[Op], now_ms: i64
         record.last_seen_ms = now_ms;
     }
     record.version = old.version + 1;
+    record.changed_ms = now_ms;
     let new_view = Presence {
         sequence: record.version,
         ..new_view

@@ -165,6 +165,9 @@ pub struct UserRecord {
     /// The last time a connection was open (updated when the last one leaves).
     pub last_seen_ms: i64,
     pub last_active_ms: i64,
+    /// When the record was last written: what watchers were last shown is its view then.
+    #[serde(default)]
+    pub changed_ms: i64,
     /// When the record next needs attention without any report (see `view::next_due`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_ms: Option<i64>,

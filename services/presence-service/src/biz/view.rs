@@ -64,28 +64,38 @@ impl Presence {
         self.connections.len()
     }
 
-    /// Equal for everything an `update` event is about (times excepted).
+    /// Equal for everything an `update` event is about: status, place and what each device
+    /// says. Connection ids, nodes, times and a lost socket's reconnecting are not news — a
+    /// phone that reconnects within the grace period changes none of these.
     pub fn same_state(&self, other: &Presence) -> bool {
-        let strip = |presence: &Presence| {
-            let connections: Vec<ConnectionView> = presence
-                .connections
-                .iter()
-                .map(|connection| ConnectionView {
-                    active_ms: 0,
-                    ..connection.clone()
-                })
-                .collect();
-            (
-                presence.online,
-                presence.status.clone(),
-                presence.page.clone(),
-                presence.shopping.clone(),
-                presence.location.clone(),
-                connections,
-            )
-        };
-        strip(self) == strip(other)
+        self.online == other.online
+            && self.status == other.status
+            && self.page == other.page
+            && self.shopping == other.shopping
+            && self.location == other.location
+            && devices(self) == devices(other)
     }
+}
+
+type DeviceState = (Device, String, String, Option<Shopping>, Option<Location>, String);
+
+fn devices(presence: &Presence) -> Vec<DeviceState> {
+    let mut devices: Vec<DeviceState> = presence
+        .connections
+        .iter()
+        .map(|connection| {
+            (
+                connection.device.clone(),
+                connection.status.clone(),
+                connection.page.clone(),
+                connection.shopping.clone(),
+                connection.location.clone(),
+                connection.quality.clone(),
+            )
+        })
+        .collect();
+    devices.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    devices
 }
 
 /// Who is looking.

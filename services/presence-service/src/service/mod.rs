@@ -232,7 +232,7 @@ impl PresenceService for PresenceServiceApi {
         Ok(Response::new(pb::ListOnlineUsersResponse {
             user_ids: page.users.iter().map(|presence| presence.user.clone()).collect(),
             users: page.users.iter().map(mapping::presence).collect(),
-            count: page.count,
+            count: clamp(page.count),
             next_page_token: page.next_after.as_deref().map(page_token::encode).unwrap_or_default(),
         }))
     }
@@ -271,8 +271,8 @@ impl PresenceService for PresenceServiceApi {
         let (connections, users) = self.tracker.channel_stats(&tenant, &channel).await.map_err(status)?;
         Ok(Response::new(pb::ChannelPresenceStats {
             channel,
-            connections,
-            users,
+            connections: clamp(connections),
+            users: clamp(users),
         }))
     }
 
@@ -286,7 +286,10 @@ impl PresenceService for PresenceServiceApi {
         violations.text("page", &page, MAX_PAGE, true);
         invalid(violations)?;
         let viewers = self.tracker.page_viewers(&tenant, &page).await.map_err(status)?;
-        Ok(Response::new(pb::PageViewers { page, viewers }))
+        Ok(Response::new(pb::PageViewers {
+            page,
+            viewers: clamp(viewers),
+        }))
     }
 
     type WatchPresenceStream = EventStream;
@@ -377,4 +380,9 @@ fn page_token(violations: &mut Violations, token: &str) -> String {
             String::new()
         }
     }
+}
+
+/// Counts travel as int32 (JSON numbers, not int64 strings); none comes near the bound.
+fn clamp(count: i64) -> i32 {
+    count.clamp(0, i64::from(i32::MAX)) as i32
 }
