@@ -126,10 +126,14 @@ impl Transcoder {
             return status_response(&status);
         }
         let output = route.method.output();
+        let render = Render {
+            response_body: route.response_body.clone(),
+            proto_field_names: route.proto_field_names,
+        };
         if route.method.is_server_streaming() {
-            return stream_response(response.into_body(), output, route.response_body.clone());
+            return stream_response(response.into_body(), output, render);
         }
-        unary_response(response.into_body(), &output, &route.response_body).await
+        unary_response(response.into_body(), &output, &render).await
     }
 }
 
@@ -168,8 +172,18 @@ fn grpc_request(
     request
 }
 
-fn json_options() -> SerializeOptions {
-    SerializeOptions::new().skip_default_fields(false)
+/// How a route renders its responses.
+#[derive(Debug, Clone)]
+struct Render {
+    /// `response_body`: empty for the whole response message.
+    response_body: String,
+    proto_field_names: bool,
+}
+
+fn json_options(proto_field_names: bool) -> SerializeOptions {
+    SerializeOptions::new()
+        .skip_default_fields(false)
+        .use_proto_field_name(proto_field_names)
 }
 
 /// Writes `8080.0` as `8080`, as Go's protojson and Google's own transcoders do: a
@@ -192,24 +206,27 @@ fn whole_numbers_as_integers(value: &mut serde_json::Value) {
 }
 
 /// Renders a response message (or its `response_body` field) as JSON.
-fn to_json(message: &DynamicMessage, response_body: &str) -> Result<serde_json::Value, Status> {
+fn to_json(message: &DynamicMessage, render: &Render) -> Result<serde_json::Value, Status> {
     let mut value = message
-        .serialize_with_options(serde_json::value::Serializer, &json_options())
+        .serialize_with_options(serde_json::value::Serializer, &json_options(render.proto_field_names))
         .map_err(|error| Status::internal(format!("cannot render the response: {error}")))?;
     whole_numbers_as_integers(&mut value);
-    if response_body.is_empty() {
+    if render.response_body.is_empty() {
         return Ok(value);
     }
-    let json_name = message
-        .descriptor()
-        .get_field_by_name(response_body)
-        .map(|f| f.json_name().to_owned());
+    let json_name = message.descriptor().get_field_by_name(&render.response_body).map(|f| {
+        if render.proto_field_names {
+            f.name().to_owned()
+        } else {
+            f.json_name().to_owned()
+        }
+    });
     Ok(json_name
         .and_then(|name| value.get(&name).cloned())
         .unwrap_or(serde_json::Value::Null))
 }
 
-async fn unary_response(body: GrpcBody, output: &MessageDescriptor, response_body: &str) -> Response {
+async fn unary_response(body: GrpcBody, output: &MessageDescriptor, render: &Render) -> Response {
     let collected = match body.collect().await {
         Ok(collected) => collected,
         Err(status) => return status_response(&Status::unavailable(format!("call failed: {status}"))),
@@ -225,7 +242,7 @@ async fn unary_response(body: GrpcBody, output: &MessageDescriptor, response_bod
     };
     let json = message
         .map_err(|error| Status::internal(error.to_string()))
-        .and_then(|m| to_json(&m, response_body));
+        .and_then(|m| to_json(&m, render));
     match json {
         Ok(json) => json_response(StatusCode::OK, &json),
         Err(status) => status_response(&status),
@@ -234,12 +251,12 @@ async fn unary_response(body: GrpcBody, output: &MessageDescriptor, response_bod
 
 /// Server-streaming: one JSON object per line as messages arrive; a failure after the
 /// first message becomes a final `{"error": <google.rpc.Status>}` line.
-fn stream_response(body: GrpcBody, output: MessageDescriptor, response_body: String) -> Response {
+fn stream_response(body: GrpcBody, output: MessageDescriptor, render: Render) -> Response {
     let lines = frame::messages(body).map(move |item| {
         let line = match item {
             Ok(bytes) => DynamicMessage::decode(output.clone(), bytes)
                 .map_err(|error| Status::internal(error.to_string()))
-                .and_then(|message| to_json(&message, &response_body))
+                .and_then(|message| to_json(&message, &render))
                 .unwrap_or_else(|status| json!({ "error": status_json(&status) })),
             Err(status) => json!({ "error": status_json(&status) }),
         };

@@ -27,7 +27,14 @@ pub struct Route {
     /// `response_body`: empty for the whole response message.
     pub response_body: String,
     pub method: MethodDescriptor,
+    /// Answer with the proto field names (`user_id`) instead of lowerCamelCase: the
+    /// ecosystem's own routes (under [`ECOSYSTEM_PREFIX`]) are served as Kratos serves them.
+    pub proto_field_names: bool,
 }
+
+/// Paths the ecosystem's Kratos services already expose; their bindings answer in
+/// snake_case, like Kratos's JSON codec (`UseProtoNames`), so existing callers keep working.
+pub const ECOSYSTEM_PREFIX: &str = "/api/";
 
 impl Route {
     /// The gRPC path the route calls, e.g. `/switchyard.config.v1.ConfigService/GetServiceInfo`.
@@ -151,6 +158,7 @@ fn add_rule(routes: &mut Vec<Route>, method: &MethodDescriptor, rule: &HttpRule,
         body,
         response_body: rule.response_body.clone(),
         method: method.clone(),
+        proto_field_names: path.starts_with(ECOSYSTEM_PREFIX),
     });
     if top {
         for additional in &rule.additional_bindings {
