@@ -332,10 +332,29 @@ async fn bad_input_is_refused_and_changes_nothing() {
     .await;
     assert_eq!(code, 400);
 
+    // A node's batch applies what is valid and names what it refused.
     let mut node = service.node("node-a", 30_000).await;
-    let refused = node
-        .refused(vec![support::status("acme", "u1", "node-a.1", "sleeping")])
+    let ack = node
+        .send(vec![
+            support::opened("acme", "u1", "node-a.1", "", "phone"),
+            support::status("acme", "u1", "node-a.1", "sleeping"),
+            support::page("acme", "u1", "node-a.1", "/ok"),
+        ])
         .await;
+    assert_eq!(ack.rejected.len(), 1, "{:?}", ack.rejected);
+    assert!(
+        ack.rejected[0].starts_with("events[1].updated.status"),
+        "{:?}",
+        ack.rejected
+    );
+    let presence = service.presence(&service.keys.viewer, "u1").await;
+    assert_eq!(
+        (presence.status.as_str(), presence.current_page.as_str()),
+        ("online", "/ok")
+    );
+    // A malformed batch is refused whole.
+    let mut bad_node = service.node("", 30_000).await;
+    let refused = bad_node.refused(vec![]).await;
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     service.stop().await;
 }

@@ -74,20 +74,30 @@ async fn handle(
     if !(1_000..=limits.max_lease_ttl_ms).contains(&ttl) {
         violations.add("lease_ttl_ms", format!("1000 to {}", limits.max_lease_ttl_ms));
     }
-    let ops: Vec<(UserKey, Op)> = report
-        .events
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, event)| op(&mut violations, index, &report.node, event))
-        .collect();
     violations
         .into_result()
         .map_err(|violations| super::status(crate::biz::error::PresenceError::Invalid(violations)))?;
+    let mut ops: Vec<(UserKey, Op)> = Vec::with_capacity(report.events.len());
+    let mut rejected = Vec::new();
+    for (index, event) in report.events.into_iter().enumerate() {
+        let mut checks = Violations::default();
+        let op = op(&mut checks, index, &report.node, event);
+        match (op, checks.into_result()) {
+            (Some(op), Ok(())) => ops.push(op),
+            (None, Ok(())) => rejected.push(format!("events[{index}]: no event kind")),
+            (_, Err(violations)) => rejected.extend(
+                violations
+                    .into_iter()
+                    .map(|violation| format!("{}: {}", violation.field, violation.description)),
+            ),
+        }
+    }
     let known = tracker.renew(&report.node, ttl).await.map_err(super::status)?;
     tracker.apply(ops).await.map_err(super::status)?;
     Ok(pb::NodeAck {
         batch: report.batch,
         resend_connections: !known,
+        rejected,
     })
 }
 
