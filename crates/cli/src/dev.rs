@@ -57,6 +57,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .entry("flag-service".to_owned())
         .or_insert_with(|| vec![format!("http://{}", loopback_if_unspecified(flags.grpc_addr))]);
     realtime.service.live.api_key.get_or_insert_with(|| admin_key.clone());
+    // The gateway reports its connections to presence-service.
+    let presence = presence_service::start(keys.apply(presence, key_store), shutdown.clone()).await?;
+    realtime
+        .peers
+        .entry("presence-service".to_owned())
+        .or_insert_with(|| vec![format!("http://{}", loopback_if_unspecified(presence.grpc_addr))]);
     let running = [
         ("config-service", config),
         ("flag-service", flags),
@@ -68,10 +74,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             "realtime-gateway",
             realtime_gateway::start(keys.apply(realtime, key_store), shutdown.clone()).await?,
         ),
-        (
-            "presence-service",
-            presence_service::start(keys.apply(presence, key_store), shutdown.clone()).await?,
-        ),
+        ("presence-service", presence),
     ];
     print_banner(&running, &admin_key);
     futures::future::join_all(running.into_iter().map(|(_, running)| running.wait())).await;

@@ -42,6 +42,46 @@ pub struct RealtimeServiceSettings {
     pub redis_prefix: String,
     /// `$config:{project}:{env}` and `$flags:{project}:{env}`: live configuration and flags.
     pub live: LiveSettings,
+    /// Reporting connections to presence-service.
+    pub presence: PresenceSettings,
+}
+
+/// How the node reports its connections to presence-service (found through discovery), over
+/// one stream authenticated with the services' shared credential (`auth.key_sync_credential`).
+/// Only connections with a user (a token's `sub`) are reported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceSettings {
+    /// Report when presence-service is known and the shared credential is set.
+    pub enabled: bool,
+    /// The node lease: presence-service takes this node's connections offline (after its
+    /// grace period) when it hears nothing for this long, in milliseconds.
+    pub lease_ttl_ms: u64,
+    /// How long events gather before a batch is sent, in milliseconds.
+    pub flush_ms: u64,
+    /// Events per batch at most.
+    pub max_batch: usize,
+    /// Unsent events kept while presence-service is unreachable; beyond, the node starts over
+    /// under a new lease and resends its connections.
+    pub max_pending: usize,
+    /// Client activity is reported at most this often per connection, in milliseconds.
+    pub activity_report_ms: u64,
+    /// `presence` commands per second one connection may send (burst 2×).
+    pub updates_per_second: u32,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lease_ttl_ms: 15_000,
+            flush_ms: 50,
+            max_batch: 5_000,
+            max_pending: 200_000,
+            activity_report_ms: 10_000,
+            updates_per_second: 2,
+        }
+    }
 }
 
 /// How the gateway feeds `$config` and `$flags` channels. It watches config-service and
@@ -87,6 +127,10 @@ pub struct NamespaceSettings {
     pub public: bool,
     /// Clients without a token may subscribe (needs `public`).
     pub allow_anonymous: bool,
+    /// Subscribers with a user are reported to presence-service as the channel's members,
+    /// and clients that may subscribe to a channel may also subscribe to its
+    /// `$presence:{channel}` (who is there: a snapshot, then joins, leaves and updates).
+    pub presence: bool,
 }
 
 /// Limits on one client connection, and on the connections of one user or address.
@@ -165,6 +209,7 @@ impl Default for RealtimeServiceSettings {
             node_report_ms: 2_000,
             redis_prefix: "switchyard:rt:".to_owned(),
             live: LiveSettings::default(),
+            presence: PresenceSettings::default(),
         }
     }
 }
@@ -181,9 +226,13 @@ fn default_namespaces() -> BTreeMap<String, NamespaceSettings> {
         allow_anonymous: true,
         ..history(size, ttl_secs)
     };
+    let product = NamespaceSettings {
+        presence: true,
+        ..public(20, 300)
+    };
     BTreeMap::from([
         (String::new(), history(100, 300)),
-        ("product".to_owned(), public(20, 300)),
+        ("product".to_owned(), product),
         ("promo".to_owned(), public(20, 3_600)),
         ("order".to_owned(), history(50, 3_600)),
         ("user".to_owned(), history(100, 3_600)),

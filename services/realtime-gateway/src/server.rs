@@ -14,9 +14,10 @@ use crate::{
         hub::Hub,
         live::LiveFeeds,
         metrics::GatewayMetrics,
+        presence::PresenceReporter,
     },
     conf::{IDENTITY, RealtimeServiceSettings, Settings},
-    data::{AnyBroker, GrpcLiveSource, MIGRATIONS},
+    data::{AnyBroker, GrpcLiveSource, MIGRATIONS, PresenceLink},
     service::{RealtimeServiceApi, Transport, routes},
 };
 
@@ -43,14 +44,18 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at_ms: now_ms(),
     };
-    let gateway = Arc::new(Gateway::new(
+    let gateway = Gateway::new(
         broker,
         hub,
         host.settings.service.clone(),
         host.authenticator.clone(),
         metrics,
         node,
-    ));
+    );
+    let gateway = Arc::new(match presence_link(&host)? {
+        Some(reporter) => gateway.with_presence(reporter),
+        None => gateway,
+    });
     spawn_reports(gateway.clone(), host.shutdown.clone());
     spawn_live_feeds(&host, gateway.clone())?;
 
@@ -71,6 +76,34 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         .with_http_send_buffer(send_buffer)
         .with_http_routes(routes(transport));
     host.serve(services).await
+}
+
+/// Reports user connections to presence-service when it is known to discovery and the
+/// services' shared credential is set; starts the node's link and returns its reporter.
+fn presence_link(host: &Host<RealtimeServiceSettings>) -> Result<Option<Arc<PresenceReporter>>, StartError> {
+    let settings = host.settings.service.presence.clone();
+    let credential = host.settings.auth.key_sync_credential.as_deref();
+    let channel = host.discovery.channel("presence-service").ok();
+    let (Some(credential), Some(channel), true) = (credential, channel, settings.enabled) else {
+        tracing::info!("presence-service or the shared credential is not configured: connections are not reported");
+        return Ok(None);
+    };
+    let authorization = format!("Bearer {credential}").parse().map_err(|_| {
+        StartError::Settings(SettingsError::Invalid {
+            key: "auth.key_sync_credential".into(),
+            reason: "is not a valid header value".into(),
+        })
+    })?;
+    let reporter = Arc::new(PresenceReporter::new(settings.max_pending));
+    let link = PresenceLink::new(
+        channel,
+        authorization,
+        reporter.clone(),
+        host.about.instance_id.clone(),
+        settings,
+    );
+    tokio::spawn(link.run(host.shutdown.token()));
+    Ok(Some(reporter))
 }
 
 /// Feeds `$config`/`$flags` channels when config-service or flag-service is known to

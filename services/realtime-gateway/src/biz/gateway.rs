@@ -27,6 +27,7 @@ use super::{
     channel::{ChannelError, ChannelName, Namespaces, Topic},
     hub::Hub,
     metrics::GatewayMetrics,
+    presence::PresenceReporter,
     protocol::Disconnect,
     publication::{Publication, StreamPosition},
 };
@@ -103,6 +104,8 @@ pub struct Gateway<B> {
     pub authenticator: Arc<Authenticator>,
     pub metrics: GatewayMetrics,
     pub node: Node,
+    /// Where connections are reported for presence, when presence-service is in use.
+    pub presence: Option<Arc<PresenceReporter>>,
     next_connection: AtomicU64,
     addresses: Mutex<HashMap<IpAddr, usize>>,
     connect_rate: DefaultKeyedRateLimiter<IpAddr>,
@@ -159,10 +162,17 @@ impl<B: Broker> Gateway<B> {
             authenticator,
             metrics,
             node,
+            presence: None,
             next_connection: AtomicU64::new(1),
             addresses: Mutex::default(),
             connect_rate: governor::RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
         }
+    }
+
+    /// Reports user connections to `reporter`.
+    pub fn with_presence(mut self, reporter: Arc<PresenceReporter>) -> Self {
+        self.presence = Some(reporter);
+        self
     }
 
     pub fn next_connection_id(&self) -> u64 {

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::publication::{Publication, StreamPosition};
+use super::{
+    presence::{DeviceInfo, PresenceMetas},
+    publication::{Publication, StreamPosition},
+};
 
 /// One command as it arrives; [`Command::method`] checks that exactly one method is set.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +25,7 @@ pub struct Command {
     publish: Option<PublishRequest>,
     history: Option<HistoryRequest>,
     refresh: Option<RefreshRequest>,
+    presence: Option<PresenceMetas>,
     ping: Option<Empty>,
     pong: Option<Empty>,
 }
@@ -34,6 +38,8 @@ pub enum Method {
     Publish(PublishRequest),
     History(HistoryRequest),
     Refresh(RefreshRequest),
+    /// The client's own presence metas (status, page, shopping activity, location).
+    Presence(PresenceMetas),
     Ping,
     /// The answer to a server ping; needs no reply.
     Pong,
@@ -48,6 +54,7 @@ impl Command {
             self.publish.map(Method::Publish),
             self.history.map(Method::History),
             self.refresh.map(Method::Refresh),
+            self.presence.map(Method::Presence),
             self.ping.map(|_| Method::Ping),
             self.pong.map(|_| Method::Pong),
         ];
@@ -55,7 +62,8 @@ impl Command {
         match (present.next(), present.next()) {
             (Some(method), None) => Ok(method),
             (None, _) => Err(
-                "a command needs one method: connect, subscribe, unsubscribe, publish, history, refresh, ping or pong"
+                "a command needs one method: connect, subscribe, unsubscribe, publish, history, refresh, presence, ping \
+                 or pong"
                     .into(),
             ),
             (Some(_), Some(_)) => Err("a command carries exactly one method".into()),
@@ -75,6 +83,12 @@ pub struct ConnectRequest {
     /// Ask the server to gather pushes for up to this many milliseconds into one frame.
     #[serde(default)]
     pub batch_ms: u64,
+    /// What the device is, for presence (connections with a user only).
+    #[serde(default)]
+    pub device: Option<DeviceInfo>,
+    /// The client's presence metas from the start.
+    #[serde(default)]
+    pub presence: Option<PresenceMetas>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

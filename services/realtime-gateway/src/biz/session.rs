@@ -9,12 +9,7 @@
 //! something: the client is told to resubscribe with recovery rather than left with a
 //! silent gap.
 
-use std::{
-    collections::BTreeMap,
-    net::IpAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use switchyard_platform::{auth::AuthError, clock::now_ms};
@@ -25,11 +20,14 @@ use super::{
     gateway::{Admission, Gateway, GatewayError, Outgoing as Publish},
     metrics::RecoveryLabels,
     outbox::{Event, Outbox, Outgoing},
+    presence::{ConnectionPresence, ConnectionRules, PresenceMetas, UpdateRefused},
     protocol::{
         ChannelRequest, Command, CommandError, ConnectRequest, Disconnect, ErrorCode, HistoryRequest, Method,
         PublishRequest, SubscribeRequest, Subscribed, Unsubscribed,
     },
-    publication::{Publication, StreamPosition},
+    publication::StreamPosition,
+    replies::{to_json, write_error, write_publications, write_reply},
+    token_bucket::TokenBucket,
 };
 
 /// The claims of a connection token.
@@ -61,6 +59,10 @@ pub struct Session<B: Broker> {
     commands: TokenBucket,
     /// Gather pushes for this long into one frame (asked for at connect).
     pub batch_window: Duration,
+    /// This connection's presence reports (connections with a user, when presence is on).
+    presence: Option<ConnectionPresence>,
+    /// Whether the connection ends on purpose (leaves presence at once) or is lost.
+    clean_departure: bool,
 }
 
 impl<B: Broker> std::fmt::Debug for Session<B> {
@@ -82,6 +84,8 @@ impl<B: Broker> Session<B> {
             client: None,
             commands: TokenBucket::new(rate),
             batch_window: Duration::ZERO,
+            presence: None,
+            clean_departure: false,
         })
     }
 
@@ -150,6 +154,11 @@ impl<B: Broker> Session<B> {
             );
             return Ok(());
         }
+        if !matches!(method, Method::Ping | Method::Pong)
+            && let Some(presence) = self.presence.as_mut()
+        {
+            presence.active();
+        }
         let result: Result<(&str, Vec<u8>), CommandError> = match method {
             Method::Connect(request) => self.connect(request)?.map(|reply| ("connect", to_json(&reply))),
             Method::Refresh(request) => self.refresh(&request.token)?.map(|reply| ("refresh", to_json(&reply))),
@@ -163,6 +172,7 @@ impl<B: Broker> Session<B> {
                 .map(|()| ("unsubscribe", b"{}".to_vec())),
             Method::Publish(request) => self.publish(request).await.map(|reply| ("publish", to_json(&reply))),
             Method::History(request) => self.history(request).await.map(|reply| ("history", reply)),
+            Method::Presence(metas) => self.update_presence(metas).map(|()| ("presence", b"{}".to_vec())),
             Method::Ping => Ok(("pong", b"{}".to_vec())),
             Method::Pong => return Ok(()),
         };
@@ -177,6 +187,12 @@ impl<B: Broker> Session<B> {
     pub fn connect(&mut self, request: ConnectRequest) -> Result<Result<ConnectReply, CommandError>, Disconnect> {
         if self.client.is_some() {
             return Ok(Err(CommandError::new(ErrorCode::BadRequest, "already connected")));
+        }
+        if let Some(Err(message)) = request.presence.as_ref().map(PresenceMetas::check) {
+            return Ok(Err(CommandError::new(
+                ErrorCode::BadRequest,
+                format!("presence.{message}"),
+            )));
         }
         let client = match request.token.as_deref() {
             None | Some("") => Client {
@@ -219,8 +235,53 @@ impl<B: Broker> Session<B> {
             ping_interval_ms: self.gateway.settings.client.ping_interval_ms,
             batch_ms: self.batch_window.as_millis() as u64,
         };
+        self.presence = self.open_presence(&client, request.device, request.presence);
         self.client = Some(client);
         Ok(Ok(reply))
+    }
+
+    /// Reports a connection with a user to presence-service.
+    fn open_presence(
+        &self,
+        client: &Client,
+        device: Option<super::presence::DeviceInfo>,
+        metas: Option<PresenceMetas>,
+    ) -> Option<ConnectionPresence> {
+        let reporter = self.gateway.presence.clone()?;
+        let user = client.grants.user.as_deref()?;
+        let settings = &self.gateway.settings.presence;
+        let rules = ConnectionRules {
+            activity_every: Duration::from_millis(settings.activity_report_ms),
+            updates_per_second: settings.updates_per_second,
+        };
+        let connection = format!("{}.{}", self.gateway.node.id, self.id);
+        Some(ConnectionPresence::open(
+            reporter,
+            (&client.tenant, user, connection),
+            device.unwrap_or_default(),
+            metas.unwrap_or_default(),
+            rules,
+        ))
+    }
+
+    /// `presence`: the client's own metas.
+    fn update_presence(&mut self, metas: PresenceMetas) -> Result<(), CommandError> {
+        let Some(presence) = self.presence.as_mut() else {
+            return Err(CommandError::new(
+                ErrorCode::NotAvailable,
+                "presence is tracked only for connections with a user, when presence-service is in use",
+            ));
+        };
+        presence.update(metas).map_err(|refused| match refused {
+            UpdateRefused::Invalid(message) => CommandError::new(ErrorCode::BadRequest, message),
+            UpdateRefused::TooFast => CommandError::new(ErrorCode::LimitExceeded, "presence updated too often"),
+        })
+    }
+
+    /// Whether the connection ends on purpose (the client closed it, or the server will not
+    /// take it back): presence then drops it at once instead of after the grace period.
+    pub fn set_clean_departure(&mut self, clean: bool) {
+        self.clean_departure = clean;
     }
 
     fn verify(&self, token: &str) -> Result<Client, AuthError> {
@@ -352,6 +413,11 @@ impl<B: Broker> Session<B> {
             _ => Vec::new(),
         };
         self.outbox.add_subscription(channel.into(), position.clone());
+        if namespace.presence
+            && let Some(presence) = self.presence.as_mut()
+        {
+            presence.subscribed(channel);
+        }
         Ok(Subscribed {
             offset: position.offset,
             epoch: position.epoch,
@@ -389,6 +455,9 @@ impl<B: Broker> Session<B> {
     async fn unsubscribe_command(&mut self, request: ChannelRequest) -> Result<(), CommandError> {
         if !self.remove_subscription(&request.channel).await {
             return Err(CommandError::new(ErrorCode::NotSubscribed, "not subscribed"));
+        }
+        if let Some(presence) = self.presence.as_mut() {
+            presence.unsubscribed(&request.channel);
         }
         Ok(())
     }
@@ -495,6 +564,9 @@ impl<B: Broker> Session<B> {
         };
         for channel in self.outbox.take_ended() {
             self.release(&Topic::new(&client.tenant, &channel)).await;
+            if let Some(presence) = self.presence.as_mut() {
+                presence.unsubscribed(&channel);
+            }
         }
     }
 
@@ -506,6 +578,10 @@ impl<B: Broker> Session<B> {
     /// Leaves every channel and the user registry.
     pub async fn close(mut self) {
         self.release_ended().await;
+        // The connection's channels go with it: presence hears only that it closed.
+        if let Some(presence) = self.presence.take() {
+            presence.closed(self.clean_departure);
+        }
         for channel in self.outbox.subscribed_channels() {
             self.remove_subscription(&channel).await;
         }
@@ -528,6 +604,9 @@ impl<B: Broker> Session<B> {
 /// I/O, so that part is spawned (the broker re-checks for subscribers before it leaves).
 impl<B: Broker> Drop for Session<B> {
     fn drop(&mut self) {
+        if let Some(presence) = self.presence.take() {
+            presence.closed(false);
+        }
         let Some(client) = self.client.take() else {
             return;
         };
@@ -578,64 +657,6 @@ struct PublishReply {
     epoch: Arc<str>,
 }
 
-impl Subscribed {
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(b"{\"offset\":");
-        out.extend_from_slice(self.offset.to_string().as_bytes());
-        out.extend_from_slice(b",\"epoch\":");
-        out.extend_from_slice(&to_json(&self.epoch));
-        out.extend_from_slice(b",\"recoverable\":");
-        out.extend_from_slice(if self.recoverable { b"true" } else { b"false" });
-        if let Some(recovered) = self.recovered {
-            out.extend_from_slice(b",\"recovered\":");
-            out.extend_from_slice(if recovered { b"true" } else { b"false" });
-        }
-        if !self.publications.is_empty() {
-            out.extend_from_slice(b",\"publications\":");
-            write_publications(&mut out, &self.publications);
-        }
-        out.push(b'}');
-        out
-    }
-}
-
-fn write_publications(out: &mut Vec<u8>, publications: &[Publication]) {
-    out.push(b'[');
-    for (index, publication) in publications.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        publication.write_json(out);
-    }
-    out.push(b']');
-}
-
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec())
-}
-
-fn write_reply(out: &mut Vec<u8>, id: u32, method: &str, body: &[u8]) {
-    out.extend_from_slice(format!("{{\"id\":{id},\"{method}\":").as_bytes());
-    out.extend_from_slice(body);
-    out.extend_from_slice(b"}\n");
-}
-
-fn write_error(out: &mut Vec<u8>, id: u32, error: &CommandError) {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        code: u16,
-        message: &'a str,
-        temporary: bool,
-    }
-    let body = Body {
-        code: error.code as u16,
-        message: &error.message,
-        temporary: error.code.temporary(),
-    };
-    write_reply(out, id, "error", &to_json(&body));
-}
-
 fn channel_error(error: ChannelError) -> CommandError {
     let code = match error {
         ChannelError::PermissionDenied(_) => ErrorCode::PermissionDenied,
@@ -656,35 +677,4 @@ fn gateway_error(error: GatewayError) -> CommandError {
 
 fn unavailable(error: super::broker::BrokerError) -> CommandError {
     CommandError::new(ErrorCode::Unavailable, error.to_string())
-}
-
-/// Commands per second with a burst of twice that.
-#[derive(Debug)]
-struct TokenBucket {
-    tokens: f64,
-    rate: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(per_second: u32) -> Self {
-        let rate = f64::from(per_second);
-        TokenBucket {
-            tokens: rate * 2.0,
-            rate,
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate * 2.0);
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
-    }
 }

@@ -5,6 +5,7 @@
 
 mod live;
 mod memory;
+mod presence;
 mod redis;
 
 use std::{sync::Arc, time::Duration};
@@ -12,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use sqlx::migrate::Migrator;
 use switchyard_platform::{shutdown::Shutdown, storage::Migrations};
 
-pub use self::{live::GrpcLiveSource, memory::MemoryBroker, redis::RedisBroker};
+pub use self::{live::GrpcLiveSource, memory::MemoryBroker, presence::PresenceLink, redis::RedisBroker};
 use crate::biz::{
     broker::{
         Broker, BrokerError, BrokerSink, Control, HistoryPage, HistoryQuery, NodeReport, PublishCommand, Published,

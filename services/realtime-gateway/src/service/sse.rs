@@ -136,6 +136,7 @@ pub async fn stream(
     let connect = ConnectRequest {
         token: request.token,
         batch_ms: request.batch_ms,
+        ..ConnectRequest::default()
     };
     match session.connect(connect) {
         Ok(Ok(_)) => {}

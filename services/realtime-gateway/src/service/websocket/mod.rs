@@ -117,6 +117,11 @@ async fn serve(io: Io, transport: Transport, peer: SocketAddr) {
         }
     };
     let disconnect = run(&mut socket, &mut session, &transport.shutdown).await;
+    // A server close the client should not come back from ends presence at once; one it
+    // should come back from (shutdown, slow reader, ping timeout) gets the grace period.
+    if let Some(disconnect) = &disconnect {
+        session.set_clean_departure(!disconnect.reconnect());
+    }
     // Nothing more is pushed once the connection is ending (leaving each channel takes a
     // broker call, and publications would keep coming meanwhile).
     session.outbox.detach();
@@ -151,6 +156,7 @@ async fn run(socket: &mut Socket, session: &mut Session<AnyBroker>, shutdown: &S
                 let frame = match message {
                     None | Some(Err(_)) => return None,
                     Some(Ok(Message::Close(_))) => {
+                        session.set_clean_departure(true);
                         // tungstenite queued the closing handshake's reply: hand it to the wire.
                         let _ = socket.frames.flush().await;
                         return None;
