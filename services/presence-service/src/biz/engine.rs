@@ -192,6 +192,7 @@ fn apply_op(record: &mut UserRecord, op: &Op, now_ms: i64, rules: &Rules, nodes:
                 patch.apply_to(&mut target.metas);
                 target.active_ms = now_ms;
                 record.last_active_ms = now_ms;
+                record.active_connection.clone_from(connection);
             }
         }
         Op::Subscribe { connection, channel } => {
@@ -210,6 +211,7 @@ fn apply_op(record: &mut UserRecord, op: &Op, now_ms: i64, rules: &Rules, nodes:
             if let Some(target) = record.connections.get_mut(connection) {
                 target.active_ms = now_ms;
                 record.last_active_ms = now_ms;
+                record.active_connection.clone_from(connection);
             }
         }
         Op::Report {
@@ -280,6 +282,7 @@ fn open(
     }
     metas.apply_to(&mut fresh.metas);
     record.last_active_ms = now_ms;
+    record.active_connection = connection.to_owned();
     nodes.push((node.to_owned(), connection.to_owned(), true));
     record.connections.insert(connection.to_owned(), fresh);
 }
@@ -331,6 +334,7 @@ fn report(
     entry.active_ms = now_ms;
     entry.leaves_at_ms = Some(now_ms.saturating_add(ttl_ms));
     record.last_active_ms = now_ms;
+    record.active_connection = connection.to_owned();
 }
 
 fn remove(record: &mut UserRecord, connection: &str, nodes: &mut Vec<(String, String, bool)>) {

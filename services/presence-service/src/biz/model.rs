@@ -165,6 +165,9 @@ pub struct UserRecord {
     /// The last time a connection was open (updated when the last one leaves).
     pub last_seen_ms: i64,
     pub last_active_ms: i64,
+    /// The connection that was active last: its page and activity are the user's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub active_connection: String,
     /// When the record was last written: what watchers were last shown is its view then.
     #[serde(default)]
     pub changed_ms: i64,

@@ -145,7 +145,8 @@ pub fn presence(user: &str, record: &UserRecord, audience: Audience, now_ms: i64
         .unwrap_or_default();
     let latest = shown
         .iter()
-        .max_by_key(|(_, connection)| connection.active_ms)
+        .find(|(id, _)| **id == record.active_connection)
+        .or_else(|| shown.iter().max_by_key(|(_, connection)| connection.active_ms))
         .map(|(_, connection)| *connection);
     let connections = shown
         .iter()

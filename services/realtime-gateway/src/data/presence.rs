@@ -7,7 +7,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use switchyard_api::presence::v1::{self as pb, connection_event::Kind, presence_service_client::PresenceServiceClient};
+use switchyard_api::presence::v1::{
+    self as pb, connection_event::Kind, presence_service_client::PresenceServiceClient,
+};
 use switchyard_platform::{clock::now_ms, proto_json::timestamp};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
@@ -35,7 +37,9 @@ pub struct PresenceLink {
 
 impl std::fmt::Debug for PresenceLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PresenceLink").field("node", &self.node).finish_non_exhaustive()
+        f.debug_struct("PresenceLink")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,7 +158,11 @@ impl PresenceLink {
     /// longer holds, then every connection it holds) and sends it.
     async fn resync(&self, stream: &mut Stream<'_>) -> Result<(), Ended> {
         let state = self.reporter.restart();
-        tracing::info!(lease = stream.lease, reports = state.len(), "sending this node's connections to presence-service");
+        tracing::info!(
+            lease = stream.lease,
+            reports = state.len(),
+            "sending this node's connections to presence-service"
+        );
         if state.is_empty() {
             stream.exchange(&[]).await.map_err(Ended::Failed)?;
         }
