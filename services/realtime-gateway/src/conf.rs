@@ -131,6 +131,10 @@ pub struct NamespaceSettings {
     /// and clients that may subscribe to a channel may also subscribe to its
     /// `$presence:{channel}` (who is there: a snapshot, then joins, leaves and updates).
     pub presence: bool,
+    /// Clients that may subscribe to a channel may also subscribe to `$presence:{channel}`:
+    /// its members (user ids, status, page) as a snapshot, then joins, leaves and updates.
+    /// Needs `presence`. Off, the channel's presence is counted but nobody is named.
+    pub presence_members: bool,
 }
 
 /// Limits on one client connection, and on the connections of one user or address.
@@ -214,6 +218,9 @@ impl Default for RealtimeServiceSettings {
     }
 }
 
+/// `$presence:{channel}` carries the presence of `{channel}`.
+pub const PRESENCE_NAMESPACE: &str = "$presence";
+
 /// The ecosystem's channel conventions (see proto/switchyard/realtime/v1/events.proto).
 fn default_namespaces() -> BTreeMap<String, NamespaceSettings> {
     let history = |size, ttl_secs| NamespaceSettings {
@@ -238,6 +245,8 @@ fn default_namespaces() -> BTreeMap<String, NamespaceSettings> {
         ("user".to_owned(), history(100, 3_600)),
         ("$config".to_owned(), history(100, 3_600)),
         ("$flags".to_owned(), history(100, 3_600)),
+        // Who is in a channel of a namespace with `presence_members` (see channel.rs).
+        (PRESENCE_NAMESPACE.to_owned(), history(100, 300)),
     ])
 }
 
@@ -249,6 +258,12 @@ impl RealtimeServiceSettings {
                 return Err(invalid(
                     format!("service.namespaces.{name}.history_ttl_secs"),
                     "must be set when history_size is",
+                ));
+            }
+            if namespace.presence_members && !namespace.presence {
+                return Err(invalid(
+                    format!("service.namespaces.{name}.presence_members"),
+                    "needs `presence = true`",
                 ));
             }
             if namespace.allow_anonymous && !namespace.public {

@@ -15,9 +15,10 @@ use crate::{
         live::LiveFeeds,
         metrics::GatewayMetrics,
         presence::PresenceReporter,
+        presence_feed::{PresenceDirectory, PresenceFeeds},
     },
     conf::{IDENTITY, RealtimeServiceSettings, Settings},
-    data::{AnyBroker, GrpcLiveSource, MIGRATIONS, PresenceLink},
+    data::{AnyBroker, GrpcLiveSource, GrpcPresenceDirectory, MIGRATIONS, PresenceLink},
     service::{RealtimeServiceApi, Transport, routes},
 };
 
@@ -53,9 +54,10 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         node,
     );
     let gateway = Arc::new(match presence_link(&host)? {
-        Some(reporter) => gateway.with_presence(reporter),
+        Some((reporter, directory)) => gateway.with_presence(reporter, directory),
         None => gateway,
     });
+    spawn_presence_feeds(&host, &gateway);
     spawn_reports(gateway.clone(), host.shutdown.clone());
     spawn_live_feeds(&host, gateway.clone())?;
 
@@ -80,7 +82,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
 
 /// Reports user connections to presence-service when it is known to discovery and the
 /// services' shared credential is set; starts the node's link and returns its reporter.
-fn presence_link(host: &Host<RealtimeServiceSettings>) -> Result<Option<Arc<PresenceReporter>>, StartError> {
+fn presence_link(host: &Host<RealtimeServiceSettings>) -> Result<Option<PresenceParts>, StartError> {
     let settings = host.settings.service.presence.clone();
     let credential = host.settings.auth.key_sync_credential.as_deref();
     let channel = host.discovery.channel("presence-service").ok();
@@ -88,13 +90,15 @@ fn presence_link(host: &Host<RealtimeServiceSettings>) -> Result<Option<Arc<Pres
         tracing::info!("presence-service or the shared credential is not configured: connections are not reported");
         return Ok(None);
     };
-    let authorization = format!("Bearer {credential}").parse().map_err(|_| {
+    let authorization: tonic::metadata::AsciiMetadataValue = format!("Bearer {credential}").parse().map_err(|_| {
         StartError::Settings(SettingsError::Invalid {
             key: "auth.key_sync_credential".into(),
             reason: "is not a valid header value".into(),
         })
     })?;
     let reporter = Arc::new(PresenceReporter::new(settings.max_pending));
+    let directory: Arc<dyn PresenceDirectory> =
+        Arc::new(GrpcPresenceDirectory::new(channel.clone(), authorization.clone()));
     let link = PresenceLink::new(
         channel,
         authorization,
@@ -103,7 +107,20 @@ fn presence_link(host: &Host<RealtimeServiceSettings>) -> Result<Option<Arc<Pres
         settings,
     );
     tokio::spawn(link.run(host.shutdown.token()));
-    Ok(Some(reporter))
+    Ok(Some((reporter, directory)))
+}
+
+type PresenceParts = (Arc<PresenceReporter>, Arc<dyn PresenceDirectory>);
+
+/// Feeds `$presence:{channel}` channels while this node has their subscribers.
+fn spawn_presence_feeds(host: &Host<RealtimeServiceSettings>, gateway: &Arc<Gateway<AnyBroker>>) {
+    let Some(directory) = gateway.presence_directory.clone() else {
+        return;
+    };
+    let live = &host.settings.service.live;
+    let feeds = PresenceFeeds::new(gateway.clone(), directory, Duration::from_millis(live.linger_ms));
+    let every = Duration::from_millis(live.scan_ms.max(50));
+    tokio::spawn(feeds.run(every, host.shutdown.token()));
 }
 
 /// Feeds `$config`/`$flags` channels when config-service or flag-service is known to

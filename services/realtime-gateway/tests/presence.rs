@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use realtime_gateway::conf::NamespaceSettings;
 use serde_json::json;
 use switchyard_api::presence::v1::{self as pb, presence_event::Kind, presence_service_client::PresenceServiceClient};
 use switchyard_platform::{
@@ -48,6 +49,17 @@ async fn start(grace_ms: u64) -> (Presence, support::Gateway) {
             .peers
             .insert("config-service".into(), vec!["http://127.0.0.1:9".into()]);
         settings.service.presence.flush_ms = 5;
+        settings.service.live.scan_ms = 50;
+        settings.service.namespaces.insert(
+            "room".into(),
+            NamespaceSettings {
+                history_size: 10,
+                history_ttl_secs: 60,
+                presence: true,
+                presence_members: true,
+                ..NamespaceSettings::default()
+            },
+        );
     })
     .await;
     let presence = Presence {
@@ -240,4 +252,69 @@ async fn bad_or_too_frequent_presence_commands_are_refused_and_the_connection_st
     );
     gateway.stop().await;
     presence.stop().await;
+}
+
+#[tokio::test]
+async fn a_browser_sees_who_is_in_a_room_without_polling() {
+    let (presence, gateway) = start(60_000).await;
+    let mut alice = gateway.user("alice", &["room:*"]).await;
+    let reply = alice.subscribe("$presence:room:1").await;
+    let snapshot = &reply["subscribe"]["presence"];
+    assert_eq!(snapshot["type"], "snapshot", "{reply}");
+    assert_eq!(snapshot["members"], json!([]));
+
+    let mut bob = gateway.user("bob", &["room:*"]).await;
+    assert!(bob.subscribe("room:1").await.get("subscribe").is_some());
+    // As a client applies them: a snapshot replaces the members, a diff changes one.
+    let mut members = std::collections::BTreeSet::new();
+    while !members.contains("bob") {
+        apply(&mut members, &alice.publication().await["pub"]["data"]);
+    }
+    assert!(
+        bob.command("unsubscribe", json!({"channel": "room:1"}))
+            .await
+            .get("unsubscribe")
+            .is_some()
+    );
+    let left = alice.publication().await["pub"]["data"].clone();
+    assert_eq!(
+        (left["type"].as_str(), left["user_id"].as_str()),
+        (Some("leave"), Some("bob")),
+        "{left}"
+    );
+    assert!(left["sequence"].as_u64().unwrap() > 0);
+
+    // Whoever may not subscribe to the room may not see who is in it; a namespace that
+    // counts presence without naming members refuses everyone.
+    let mut stranger = gateway.user("mallory", &[]).await;
+    assert_eq!(stranger.subscribe("$presence:room:1").await["error"]["code"], 103);
+    assert_eq!(alice.subscribe("$presence:product:sku-1").await["error"]["code"], 103);
+    assert_eq!(
+        alice
+            .command("publish", json!({"channel": "$presence:room:1", "data": {}}))
+            .await["error"]["code"],
+        103
+    );
+    gateway.stop().await;
+    presence.stop().await;
+}
+
+fn apply(members: &mut std::collections::BTreeSet<String>, data: &serde_json::Value) {
+    match data["type"].as_str() {
+        Some("snapshot") => {
+            *members = data["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|member| member["user_id"].as_str().unwrap().to_owned())
+                .collect();
+        }
+        Some("join") => {
+            members.insert(data["user_id"].as_str().unwrap().to_owned());
+        }
+        Some("leave") => {
+            members.remove(data["user_id"].as_str().unwrap());
+        }
+        _ => {}
+    }
 }

@@ -13,7 +13,7 @@ use switchyard_api::{
 };
 use switchyard_platform::{
     about::About,
-    auth::{Principal, Role},
+    auth::{KEY_SYNC_SCOPE, Principal, Role, check_tenant},
     error::to_status,
     page_token,
     shutdown::Shutdown,
@@ -89,9 +89,23 @@ fn invalid(violations: Violations) -> Result<(), Status> {
         .map_err(|violations| status(PresenceError::Invalid(violations)))
 }
 
+/// The metadata in which a Switchyard service (realtime-gateway feeding `$presence`
+/// channels) names the tenant it reads for.
+const ON_BEHALF_OF: &str = "x-switchyard-tenant";
+
 /// The caller's tenant, once it holds `role` there; and whether it sees invisible users.
+/// A Switchyard service (the shared credential) reads for the tenant it names, as others see it.
 fn caller<T>(request: &Request<T>, role: Role) -> Result<(String, Audience, String), Status> {
     let principal = Principal::of(request).map_err(|error| status(error.into()))?;
+    if role == Role::Viewer && principal.scopes.iter().any(|scope| scope == KEY_SYNC_SCOPE) {
+        let tenant = request
+            .metadata()
+            .get(ON_BEHALF_OF)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| Status::invalid_argument(format!("a service names the tenant in `{ON_BEHALF_OF}`")))?;
+        check_tenant(tenant).map_err(|error| status(error.into()))?;
+        return Ok((tenant.to_owned(), Audience::Others, principal.subject.clone()));
+    }
     principal
         .authorize(&principal.tenant, role, RESOURCE)
         .map_err(|error| status(error.into()))?;

@@ -114,6 +114,9 @@ impl Namespaces {
     /// public namespace (anonymous ones where allowed); otherwise the channels a token grants.
     pub fn may_subscribe(&self, channel: &ChannelName, grants: &Grants) -> Result<&NamespaceSettings, ChannelError> {
         let namespace = self.of(channel)?;
+        if let Some(watched) = presence_of(channel.name) {
+            return self.may_watch_presence(channel, watched, grants).map(|()| namespace);
+        }
         let allowed = match (&grants.user, channel.is_private()) {
             (None, true) => false,
             (Some(user), true) => channel.admits_user(user),
@@ -126,6 +129,17 @@ impl Namespaces {
         Ok(namespace)
     }
 
+    /// `$presence:{channel}`: whoever may subscribe to the channel, where its namespace
+    /// names its members.
+    fn may_watch_presence(&self, channel: &ChannelName, watched: &str, grants: &Grants) -> Result<(), ChannelError> {
+        let watched = ChannelName::parse(watched)?;
+        let namespace = self.may_subscribe(&watched, grants)?;
+        if presence_of(watched.name).is_some() || !namespace.presence_members {
+            return Err(ChannelError::PermissionDenied(channel.name.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Publishing from a client: only where the namespace allows it, and only into channels
     /// the client may subscribe to.
     pub fn may_publish(&self, channel: &ChannelName, grants: &Grants) -> Result<&NamespaceSettings, ChannelError> {
@@ -135,6 +149,14 @@ impl Namespaces {
         }
         Ok(namespace)
     }
+}
+
+/// The channel whose presence a `$presence:{channel}` channel carries.
+pub fn presence_of(channel: &str) -> Option<&str> {
+    channel
+        .strip_prefix(crate::conf::PRESENCE_NAMESPACE)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .filter(|watched| !watched.is_empty())
 }
 
 /// A channel inside its tenant: the key of subscriber maps and broker streams.

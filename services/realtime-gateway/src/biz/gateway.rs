@@ -28,6 +28,7 @@ use super::{
     hub::Hub,
     metrics::GatewayMetrics,
     presence::PresenceReporter,
+    presence_feed::PresenceDirectory,
     protocol::Disconnect,
     publication::{Publication, StreamPosition},
 };
@@ -106,6 +107,8 @@ pub struct Gateway<B> {
     pub node: Node,
     /// Where connections are reported for presence, when presence-service is in use.
     pub presence: Option<Arc<PresenceReporter>>,
+    /// Where `$presence` channels read their members.
+    pub presence_directory: Option<Arc<dyn PresenceDirectory>>,
     next_connection: AtomicU64,
     addresses: Mutex<HashMap<IpAddr, usize>>,
     connect_rate: DefaultKeyedRateLimiter<IpAddr>,
@@ -163,15 +166,17 @@ impl<B: Broker> Gateway<B> {
             metrics,
             node,
             presence: None,
+            presence_directory: None,
             next_connection: AtomicU64::new(1),
             addresses: Mutex::default(),
             connect_rate: governor::RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
         }
     }
 
-    /// Reports user connections to `reporter`.
-    pub fn with_presence(mut self, reporter: Arc<PresenceReporter>) -> Self {
+    /// Reports user connections to `reporter`; `$presence` channels read `directory`.
+    pub fn with_presence(mut self, reporter: Arc<PresenceReporter>, directory: Arc<dyn PresenceDirectory>) -> Self {
         self.presence = Some(reporter);
+        self.presence_directory = Some(directory);
         self
     }
 

@@ -11,6 +11,7 @@ pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod presence;
+pub mod presence_feed;
 pub mod protocol;
 pub mod publication;
 pub mod replies;

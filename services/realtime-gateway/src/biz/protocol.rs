@@ -239,6 +239,8 @@ pub struct Subscribed {
     /// `publications`, false when that cannot be known (reload your state).
     pub recovered: Option<bool>,
     pub publications: Vec<Publication>,
+    /// For `$presence:{channel}`: the members now, as the JSON of a `snapshot` publication.
+    pub presence: Option<bytes::Bytes>,
 }
 
 impl From<&Position> for StreamPosition {

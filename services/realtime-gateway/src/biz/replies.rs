@@ -26,6 +26,10 @@ impl Subscribed {
             out.extend_from_slice(b",\"publications\":");
             write_publications(&mut out, &self.publications);
         }
+        if let Some(presence) = &self.presence {
+            out.extend_from_slice(b",\"presence\":");
+            out.extend_from_slice(presence);
+        }
         out.push(b'}');
         out
     }

@@ -412,6 +412,13 @@ impl<B: Broker> Session<B> {
             Some(Recovery::Recovered(publications)) => publications,
             _ => Vec::new(),
         };
+        let presence = match self.presence_snapshot(channel).await {
+            Ok(presence) => presence,
+            Err(error) => {
+                self.release(&topic).await;
+                return Err(error);
+            }
+        };
         self.outbox.add_subscription(channel.into(), position.clone());
         if namespace.presence
             && let Some(presence) = self.presence.as_mut()
@@ -424,7 +431,26 @@ impl<B: Broker> Session<B> {
             recoverable: namespace.history_size > 0,
             recovered,
             publications,
+            presence,
         })
+    }
+
+    /// For `$presence:{channel}`: the members now, so the client shows them at once.
+    async fn presence_snapshot(&self, channel: &str) -> Result<Option<bytes::Bytes>, CommandError> {
+        let Some(watched) = super::channel::presence_of(channel) else {
+            return Ok(None);
+        };
+        let (Some(directory), Ok(client)) = (&self.gateway.presence_directory, self.client()) else {
+            return Err(CommandError::new(
+                ErrorCode::NotAvailable,
+                "presence-service is not in use",
+            ));
+        };
+        let members = directory
+            .members(&client.tenant, watched)
+            .await
+            .map_err(|error| CommandError::new(ErrorCode::Unavailable, error))?;
+        Ok(Some(super::presence_feed::snapshot_json(&members)))
     }
 
     /// The channel's position once this node receives its publications, and the recovery.

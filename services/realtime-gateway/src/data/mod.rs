@@ -6,6 +6,7 @@
 mod live;
 mod memory;
 mod presence;
+mod presence_directory;
 mod redis;
 
 use std::{sync::Arc, time::Duration};
@@ -13,7 +14,10 @@ use std::{sync::Arc, time::Duration};
 use sqlx::migrate::Migrator;
 use switchyard_platform::{shutdown::Shutdown, storage::Migrations};
 
-pub use self::{live::GrpcLiveSource, memory::MemoryBroker, presence::PresenceLink, redis::RedisBroker};
+pub use self::{
+    live::GrpcLiveSource, memory::MemoryBroker, presence::PresenceLink, presence_directory::GrpcPresenceDirectory,
+    redis::RedisBroker,
+};
 use crate::biz::{
     broker::{
         Broker, BrokerError, BrokerSink, Control, HistoryPage, HistoryQuery, NodeReport, PublishCommand, Published,
