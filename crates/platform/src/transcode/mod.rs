@@ -7,6 +7,7 @@
 
 mod frame;
 pub mod openapi;
+mod proto_names;
 mod request;
 pub mod routes;
 pub mod template;

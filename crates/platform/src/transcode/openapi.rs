@@ -164,6 +164,14 @@ fn content_type(method: &MethodDescriptor) -> &'static str {
 }
 
 fn response_schema(route: &Route, schemas: &mut BTreeMap<String, Value>) -> Value {
+    let schema = json_response_schema(route, schemas);
+    if !route.proto_field_names {
+        return schema;
+    }
+    super::proto_names::rename(&schema, route.method.parent_pool(), schemas)
+}
+
+fn json_response_schema(route: &Route, schemas: &mut BTreeMap<String, Value>) -> Value {
     let output = route.method.output();
     if route.response_body.is_empty() {
         return message_ref(&output, schemas);
