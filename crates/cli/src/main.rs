@@ -10,6 +10,7 @@ mod grpc;
 mod keys;
 mod migrate;
 mod output;
+mod presence;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Print a client JWT for the realtime gateway (private channels, `$config`, `$flags`).
     Token(token::TokenArgs),
+    /// Who is online, on which devices and pages; watch them come and go (presence-service).
+    Presence(presence::PresenceArgs),
     /// Apply every service's database migrations and exit.
     Migrate(migrate::MigrateArgs),
 }
@@ -50,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Flags(args) => flags::run(args).await,
         Command::Keys(args) => keys::run(args).await,
         Command::Token(args) => token::run(&args),
+        Command::Presence(args) => presence::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
     }
 }

@@ -237,9 +237,16 @@ fn default_namespaces() -> BTreeMap<String, NamespaceSettings> {
         presence: true,
         ..public(20, 300)
     };
+    // Chat rooms and live sessions: members see each other through `$presence:room:…`.
+    let room = NamespaceSettings {
+        presence: true,
+        presence_members: true,
+        ..history(50, 3_600)
+    };
     BTreeMap::from([
         (String::new(), history(100, 300)),
         ("product".to_owned(), product),
+        ("room".to_owned(), room),
         ("promo".to_owned(), public(20, 3_600)),
         ("order".to_owned(), history(50, 3_600)),
         ("user".to_owned(), history(100, 3_600)),
