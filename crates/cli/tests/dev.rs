@@ -257,6 +257,43 @@ async fn a_dev_token_opens_the_users_private_channel_and_no_other() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_user_connected_to_the_gateway_is_online_in_presence() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = start(dir.path());
+    let (gateway_http, _) = port_of(&dev, "realtime-gateway");
+    let (_, presence_grpc) = port_of(&dev, "presence-service");
+    let token = cli(dir.path(), &["token", "--user", "42", "--channel", "user#42"]);
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let url = format!("http://127.0.0.1:{gateway_http}/realtime/sse?channel=user%2342&token={token}");
+    let mut stream = text_stream(&url, &[]).await;
+    assert_eq!(stream.status, 200);
+    stream.read_until("\n\n").await;
+    let server = format!("http://127.0.0.1:{presence_grpc}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = cli(
+            dir.path(),
+            &["presence", "--server", &server, "--output", "json", "get", "42"],
+        );
+        assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+        let presences: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+        if presences[0]["online"] == true {
+            assert_eq!(presences[0]["deviceCount"], 1);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never reported user 42: {presences}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let online = cli(dir.path(), &["presence", "--server", &server, "online"]);
+    assert!(String::from_utf8_lossy(&online.stdout).contains("1 online in all"));
+    sigterm(&dev.child);
+    assert!(wait_exit(&mut dev.child).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn managed_flags_need_an_sdk_key_until_an_admin_makes_the_environment_public() {
     let dir = tempfile::tempdir().unwrap();
     let mut dev = start(dir.path());
