@@ -7,7 +7,7 @@ export REDIS_TEST_URL ?= redis://127.0.0.1:6379
 # Seconds each flag-engine fuzz target runs in `make fuzz` and in the short pass of `make bench`.
 FUZZ_SECONDS ?= 30
 
-.PHONY: run test lint fmt fuzz-api bench-keys bench bench-config bench-flags-engine bench-flags-server bench-realtime fuzz proto migrate build
+.PHONY: run test lint fmt fuzz-api bench-keys bench bench-config bench-flags-engine bench-flags-server bench-realtime bench-presence fuzz proto migrate build
 
 ## run: build and start all five services in one process (switchyard dev)
 run:
@@ -67,6 +67,11 @@ bench-keys:
 ## bench-realtime: realtime-gateway's memory per idle connection (50,000) and fan-out beside a Socket.IO 4 server; REALTIME_BENCH_QUICK=1 for a short run
 bench-realtime:
 	./scripts/bench-realtime.sh
+
+## bench-presence: presence-service churn (events/s, Redis commands per event), idle cost beside a Centrifugo-style baseline, query p99s and node-death latency (bench/results/presence-service.json); PRESENCE_BENCH_QUICK=1 for a short run
+bench-presence:
+	./scripts/ensure-backing-services.sh
+	$(CARGO) bench -p presence-service --bench presence
 
 ## fuzz: flag-engine's cargo-fuzz targets, FUZZ_SECONDS each (default 30); installs cargo-fuzz if missing, fails on any crash, timeout or oom
 fuzz:
