@@ -254,7 +254,7 @@ fn opened(user: usize, connection: &str, channels: Vec<String>) -> pb::Connectio
 }
 
 /// Opens `count` connections (one per user) spread over the nodes; the first
-/// `channel_members` also join `room:big`. Returns the nodes and events/s.
+/// `channel_members` (every other user) also join `room:big`. Returns the nodes and events/s.
 async fn fill(nodes: Vec<Node>, count: usize, channel_members: usize) -> (Vec<Node>, f64) {
     let started = Instant::now();
     let per_node = count / nodes.len();
@@ -268,7 +268,7 @@ async fn fill(nodes: Vec<Node>, count: usize, channel_members: usize) -> (Vec<No
                     let events = chunk
                         .iter()
                         .map(|user| {
-                            let channels = if *user < channel_members {
+                            let channels = if is_member(*user, count, channel_members) {
                                 vec!["room:big".to_owned()]
                             } else {
                                 Vec::new()
@@ -286,6 +286,11 @@ async fn fill(nodes: Vec<Node>, count: usize, channel_members: usize) -> (Vec<No
     (nodes, count as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Every `count / members`-th user is a member of `room:big` (spread over the nodes).
+fn is_member(user: usize, count: usize, members: usize) -> bool {
+    user.is_multiple_of((count / members.max(1)).max(1))
+}
+
 async fn join(tasks: Vec<tokio::task::JoinHandle<Node>>) -> Vec<Node> {
     let mut nodes = Vec::new();
     for task in tasks {
@@ -297,7 +302,7 @@ async fn join(tasks: Vec<tokio::task::JoinHandle<Node>>) -> Vec<Node> {
 /// For `duration`: each node sends batches of a third clean closes of its oldest
 /// connections, a third opens of new ones (new users), a third page changes. Returns the
 /// nodes and the events sent.
-async fn churn(nodes: Vec<Node>, count: usize, duration: Duration) -> (Vec<Node>, u64) {
+async fn churn(nodes: Vec<Node>, count: usize, members: usize, duration: Duration) -> (Vec<Node>, u64) {
     let per_node = count / nodes.len();
     let deadline = Instant::now() + duration;
     let tasks: Vec<_> = nodes
@@ -306,7 +311,10 @@ async fn churn(nodes: Vec<Node>, count: usize, duration: Duration) -> (Vec<Node>
         .map(|(index, mut node)| {
             tokio::spawn(async move {
                 // This node's connections, oldest first: (user, connection id).
-                let mut live: std::collections::VecDeque<usize> = (index * per_node..(index + 1) * per_node).collect();
+                // Channel members stay connected: they are what the stats query counts.
+                let mut live: std::collections::VecDeque<usize> = (index * per_node..(index + 1) * per_node)
+                    .filter(|user| !is_member(*user, count, members))
+                    .collect();
                 let mut next_user = 1_000_000 * (index + 1);
                 let mut sent = 0u64;
                 let mut round = 0usize;
@@ -380,7 +388,18 @@ async fn centrifugo_style(redis_url: &str, connections: usize, duration: Duratio
           return 1",
     );
     let client = redis::Client::open(redis_url).unwrap();
-    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Loads the script (pipelines only call it by its hash).
+    let _: i64 = script
+        .key("cf:presence:hash:warmup")
+        .key("cf:presence:zset:warmup")
+        .arg(1)
+        .arg("warmup")
+        .arg("{}")
+        .arg(0)
+        .invoke_async(&mut conn)
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut refreshes = 0u64;
     // Each connection's refresh falls at its own offset within the 25 s period.
@@ -428,7 +447,7 @@ async fn batch_get_latency(service: &Service, users: usize, calls: usize) -> (f6
     let mut samples = Vec::with_capacity(calls);
     for call in 0..calls {
         let ids: Vec<String> = (0..1_000)
-            .map(|n| format!("u{:06}", (call * 7919 + n * 97) % users))
+            .map(|n| format!("u{:06}", 2 * ((call * 7919 + n * 97) % users)))
             .collect();
         let started = Instant::now();
         let found = client
@@ -533,14 +552,26 @@ async fn main() {
     println!("  {fill_rate:.0} opens/s");
 
     let commands_before = redis.commands(&mut counter).await;
-    let (nodes, churn_events) = churn(nodes, scale.connections, scale.churn).await;
+    let cpu_before = (redis.cpu_seconds(), process_cpu_seconds(std::process::id()));
+    let (nodes, churn_events) = churn(nodes, scale.connections, scale.channel_members, scale.churn).await;
     let churn_commands = redis.commands(&mut counter).await - commands_before;
     let churn_rate = churn_events as f64 / scale.churn.as_secs_f64();
+    let churn_redis_cpu = (redis.cpu_seconds() - cpu_before.0) / scale.churn.as_secs_f64();
+    let churn_own_cpu = (process_cpu_seconds(std::process::id()) - cpu_before.1) / scale.churn.as_secs_f64();
     println!(
-        "churn: {churn_rate:.0} events/s, {:.2} Redis commands per event",
+        "churn: {churn_rate:.0} events/s, {:.2} Redis commands per event, Redis {churn_redis_cpu:.2} cores, \
+         service + generator {churn_own_cpu:.2} cores",
         churn_commands as f64 / churn_events as f64
     );
 
+    if std::env::var("PRESENCE_BENCH_COMMANDSTATS").is_ok() {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut counter)
+            .await
+            .unwrap();
+        println!("{info}");
+    }
     let idle_start = (redis.commands(&mut counter).await, redis.cpu_seconds(), Instant::now());
     let nodes = idle(nodes, scale.idle).await;
     let idle_seconds = idle_start.2.elapsed().as_secs_f64();
@@ -560,8 +591,9 @@ async fn main() {
         "idle, Centrifugo-style: {base_commands:.0} Redis commands/s, {base_cpu:.4} of a core ({refreshes} refreshes)"
     );
 
+    // Users asked for are among those online throughout (the channel's members).
     let online_users = scale.connections;
-    let (batch_p50, batch_p99) = batch_get_latency(&service, online_users, 300).await;
+    let (batch_p50, batch_p99) = batch_get_latency(&service, scale.channel_members, 300).await;
     println!("BatchGetPresence ×1000 with {online_users} online: p50 {batch_p50} ms, p99 {batch_p99} ms");
     let (stats_p50, stats_p99) = stats_latency(&service, scale.channel_members, 2_000).await;
     println!(
@@ -585,6 +617,8 @@ async fn main() {
             "events_per_second": churn_rate.round(),
             "batch_events": BATCH,
             "redis_commands_per_event": ((churn_commands as f64 / churn_events as f64) * 100.0).round() / 100.0,
+            "redis_cpu_cores": (churn_redis_cpu * 100.0).round() / 100.0,
+            "service_and_generator_cpu_cores": (churn_own_cpu * 100.0).round() / 100.0,
             "target_events_per_second": 100_000,
         },
         "idle": {

@@ -46,7 +46,7 @@ impl Default for PresenceServiceSettings {
             offline_grace_ms: 10_000,
             away_after_ms: 300_000,
             max_lease_ttl_ms: 120_000,
-            cleanup_interval_ms: 500,
+            cleanup_interval_ms: 250,
             log_max_len: 100_000,
             redis_prefix: "switchyard:presence:".to_owned(),
             last_seen_flush_ms: 5_000,

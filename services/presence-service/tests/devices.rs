@@ -239,3 +239,28 @@ async fn page_viewers_count_people_not_tabs() {
     assert_eq!(other["viewers"], 0, "another tenant sees none of acme's viewers");
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_reconnect_reported_before_the_loss_leaves_one_device_and_no_leave() {
+    let service = support::memory(HOUR).await;
+    let mut node = service.node("node-a", 30_000).await;
+    node.send(vec![opened("acme", "u1", "node-a.1", "phone-1", "phone")])
+        .await;
+    let mut watch = service.watch(&["u1"], &[], "").await;
+    snapshot(next_event(&mut watch).await);
+    // The new socket arrived before the gateway noticed the old one was gone.
+    node.send(vec![
+        opened("acme", "u1", "node-a.2", "phone-1", "phone"),
+        closed("acme", "u1", "node-a.1", false),
+    ])
+    .await;
+    let presence = service.presence(&service.keys.viewer, "u1").await;
+    assert_eq!(
+        presence.device_count, 1,
+        "the old connection does not linger beside its successor"
+    );
+    node.send(vec![page("acme", "u1", "node-a.2", "/cart")]).await;
+    let (kind, _, _, _) = next_diff(&mut watch).await;
+    assert_eq!(kind, "update", "neither a leave nor a join");
+    service.stop().await;
+}

@@ -194,6 +194,11 @@ async fn a_socket_that_drops_and_returns_within_the_grace_period_is_not_news() {
     let mut watch = presence.watch("7").await;
 
     drop(phone); // the train enters a tunnel: no close frame
+    // The phone notices and comes back once the gateway has noticed too (so the loss is
+    // reported first, as on a real network where the old socket times out).
+    presence
+        .until("7", |p| p.connections.iter().any(|c| c.reconnecting))
+        .await;
     let mut back = device(&gateway, "7", "phone-7", "phone").await;
     let reply = back.command("presence", json!({"current_page": "/cart"})).await;
     assert!(reply.get("presence").is_some(), "{reply}");

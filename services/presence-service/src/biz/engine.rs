@@ -180,7 +180,7 @@ fn apply_op(record: &mut UserRecord, op: &Op, now_ms: i64, rules: &Rules, nodes:
             channels,
         } => open(record, connection, node, device, metas, channels, now_ms, rules, nodes),
         Op::Close { connection, clean } => {
-            if *clean {
+            if *clean || reconnected(record, connection) {
                 remove(record, connection, nodes);
             } else if let Some(lost) = record.connections.get_mut(connection) {
                 lost.lost = true;
@@ -285,6 +285,19 @@ fn open(
     record.active_connection = connection.to_owned();
     nodes.push((node.to_owned(), connection.to_owned(), true));
     record.connections.insert(connection.to_owned(), fresh);
+}
+
+/// Whether the device of a connection being lost is already back on another connection
+/// (its reconnect was reported before the loss): then nothing needs to linger.
+fn reconnected(record: &UserRecord, connection: &str) -> bool {
+    let Some(lost) = record.connections.get(connection) else {
+        return false;
+    };
+    !lost.device.id.is_empty()
+        && record
+            .connections
+            .iter()
+            .any(|(id, other)| id != connection && !other.lost && other.device.id == lost.device.id)
 }
 
 /// A lost connection of the same device, which a new connection takes over.
