@@ -38,6 +38,9 @@ pub struct PresenceServiceSettings {
     pub updates_per_second_per_user: u32,
     /// Events one gateway batch may carry at most.
     pub max_batch_events: usize,
+    /// User records a replica keeps after writing them, so the next batch about the same
+    /// users need not read them back (a stale one costs one retry). 0 turns this off.
+    pub cached_records: usize,
 }
 
 impl Default for PresenceServiceSettings {
@@ -52,6 +55,7 @@ impl Default for PresenceServiceSettings {
             last_seen_flush_ms: 5_000,
             updates_per_second_per_user: 10,
             max_batch_events: 10_000,
+            cached_records: 200_000,
         }
     }
 }

@@ -30,7 +30,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         away_after_ms: own.away_after_ms.max(1) as i64,
     };
     let last_seen = Arc::new(SqlLastSeen::new(host.database.pool.clone()));
-    let tracker = Arc::new(Tracker::new(store, last_seen, rules));
+    let tracker = Arc::new(Tracker::new(store, last_seen, rules, own.cached_records));
     let feed = Feed::new();
     tokio::spawn(feed.clone().tail(tracker.clone(), host.shutdown.token()));
     spawn_cleanup(

@@ -121,6 +121,8 @@ pub struct Change {
     pub diffs: Vec<Diff>,
     /// Last seen / last active to keep durably.
     pub last_seen: LastSeen,
+    /// Whether `after`'s due time differs from the stored one (stores skip the write if not).
+    pub due_changed: bool,
 }
 
 /// Applies `ops` to the user's stored record (`before`). None: nothing changed.
@@ -159,6 +161,7 @@ pub fn apply(key: &UserKey, before: Option<&UserRecord>, ops: &[Op], now_ms: i64
         seen_ms: record.last_seen_ms,
         active_ms: record.last_active_ms,
     };
+    let due_changed = record.due_ms != old.due_ms || record.connections.is_empty();
     let after = (!record.connections.is_empty()).then_some(record);
     Some(Change {
         key: key.clone(),
@@ -167,6 +170,7 @@ pub fn apply(key: &UserKey, before: Option<&UserRecord>, ops: &[Op], now_ms: i64
         index,
         diffs,
         last_seen,
+        due_changed,
     })
 }
 

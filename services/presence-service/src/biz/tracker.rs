@@ -13,7 +13,8 @@ use switchyard_platform::clock::now_ms;
 use super::{
     engine::{self, Op},
     error::{PresenceError, PresenceResult},
-    model::{LastSeen, UserKey},
+    model::{LastSeen, UserKey, UserRecord},
+    record_cache::RecordCache,
     store::{Cursor, LastSeenRepository, PresenceStore},
     view::{Audience, Presence, Rules, footprint, presence},
 };
@@ -78,6 +79,7 @@ pub struct Tracker {
     store: Arc<dyn PresenceStore>,
     last_seen: Arc<dyn LastSeenRepository>,
     pub rules: Rules,
+    cache: RecordCache,
     /// Last seen / last active not yet written to the database.
     unsaved: Mutex<HashMap<UserKey, LastSeen>>,
 }
@@ -91,11 +93,18 @@ impl std::fmt::Debug for Tracker {
 }
 
 impl Tracker {
-    pub fn new(store: Arc<dyn PresenceStore>, last_seen: Arc<dyn LastSeenRepository>, rules: Rules) -> Self {
+    /// `cached_records`: how many records this replica keeps after writing them (0: none).
+    pub fn new(
+        store: Arc<dyn PresenceStore>,
+        last_seen: Arc<dyn LastSeenRepository>,
+        rules: Rules,
+        cached_records: usize,
+    ) -> Self {
         Self {
             store,
             last_seen,
             rules,
+            cache: RecordCache::new(cached_records),
             unsaved: Mutex::default(),
         }
     }
@@ -125,7 +134,7 @@ impl Tracker {
                 return Ok(cursor);
             }
             let keys: Vec<UserKey> = pending.iter().map(|slot| users[*slot].0.clone()).collect();
-            let records = self.store.load(&keys).await?;
+            let records = self.records_for_write(&keys).await?;
             let now = now_ms();
             let mut changes = Vec::new();
             let mut owners = Vec::new();
@@ -141,10 +150,36 @@ impl Tracker {
             }
             let committed = self.store.commit(&changes).await?;
             cursor = committed.cursor.or(cursor);
+            for (position, change) in changes.iter().enumerate() {
+                if committed.conflicts.contains(&position) {
+                    self.cache.forget(&change.key);
+                } else {
+                    self.cache.put(&change.key, change.after.as_ref());
+                }
+            }
             self.remember(&changes, &committed.conflicts);
             pending = committed.conflicts.iter().map(|conflict| owners[*conflict]).collect();
         }
         Err(PresenceError::Contention(pending.len()))
+    }
+
+    /// The records to change: from the cache where this replica wrote them last, else the store.
+    async fn records_for_write(&self, keys: &[UserKey]) -> PresenceResult<Vec<Option<UserRecord>>> {
+        let cached = self.cache.get_many(keys);
+        let missing: Vec<UserKey> = keys
+            .iter()
+            .zip(&cached)
+            .filter(|(_, cached)| cached.is_none())
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut loaded = self.store.load(&missing).await?.into_iter();
+        Ok(cached
+            .into_iter()
+            .map(|cached| match cached {
+                Some(record) => record,
+                None => loaded.next().flatten(),
+            })
+            .collect())
     }
 
     fn remember(&self, changes: &[engine::Change], conflicts: &[usize]) {
@@ -181,7 +216,13 @@ impl Tracker {
 
     /// Renews a node's lease; false: the node must resend its connections.
     pub async fn renew(&self, node: &str, ttl_ms: i64) -> PresenceResult<bool> {
-        Ok(self.store.renew_lease(node, ttl_ms, now_ms()).await?)
+        let known = self.store.renew_lease(node, ttl_ms, now_ms()).await?;
+        if !known {
+            // The node resends what it holds; replays that change nothing must be written
+            // anyway if the store lost them, so nothing cached may stand in for the store.
+            self.cache.clear();
+        }
+        Ok(known)
     }
 
     /// Takes lapsed nodes' connections offline (after the grace period) and applies due

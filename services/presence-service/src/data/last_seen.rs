@@ -11,6 +11,8 @@ use crate::biz::{
 
 /// Rows per `IN (...)` lookup.
 const LOOKUP_CHUNK: usize = 500;
+/// Rows per upsert statement.
+const SAVE_CHUNK: usize = 250;
 
 #[derive(Debug, Clone)]
 pub struct SqlLastSeen {
@@ -31,20 +33,31 @@ fn unavailable(error: sqlx::Error) -> StoreError {
 impl LastSeenRepository for SqlLastSeen {
     async fn save(&self, batch: &[(UserKey, LastSeen)]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        for (key, seen) in batch {
-            sqlx::query(
-                "INSERT INTO last_seen (tenant, user_id, seen_ms, active_ms) VALUES ($1, $2, $3, $4) \
+        // Many rows per statement: a flush after heavy churn is thousands of users. Keys are
+        // unique within a batch (it comes from a map), as one statement requires.
+        for chunk in batch.chunks(SAVE_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let base = row * 4;
+                    format!("(${}, ${}, ${}, ${})", base + 1, base + 2, base + 3, base + 4)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO last_seen (tenant, user_id, seen_ms, active_ms) VALUES {} \
                  ON CONFLICT (tenant, user_id) DO UPDATE SET \
                  seen_ms = CASE WHEN excluded.seen_ms > last_seen.seen_ms THEN excluded.seen_ms ELSE last_seen.seen_ms END, \
                  active_ms = CASE WHEN excluded.active_ms > last_seen.active_ms THEN excluded.active_ms ELSE last_seen.active_ms END",
-            )
-            .bind(&key.tenant)
-            .bind(&key.user)
-            .bind(seen.seen_ms)
-            .bind(seen.active_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, seen) in chunk {
+                query = query
+                    .bind(&key.tenant)
+                    .bind(&key.user)
+                    .bind(seen.seen_ms)
+                    .bind(seen.active_ms);
+            }
+            query.execute(&mut *tx).await.map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }

@@ -20,6 +20,8 @@ use crate::biz::{
 /// Ids in keys and members are joined with the ASCII unit separator, which input validation
 /// keeps out of tenants, users and connection ids.
 const SEP: char = '\u{1f}';
+/// A due time the commit script leaves as it is.
+const UNCHANGED: &str = "=";
 /// Lapsed nodes claimed per cleanup call.
 const CLAIM_NODES: usize = 100;
 
@@ -125,12 +127,11 @@ fn push_change(args: &mut Vec<String>, change: &Change) -> Result<(), StoreError
         Some(record) => encode_record(record)?,
         None => String::new(),
     };
-    let due = change
-        .after
-        .as_ref()
-        .and_then(|record| record.due_ms)
-        .map(|at| at.to_string())
-        .unwrap_or_default();
+    let due = match change.after.as_ref().map(|record| record.due_ms) {
+        _ if !change.due_changed => UNCHANGED.to_owned(),
+        Some(Some(at)) => at.to_string(),
+        _ => String::new(),
+    };
     let online = match change.index.online {
         Some(true) => "1",
         Some(false) => "0",
@@ -183,16 +184,32 @@ impl PresenceStore for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        // One HMGET per tenant, in one round trip.
+        let mut tenants: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            match tenants.iter_mut().find(|(tenant, _)| *tenant == key.tenant) {
+                Some((_, indexes)) => indexes.push(index),
+                None => tenants.push((&key.tenant, vec![index])),
+            }
+        }
         let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.hget(self.key(&format!("u:{}", key.tenant)), &key.user);
+        for (tenant, indexes) in &tenants {
+            let mut command = redis::cmd("HMGET");
+            command.arg(self.key(&format!("u:{tenant}")));
+            for index in indexes {
+                command.arg(&keys[*index].user);
+            }
+            pipe.add_command(command);
         }
         let mut conn = self.conn().await?;
-        let values: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        values
-            .iter()
-            .map(|value| value.as_deref().map(decode_record).transpose())
-            .collect()
+        let replies: Vec<Vec<Option<String>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut records = vec![None; keys.len()];
+        for ((_, indexes), values) in tenants.iter().zip(replies) {
+            for (index, value) in indexes.iter().zip(values) {
+                records[*index] = value.as_deref().map(decode_record).transpose()?;
+            }
+        }
+        Ok(records)
     }
 
     async fn commit(&self, changes: &[Change]) -> Result<Committed, StoreError> {

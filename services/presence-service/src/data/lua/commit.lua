@@ -1,6 +1,6 @@
 -- Writes a batch of user changes and appends their events to the log, in one step.
 -- ARGV: prefix, log max length, candidate epoch, change count, then per change:
---   tenant, user, expected version, record ("" deletes), due ms ("" none),
+--   tenant, user, expected version, record ("" deletes), due ms ("" none, "=" unchanged),
 --   online ("1" entered, "0" left, "" unchanged),
 --   n, n × (channel, "1"/"0")        membership
 --   n, n × (channel, delta)          channel connections
@@ -42,7 +42,7 @@ for index = 0, count - 1 do
     end
     if due == "" then
       redis.call("ZREM", prefix .. "due", member)
-    else
+    elseif due ~= "=" then
       redis.call("ZADD", prefix .. "due", due, member)
     end
     if online == "1" then
