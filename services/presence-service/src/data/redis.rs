@@ -4,8 +4,9 @@
 //! events never disagree. Idle connections cost nothing: a node renews one lease entry.
 //!
 //! Keys under the prefix: `u:{tenant}` (hash: user → `version:record`), `on:{tenant}`
-//! (online users, lexically ordered), `cm:{tenant}:{channel}` (members), `cc:{tenant}`
-//! and `pv:{tenant}` (channel connections, page viewers), `n:{node}` (the node's
+//! (online users, lexically ordered), `cm:{tenant}:{channel}` (members),
+//! `cc:{tenant}:{channel}` and `pv:{tenant}:{page}` (channel connections, page viewers:
+//! counters), `n:{node}` (the node's
 //! connections), `leases`, `due`, `log` (events), `epoch`, `cleanup`. The scripts touch
 //! keys they compute, so this store needs a single Redis (or one shard), not a cluster.
 
@@ -331,7 +332,7 @@ impl PresenceStore for RedisStore {
     async fn channel_stats(&self, tenant: &str, channel: &str) -> Result<(i64, i64), StoreError> {
         let mut conn = self.conn().await?;
         let (connections, users): (Option<i64>, i64) = redis::pipe()
-            .hget(self.key(&format!("cc:{tenant}")), channel)
+            .get(self.key(&format!("cc:{tenant}:{channel}")))
             .zcard(self.key(&format!("cm:{tenant}:{channel}")))
             .query_async(&mut conn)
             .await
@@ -341,9 +342,8 @@ impl PresenceStore for RedisStore {
 
     async fn page_viewers(&self, tenant: &str, page: &str) -> Result<i64, StoreError> {
         let mut conn = self.conn().await?;
-        let viewers: Option<i64> = redis::cmd("HGET")
-            .arg(self.key(&format!("pv:{tenant}")))
-            .arg(page)
+        let viewers: Option<i64> = redis::cmd("GET")
+            .arg(self.key(&format!("pv:{tenant}:{page}")))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;

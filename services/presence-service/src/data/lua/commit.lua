@@ -62,21 +62,23 @@ for index = 0, count - 1 do
       end
     end
   end
+  -- Counters are keys of their own: a hash per tenant would stay a listpack (linear scans)
+  -- until it outgrows hash-max-listpack-entries.
   for _ = 1, tonumber(take()) do
     local channel, delta = take(), take()
     if ok then
-      local counts = prefix .. "cc:" .. tenant
-      if redis.call("HINCRBY", counts, channel, delta) <= 0 then
-        redis.call("HDEL", counts, channel)
+      local count = prefix .. "cc:" .. tenant .. ":" .. channel
+      if redis.call("INCRBY", count, delta) <= 0 then
+        redis.call("DEL", count)
       end
     end
   end
   for _ = 1, tonumber(take()) do
     local page, delta = take(), take()
     if ok then
-      local pages = prefix .. "pv:" .. tenant
-      if redis.call("HINCRBY", pages, page, delta) <= 0 then
-        redis.call("HDEL", pages, page)
+      local count = prefix .. "pv:" .. tenant .. ":" .. page
+      if redis.call("INCRBY", count, delta) <= 0 then
+        redis.call("DEL", count)
       end
     end
   end
