@@ -388,7 +388,11 @@ async fn centrifugo_style(redis_url: &str, connections: usize, duration: Duratio
           return 1",
     );
     let client = redis::Client::open(redis_url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
     // Loads the script (pipelines only call it by its hash).
     let _: i64 = script
         .key("cf:presence:hash:warmup")

@@ -28,7 +28,8 @@ pub struct PresenceServiceSettings {
     /// How often the replica holding the cleanup lock looks for lapsed leases and due
     /// deadlines, in milliseconds.
     pub cleanup_interval_ms: u64,
-    /// Batches of events kept in the event log for watchers to resume from.
+    /// Batches of events (up to a gateway batch each) kept in the event log for watchers to
+    /// resume from.
     pub log_max_len: usize,
     /// Prefix of every Redis key, so deployments can share one Redis.
     pub redis_prefix: String,
@@ -50,7 +51,7 @@ impl Default for PresenceServiceSettings {
             away_after_ms: 300_000,
             max_lease_ttl_ms: 120_000,
             cleanup_interval_ms: 250,
-            log_max_len: 100_000,
+            log_max_len: 10_000,
             redis_prefix: "switchyard:presence:".to_owned(),
             last_seen_flush_ms: 5_000,
             updates_per_second_per_user: 10,

@@ -420,12 +420,18 @@ fn diffs(
         (true, true) if !old_view.same_state(new_view) => Some(DiffKind::Update),
         _ => None,
     };
+    // Events carry the user's state without the per-connection list, which GetPresence has:
+    // the log holds many of them.
+    let summary = Presence {
+        connections: Vec::new(),
+        ..new_view.clone()
+    };
     let diff = |kind, channel: Option<&String>| Diff {
         kind,
         tenant: key.tenant.clone(),
         user: key.user.clone(),
         channel: channel.cloned(),
-        presence: new_view.clone(),
+        presence: summary.clone(),
         at_ms: now_ms,
     };
     let mut out = Vec::new();

@@ -45,7 +45,9 @@ pub struct Presence {
     pub page: String,
     pub shopping: Option<Shopping>,
     pub location: Option<Location>,
+    /// Empty in events (the log keeps them small); `device_count` still counts them.
     pub connections: Vec<ConnectionView>,
+    pub device_count: usize,
     pub sequence: u64,
 }
 
@@ -58,10 +60,6 @@ impl Presence {
             last_active_ms,
             ..Presence::default()
         }
-    }
-
-    pub fn device_count(&self) -> usize {
-        self.connections.len()
     }
 
     /// Equal for everything an `update` event is about: status, place and what each device
@@ -167,6 +165,7 @@ pub fn presence(user: &str, record: &UserRecord, audience: Audience, now_ms: i64
     Presence {
         user: user.to_owned(),
         online: true,
+        device_count: shown.len(),
         status: status.as_str().to_owned(),
         last_seen_ms: now_ms.max(record.last_seen_ms),
         last_active_ms: record.last_active_ms,

@@ -23,6 +23,8 @@ use crate::biz::{
 const SEP: char = '\u{1f}';
 /// A due time the commit script leaves as it is.
 const UNCHANGED: &str = "=";
+/// Log entries (batches) read per call while tailing: each may hold a thousand events.
+const TAIL_CHUNK: usize = 100;
 /// Lapsed nodes claimed per cleanup call.
 const CLAIM_NODES: usize = 100;
 
@@ -396,7 +398,7 @@ impl PresenceStore for RedisStore {
                 .await
                 .map_err(unavailable)?;
         }
-        self.read_log(after, 10_000).await
+        self.read_log(after, TAIL_CHUNK).await
     }
 }
 

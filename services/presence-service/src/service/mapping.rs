@@ -107,7 +107,7 @@ pub fn presence(presence: &Presence) -> pb::Presence {
         user_id: presence.user.clone(),
         online: presence.online,
         status: presence.status.clone(),
-        device_count: presence.device_count() as i32,
+        device_count: presence.device_count as i32,
         last_seen_time: time(presence.last_seen_ms),
         last_active_time: time(presence.last_active_ms),
         current_page: presence.page.clone(),
