@@ -3,7 +3,8 @@
 //!
 //! - churn: four nodes stream batches of opens, page changes and clean closes over 100,000
 //!   tracked connections: events/s sustained and Redis commands per event;
-//! - idle: the same 100,000 connections doing nothing for a while: Redis commands/s and Redis
+//! - idle: the same 100,000 connections doing nothing for a while (their nodes renewing
+//!   their leases, as they go on doing for the rest of the run): Redis commands/s and Redis
 //!   CPU, beside a baseline that keeps presence the way Centrifugo's Redis engine does (a
 //!   hash field and an expiry-zset entry per connection, each connection refreshing every
 //!   25 s) for the same connections, measured the same way in the same run;
@@ -355,23 +356,25 @@ async fn churn(nodes: Vec<Node>, count: usize, members: usize, duration: Duratio
     (nodes, sent)
 }
 
-/// Keeps the nodes' leases renewed as the gateway does (every TTL / 3) for `duration`.
-async fn idle(nodes: Vec<Node>, duration: Duration) -> Vec<Node> {
-    let deadline = Instant::now() + duration;
+/// Keeps the nodes' leases renewed as the gateway does (every TTL / 3) until `stop`, as
+/// the gateway would for the rest of the run.
+fn keep_renewing(nodes: Vec<Node>, stop: tokio_util::sync::CancellationToken) -> Vec<tokio::task::JoinHandle<Node>> {
     let every = Duration::from_millis(u64::from(LEASE_TTL_MS) / 3);
-    let tasks: Vec<_> = nodes
+    nodes
         .into_iter()
         .map(|mut node| {
+            let stop = stop.clone();
             tokio::spawn(async move {
-                while Instant::now() < deadline {
+                loop {
                     node.send(Vec::new()).await;
-                    tokio::time::sleep(every.min(deadline.saturating_duration_since(Instant::now()))).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(every) => {}
+                        () = stop.cancelled() => return node,
+                    }
                 }
-                node
             })
         })
-        .collect();
-    join(tasks).await
+        .collect()
 }
 
 /// Centrifugo's Redis presence, as its engine keeps it: per channel a hash (client → info)
@@ -576,8 +579,10 @@ async fn main() {
             .unwrap();
         println!("{info}");
     }
+    let renewing = tokio_util::sync::CancellationToken::new();
+    let renewers = keep_renewing(nodes, renewing.clone());
     let idle_start = (redis.commands(&mut counter).await, redis.cpu_seconds(), Instant::now());
-    let nodes = idle(nodes, scale.idle).await;
+    tokio::time::sleep(scale.idle).await;
     let idle_seconds = idle_start.2.elapsed().as_secs_f64();
     let ours_commands = (redis.commands(&mut counter).await - idle_start.0) as f64 / idle_seconds;
     let ours_cpu = (redis.cpu_seconds() - idle_start.1) / idle_seconds;
@@ -609,7 +614,8 @@ async fn main() {
     let death_ms = node_death(&service, death_ttl_ms).await;
     let death_bound_ms = f64::from(death_ttl_ms) + GRACE_MS as f64 + 1_000.0;
     println!("node death → every leave delivered: {death_ms:.0} ms (bound {death_bound_ms} ms)");
-    drop(nodes);
+    renewing.cancel();
+    drop(join(renewers).await);
 
     let per_100k = |value: f64| value * 100_000.0 / scale.connections as f64;
     let document = json!({
