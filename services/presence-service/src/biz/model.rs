@@ -1,8 +1,8 @@
 //! What presence is made of: a user's record (their connections, last seen, last active) and
 //! the metas a connection reports about itself. A record is stored whole and versioned, so
-//! every replica computes a change the same way from the same record (see `engine`). Stored
-//! records are compact JSON (short field names): 100,000 connections' records stay small in
-//! Redis and cheap to move.
+//! every replica computes a change the same way from the same record (see `engine`). Stores
+//! keep records in a compact binary form (postcard; see `data::redis`), so every field is
+//! always written: adding one means a new record version, not a default.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,46 +42,32 @@ impl Status {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Device {
-    #[serde(rename = "i", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
-    #[serde(rename = "k", default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
-    #[serde(rename = "o", default, skip_serializing_if = "String::is_empty")]
     pub os: String,
-    #[serde(rename = "av", default, skip_serializing_if = "String::is_empty")]
     pub app_version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Shopping {
-    #[serde(rename = "vp", default, skip_serializing_if = "String::is_empty")]
     pub viewing_product: String,
-    #[serde(rename = "ci", default)]
     pub cart_items: i32,
-    #[serde(rename = "co", default)]
     pub in_checkout: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Location {
-    #[serde(rename = "cc", default, skip_serializing_if = "String::is_empty")]
     pub country: String,
-    #[serde(rename = "ct", default, skip_serializing_if = "String::is_empty")]
     pub city: String,
 }
 
 /// A connection's metas as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Metas {
-    #[serde(rename = "s", default)]
     pub status: Status,
-    #[serde(rename = "p", default, skip_serializing_if = "String::is_empty")]
     pub page: String,
-    #[serde(rename = "sh", default, skip_serializing_if = "Option::is_none")]
     pub shopping: Option<Shopping>,
-    #[serde(rename = "lo", default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
-    #[serde(rename = "q", default, skip_serializing_if = "String::is_empty")]
     pub quality: String,
 }
 
@@ -125,31 +111,21 @@ pub const API_NODE: &str = "api";
 /// One connection of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionRecord {
-    #[serde(rename = "n")]
     pub node: String,
-    #[serde(rename = "dv", default)]
     pub device: Device,
-    #[serde(rename = "c")]
     pub connected_ms: i64,
-    #[serde(rename = "a")]
     pub active_ms: i64,
-    #[serde(rename = "m", default)]
     pub metas: Metas,
     /// Channels subscribed (only those whose namespace tracks presence).
-    #[serde(rename = "ch", default, skip_serializing_if = "BTreeSet::is_empty")]
     pub channels: BTreeSet<String>,
     /// Channels a lost connection had, inherited by the connection that adopted it: they
     /// count until `stale_until_ms`, or for good once the client resubscribes.
-    #[serde(rename = "sc", default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stale_channels: BTreeSet<String>,
-    #[serde(rename = "su", default, skip_serializing_if = "Option::is_none")]
     pub stale_until_ms: Option<i64>,
     /// Set while the connection is lost: it leaves at this time unless a reconnect adopts it.
     /// For a service's report, when the report expires.
-    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     pub leaves_at_ms: Option<i64>,
     /// A lost gateway connection (as opposed to a service report that simply lasts a while).
-    #[serde(rename = "x", default, skip_serializing_if = "std::ops::Not::not")]
     pub lost: bool,
 }
 
@@ -164,24 +140,17 @@ impl ConnectionRecord {
 pub struct UserRecord {
     /// Increases with every change; stores compare it before they write (optimistic
     /// concurrency between replicas), and events carry it as the user's sequence.
-    #[serde(rename = "v")]
     pub version: u64,
     /// By connection id (unique per user).
-    #[serde(rename = "c")]
     pub connections: BTreeMap<String, ConnectionRecord>,
     /// The last time a connection was open (updated when the last one leaves).
-    #[serde(rename = "s")]
     pub last_seen_ms: i64,
-    #[serde(rename = "a")]
     pub last_active_ms: i64,
     /// The connection that was active last: its page and activity are the user's.
-    #[serde(rename = "ac", default, skip_serializing_if = "String::is_empty")]
     pub active_connection: String,
     /// When the record was last written: what watchers were last shown is its view then.
-    #[serde(rename = "t", default)]
     pub changed_ms: i64,
     /// When the record next needs attention without any report (see `view::next_due`).
-    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub due_ms: Option<i64>,
 }
 

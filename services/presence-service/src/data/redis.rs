@@ -3,7 +3,8 @@
 //! the records and their indexes, and appends the events to one stream, so state and
 //! events never disagree. Idle connections cost nothing: a node renews one lease entry.
 //!
-//! Keys under the prefix: `u:{tenant}` (hash: user → `version:record`), `on:{tenant}`
+//! Keys under the prefix: `u:{tenant}` (hash: user → `version:record`, the record in
+//! postcard), `on:{tenant}`
 //! (online users, lexically ordered), `cm:{tenant}:{channel}` (members),
 //! `cc:{tenant}:{channel}` and `pv:{tenant}:{page}` (channel connections, page viewers:
 //! counters), `n:{node}` (the node's
@@ -112,23 +113,26 @@ impl RedisStore {
     }
 }
 
-fn encode_record(record: &UserRecord) -> Result<String, StoreError> {
-    let json = serde_json::to_string(record).map_err(corrupt)?;
-    Ok(format!("{}:{json}", record.version))
+/// `<version>:<postcard bytes>`: the commit script reads the version, nothing else.
+fn encode_record(record: &UserRecord) -> Result<Vec<u8>, StoreError> {
+    let mut out = format!("{}:", record.version).into_bytes();
+    out = postcard::to_extend(record, out).map_err(corrupt)?;
+    Ok(out)
 }
 
-fn decode_record(value: &str) -> Result<UserRecord, StoreError> {
-    let (_, json) = value
-        .split_once(':')
+fn decode_record(value: &[u8]) -> Result<UserRecord, StoreError> {
+    let colon = value
+        .iter()
+        .position(|byte| *byte == b':')
         .ok_or_else(|| corrupt("record without a version"))?;
-    serde_json::from_str(json).map_err(corrupt)
+    postcard::from_bytes(&value[colon + 1..]).map_err(corrupt)
 }
 
 /// One change as `commit.lua` reads it.
-fn push_change(args: &mut Vec<String>, change: &Change) -> Result<(), StoreError> {
+fn push_change(args: &mut Vec<Vec<u8>>, change: &Change) -> Result<(), StoreError> {
     let record = match &change.after {
         Some(record) => encode_record(record)?,
-        None => String::new(),
+        None => Vec::new(),
     };
     let due = match change.after.as_ref().map(|record| record.due_ms) {
         _ if !change.due_changed => UNCHANGED.to_owned(),
@@ -140,37 +144,38 @@ fn push_change(args: &mut Vec<String>, change: &Change) -> Result<(), StoreError
         Some(false) => "0",
         None => "",
     };
+    let text = |value: &str| value.as_bytes().to_vec();
+    let flag = |on: bool| if on { b"1".to_vec() } else { b"0".to_vec() };
     args.extend([
-        change.key.tenant.clone(),
-        change.key.user.clone(),
-        change.expected_version.to_string(),
+        text(&change.key.tenant),
+        text(&change.key.user),
+        change.expected_version.to_string().into_bytes(),
         record,
-        due,
-        online.to_owned(),
+        due.into_bytes(),
+        text(online),
     ]);
-    let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
-    args.push(change.index.members.len().to_string());
+    args.push(change.index.members.len().to_string().into_bytes());
     for (channel, member) in &change.index.members {
-        args.extend([channel.clone(), flag(*member)]);
+        args.extend([text(channel), flag(*member)]);
     }
-    args.push(change.index.channel_connections.len().to_string());
+    args.push(change.index.channel_connections.len().to_string().into_bytes());
     for (channel, delta) in &change.index.channel_connections {
-        args.extend([channel.clone(), delta.to_string()]);
+        args.extend([text(channel), delta.to_string().into_bytes()]);
     }
-    args.push(change.index.pages.len().to_string());
+    args.push(change.index.pages.len().to_string().into_bytes());
     for (page, delta) in &change.index.pages {
-        args.extend([page.clone(), delta.to_string()]);
+        args.extend([text(page), delta.to_string().into_bytes()]);
     }
-    args.push(change.index.node_connections.len().to_string());
+    args.push(change.index.node_connections.len().to_string().into_bytes());
     for (node, connection, held) in &change.index.node_connections {
-        args.extend([node.clone(), connection.clone(), flag(*held)]);
+        args.extend([text(node), text(connection), flag(*held)]);
     }
     let diffs = if change.diffs.is_empty() {
-        String::new()
+        Vec::new()
     } else {
-        let json = serde_json::to_string(&change.diffs).map_err(corrupt)?;
+        let json = serde_json::to_vec(&change.diffs).map_err(corrupt)?;
         // The items of the array: the script joins batches into one array.
-        json[1..json.len() - 1].to_owned()
+        json[1..json.len() - 1].to_vec()
     };
     args.push(diffs);
     Ok(())
@@ -205,7 +210,7 @@ impl PresenceStore for RedisStore {
             pipe.add_command(command);
         }
         let mut conn = self.conn().await?;
-        let replies: Vec<Vec<Option<String>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let replies: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         let mut records = vec![None; keys.len()];
         for ((_, indexes), values) in tenants.iter().zip(replies) {
             for (index, value) in indexes.iter().zip(values) {
@@ -216,11 +221,11 @@ impl PresenceStore for RedisStore {
     }
 
     async fn commit(&self, changes: &[Change]) -> Result<Committed, StoreError> {
-        let mut args = vec![
-            self.prefix.clone(),
-            self.log_max_len.to_string(),
-            new_epoch(),
-            changes.len().to_string(),
+        let mut args: Vec<Vec<u8>> = vec![
+            self.prefix.clone().into_bytes(),
+            self.log_max_len.to_string().into_bytes(),
+            new_epoch().into_bytes(),
+            changes.len().to_string().into_bytes(),
         ];
         for change in changes {
             push_change(&mut args, change)?;
