@@ -484,3 +484,81 @@ pub fn run_suite(script: &std::path::Path, env: &[(&str, &str)]) {
     );
     println!("{stdout}");
 }
+
+/// A Redis server of a test's (or benchmark's) own, on a port of its own, keeping nothing on
+/// disk: it can be stopped and restarted without disturbing anything else.
+#[derive(Debug)]
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// On a free port.
+    pub async fn start() -> PrivateRedis {
+        let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()) {
+            Ok(address) => address.port(),
+            Err(error) => panic!("no free port: {error}"),
+        };
+        Self::on_port(port).await
+    }
+
+    /// On `port` (to come back where clients expect it).
+    pub async fn on_port(port: u16) -> PrivateRedis {
+        let mut redis = PrivateRedis { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server if it runs and starts a fresh, empty one on the same port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let spawned = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => self.child = Some(child),
+            Err(error) => panic!("redis-server is installed (scripts/ensure-backing-services.sh): {error}"),
+        }
+        for _ in 0..250 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("private redis did not start on port {}", self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -5,7 +5,6 @@
 mod support;
 
 use std::{
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -13,7 +12,7 @@ use std::{
 use futures::StreamExt;
 use support::{authed, create_yaml, shop};
 use switchyard_api::config::v1::{self as pb, config_service_client::ConfigServiceClient};
-use switchyard_platform::testing::{self, ServiceProcess};
+use switchyard_platform::testing::{self, PrivateRedis, ServiceProcess};
 
 async fn client(url: &str) -> ConfigServiceClient<tonic::transport::Channel> {
     for _ in 0..50 {
@@ -164,59 +163,6 @@ async fn next(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::WatchResp
     next.await.expect("a response in time").unwrap().unwrap()
 }
 
-/// A private Redis on its own port, so stopping it does not disturb other tests.
-struct PrivateRedis {
-    port: u16,
-    process: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let process = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/ensure-backing-services.sh)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PrivateRedis {
-            port,
-            process: Some(process),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -228,7 +174,7 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn replicas_serve_through_a_redis_outage_and_resume_pushing_when_it_returns() {
     let port = free_port();
-    let mut redis = PrivateRedis::start(port);
+    let mut redis = PrivateRedis::on_port(port).await;
     let dir = tempfile::tempdir().unwrap();
     let (settings, keys) = support::settings_with_keys(dir.path());
     let mut settings = testing::with_postgres_and_redis(settings).await;
@@ -274,7 +220,7 @@ async fn replicas_serve_through_a_redis_outage_and_resume_pushing_when_it_return
         .expect("reads keep working");
     assert_eq!(read.release, 1, "the other replica has not heard yet");
 
-    let mut redis = PrivateRedis::start(port);
+    let mut redis = PrivateRedis::on_port(port).await;
     // Once the replica has resubscribed it catches up on what it missed, then follows live.
     let caught_up = next(&mut remote).await;
     assert_eq!(caught_up.revision, during.revision);

@@ -30,7 +30,7 @@ use switchyard_api::presence::v1::{
 use switchyard_platform::{
     Running, Shutdown,
     auth::{KEY_SYNC_SCOPE, generate_api_key},
-    testing,
+    testing::{self, PrivateRedis},
 };
 use tokio::sync::mpsc;
 use tonic::{Request, Streaming};
@@ -64,69 +64,19 @@ fn scale() -> Scale {
     }
 }
 
-/// A redis-server of the bench's own, keeping nothing on disk.
-struct PrivateRedis {
-    port: u16,
-    child: std::process::Child,
+/// Commands the server executed so far (every command, those inside scripts included).
+async fn redis_commands(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .filter_map(|line| line.split("calls=").nth(1))
+        .filter_map(|rest| rest.split(',').next())
+        .filter_map(|calls| calls.parse::<u64>().ok())
+        .sum()
 }
 
-impl PrivateRedis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/ensure-backing-services.sh)");
-        // Dropping it kills and waits for the server, whatever happens next.
-        let redis = Self { port, child };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return redis;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Commands executed so far (every command, those inside scripts included).
-    async fn commands(&self, conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-        let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
-        info.lines()
-            .filter_map(|line| line.split("calls=").nth(1))
-            .filter_map(|rest| rest.split(',').next())
-            .filter_map(|calls| calls.parse::<u64>().ok())
-            .sum()
-    }
-
-    /// CPU seconds the server used so far.
-    fn cpu_seconds(&self) -> f64 {
-        process_cpu_seconds(self.child.id())
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// CPU seconds the Redis server used so far.
+fn redis_cpu_seconds(redis: &PrivateRedis) -> f64 {
+    redis.pid().map_or(0.0, process_cpu_seconds)
 }
 
 fn process_cpu_seconds(pid: u32) -> f64 {
@@ -558,12 +508,12 @@ async fn main() {
     let (nodes, fill_rate) = fill(nodes, scale.connections, scale.channel_members).await;
     println!("  {fill_rate:.0} opens/s");
 
-    let commands_before = redis.commands(&mut counter).await;
-    let cpu_before = (redis.cpu_seconds(), process_cpu_seconds(std::process::id()));
+    let commands_before = redis_commands(&mut counter).await;
+    let cpu_before = (redis_cpu_seconds(&redis), process_cpu_seconds(std::process::id()));
     let (nodes, churn_events) = churn(nodes, scale.connections, scale.channel_members, scale.churn).await;
-    let churn_commands = redis.commands(&mut counter).await - commands_before;
+    let churn_commands = redis_commands(&mut counter).await - commands_before;
     let churn_rate = churn_events as f64 / scale.churn.as_secs_f64();
-    let churn_redis_cpu = (redis.cpu_seconds() - cpu_before.0) / scale.churn.as_secs_f64();
+    let churn_redis_cpu = (redis_cpu_seconds(&redis) - cpu_before.0) / scale.churn.as_secs_f64();
     let churn_own_cpu = (process_cpu_seconds(std::process::id()) - cpu_before.1) / scale.churn.as_secs_f64();
     println!(
         "churn: {churn_rate:.0} events/s, {:.2} Redis commands per event, Redis {churn_redis_cpu:.2} cores, \
@@ -581,21 +531,29 @@ async fn main() {
     }
     let renewing = tokio_util::sync::CancellationToken::new();
     let renewers = keep_renewing(nodes, renewing.clone());
-    let idle_start = (redis.commands(&mut counter).await, redis.cpu_seconds(), Instant::now());
+    let idle_start = (
+        redis_commands(&mut counter).await,
+        redis_cpu_seconds(&redis),
+        Instant::now(),
+    );
     tokio::time::sleep(scale.idle).await;
     let idle_seconds = idle_start.2.elapsed().as_secs_f64();
-    let ours_commands = (redis.commands(&mut counter).await - idle_start.0) as f64 / idle_seconds;
-    let ours_cpu = (redis.cpu_seconds() - idle_start.1) / idle_seconds;
+    let ours_commands = (redis_commands(&mut counter).await - idle_start.0) as f64 / idle_seconds;
+    let ours_cpu = (redis_cpu_seconds(&redis) - idle_start.1) / idle_seconds;
     println!(
         "idle, ours: {ours_commands:.1} Redis commands/s, {:.4} of a core",
         ours_cpu
     );
 
-    let base_start = (redis.commands(&mut counter).await, redis.cpu_seconds(), Instant::now());
+    let base_start = (
+        redis_commands(&mut counter).await,
+        redis_cpu_seconds(&redis),
+        Instant::now(),
+    );
     let refreshes = centrifugo_style(&redis.url(), scale.connections, scale.idle).await;
     let base_seconds = base_start.2.elapsed().as_secs_f64();
-    let base_commands = (redis.commands(&mut counter).await - base_start.0) as f64 / base_seconds;
-    let base_cpu = (redis.cpu_seconds() - base_start.1) / base_seconds;
+    let base_commands = (redis_commands(&mut counter).await - base_start.0) as f64 / base_seconds;
+    let base_cpu = (redis_cpu_seconds(&redis) - base_start.1) / base_seconds;
     println!(
         "idle, Centrifugo-style: {base_commands:.0} Redis commands/s, {base_cpu:.4} of a core ({refreshes} refreshes)"
     );

@@ -8,8 +8,9 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use support::{Client, Gateway, PrivateRedis, cluster, publish, start_with};
+use support::{Client, Gateway, cluster, publish, start_with};
 use switchyard_api::realtime::v1::{ChannelsRequest, DisconnectRequest, InfoRequest};
+use switchyard_platform::testing::PrivateRedis;
 use switchyard_platform::testing::{ServiceProcess, redis_url};
 
 #[tokio::test]
