@@ -8,40 +8,32 @@
 //! A publication that skips an offset, or carries another epoch, means the node missed
 //! something: the client is told to resubscribe with recovery rather than left with a
 //! silent gap.
+//!
+//! The connection token (`tokens`) and presence (`presence`) parts live in their own modules.
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use switchyard_platform::{auth::AuthError, clock::now_ms};
+
+mod presence;
+mod tokens;
 
 use super::{
     broker::{Broker, Recovery, recover},
-    channel::{ChannelError, ChannelName, Grants, Topic, check_tenant},
+    channel::{ChannelError, ChannelName, Grants, Topic},
     gateway::{Admission, Gateway, GatewayError, Outgoing as Publish},
     metrics::RecoveryLabels,
     outbox::{Event, Outbox, Outgoing},
-    presence::{ConnectionPresence, ConnectionRules, PresenceMetas, UpdateRefused},
+    presence::{ConnectionPresence, PresenceMetas},
     protocol::{
         ChannelRequest, Command, CommandError, ConnectRequest, Disconnect, ErrorCode, HistoryRequest, Method,
-        PublishRequest, SubscribeRequest, Subscribed, Unsubscribed,
+        PublishRequest, SubscribeRequest, Subscribed,
     },
     publication::StreamPosition,
     replies::{to_json, write_error, write_publications, write_reply},
     token_bucket::TokenBucket,
 };
-
-/// The claims of a connection token.
-#[derive(Debug, Clone, Deserialize)]
-struct ConnectionClaims {
-    sub: String,
-    exp: i64,
-    /// Channels the client may subscribe to: exact names, or prefixes ending in `*`.
-    #[serde(default)]
-    channels: Vec<String>,
-    /// Defaults to the gateway's anonymous tenant.
-    #[serde(default)]
-    tenant: Option<String>,
-}
 
 #[derive(Debug)]
 struct Client {
@@ -240,119 +232,6 @@ impl<B: Broker> Session<B> {
         Ok(Ok(reply))
     }
 
-    /// Reports a connection with a user to presence-service.
-    fn open_presence(
-        &self,
-        client: &Client,
-        device: Option<super::presence::DeviceInfo>,
-        metas: Option<PresenceMetas>,
-    ) -> Option<ConnectionPresence> {
-        let reporter = self.gateway.presence.clone()?;
-        let user = client.grants.user.as_deref()?;
-        let settings = &self.gateway.settings.presence;
-        let rules = ConnectionRules {
-            activity_every: Duration::from_millis(settings.activity_report_ms),
-            updates_per_second: settings.updates_per_second,
-        };
-        let connection = format!("{}.{}", self.gateway.node.id, self.id);
-        Some(ConnectionPresence::open(
-            reporter,
-            (&client.tenant, user, connection),
-            device.unwrap_or_default(),
-            metas.unwrap_or_default(),
-            rules,
-        ))
-    }
-
-    /// `presence`: the client's own metas.
-    fn update_presence(&mut self, metas: PresenceMetas) -> Result<(), CommandError> {
-        let Some(presence) = self.presence.as_mut() else {
-            return Err(CommandError::new(
-                ErrorCode::NotAvailable,
-                "presence is tracked only for connections with a user, when presence-service is in use",
-            ));
-        };
-        presence.update(metas).map_err(|refused| match refused {
-            UpdateRefused::Invalid(message) => CommandError::new(ErrorCode::BadRequest, message),
-            UpdateRefused::TooFast => CommandError::new(ErrorCode::LimitExceeded, "presence updated too often"),
-        })
-    }
-
-    /// Whether the connection ends on purpose (the client closed it, or the server will not
-    /// take it back): presence then drops it at once instead of after the grace period.
-    pub fn set_clean_departure(&mut self, clean: bool) {
-        self.clean_departure = clean;
-    }
-
-    fn verify(&self, token: &str) -> Result<Client, AuthError> {
-        let claims: ConnectionClaims = self.gateway.authenticator.verify_jwt(token)?;
-        if claims.sub.is_empty() {
-            return Err(AuthError::Invalid("the `sub` claim is empty".into()));
-        }
-        let tenant = claims
-            .tenant
-            .unwrap_or_else(|| self.gateway.settings.anonymous_tenant.clone());
-        check_tenant(&tenant).map_err(AuthError::Invalid)?;
-        Ok(Client {
-            tenant,
-            grants: Grants {
-                user: Some(claims.sub),
-                channels: claims.channels,
-            },
-            expires_at_ms: Some(claims.exp.saturating_mul(1000)),
-        })
-    }
-
-    /// `refresh`: a new token for the same user extends the connection.
-    fn refresh(&mut self, token: &str) -> Result<Result<RefreshReply, CommandError>, Disconnect> {
-        let fresh = match self.verify(token) {
-            Ok(fresh) => fresh,
-            Err(AuthError::Expired) => return Ok(Err(CommandError::new(ErrorCode::TokenExpired, "token expired"))),
-            Err(error) => {
-                return Err(Disconnect::new(
-                    Disconnect::INVALID_TOKEN,
-                    format!("invalid token: {error}"),
-                ));
-            }
-        };
-        let Some(client) = self.client.as_mut() else {
-            return Ok(Err(CommandError::new(ErrorCode::Unauthorized, "send connect first")));
-        };
-        if fresh.grants.user != client.grants.user || fresh.tenant != client.tenant {
-            return Err(Disconnect::new(
-                Disconnect::INVALID_TOKEN,
-                "refresh token is for another user",
-            ));
-        }
-        client.grants.channels = fresh.grants.channels;
-        client.expires_at_ms = fresh.expires_at_ms;
-        self.drop_ungranted();
-        Ok(Ok(RefreshReply {
-            expires_in: fresh.expires_at_ms.map(|at| ((at - now_ms()) / 1000).max(0)),
-        }))
-    }
-
-    /// After a refresh: subscriptions the new token no longer allows end, as if the server
-    /// API had unsubscribed them (2000), in order with what is already queued.
-    fn drop_ungranted(&self) {
-        let Some(client) = self.client.as_ref() else {
-            return;
-        };
-        for channel in self.outbox.subscribed_channels() {
-            let allowed = ChannelName::parse(&channel)
-                .ok()
-                .is_some_and(|name| self.gateway.namespaces.may_subscribe(&name, &client.grants).is_ok());
-            if !allowed {
-                self.outbox.push(Outgoing::Unsubscribed(Unsubscribed {
-                    channel,
-                    code: Unsubscribed::SERVER,
-                    reason: "no longer granted by the token",
-                    resubscribe: false,
-                }));
-            }
-        }
-    }
-
     fn client(&self) -> Result<&Client, CommandError> {
         self.client
             .as_ref()
@@ -433,24 +312,6 @@ impl<B: Broker> Session<B> {
             publications,
             presence,
         })
-    }
-
-    /// For `$presence:{channel}`: the members now, so the client shows them at once.
-    async fn presence_snapshot(&self, channel: &str) -> Result<Option<bytes::Bytes>, CommandError> {
-        let Some(watched) = super::channel::presence_of(channel) else {
-            return Ok(None);
-        };
-        let (Some(directory), Ok(client)) = (&self.gateway.presence_directory, self.client()) else {
-            return Err(CommandError::new(
-                ErrorCode::NotAvailable,
-                "presence-service is not in use",
-            ));
-        };
-        let members = directory
-            .members(&client.tenant, watched)
-            .await
-            .map_err(|error| CommandError::new(ErrorCode::Unavailable, error))?;
-        Ok(Some(super::presence_feed::snapshot_json(&members)))
     }
 
     /// The channel's position once this node receives its publications, and the recovery.
