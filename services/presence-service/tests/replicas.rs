@@ -191,3 +191,48 @@ async fn a_watcher_resumes_after_its_cursor_or_gets_a_fresh_snapshot() {
     );
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_restarted_redis_is_refilled_by_the_nodes_and_watchers_start_over() {
+    let mut redis = testing::PrivateRedis::start().await;
+    let (mut settings, keys, dir) = support::shared_settings(HOUR).await;
+    settings.redis_url = Some(redis.url());
+    let service = support::start_with(settings, keys, dir).await;
+    let mut node = service.node("node-a", 30_000).await;
+    node.send(vec![
+        opened("acme", "u1", "node-a.1", "p1", "phone"),
+        opened("acme", "u2", "node-a.2", "p2", "phone"),
+    ])
+    .await;
+    let mut watch = service.watch(&["u1"], &[], "").await;
+    snapshot(next_event(&mut watch).await);
+
+    redis.restart().await; // a Redis without persistence comes back empty
+    // The node's next report finds its lease gone; it resends what it still holds (u2 left
+    // while Redis was down, so only u1).
+    let mut attempts = 0;
+    let ack = loop {
+        match node.try_send(vec![closed("acme", "u2", "node-a.2", true)]).await {
+            Some(ack) => break ack,
+            None => {
+                // The stream broke while Redis was away: reconnect, as a gateway does.
+                attempts += 1;
+                assert!(attempts < 20, "the service never came back after the Redis restart");
+                node = service.node("node-a", 30_000).await;
+            }
+        }
+    };
+    assert!(ack.resend_connections);
+    node.send(vec![opened("acme", "u1", "node-a.1", "p1", "phone")]).await;
+    assert!(service.presence(&service.keys.viewer, "u1").await.online);
+    let (_, online) = service.get_json(&service.keys.viewer, "/v1/presence/online").await;
+    assert_eq!(online["userIds"], serde_json::json!(["u1"]), "no ghost of u2");
+    // The watcher's log was lost with Redis: it gets a fresh snapshot, not a silent gap.
+    loop {
+        let event = next_event(&mut watch).await;
+        if matches!(event.kind, Some(Kind::Snapshot(_))) {
+            break;
+        }
+    }
+    service.stop().await;
+}

@@ -252,6 +252,22 @@ impl Node {
         ack
     }
 
+    /// Sends one batch; None when the stream broke (the service lost its Redis, say).
+    pub async fn try_send(&mut self, events: Vec<pb::ConnectionEvent>) -> Option<pb::NodeAck> {
+        self.batch += 1;
+        let report = pb::NodeReport {
+            node: self.name.clone(),
+            lease_ttl_ms: self.lease_ttl_ms,
+            batch: self.batch,
+            events,
+        };
+        self.sender.as_ref()?.send(report).await.ok()?;
+        match tokio::time::timeout(Duration::from_secs(10), self.acks.message()).await {
+            Ok(Ok(Some(ack))) => Some(ack),
+            _ => None,
+        }
+    }
+
     /// Sends one batch and returns the status it was refused with.
     pub async fn refused(&mut self, events: Vec<pb::ConnectionEvent>) -> tonic::Status {
         self.batch += 1;
