@@ -92,7 +92,7 @@ fn devices(presence: &Presence) -> Vec<DeviceState> {
             )
         })
         .collect();
-    devices.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    devices.sort();
     devices
 }
 
