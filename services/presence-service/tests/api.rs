@@ -26,9 +26,8 @@ async fn send(service: &support::Service, method: &str, key: Option<&str>, path:
     (status, json)
 }
 
-#[tokio::test]
-async fn the_ecosystems_routes_work_unchanged() {
-    let service = support::memory(HOUR).await;
+async fn the_ecosystems_routes_work_unchanged(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let editor = Some(service.keys.editor.as_str());
     let (code, body) = send(
         &service,
@@ -101,9 +100,8 @@ async fn the_ecosystems_routes_work_unchanged() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn online_users_page_stably_while_users_come_and_go() {
-    let service = support::memory(HOUR).await;
+async fn online_users_page_stably_while_users_come_and_go(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let mut node = service.node("node-a", 30_000).await;
     let ids: Vec<String> = (0..50).map(|n| format!("user-{n:03}")).collect();
     node.send(
@@ -154,9 +152,8 @@ async fn online_users_page_stably_while_users_come_and_go() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn filters_channels_and_counts() {
-    let service = support::memory(HOUR).await;
+async fn filters_channels_and_counts(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let mut node = service.node("node-a", 30_000).await;
     node.send(vec![
         opened("acme", "u1", "node-a.1", "", "phone"),
@@ -219,9 +216,8 @@ async fn filters_channels_and_counts() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn tenants_see_only_themselves() {
-    let service = support::memory(HOUR).await;
+async fn tenants_see_only_themselves(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let mut node = service.node("node-a", 30_000).await;
     node.send(vec![
         opened("acme", "u1", "node-a.1", "", "phone"),
@@ -269,9 +265,8 @@ async fn tenants_see_only_themselves() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn bad_input_is_refused_and_changes_nothing() {
-    let service = support::memory(HOUR).await;
+async fn bad_input_is_refused_and_changes_nothing(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let editor = Some(service.keys.editor.as_str());
     let viewer = Some(service.keys.viewer.as_str());
     let cases = [
@@ -359,9 +354,8 @@ async fn bad_input_is_refused_and_changes_nothing() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn a_user_updated_too_often_is_told_to_slow_down() {
-    let service = support::memory(HOUR).await;
+async fn a_user_updated_too_often_is_told_to_slow_down(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let editor = Some(service.keys.editor.as_str());
     let mut codes = Vec::new();
     for n in 0..40 {
@@ -387,3 +381,12 @@ async fn a_user_updated_too_often_is_told_to_slow_down() {
     assert_eq!(code, 200, "another user is not limited by u1's updates");
     service.stop().await;
 }
+
+on_both_stores!(
+    the_ecosystems_routes_work_unchanged,
+    online_users_page_stably_while_users_come_and_go,
+    filters_channels_and_counts,
+    tenants_see_only_themselves,
+    bad_input_is_refused_and_changes_nothing,
+    a_user_updated_too_often_is_told_to_slow_down,
+);

@@ -9,9 +9,8 @@ use support::{closed, next_diff, next_event, opened, page, snapshot, status, sub
 
 const HOUR: u64 = 3_600_000;
 
-#[tokio::test]
-async fn two_phones_and_a_browser_are_one_user_with_three_devices() {
-    let service = support::memory(HOUR).await;
+async fn two_phones_and_a_browser_are_one_user_with_three_devices(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let mut node = service.node("node-a", 30_000).await;
     let ack = node
         .send(vec![
@@ -61,9 +60,8 @@ async fn two_phones_and_a_browser_are_one_user_with_three_devices() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn a_phone_that_reconnects_within_the_grace_period_causes_no_events() {
-    let service = support::memory(HOUR).await;
+async fn a_phone_that_reconnects_within_the_grace_period_causes_no_events(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let mut node = service.node("node-a", 30_000).await;
     let mut watch = service.watch(&["u1"], &["product:sku-1"], "").await;
     let first = snapshot(next_event(&mut watch).await);
@@ -106,9 +104,8 @@ async fn a_phone_that_reconnects_within_the_grace_period_causes_no_events() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn a_drop_past_the_grace_period_leaves_once_and_a_return_joins_once() {
-    let service = support::memory(200).await;
+async fn a_drop_past_the_grace_period_leaves_once_and_a_return_joins_once(store: support::Store) {
+    let service = support::service(store, 200).await;
     let mut node = service.node("node-a", 30_000).await;
     let mut watch = service.watch(&["u1"], &[], "").await;
     snapshot(next_event(&mut watch).await);
@@ -136,9 +133,8 @@ async fn a_drop_past_the_grace_period_leaves_once_and_a_return_joins_once() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn invisible_users_are_offline_to_others_but_not_to_admins_or_themselves() {
-    let service = support::memory(HOUR).await;
+async fn invisible_users_are_offline_to_others_but_not_to_admins_or_themselves(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let mut node = service.node("node-a", 30_000).await;
     let mut watch = service.watch(&["u1"], &[], "").await;
     snapshot(next_event(&mut watch).await);
@@ -172,10 +168,8 @@ async fn invisible_users_are_offline_to_others_but_not_to_admins_or_themselves()
     service.stop().await;
 }
 
-#[tokio::test]
-async fn an_idle_user_turns_away_with_one_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut settings, keys) = support::settings(dir.path(), HOUR);
+async fn an_idle_user_turns_away_with_one_update(store: support::Store) {
+    let (mut settings, keys, dir) = support::settings_on(store, HOUR).await;
     settings.service.away_after_ms = 300;
     let service = support::start_with(settings, keys, dir).await;
     let mut node = service.node("node-a", 30_000).await;
@@ -200,9 +194,8 @@ async fn an_idle_user_turns_away_with_one_update() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn page_viewers_count_people_not_tabs() {
-    let service = support::memory(HOUR).await;
+async fn page_viewers_count_people_not_tabs(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let mut node = service.node("node-a", 30_000).await;
     node.send(vec![
         opened("acme", "u1", "node-a.1", "", "web"),
@@ -240,9 +233,8 @@ async fn page_viewers_count_people_not_tabs() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn a_reconnect_reported_before_the_loss_leaves_one_device_and_no_leave() {
-    let service = support::memory(HOUR).await;
+async fn a_reconnect_reported_before_the_loss_leaves_one_device_and_no_leave(store: support::Store) {
+    let service = support::service(store, HOUR).await;
     let mut node = service.node("node-a", 30_000).await;
     node.send(vec![opened("acme", "u1", "node-a.1", "phone-1", "phone")])
         .await;
@@ -264,3 +256,13 @@ async fn a_reconnect_reported_before_the_loss_leaves_one_device_and_no_leave() {
     assert_eq!(kind, "update", "neither a leave nor a join");
     service.stop().await;
 }
+
+on_both_stores!(
+    two_phones_and_a_browser_are_one_user_with_three_devices,
+    a_phone_that_reconnects_within_the_grace_period_causes_no_events,
+    a_drop_past_the_grace_period_leaves_once_and_a_return_joins_once,
+    invisible_users_are_offline_to_others_but_not_to_admins_or_themselves,
+    an_idle_user_turns_away_with_one_update,
+    page_viewers_count_people_not_tabs,
+    a_reconnect_reported_before_the_loss_leaves_one_device_and_no_leave,
+);

@@ -85,6 +85,51 @@ pub async fn start_with(settings: Settings, keys: Keys, dir: tempfile::TempDir) 
     }
 }
 
+/// Where presence state lives: each semantic test runs on both.
+#[derive(Debug, Clone, Copy)]
+pub enum Store {
+    /// Memory and SQLite: one replica.
+    Memory,
+    /// Redis (a prefix of the test's own) and PostgreSQL: what replicas share.
+    Redis,
+}
+
+/// Settings for `store` with a grace period of `grace_ms`.
+pub async fn settings_on(store: Store, grace_ms: u64) -> (Settings, Keys, tempfile::TempDir) {
+    match store {
+        Store::Memory => {
+            let dir = tempfile::tempdir().unwrap();
+            let (settings, keys) = settings(dir.path(), grace_ms);
+            (settings, keys, dir)
+        }
+        Store::Redis => shared_settings(grace_ms).await,
+    }
+}
+
+pub async fn service(store: Store, grace_ms: u64) -> Service {
+    let (settings, keys, dir) = settings_on(store, grace_ms).await;
+    start_with(settings, keys, dir).await
+}
+
+/// Runs each named `async fn(Store)` of the file as two tests, on memory and on Redis.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod on_memory {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::support::Store::Memory).await;
+            })*
+        }
+        mod on_redis {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::support::Store::Redis).await;
+            })*
+        }
+    };
+}
+
 /// One replica with state in memory and SQLite.
 pub async fn memory(grace_ms: u64) -> Service {
     let dir = tempfile::tempdir().unwrap();
