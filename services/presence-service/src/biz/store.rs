@@ -74,7 +74,8 @@ pub enum LogRead {
 /// The outcome of a commit.
 #[derive(Debug, Default)]
 pub struct Committed {
-    /// Indexes of the changes not written because their record changed meanwhile.
+    /// Indexes of the changes whose record changed meanwhile. When there are any, nothing
+    /// was written: the batch is recomputed and committed again.
     pub conflicts: Vec<usize>,
     /// The log entry holding the written changes' events, if there were any.
     pub cursor: Option<Cursor>,
@@ -86,8 +87,8 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// The stored records, in the order of `keys`.
     async fn load(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError>;
 
-    /// Writes every change whose record still has its expected version, with its index
-    /// changes, and appends their events to the log: all in one step.
+    /// Writes every change, with its index changes, and appends their events to the log, all
+    /// in one step — or, when any record no longer has its expected version, writes nothing.
     async fn commit(&self, changes: &[Change]) -> Result<Committed, StoreError>;
 
     /// Renews a node's lease until `now_ms + ttl_ms`. False when the store held no lease for

@@ -113,8 +113,9 @@ impl Tracker {
         &self.store
     }
 
-    /// Applies ops, in order per user, retrying users whose records raced with another
-    /// replica. Returns the log position of the events written, if any.
+    /// Applies ops, in order per user; a batch that raced with another replica on some user
+    /// is recomputed from the records as they are now. Returns the log position of the
+    /// events written, if any.
     pub async fn apply(&self, ops: Vec<(UserKey, Op)>) -> PresenceResult<Option<Cursor>> {
         let mut index: HashMap<UserKey, usize> = HashMap::new();
         let mut users: Vec<(UserKey, Vec<Op>)> = Vec::new();
@@ -127,40 +128,38 @@ impl Tracker {
                 }
             }
         }
-        let mut pending: Vec<usize> = (0..users.len()).collect();
-        let mut cursor = None;
+        if users.is_empty() {
+            return Ok(None);
+        }
+        let keys: Vec<UserKey> = users.iter().map(|(key, _)| key.clone()).collect();
+        let mut conflicts = 0;
         for _ in 0..MAX_ATTEMPTS {
-            if pending.is_empty() {
-                return Ok(cursor);
-            }
-            let keys: Vec<UserKey> = pending.iter().map(|slot| users[*slot].0.clone()).collect();
             let records = self.records_for_write(&keys).await?;
             let now = now_ms();
-            let mut changes = Vec::new();
-            let mut owners = Vec::new();
-            for (slot, record) in pending.iter().zip(records) {
-                let (key, ops) = &users[*slot];
-                if let Some(change) = engine::apply(key, record.as_ref(), ops, now, &self.rules) {
-                    changes.push(change);
-                    owners.push(*slot);
-                }
-            }
+            let changes: Vec<engine::Change> = users
+                .iter()
+                .zip(records)
+                .filter_map(|((key, ops), record)| engine::apply(key, record.as_ref(), ops, now, &self.rules))
+                .collect();
             if changes.is_empty() {
-                return Ok(cursor);
+                return Ok(None);
             }
             let committed = self.store.commit(&changes).await?;
-            cursor = committed.cursor.or(cursor);
-            for (position, change) in changes.iter().enumerate() {
-                if committed.conflicts.contains(&position) {
-                    self.cache.forget(&change.key);
-                } else {
-                    self.cache.put(&change.key, change.after.as_ref());
+            if !committed.conflicts.is_empty() {
+                // Nothing was written: read the raced records again and redo the batch.
+                conflicts = committed.conflicts.len();
+                for conflict in &committed.conflicts {
+                    self.cache.forget(&changes[*conflict].key);
                 }
+                continue;
             }
-            self.remember(&changes, &committed.conflicts);
-            pending = committed.conflicts.iter().map(|conflict| owners[*conflict]).collect();
+            for change in &changes {
+                self.cache.put(&change.key, change.after.as_ref());
+            }
+            self.remember(&changes);
+            return Ok(committed.cursor);
         }
-        Err(PresenceError::Contention(pending.len()))
+        Err(PresenceError::Contention(conflicts))
     }
 
     /// The records to change: from the cache where this replica wrote them last, else the store.
@@ -182,14 +181,12 @@ impl Tracker {
             .collect())
     }
 
-    fn remember(&self, changes: &[engine::Change], conflicts: &[usize]) {
+    fn remember(&self, changes: &[engine::Change]) {
         let Ok(mut unsaved) = self.unsaved.lock() else {
             return;
         };
-        for (position, change) in changes.iter().enumerate() {
-            if !conflicts.contains(&position) {
-                unsaved.insert(change.key.clone(), change.last_seen);
-            }
+        for change in changes {
+            unsaved.insert(change.key.clone(), change.last_seen);
         }
     }
 

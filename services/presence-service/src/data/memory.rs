@@ -153,13 +153,17 @@ impl PresenceStore for MemoryStore {
     async fn commit(&self, changes: &[Change]) -> Result<Committed, StoreError> {
         let mut state = self.state.lock().map_err(poisoned)?;
         let mut committed = Committed::default();
-        let mut diffs = Vec::new();
         for (position, change) in changes.iter().enumerate() {
             let stored = state.records.get(&change.key).map_or(0, |record| record.version);
             if stored != change.expected_version {
                 committed.conflicts.push(position);
-                continue;
             }
+        }
+        if !committed.conflicts.is_empty() {
+            return Ok(committed);
+        }
+        let mut diffs = Vec::new();
+        for change in changes {
             apply_change(&mut state, change);
             diffs.extend(change.diffs.iter().cloned());
         }

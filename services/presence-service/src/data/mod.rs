@@ -2,6 +2,7 @@
 //! contract, `biz::store::PresenceStore`), last seen / last active in the database, and the
 //! migrations of that database (applied at start, one set per backend).
 
+mod commit_batch;
 pub mod last_seen;
 pub mod memory;
 pub mod redis;

@@ -22,8 +22,6 @@ use crate::biz::{
 /// Ids in keys and members are joined with the ASCII unit separator, which input validation
 /// keeps out of tenants, users and connection ids.
 const SEP: char = '\u{1f}';
-/// A due time the commit script leaves as it is.
-const UNCHANGED: &str = "=";
 /// Log entries (batches) read per call while tailing: each may hold a thousand events.
 const TAIL_CHUNK: usize = 100;
 /// Lapsed nodes claimed per cleanup call.
@@ -128,59 +126,6 @@ fn decode_record(value: &[u8]) -> Result<UserRecord, StoreError> {
     postcard::from_bytes(&value[colon + 1..]).map_err(corrupt)
 }
 
-/// One change as `commit.lua` reads it.
-fn push_change(args: &mut Vec<Vec<u8>>, change: &Change) -> Result<(), StoreError> {
-    let record = match &change.after {
-        Some(record) => encode_record(record)?,
-        None => Vec::new(),
-    };
-    let due = match change.after.as_ref().map(|record| record.due_ms) {
-        _ if !change.due_changed => UNCHANGED.to_owned(),
-        Some(Some(at)) => at.to_string(),
-        _ => String::new(),
-    };
-    let online = match change.index.online {
-        Some(true) => "1",
-        Some(false) => "0",
-        None => "",
-    };
-    let text = |value: &str| value.as_bytes().to_vec();
-    let flag = |on: bool| if on { b"1".to_vec() } else { b"0".to_vec() };
-    args.extend([
-        text(&change.key.tenant),
-        text(&change.key.user),
-        change.expected_version.to_string().into_bytes(),
-        record,
-        due.into_bytes(),
-        text(online),
-    ]);
-    args.push(change.index.members.len().to_string().into_bytes());
-    for (channel, member) in &change.index.members {
-        args.extend([text(channel), flag(*member)]);
-    }
-    args.push(change.index.channel_connections.len().to_string().into_bytes());
-    for (channel, delta) in &change.index.channel_connections {
-        args.extend([text(channel), delta.to_string().into_bytes()]);
-    }
-    args.push(change.index.pages.len().to_string().into_bytes());
-    for (page, delta) in &change.index.pages {
-        args.extend([text(page), delta.to_string().into_bytes()]);
-    }
-    args.push(change.index.node_connections.len().to_string().into_bytes());
-    for (node, connection, held) in &change.index.node_connections {
-        args.extend([text(node), text(connection), flag(*held)]);
-    }
-    let diffs = if change.diffs.is_empty() {
-        Vec::new()
-    } else {
-        let json = serde_json::to_vec(&change.diffs).map_err(corrupt)?;
-        // The items of the array: the script joins batches into one array.
-        json[1..json.len() - 1].to_vec()
-    };
-    args.push(diffs);
-    Ok(())
-}
-
 fn user_of(member: &str) -> Option<UserKey> {
     let mut parts = member.split(SEP);
     Some(UserKey::new(parts.next()?, parts.next()?))
@@ -221,15 +166,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn commit(&self, changes: &[Change]) -> Result<Committed, StoreError> {
-        let mut args: Vec<Vec<u8>> = vec![
-            self.prefix.clone().into_bytes(),
-            self.log_max_len.to_string().into_bytes(),
-            new_epoch().into_bytes(),
-            changes.len().to_string().into_bytes(),
-        ];
-        for change in changes {
-            push_change(&mut args, change)?;
-        }
+        let args = super::commit_batch::encode(&self.prefix, self.log_max_len, &new_epoch(), changes, encode_record)?;
         let mut invocation = self.commit.prepare_invoke();
         for arg in &args {
             invocation.arg(arg);
