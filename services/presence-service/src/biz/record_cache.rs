@@ -1,7 +1,8 @@
 //! The records this replica wrote last. A gateway node streams to one replica, so the next
 //! batch about the same users usually finds their records here and skips reading them back
-//! from the store. A cached record can be stale (another replica wrote since): the store's
-//! version check then refuses the write, the entry is dropped and the record is read again.
+//! from the store. A record is taken out while a batch works on it and put back with what
+//! was written; a stale one (another replica wrote since) fails the store's version check,
+//! and the batch reads the record again.
 //! Only writes use it; queries always read the store. A write that changes nothing is never
 //! checked against the store, so the cache is cleared whenever the store may have lost state
 //! (a node's lease is unknown to it: first contact, or Redis restarted).
@@ -26,39 +27,33 @@ impl RecordCache {
         }
     }
 
-    /// What is cached for each key: `Some(record or None)`, or `None` when unknown.
-    pub fn get_many(&self, keys: &[UserKey]) -> Vec<Option<Option<UserRecord>>> {
-        let Ok(entries) = self.entries.lock() else {
+    /// Takes what is cached for each key out of the cache: `Some(record or None)`, or `None`
+    /// when unknown. The caller puts back what it writes (or leaves unchanged).
+    pub fn take_many(&self, keys: &[UserKey]) -> Vec<Option<Option<UserRecord>>> {
+        let Ok(mut entries) = self.entries.lock() else {
             return vec![None; keys.len()];
         };
-        keys.iter().map(|key| entries.get(key).cloned()).collect()
+        keys.iter().map(|key| entries.remove(key)).collect()
     }
 
-    /// Remembers what was written.
-    pub fn put(&self, key: &UserKey, record: Option<&UserRecord>) {
+    /// Remembers what was written (or read and left as it was).
+    pub fn put(&self, key: UserKey, record: Option<UserRecord>) {
         if self.capacity == 0 {
             return;
         }
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        if entries.len() >= self.capacity && !entries.contains_key(key) {
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.clear();
         }
-        entries.insert(key.clone(), record.cloned());
+        entries.insert(key, record);
     }
 
     /// Forgets everything: the store may have lost what this replica wrote.
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.clear();
-        }
-    }
-
-    /// Forgets a record that turned out stale.
-    pub fn forget(&self, key: &UserKey) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
         }
     }
 }

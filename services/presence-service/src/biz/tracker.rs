@@ -136,27 +136,28 @@ impl Tracker {
         for _ in 0..MAX_ATTEMPTS {
             let records = self.records_for_write(&keys).await?;
             let now = now_ms();
-            let changes: Vec<engine::Change> = users
-                .iter()
-                .zip(records)
-                .filter_map(|((key, ops), record)| engine::apply(key, record.as_ref(), ops, now, &self.rules))
-                .collect();
+            let mut changes: Vec<engine::Change> = Vec::with_capacity(users.len());
+            for ((key, ops), record) in users.iter().zip(records) {
+                match engine::apply(key, record.as_ref(), ops, now, &self.rules) {
+                    Some(change) => changes.push(change),
+                    // Unchanged: the record goes back to the cache as it was read.
+                    None => self.cache.put(key.clone(), record),
+                }
+            }
             if changes.is_empty() {
                 return Ok(None);
             }
             let committed = self.store.commit(&changes).await?;
             if !committed.conflicts.is_empty() {
-                // Nothing was written: read the raced records again and redo the batch.
+                // Nothing was written (and the records taken from the cache are gone from
+                // it): read them again and redo the batch.
                 conflicts = committed.conflicts.len();
-                for conflict in &committed.conflicts {
-                    self.cache.forget(&changes[*conflict].key);
-                }
                 continue;
             }
-            for change in &changes {
-                self.cache.put(&change.key, change.after.as_ref());
-            }
             self.remember(&changes);
+            for change in changes {
+                self.cache.put(change.key, change.after);
+            }
             return Ok(committed.cursor);
         }
         Err(PresenceError::Contention(conflicts))
@@ -164,7 +165,7 @@ impl Tracker {
 
     /// The records to change: from the cache where this replica wrote them last, else the store.
     async fn records_for_write(&self, keys: &[UserKey]) -> PresenceResult<Vec<Option<UserRecord>>> {
-        let cached = self.cache.get_many(keys);
+        let cached = self.cache.take_many(keys);
         let missing: Vec<UserKey> = keys
             .iter()
             .zip(&cached)
