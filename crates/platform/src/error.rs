@@ -63,6 +63,15 @@ impl FieldViolation {
             description: description.into(),
         }
     }
+
+    /// `field: description; field: description`, for an error's message.
+    pub fn describe_all(violations: &[FieldViolation]) -> String {
+        let parts: Vec<String> = violations
+            .iter()
+            .map(|violation| format!("{}: {}", violation.field, violation.description))
+            .collect();
+        parts.join("; ")
+    }
 }
 
 /// Implemented by every domain error enum so that it maps to a status in one place.

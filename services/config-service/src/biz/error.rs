@@ -10,7 +10,7 @@ use super::{repository::StoreError, secrets::SecretError, validation::Violation}
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The request itself is malformed.
-    #[error("invalid request: {}", describe(.0))]
+    #[error("invalid request: {}", FieldViolation::describe_all(.0))]
     Invalid(Vec<FieldViolation>),
     /// The document does not pass its schema or rules; nothing was changed.
     #[error("validation failed with {} violation(s): {}", .0.len(), describe_violations(.0))]
@@ -36,14 +36,6 @@ impl ConfigError {
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
         ConfigError::Invalid(vec![FieldViolation::new(field, description)])
     }
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    let parts: Vec<String> = violations
-        .iter()
-        .map(|violation| format!("{}: {}", violation.field, violation.description))
-        .collect();
-    parts.join("; ")
 }
 
 fn describe_violations(violations: &[Violation]) -> String {

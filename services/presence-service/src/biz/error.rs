@@ -9,7 +9,7 @@ use super::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PresenceError {
-    #[error("invalid request: {}", describe(.0))]
+    #[error("invalid request: {}", FieldViolation::describe_all(.0))]
     Invalid(Vec<FieldViolation>),
     #[error("{0} not found")]
     NotFound(String),
@@ -28,14 +28,6 @@ impl PresenceError {
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
         PresenceError::Invalid(vec![FieldViolation::new(field, description)])
     }
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    let parts: Vec<String> = violations
-        .iter()
-        .map(|violation| format!("{}: {}", violation.field, violation.description))
-        .collect();
-    parts.join("; ")
 }
 
 impl Classify for PresenceError {
