@@ -278,8 +278,12 @@ impl Node {
         }
     }
 
-    /// Sends one batch and waits for its ack.
-    pub async fn send(&mut self, events: Vec<pb::ConnectionEvent>) -> pb::NodeAck {
+    /// Sends one batch; the answer as it came, or None when the stream is closed or nothing
+    /// came within 10 s.
+    async fn exchange(
+        &mut self,
+        events: Vec<pb::ConnectionEvent>,
+    ) -> Option<Result<Option<pb::NodeAck>, tonic::Status>> {
         self.batch += 1;
         let report = pb::NodeReport {
             node: self.name.clone(),
@@ -287,8 +291,16 @@ impl Node {
             batch: self.batch,
             events,
         };
-        self.sender.as_ref().unwrap().send(report).await.unwrap();
-        let ack = tokio::time::timeout(Duration::from_secs(10), self.acks.message())
+        self.sender.as_ref()?.send(report).await.ok()?;
+        tokio::time::timeout(Duration::from_secs(10), self.acks.message())
+            .await
+            .ok()
+    }
+
+    /// Sends one batch and waits for its ack.
+    pub async fn send(&mut self, events: Vec<pb::ConnectionEvent>) -> pb::NodeAck {
+        let ack = self
+            .exchange(events)
             .await
             .expect("no ack within 10 s")
             .expect("the report was refused")
@@ -299,32 +311,13 @@ impl Node {
 
     /// Sends one batch; None when the stream broke (the service lost its Redis, say).
     pub async fn try_send(&mut self, events: Vec<pb::ConnectionEvent>) -> Option<pb::NodeAck> {
-        self.batch += 1;
-        let report = pb::NodeReport {
-            node: self.name.clone(),
-            lease_ttl_ms: self.lease_ttl_ms,
-            batch: self.batch,
-            events,
-        };
-        self.sender.as_ref()?.send(report).await.ok()?;
-        match tokio::time::timeout(Duration::from_secs(10), self.acks.message()).await {
-            Ok(Ok(Some(ack))) => Some(ack),
-            _ => None,
-        }
+        self.exchange(events).await.and_then(|answer| answer.ok().flatten())
     }
 
     /// Sends one batch and returns the status it was refused with.
     pub async fn refused(&mut self, events: Vec<pb::ConnectionEvent>) -> tonic::Status {
-        self.batch += 1;
-        let report = pb::NodeReport {
-            node: self.name.clone(),
-            lease_ttl_ms: self.lease_ttl_ms,
-            batch: self.batch,
-            events,
-        };
-        self.sender.as_ref().unwrap().send(report).await.unwrap();
-        match tokio::time::timeout(Duration::from_secs(10), self.acks.message()).await {
-            Ok(Err(status)) => status,
+        match self.exchange(events).await {
+            Some(Err(status)) => status,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
