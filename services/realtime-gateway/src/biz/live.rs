@@ -10,12 +10,7 @@
 //! from the position of the channel's newest publication, after a disconnect and after a
 //! restart alike.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
@@ -24,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     broker::{Broker, HistoryQuery},
     channel::Topic,
+    feeds::{Resume, keep_following},
     gateway::{Gateway, Outgoing},
 };
 
@@ -127,12 +123,6 @@ pub struct LiveFeeds<B, S> {
     linger: Duration,
 }
 
-struct Running {
-    stop: CancellationToken,
-    /// When the channel last had a subscriber on this node.
-    last_wanted: Instant,
-}
-
 impl<B: Broker, S: LiveSource> LiveFeeds<B, S> {
     pub fn new(gateway: Arc<Gateway<B>>, source: S, tenant: String, linger: Duration) -> Self {
         LiveFeeds {
@@ -146,42 +136,16 @@ impl<B: Broker, S: LiveSource> LiveFeeds<B, S> {
     /// Checks the hub every `every` until `shutdown`: a feed starts when its channel gains a
     /// subscriber here and stops `linger` after the last one left.
     pub async fn run(self, every: Duration, shutdown: CancellationToken) {
-        let mut running: HashMap<Topic, Running> = HashMap::new();
-        loop {
-            let now = Instant::now();
-            for (topic, _) in self.gateway.hub.topics() {
-                if topic.tenant() != self.tenant {
-                    continue;
-                }
-                let Some(feed) = Feed::of_channel(topic.channel()) else {
-                    continue;
-                };
-                if let Some(feed_state) = running.get_mut(&topic) {
-                    feed_state.last_wanted = now;
-                    continue;
-                }
-                let stop = shutdown.child_token();
-                tokio::spawn(follow(
-                    self.gateway.clone(),
-                    self.source.clone(),
-                    feed,
-                    topic.clone(),
-                    stop.clone(),
-                ));
-                running.insert(topic, Running { stop, last_wanted: now });
+        let wanted = |topic: &Topic| {
+            if topic.tenant() != self.tenant {
+                return None;
             }
-            running.retain(|_, feed_state| {
-                let keep = now.duration_since(feed_state.last_wanted) < self.linger;
-                if !keep {
-                    feed_state.stop.cancel();
-                }
-                keep
-            });
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.cancelled() => return,
-            }
-        }
+            Feed::of_channel(topic.channel())
+        };
+        let start = |topic: Topic, feed: Feed, stop: CancellationToken| {
+            tokio::spawn(follow(self.gateway.clone(), self.source.clone(), feed, topic, stop));
+        };
+        keep_following(&self.gateway.hub, every, self.linger, shutdown, wanted, start).await;
     }
 }
 
@@ -194,24 +158,14 @@ async fn follow<B: Broker, S: LiveSource>(
     topic: Topic,
     stop: CancellationToken,
 ) {
-    let mut failures = 0u32;
+    let mut resume = Resume::default();
     loop {
         let outcome = tokio::select! {
             outcome = follow_once(&gateway, source.as_ref(), &feed, &topic) => outcome,
-            _ = stop.cancelled() => return,
+            () = stop.cancelled() => return,
         };
-        match outcome {
-            Ok(()) => failures = 0,
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                tracing::warn!(channel = topic.channel(), %error, "live feed interrupted; resuming");
-            }
-        }
-        let ceiling = 250u64 << failures.min(5);
-        let delay = Duration::from_millis(rand::random_range(ceiling / 2..=ceiling));
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => return,
+        if !resume.after("live", &topic, outcome, &stop).await {
+            return;
         }
     }
 }

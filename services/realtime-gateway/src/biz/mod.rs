@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod channel;
+pub mod feeds;
 pub mod gateway;
 pub mod hub;
 pub mod live;

@@ -6,7 +6,7 @@
 //! presence-service cannot resume starts with a fresh snapshot, which clients apply as a
 //! reset. Subscribing also answers with the members at once (see `Session::subscribe`).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     broker::Broker,
     channel::{Topic, presence_of},
+    feeds::{Resume, keep_following},
     gateway::{Gateway, Outgoing},
 };
 
@@ -87,69 +88,40 @@ impl<B: Broker> PresenceFeeds<B> {
         }
     }
 
-    /// Checks the hub every `every` until `shutdown`.
+    /// Checks the hub every `every` until `shutdown`: a feed starts when a `$presence`
+    /// channel gains a subscriber here and stops `linger` after the last one left.
     pub async fn run(self, every: Duration, shutdown: CancellationToken) {
-        let mut running: HashMap<Topic, (CancellationToken, tokio::time::Instant)> = HashMap::new();
-        loop {
-            let now = tokio::time::Instant::now();
-            for (topic, _) in self.gateway.hub.topics() {
-                if presence_of(topic.channel()).is_none() {
-                    continue;
-                }
-                if let Some((_, wanted)) = running.get_mut(&topic) {
-                    *wanted = now;
-                    continue;
-                }
-                let stop = shutdown.child_token();
-                tokio::spawn(follow(
-                    self.gateway.clone(),
-                    self.directory.clone(),
-                    topic.clone(),
-                    stop.clone(),
-                ));
-                running.insert(topic, (stop, now));
-            }
-            running.retain(|_, (stop, wanted)| {
-                let keep = now.duration_since(*wanted) < self.linger;
-                if !keep {
-                    stop.cancel();
-                }
-                keep
-            });
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                () = shutdown.cancelled() => return,
-            }
-        }
+        let wanted = |topic: &Topic| presence_of(topic.channel()).map(str::to_owned);
+        let start = |topic: Topic, watched: String, stop: CancellationToken| {
+            tokio::spawn(follow(
+                self.gateway.clone(),
+                self.directory.clone(),
+                topic,
+                watched,
+                stop,
+            ));
+        };
+        keep_following(&self.gateway.hub, every, self.linger, shutdown, wanted, start).await;
     }
 }
 
-/// Follows one channel's presence until `stop`, resuming after interruptions.
+/// Follows one channel's presence until `stop`, resuming after the last event published.
 async fn follow<B: Broker>(
     gateway: Arc<Gateway<B>>,
     directory: Arc<dyn PresenceDirectory>,
     topic: Topic,
+    watched: String,
     stop: CancellationToken,
 ) {
-    let Some(watched) = presence_of(topic.channel()).map(str::to_owned) else {
-        return;
-    };
     let mut cursor: Option<String> = None;
-    let mut failures = 0u32;
+    let mut resume = Resume::default();
     loop {
         let outcome = tokio::select! {
             outcome = follow_once(&gateway, directory.as_ref(), &topic, &watched, &mut cursor) => outcome,
             () = stop.cancelled() => return,
         };
-        if let Err(error) = outcome {
-            failures = failures.saturating_add(1);
-            tracing::warn!(channel = topic.channel(), %error, "presence feed interrupted; resuming");
-        }
-        let ceiling = 250u64 << failures.min(5);
-        let delay = Duration::from_millis(rand::random_range(ceiling / 2..=ceiling));
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = stop.cancelled() => return,
+        if !resume.after("presence", &topic, outcome, &stop).await {
+            return;
         }
     }
 }
