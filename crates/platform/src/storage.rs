@@ -78,9 +78,12 @@ impl Database {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the writer; synchronous stays FULL so an
-                        // acknowledged commit survives a power cut, not only a crash.
+                        // acknowledged commit survives a power cut, not only a crash. Statement
+                        // journals and temporary tables live only as long as their statement:
+                        // kept in memory, they cost no file writes.
                         conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                             PRAGMA temp_store = MEMORY;",
                         )
                         .await?;
                     }

@@ -9,10 +9,12 @@ use crate::biz::{
     store::{LastSeenRepository, StoreError},
 };
 
+// SQLite looks each parameter's name up by walking the statement's list of names, so a
+// statement's binding cost grows with the square of its parameters: a few hundred at most.
 /// Rows per `IN (...)` lookup.
-const LOOKUP_CHUNK: usize = 500;
-/// Rows per upsert statement.
-const SAVE_CHUNK: usize = 250;
+const LOOKUP_CHUNK: usize = 250;
+/// Rows per upsert statement (four parameters each).
+const SAVE_CHUNK: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct SqlLastSeen {
