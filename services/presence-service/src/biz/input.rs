@@ -1,6 +1,8 @@
 //! What presence accepts from callers and gateways. Every check names the field it refuses,
 //! so a bad request is `INVALID_ARGUMENT` with field violations and changes nothing.
 
+use std::fmt::Display;
+
 use switchyard_platform::error::FieldViolation;
 
 use super::model::{Device, Location, MetasPatch, Shopping, Status};
@@ -18,13 +20,34 @@ const MAX_CART_ITEMS: i32 = 10_000;
 const DEVICE_TYPES: &[&str] = &["phone", "tablet", "desktop", "web", "tv", "other"];
 const QUALITIES: &[&str] = &["good", "fair", "poor"];
 
+/// `list[index]`: an item's place in a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Indexed<'a>(pub &'a str, pub usize);
+
+impl Display for Indexed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
+/// A field's path: its parent's path, then its own. Checks run on every event of every
+/// batch, nearly all of them fine, so a path is spelled out only when a violation names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Path<P, N>(pub P, pub N);
+
+impl<P: Display, N: Display> Display for Path<P, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.0, self.1)
+    }
+}
+
 /// Collects violations so one answer names every bad field.
 #[derive(Debug, Default)]
 pub struct Violations(pub Vec<FieldViolation>);
 
 impl Violations {
-    pub fn add(&mut self, field: &str, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
+    pub fn add(&mut self, field: impl Display, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field.to_string(), description));
     }
 
     pub fn into_result(self) -> Result<(), Vec<FieldViolation>> {
@@ -32,7 +55,7 @@ impl Violations {
     }
 
     /// Text of at most `max` characters without control characters; `required` refuses "".
-    pub fn text(&mut self, field: &str, value: &str, max: usize, required: bool) {
+    pub fn text(&mut self, field: impl Display, value: &str, max: usize, required: bool) {
         if required && value.is_empty() {
             self.add(field, "required");
         } else if value.chars().count() > max {
@@ -42,7 +65,7 @@ impl Violations {
         }
     }
 
-    fn one_of(&mut self, field: &str, value: &str, allowed: &[&str]) {
+    fn one_of(&mut self, field: impl Display, value: &str, allowed: &[&str]) {
         if !value.is_empty() && !allowed.contains(&value) {
             self.add(field, format!("must be one of: {}", allowed.join(", ")));
         }
@@ -63,11 +86,11 @@ pub struct MetasInput {
 /// when `allow_offline`, and then answers None for the status (the caller ends presence).
 pub fn check_metas(
     violations: &mut Violations,
-    prefix: &str,
+    prefix: impl Display + Copy,
     input: MetasInput,
     allow_offline: bool,
 ) -> (MetasPatch, bool) {
-    let field = |name: &str| format!("{prefix}{name}");
+    let field = |name| Path(prefix, name);
     let mut offline = false;
     let status = match input.status.as_deref() {
         None => None,
@@ -80,7 +103,7 @@ pub fn check_metas(
             if status.is_none() {
                 let also = if allow_offline { " or offline" } else { "" };
                 violations.add(
-                    &field("status"),
+                    field("status"),
                     format!("must be online, away, busy or invisible{also}"),
                 );
             }
@@ -88,17 +111,17 @@ pub fn check_metas(
         }
     };
     if let Some(page) = &input.page {
-        violations.text(&field("current_page"), page, MAX_PAGE, false);
+        violations.text(field("current_page"), page, MAX_PAGE, false);
     }
     if let Some(shopping) = &input.shopping {
         violations.text(
-            &field("shopping_activity.viewing_product"),
+            field("shopping_activity.viewing_product"),
             &shopping.viewing_product,
             MAX_ID,
             false,
         );
         if !(0..=MAX_CART_ITEMS).contains(&shopping.cart_items) {
-            violations.add(&field("shopping_activity.cart_items"), format!("0 to {MAX_CART_ITEMS}"));
+            violations.add(field("shopping_activity.cart_items"), format!("0 to {MAX_CART_ITEMS}"));
         }
     }
     let location = input.location.map(|location| Location {
@@ -109,12 +132,12 @@ pub fn check_metas(
         let country_ok = location.country.is_empty()
             || (location.country.len() == 2 && location.country.chars().all(|c| c.is_ascii_uppercase()));
         if !country_ok {
-            violations.add(&field("location.country"), "an ISO 3166-1 alpha-2 code such as BD");
+            violations.add(field("location.country"), "an ISO 3166-1 alpha-2 code such as BD");
         }
-        violations.text(&field("location.city"), &location.city, MAX_ID, false);
+        violations.text(field("location.city"), &location.city, MAX_ID, false);
     }
     if let Some(quality) = &input.quality {
-        violations.one_of(&field("connection_quality"), quality, QUALITIES);
+        violations.one_of(field("connection_quality"), quality, QUALITIES);
     }
     let patch = MetasPatch {
         status,
@@ -126,11 +149,11 @@ pub fn check_metas(
     (patch, offline)
 }
 
-pub fn check_device(violations: &mut Violations, prefix: &str, device: &Device) {
-    violations.text(&format!("{prefix}id"), &device.id, MAX_ID, false);
-    violations.one_of(&format!("{prefix}type"), &device.kind, DEVICE_TYPES);
-    violations.text(&format!("{prefix}os"), &device.os, 64, false);
-    violations.text(&format!("{prefix}app_version"), &device.app_version, 64, false);
+pub fn check_device(violations: &mut Violations, prefix: impl Display + Copy, device: &Device) {
+    violations.text(Path(prefix, "id"), &device.id, MAX_ID, false);
+    violations.one_of(Path(prefix, "type"), &device.kind, DEVICE_TYPES);
+    violations.text(Path(prefix, "os"), &device.os, 64, false);
+    violations.text(Path(prefix, "app_version"), &device.app_version, 64, false);
 }
 
 /// A list of user ids: each may itself be comma-separated (`?user_ids=a,b`).
@@ -147,7 +170,7 @@ pub fn user_ids(violations: &mut Violations, field: &str, raw: &[String], max: u
         return Vec::new();
     }
     for (index, id) in ids.iter().enumerate() {
-        violations.text(&format!("{field}[{index}]"), id, MAX_ID, true);
+        violations.text(Indexed(field, index), id, MAX_ID, true);
     }
     ids
 }

@@ -320,7 +320,7 @@ impl PresenceService for PresenceServiceApi {
             violations.add("channels", format!("at most {} channels", input::MAX_CHANNELS));
         }
         for (index, channel) in body.channels.iter().enumerate() {
-            violations.text(&format!("channels[{index}]"), channel, MAX_CHANNEL, true);
+            violations.text(input::Indexed("channels", index), channel, MAX_CHANNEL, true);
         }
         if users.is_empty() && body.channels.is_empty() {
             violations.add("user_ids", "name at least one user or channel to watch");

@@ -11,7 +11,7 @@ use tonic::{Request, Status, Streaming};
 use super::mapping;
 use crate::biz::{
     engine::Op,
-    input::{self, MAX_CHANNEL, MAX_ID, Violations},
+    input::{self, Indexed, MAX_CHANNEL, MAX_ID, Path, Violations},
     model::UserKey,
     tracker::Tracker,
 };
@@ -102,21 +102,22 @@ async fn handle(
 }
 
 fn op(violations: &mut Violations, index: usize, node: &str, event: pb::ConnectionEvent) -> Option<(UserKey, Op)> {
-    let field = |name: &str| format!("events[{index}].{name}");
+    let event_at = Path(Indexed("events", index), ".");
+    let field = |name| Path(event_at, name);
     if check_tenant(&event.tenant).is_err() {
-        violations.add(&field("tenant"), "not a tenant id");
+        violations.add(field("tenant"), "not a tenant id");
     }
-    violations.text(&field("user_id"), &event.user_id, MAX_ID, true);
-    violations.text(&field("connection_id"), &event.connection_id, MAX_ID * 2, true);
+    violations.text(field("user_id"), &event.user_id, MAX_ID, true);
+    violations.text(field("connection_id"), &event.connection_id, MAX_ID * 2, true);
     let connection = event.connection_id;
     let op = match event.kind? {
         Kind::Opened(opened) => {
             let device = mapping::device(opened.device);
-            input::check_device(violations, &field("opened.device."), &device);
+            input::check_device(violations, field("opened.device."), &device);
             let (metas, _) =
-                input::check_metas(violations, &field("opened.metas."), mapping::metas(opened.metas), false);
+                input::check_metas(violations, field("opened.metas."), mapping::metas(opened.metas), false);
             for channel in &opened.channels {
-                violations.text(&field("opened.channels"), channel, MAX_CHANNEL, true);
+                violations.text(field("opened.channels"), channel, MAX_CHANNEL, true);
             }
             Op::Open {
                 connection,
@@ -131,15 +132,15 @@ fn op(violations: &mut Violations, index: usize, node: &str, event: pb::Connecti
             clean: closed.clean,
         },
         Kind::Updated(metas) => {
-            let (patch, _) = input::check_metas(violations, &field("updated."), mapping::metas(Some(metas)), false);
+            let (patch, _) = input::check_metas(violations, field("updated."), mapping::metas(Some(metas)), false);
             Op::Update { connection, patch }
         }
         Kind::Subscribed(channel) => {
-            violations.text(&field("subscribed"), &channel, MAX_CHANNEL, true);
+            violations.text(field("subscribed"), &channel, MAX_CHANNEL, true);
             Op::Subscribe { connection, channel }
         }
         Kind::Unsubscribed(channel) => {
-            violations.text(&field("unsubscribed"), &channel, MAX_CHANNEL, true);
+            violations.text(field("unsubscribed"), &channel, MAX_CHANNEL, true);
             Op::Unsubscribe { connection, channel }
         }
         Kind::Active(_) => Op::Active { connection },
