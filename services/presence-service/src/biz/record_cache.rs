@@ -6,8 +6,11 @@
 //! Only writes use it; queries always read the store. A write that changes nothing is never
 //! checked against the store, so the cache is cleared whenever the store may have lost state
 //! (a node's lease is unknown to it: first contact, or Redis restarted).
+//! Every reported event passes through here, so the map hashes with foldhash, not SipHash.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::sync::Mutex;
+
+use foldhash::HashMap;
 
 use super::model::{UserKey, UserRecord};
 

@@ -81,7 +81,7 @@ pub struct Tracker {
     pub rules: Rules,
     cache: RecordCache,
     /// Last seen / last active not yet written to the database.
-    unsaved: Mutex<HashMap<UserKey, LastSeen>>,
+    unsaved: Mutex<foldhash::HashMap<UserKey, LastSeen>>,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -117,7 +117,7 @@ impl Tracker {
     /// is recomputed from the records as they are now. Returns the log position of the
     /// events written, if any.
     pub async fn apply(&self, ops: Vec<(UserKey, Op)>) -> PresenceResult<Option<Cursor>> {
-        let mut index: HashMap<UserKey, usize> = HashMap::new();
+        let mut index: foldhash::HashMap<UserKey, usize> = foldhash::HashMap::default();
         let mut users: Vec<(UserKey, Vec<Op>)> = Vec::new();
         for (key, op) in ops {
             match index.get(&key) {
