@@ -1,20 +1,66 @@
 //! How a batch of changes becomes the arguments of `lua/commit.lua`. Rust groups every write
 //! by key (one HSET of all a tenant's records, one ZADD of all due times, …) so the script
 //! only checks versions and issues one command per key: work done in a Redis script is work
-//! every replica waits for.
+//! every replica waits for. A batch is thousands of arguments, so they are written straight
+//! into the command's buffer and each key is spelled once per batch, not once per change.
 //!
 //! Arguments: prefix, log max length, candidate epoch; the version checks (tenant count,
 //! then per tenant: tenant, user count, users × (user, expected version, change index));
 //! the write commands (count, then per command: name, key, argument count, arguments);
 //! the counters (count, then key and delta each: the script deletes one that reaches 0);
-//! the events (a JSON array, or "").
+//! the events (the batch's diffs in postcard, or "").
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    fmt::{self, Display},
+};
 
-use crate::biz::{engine::Change, store::StoreError};
+use crate::biz::{
+    engine::{Change, Diff},
+    model::UserRecord,
+    store::StoreError,
+};
 
-/// One write of the script: command name, key, arguments.
-type Command = (&'static str, Vec<u8>, Vec<Vec<u8>>);
+/// A key the batch writes, spelled out (under the prefix) only when the command is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key<'a> {
+    /// A tenant's records (hash).
+    Records(&'a str),
+    /// Due times (sorted set).
+    Due,
+    /// A tenant's online users (sorted set, lexically).
+    Online(&'a str),
+    /// A channel's members (sorted set, lexically).
+    Members(&'a str, &'a str),
+    /// A node's connections (set).
+    Node(&'a str),
+    /// A channel's connection count.
+    ChannelConnections(&'a str, &'a str),
+    /// A page's viewer count.
+    PageViewers(&'a str, &'a str),
+}
+
+impl Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Records(tenant) => write!(f, "u:{tenant}"),
+            Key::Due => f.write_str("due"),
+            Key::Online(tenant) => write!(f, "on:{tenant}"),
+            Key::Members(tenant, channel) => write!(f, "cm:{tenant}:{channel}"),
+            Key::Node(node) => write!(f, "n:{node}"),
+            Key::ChannelConnections(tenant, channel) => write!(f, "cc:{tenant}:{channel}"),
+            Key::PageViewers(tenant, page) => write!(f, "pv:{tenant}:{page}"),
+        }
+    }
+}
+
+/// Members of one sorted set or set, the last word on each winning.
+#[derive(Default)]
+struct Membership<'a> {
+    sorted: bool,
+    members: BTreeMap<Cow<'a, [u8]>, bool>,
+}
 
 /// A due time the change leaves alone.
 fn due_of(change: &Change) -> Option<Option<i64>> {
@@ -24,151 +70,200 @@ fn due_of(change: &Change) -> Option<Option<i64>> {
     Some(change.after.as_ref().and_then(|record| record.due_ms))
 }
 
-/// Members of one sorted set or set, the last word on each winning.
+/// Everything a batch writes, grouped by key.
 #[derive(Default)]
-struct Membership {
-    sorted: bool,
-    members: Vec<(Vec<u8>, bool)>,
-    index: HashMap<Vec<u8>, usize>,
+struct Writes<'a> {
+    checks: BTreeMap<&'a str, Vec<(usize, &'a Change)>>,
+    records: BTreeMap<&'a str, Vec<(&'a str, Vec<u8>)>>,
+    deleted: BTreeMap<&'a str, Vec<&'a str>>,
+    due_add: Vec<(i64, Vec<u8>)>,
+    due_remove: Vec<Vec<u8>>,
+    sets: BTreeMap<Key<'a>, Membership<'a>>,
+    counters: BTreeMap<Key<'a>, i64>,
+    diffs: Vec<&'a Diff>,
 }
 
-impl Membership {
-    fn set(&mut self, member: Vec<u8>, on: bool) {
-        match self.index.get(&member) {
-            Some(slot) => self.members[*slot].1 = on,
-            None => {
-                self.index.insert(member.clone(), self.members.len());
-                self.members.push((member, on));
-            }
+impl<'a> Writes<'a> {
+    fn add(
+        &mut self,
+        index: usize,
+        change: &'a Change,
+        record: &impl Fn(&UserRecord) -> Result<Vec<u8>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let (tenant, user) = (change.key.tenant.as_str(), change.key.user.as_str());
+        self.checks.entry(tenant).or_default().push((index, change));
+        match &change.after {
+            Some(stored) => self.records.entry(tenant).or_default().push((user, record(stored)?)),
+            None => self.deleted.entry(tenant).or_default().push(user),
         }
+        let member = || format!("{tenant}\u{1f}{user}").into_bytes();
+        match due_of(change) {
+            None => {}
+            Some(Some(at)) => self.due_add.push((at, member())),
+            Some(None) => self.due_remove.push(member()),
+        }
+        let delta = &change.index;
+        if let Some(online) = delta.online {
+            self.set(Key::Online(tenant), true, Cow::Borrowed(user.as_bytes()), online);
+        }
+        for (channel, joined) in &delta.members {
+            self.set(
+                Key::Members(tenant, channel),
+                true,
+                Cow::Borrowed(user.as_bytes()),
+                *joined,
+            );
+        }
+        for (node, connection, held) in &delta.node_connections {
+            let member = format!("{tenant}\u{1f}{user}\u{1f}{connection}").into_bytes();
+            self.set(Key::Node(node), false, Cow::Owned(member), *held);
+        }
+        for (channel, change) in &delta.channel_connections {
+            *self
+                .counters
+                .entry(Key::ChannelConnections(tenant, channel))
+                .or_default() += change;
+        }
+        for (page, change) in &delta.pages {
+            *self.counters.entry(Key::PageViewers(tenant, page)).or_default() += change;
+        }
+        self.diffs.extend(&change.diffs);
+        Ok(())
+    }
+
+    fn set(&mut self, key: Key<'a>, sorted: bool, member: Cow<'a, [u8]>, on: bool) {
+        let set = self.sets.entry(key).or_default();
+        set.sorted = sorted;
+        set.members.insert(member, on);
     }
 }
 
-/// Encodes `changes` for the commit script; `record` encodes a stored record.
+/// The write commands, each as name, key and arguments.
+struct Command<'a> {
+    name: &'static str,
+    key: Key<'a>,
+    args: Vec<&'a [u8]>,
+}
+
+/// Appends the script's arguments for `changes` to `command` (an `EVALSHA sha 0`); `record`
+/// encodes a stored record.
 pub fn encode(
+    command: &mut redis::Cmd,
     prefix: &str,
     log_max_len: usize,
     epoch: &str,
     changes: &[Change],
-    record: impl Fn(&crate::biz::model::UserRecord) -> Result<Vec<u8>, StoreError>,
-) -> Result<Vec<Vec<u8>>, StoreError> {
-    let key = |name: String| format!("{prefix}{name}").into_bytes();
-    let mut checks: BTreeMap<&str, Vec<(usize, &Change)>> = BTreeMap::new();
-    let mut hset: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
-    let mut hdel: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
-    let (mut due_add, mut due_remove) = (Vec::new(), Vec::new());
-    let mut sets: BTreeMap<Vec<u8>, Membership> = BTreeMap::new();
-    let mut counters: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
-    let mut events: Vec<u8> = Vec::new();
+    record: impl Fn(&UserRecord) -> Result<Vec<u8>, StoreError>,
+) -> Result<(), StoreError> {
+    let mut writes = Writes::default();
     for (index, change) in changes.iter().enumerate() {
-        let (tenant, user) = (change.key.tenant.as_str(), change.key.user.as_str());
-        checks.entry(tenant).or_default().push((index, change));
-        match &change.after {
-            Some(stored) => hset
-                .entry(tenant)
-                .or_default()
-                .extend([user.as_bytes().to_vec(), record(stored)?]),
-            None => hdel.entry(tenant).or_default().push(user.as_bytes().to_vec()),
-        }
-        let member = format!("{tenant}\u{1f}{user}");
-        match due_of(change) {
-            None => {}
-            Some(Some(at)) => due_add.extend([at.to_string().into_bytes(), member.clone().into_bytes()]),
-            Some(None) => due_remove.push(member.clone().into_bytes()),
-        }
-        let index_of = &change.index;
-        if let Some(online) = index_of.online {
-            let set = sets.entry(key(format!("on:{tenant}"))).or_default();
-            set.sorted = true;
-            set.set(user.as_bytes().to_vec(), online);
-        }
-        for (channel, joined) in &index_of.members {
-            let set = sets.entry(key(format!("cm:{tenant}:{channel}"))).or_default();
-            set.sorted = true;
-            set.set(user.as_bytes().to_vec(), *joined);
-        }
-        for (node, connection, held) in &index_of.node_connections {
-            let set = sets.entry(key(format!("n:{node}"))).or_default();
-            set.set(format!("{member}\u{1f}{connection}").into_bytes(), *held);
-        }
-        for (channel, delta) in &index_of.channel_connections {
-            *counters.entry(key(format!("cc:{tenant}:{channel}"))).or_default() += delta;
-        }
-        for (page, delta) in &index_of.pages {
-            *counters.entry(key(format!("pv:{tenant}:{page}"))).or_default() += delta;
-        }
-        if !change.diffs.is_empty() {
-            let json = serde_json::to_vec(&change.diffs).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-            events.push(if events.is_empty() { b'[' } else { b',' });
-            // The items of this change's array.
-            events.extend_from_slice(&json[1..json.len() - 1]);
-        }
+        writes.add(index, change, &record)?;
     }
-    if !events.is_empty() {
-        events.push(b']');
+    let key = |key: Key<'_>| format!("{prefix}{key}");
+
+    command.arg(prefix).arg(log_max_len).arg(epoch).arg(writes.checks.len());
+    for (tenant, users) in &writes.checks {
+        command.arg(*tenant).arg(users.len());
+        for (index, change) in users {
+            command
+                .arg(change.key.user.as_str())
+                .arg(change.expected_version)
+                .arg(*index);
+        }
     }
 
-    let mut args: Vec<Vec<u8>> = vec![
-        prefix.as_bytes().to_vec(),
-        log_max_len.to_string().into_bytes(),
-        epoch.as_bytes().to_vec(),
-        checks.len().to_string().into_bytes(),
-    ];
-    for (tenant, users) in &checks {
-        args.push(tenant.as_bytes().to_vec());
-        args.push(users.len().to_string().into_bytes());
-        for (index, change) in users {
-            args.push(change.key.user.as_bytes().to_vec());
-            args.push(change.expected_version.to_string().into_bytes());
-            args.push(index.to_string().into_bytes());
-        }
+    let due_scores: Vec<String> = writes.due_add.iter().map(|(at, _)| at.to_string()).collect();
+    let mut commands: Vec<Command<'_>> = Vec::new();
+    for (tenant, fields) in &writes.records {
+        let args = fields
+            .iter()
+            .flat_map(|(user, value)| [user.as_bytes(), value.as_slice()])
+            .collect();
+        commands.push(Command {
+            name: "HSET",
+            key: Key::Records(tenant),
+            args,
+        });
     }
-    let mut commands: Vec<Command> = Vec::new();
-    for (tenant, fields) in hset {
-        commands.push(("HSET", key(format!("u:{tenant}")), fields));
+    for (tenant, users) in &writes.deleted {
+        let args = users.iter().map(|user| user.as_bytes()).collect();
+        commands.push(Command {
+            name: "HDEL",
+            key: Key::Records(tenant),
+            args,
+        });
     }
-    for (tenant, users) in hdel {
-        commands.push(("HDEL", key(format!("u:{tenant}")), users));
+    if !writes.due_add.is_empty() {
+        let args = due_scores
+            .iter()
+            .zip(&writes.due_add)
+            .flat_map(|(score, (_, member))| [score.as_bytes(), member.as_slice()])
+            .collect();
+        commands.push(Command {
+            name: "ZADD",
+            key: Key::Due,
+            args,
+        });
     }
-    if !due_add.is_empty() {
-        commands.push(("ZADD", key("due".to_owned()), due_add));
+    if !writes.due_remove.is_empty() {
+        let args = writes.due_remove.iter().map(Vec::as_slice).collect();
+        commands.push(Command {
+            name: "ZREM",
+            key: Key::Due,
+            args,
+        });
     }
-    if !due_remove.is_empty() {
-        commands.push(("ZREM", key("due".to_owned()), due_remove));
-    }
-    for (set_key, set) in sets {
-        let (mut added, mut removed) = (Vec::new(), Vec::new());
-        for (member, on) in set.members {
+    for (set_key, set) in &writes.sets {
+        let (mut added, mut removed): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
+        for (member, on) in &set.members {
             if !on {
                 removed.push(member);
                 continue;
             }
             if set.sorted {
-                added.push(b"0".to_vec());
+                added.push(b"0");
             }
             added.push(member);
         }
         let (add, remove) = if set.sorted { ("ZADD", "ZREM") } else { ("SADD", "SREM") };
         if !added.is_empty() {
-            commands.push((add, set_key.clone(), added));
+            commands.push(Command {
+                name: add,
+                key: *set_key,
+                args: added,
+            });
         }
         if !removed.is_empty() {
-            commands.push((remove, set_key, removed));
+            commands.push(Command {
+                name: remove,
+                key: *set_key,
+                args: removed,
+            });
         }
     }
-    args.push(commands.len().to_string().into_bytes());
-    for (name, command_key, command_args) in commands {
-        args.push(name.as_bytes().to_vec());
-        args.push(command_key);
-        args.push(command_args.len().to_string().into_bytes());
-        args.extend(command_args);
+    command.arg(commands.len());
+    for written in &commands {
+        command.arg(written.name).arg(key(written.key)).arg(written.args.len());
+        for arg in &written.args {
+            command.arg(*arg);
+        }
     }
-    let counters: Vec<(Vec<u8>, i64)> = counters.into_iter().filter(|(_, delta)| *delta != 0).collect();
-    args.push(counters.len().to_string().into_bytes());
+
+    let counters: Vec<(&Key<'_>, &i64)> = writes.counters.iter().filter(|(_, delta)| **delta != 0).collect();
+    command.arg(counters.len());
     for (counter, delta) in counters {
-        args.push(counter);
-        args.push(delta.to_string().into_bytes());
+        command.arg(key(*counter)).arg(*delta);
     }
-    args.push(events);
-    Ok(args)
+    if writes.diffs.is_empty() {
+        command.arg("");
+    } else {
+        let events = postcard::to_allocvec(&writes.diffs).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        command.arg(events);
+    }
+    Ok(())
+}
+
+/// Reads what `encode` wrote as a batch's events.
+pub fn decode_events(events: &[u8]) -> Result<Vec<Diff>, StoreError> {
+    postcard::from_bytes(events).map_err(|error| StoreError::Corrupt(error.to_string()))
 }

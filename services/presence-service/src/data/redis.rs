@@ -11,10 +11,15 @@
 //! connections), `leases`, `due`, `log` (events), `epoch`, `cleanup`. The scripts touch
 //! keys they compute, so this store needs a single Redis (or one shard), not a cluster.
 
-use redis::Script;
+use std::time::Duration;
+
+use redis::{
+    Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
 
 use crate::biz::{
-    engine::{Change, Diff},
+    engine::Change,
     model::{UserKey, UserRecord},
     store::{Committed, Cursor, LogEntry, LogRead, PresenceStore, StoreError},
 };
@@ -27,8 +32,17 @@ const TAIL_CHUNK: usize = 100;
 /// Lapsed nodes claimed per cleanup call.
 const CLAIM_NODES: usize = 100;
 
+/// How long a command may take before the store reports Redis unavailable. A commit that
+/// timed out may still have been written; the version checks make its retry safe.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub struct RedisStore {
-    pool: deadpool_redis::Pool,
+    /// Every command but the log wait, multiplexed on one connection that reconnects by
+    /// itself: a pool would check each connection out with a PING, a round trip per call.
+    shared: ConnectionManager,
+    /// `XREAD BLOCK` holds its connection until entries arrive, so it has one of its own,
+    /// without a response timeout.
+    waits: ConnectionManager,
     prefix: String,
     log_max_len: usize,
     commit: Script,
@@ -62,11 +76,20 @@ fn new_epoch() -> String {
 impl RedisStore {
     /// Connects, failing at start when Redis is unreachable.
     pub async fn connect(url: &str, prefix: &str, log_max_len: usize) -> Result<Self, StoreError> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map_err(unavailable)?;
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let shared = ConnectionManager::new_with_config(
+            client.clone(),
+            ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT)),
+        )
+        .await
+        .map_err(unavailable)?;
+        let waits =
+            ConnectionManager::new_with_config(client, ConnectionManagerConfig::new().set_response_timeout(None))
+                .await
+                .map_err(unavailable)?;
         let store = Self {
-            pool,
+            shared,
+            waits,
             prefix: prefix.to_owned(),
             log_max_len: log_max_len.max(1),
             commit: Script::new(include_str!("lua/commit.lua")),
@@ -76,7 +99,7 @@ impl RedisStore {
             renew_lease: Script::new(include_str!("lua/renew_lease.lua")),
             hold_lock: Script::new(include_str!("lua/hold_lock.lua")),
         };
-        let mut conn = store.conn().await?;
+        let mut conn = store.conn();
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
@@ -84,27 +107,26 @@ impl RedisStore {
         Ok(store)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
-        self.pool.get().await.map_err(unavailable)
+    fn conn(&self) -> ConnectionManager {
+        self.shared.clone()
     }
 
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
 
-    fn entries(&self, epoch: &str, raw: &[String]) -> Result<Vec<LogEntry>, StoreError> {
+    fn entries(&self, epoch: &str, raw: &[Vec<u8>]) -> Result<Vec<LogEntry>, StoreError> {
         raw.chunks(2)
             .map(|pair| {
                 let [id, data] = pair else {
                     return Err(corrupt("odd log reply"));
                 };
-                let diffs: Vec<Diff> = serde_json::from_str(data).map_err(corrupt)?;
                 Ok(LogEntry {
                     cursor: Cursor {
                         epoch: epoch.to_owned(),
-                        id: id.clone(),
+                        id: String::from_utf8_lossy(id).into_owned(),
                     },
-                    diffs,
+                    diffs: super::commit_batch::decode_events(data)?,
                 })
             })
             .collect()
@@ -154,7 +176,7 @@ impl PresenceStore for RedisStore {
             }
             pipe.add_command(command);
         }
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         let replies: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         let mut records = vec![None; keys.len()];
         for ((_, indexes), values) in tenants.iter().zip(replies) {
@@ -166,13 +188,25 @@ impl PresenceStore for RedisStore {
     }
 
     async fn commit(&self, changes: &[Change]) -> Result<Committed, StoreError> {
-        let args = super::commit_batch::encode(&self.prefix, self.log_max_len, &new_epoch(), changes, encode_record)?;
-        let mut invocation = self.commit.prepare_invoke();
-        for arg in &args {
-            invocation.arg(arg);
-        }
-        let mut conn = self.conn().await?;
-        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let mut command = redis::cmd("EVALSHA");
+        command.arg(self.commit.get_hash()).arg(0);
+        super::commit_batch::encode(
+            &mut command,
+            &self.prefix,
+            self.log_max_len,
+            &new_epoch(),
+            changes,
+            encode_record,
+        )?;
+        let mut conn = self.conn();
+        let reply: Vec<redis::Value> = match command.query_async(&mut conn).await {
+            Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // A restarted or flushed Redis forgot the script: load it and call again.
+                self.commit.load_async(&mut conn).await.map_err(unavailable)?;
+                command.query_async(&mut conn).await.map_err(unavailable)?
+            }
+            reply => reply.map_err(unavailable)?,
+        };
         let mut reply = reply.into_iter();
         let cursor: String = match reply.next() {
             Some(value) => redis::from_redis_value(value).map_err(corrupt)?,
@@ -188,7 +222,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn renew_lease(&self, node: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         let known: i64 = self
             .renew_lease
             .arg(&self.prefix)
@@ -201,7 +235,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn claim_lapsed_nodes(&self, now_ms: i64) -> Result<Vec<(String, Vec<UserKey>)>, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         let reply: Vec<String> = self
             .claim_lapsed
             .arg(&self.prefix)
@@ -223,7 +257,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn due_users(&self, now_ms: i64, limit: usize) -> Result<Vec<UserKey>, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.key("due"))
             .arg("-inf")
@@ -238,7 +272,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn hold_cleanup_lock(&self, holder: &str, ttl_ms: i64) -> Result<bool, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         let held: i64 = self
             .hold_lock
             .arg(self.key("cleanup"))
@@ -255,7 +289,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn online_count(&self, tenant: &str) -> Result<i64, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         redis::cmd("ZCARD")
             .arg(self.key(&format!("on:{tenant}")))
             .query_async(&mut conn)
@@ -274,7 +308,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn channel_stats(&self, tenant: &str, channel: &str) -> Result<(i64, i64), StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         let (connections, users): (Option<i64>, i64) = redis::pipe()
             .get(self.key(&format!("cc:{tenant}:{channel}")))
             .zcard(self.key(&format!("cm:{tenant}:{channel}")))
@@ -285,7 +319,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn page_viewers(&self, tenant: &str, page: &str) -> Result<i64, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         let viewers: Option<i64> = redis::cmd("GET")
             .arg(self.key(&format!("pv:{tenant}:{page}")))
             .query_async(&mut conn)
@@ -295,7 +329,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn log_head(&self) -> Result<Cursor, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         let (epoch, id): (String, String) = self
             .log_head
             .arg(&self.prefix)
@@ -307,8 +341,8 @@ impl PresenceStore for RedisStore {
     }
 
     async fn read_log(&self, after: &Cursor, limit: usize) -> Result<LogRead, StoreError> {
-        let mut conn = self.conn().await?;
-        let reply: Vec<String> = self
+        let mut conn = self.conn();
+        let reply: Vec<Vec<u8>> = self
             .read_log
             .arg(&self.prefix)
             .arg(&after.epoch)
@@ -319,14 +353,14 @@ impl PresenceStore for RedisStore {
             .await
             .map_err(unavailable)?;
         match reply.split_first() {
-            Some((status, rest)) if status == "ok" => Ok(LogRead::Entries(self.entries(&after.epoch, rest)?)),
+            Some((status, rest)) if status == b"ok" => Ok(LogRead::Entries(self.entries(&after.epoch, rest)?)),
             _ => Ok(LogRead::Gap),
         }
     }
 
     async fn wait_log(&self, after: &Cursor, wait_ms: u64) -> Result<LogRead, StoreError> {
         {
-            let mut conn = self.conn().await?;
+            let mut conn = self.waits.clone();
             // Only waits: what arrived is read below, where gaps are detected.
             let _: redis::Value = redis::cmd("XREAD")
                 .arg("COUNT")
@@ -351,7 +385,7 @@ impl RedisStore {
         } else {
             format!("({after}")
         };
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         redis::cmd("ZRANGEBYLEX")
             .arg(self.key(name))
             .arg(start)
