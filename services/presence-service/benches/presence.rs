@@ -1,8 +1,9 @@
 //! presence-service under gateway-shaped load, on a Redis of its own (so its command counts
 //! and CPU are the bench's alone), with the generator in the same process on the same cores:
 //!
-//! - churn: four nodes stream batches of opens, page changes and clean closes over 100,000
-//!   tracked connections: events/s sustained and Redis commands per event;
+//! - churn: eight nodes (12,500 connections each) stream batches of opens, page changes and
+//!   clean closes over 100,000 tracked connections: events/s sustained and Redis commands
+//!   per event;
 //! - idle: the same 100,000 connections doing nothing for a while (their nodes renewing
 //!   their leases, as they go on doing for the rest of the run): Redis commands/s and Redis
 //!   CPU, beside a baseline that keeps presence the way Centrifugo's Redis engine does (a
@@ -35,7 +36,7 @@ use switchyard_platform::{
 use tokio::sync::mpsc;
 use tonic::{Request, Streaming};
 
-const NODES: usize = 4;
+const NODES: usize = 8;
 const BATCH: usize = 1_000;
 const LEASE_TTL_MS: u32 = 15_000;
 const GRACE_MS: u64 = 1_000;
@@ -577,7 +578,7 @@ async fn main() {
 
     let per_100k = |value: f64| value * 100_000.0 / scale.connections as f64;
     let document = json!({
-        "what": "presence-service on a private Redis 7, release build, generator (4 gateway-shaped node streams) in the same process",
+        "what": format!("presence-service on a private Redis 7, release build, generator ({NODES} gateway-shaped node streams) in the same process"),
         "machine": testing::machine(),
         "connections": scale.connections,
         "churn": {
@@ -594,7 +595,7 @@ async fn main() {
             "ours": {
                 "redis_commands_per_second": (ours_commands * 10.0).round() / 10.0,
                 "redis_cpu_cores_per_100k_connections": (per_100k(ours_cpu) * 10_000.0).round() / 10_000.0,
-                "how": "4 nodes renewing their leases every 5 s, plus the replica's own background (cleanup lock, lease and due polls every 250 ms, log tail): the same for any number of connections",
+                "how": format!("{NODES} nodes renewing their leases every 5 s, plus the replica's own background (cleanup lock, lease and due polls every 250 ms, log tail): the same for any number of connections"),
             },
             "centrifugo_style": {
                 "redis_commands_per_second": base_commands.round(),

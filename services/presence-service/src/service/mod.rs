@@ -178,7 +178,7 @@ impl PresenceService for PresenceServiceApi {
             .get(&tenant, &body.user_id, audience_for(audience, &subject, &body.user_id))
             .await
             .map_err(status)?;
-        Ok(Response::new(mapping::presence(&presence)))
+        Ok(Response::new(mapping::presence(presence)))
     }
 
     async fn get_presence(&self, request: Request<pb::GetPresenceRequest>) -> Result<Response<pb::Presence>, Status> {
@@ -192,7 +192,7 @@ impl PresenceService for PresenceServiceApi {
             .get(&tenant, &user, audience_for(audience, &subject, &user))
             .await
             .map_err(status)?;
-        Ok(Response::new(mapping::presence(&presence)))
+        Ok(Response::new(mapping::presence(presence)))
     }
 
     async fn batch_get_presence(
@@ -211,7 +211,7 @@ impl PresenceService for PresenceServiceApi {
         let presences = self.tracker.get_many(&tenant, &users, audience).await.map_err(status)?;
         Ok(Response::new(pb::BatchGetPresenceResponse {
             presences: presences
-                .iter()
+                .into_iter()
                 .map(|(presence, _)| mapping::presence(presence))
                 .collect(),
         }))
@@ -245,7 +245,7 @@ impl PresenceService for PresenceServiceApi {
             .map_err(status)?;
         Ok(Response::new(pb::ListOnlineUsersResponse {
             user_ids: page.users.iter().map(|presence| presence.user.clone()).collect(),
-            users: page.users.iter().map(mapping::presence).collect(),
+            users: page.users.into_iter().map(mapping::presence).collect(),
             count: clamp(page.count),
             next_page_token: page.next_after.as_deref().map(page_token::encode).unwrap_or_default(),
         }))
