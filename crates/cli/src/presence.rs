@@ -135,7 +135,11 @@ const HEADER: [&str; 6] = ["USER", "STATUS", "DEVICES", "PAGE", "LAST SEEN", "LA
 
 async fn get(client: &mut Client, args: GetArgs, output: Output) -> anyhow::Result<()> {
     let presences = client
-        .batch_get_presence(pb::BatchGetPresenceRequest { user_ids: args.users })
+        .batch_get_presence(pb::BatchGetPresenceRequest {
+            user_ids: args.users,
+            // The table lists each user's devices.
+            view: pb::PresenceView::Full.into(),
+        })
         .await
         .map_err(|status| failure(&status))?
         .into_inner()

@@ -382,7 +382,86 @@ async fn a_user_updated_too_often_is_told_to_slow_down(store: support::Store) {
     service.stop().await;
 }
 
+async fn batch_reads_summarize_users_unless_asked_for_every_connection(store: support::Store) {
+    let service = support::service(store, HOUR).await;
+    let editor = Some(service.keys.editor.as_str());
+    for device in ["android-1", "web-1"] {
+        let (code, body) = send(
+            &service,
+            "PUT",
+            editor,
+            "/v1/presence/users/u1",
+            json!({"status": "online", "currentPage": "/cart", "device": {"id": device, "type": "phone"}}),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let viewer = Some(service.keys.viewer.as_str());
+
+    let (code, body) = send(
+        &service,
+        "GET",
+        viewer,
+        "/v1/presence/users:batchGet?user_ids=u1",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let summary = &body["presences"][0];
+    assert_eq!(
+        (&summary["deviceCount"], &summary["currentPage"], &summary["online"]),
+        (&json!(2), &json!("/cart"), &json!(true))
+    );
+    assert!(
+        summary["connections"].as_array().is_none_or(Vec::is_empty),
+        "the default view leaves connections out: {body}"
+    );
+
+    let (code, body) = send(
+        &service,
+        "GET",
+        viewer,
+        "/v1/presence/users:batchGet?user_ids=u1&view=PRESENCE_VIEW_FULL",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let devices: BTreeSet<&str> = body["presences"][0]["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|connection| connection["device"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, BTreeSet::from(["android-1", "web-1"]));
+
+    // The seed's bulk route is the same read: the summary, in snake_case.
+    let (_, body) = send(
+        &service,
+        "GET",
+        viewer,
+        "/api/v1/realtime/presence/bulk?user_ids=u1",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(body["presences"][0]["device_count"], 2, "{body}");
+
+    // An unknown name fails to parse; an unknown number parses and is refused by name.
+    for (bad, named) in [
+        (
+            json!({"userIds": ["u1"], "view": "PRESENCE_VIEW_ALL"}),
+            "PRESENCE_VIEW_ALL",
+        ),
+        (json!({"userIds": ["u1"], "view": 9}), "view"),
+    ] {
+        let (code, body) = send(&service, "POST", viewer, "/v1/presence/users:batchGet", bad).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body.to_string().contains(named), "{body}");
+    }
+    service.stop().await;
+}
+
 on_both_stores!(
+    batch_reads_summarize_users_unless_asked_for_every_connection,
     the_ecosystems_routes_work_unchanged,
     online_users_page_stably_while_users_come_and_go,
     filters_channels_and_counts,

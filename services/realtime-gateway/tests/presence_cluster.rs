@@ -103,6 +103,7 @@ async fn a_killed_gateway_node_takes_exactly_its_connections_offline() {
         let found = client
             .batch_get_presence(authed(pb::BatchGetPresenceRequest {
                 user_ids: vec!["alice".into(), "bob".into(), "carol".into()],
+                ..Default::default()
             }))
             .await
             .unwrap()

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     model::{API_NODE, ConnectionRecord, Device, LastSeen, MetasPatch, UserKey, UserRecord},
-    view::{Audience, Footprint, Presence, Rules, footprint, next_due, presence},
+    view::{Audience, Detail, Footprint, Presence, Rules, footprint, next_due, presence},
 };
 
 /// Something that happened to one connection of a user (or to all of them).
@@ -137,8 +137,15 @@ pub fn apply(key: &UserKey, before: Option<&UserRecord>, ops: &[Op], now_ms: i64
     expire(&mut record, now_ms, &mut nodes);
     record.due_ms = next_due(&record, now_ms, rules);
     // What watchers were shown: the old record as it looked when it was written.
-    let old_view = presence(&key.user, old, Audience::Others, old.changed_ms, rules);
-    let new_view = presence(&key.user, &record, Audience::Others, now_ms, rules);
+    let old_view = presence(
+        &key.user,
+        old,
+        Audience::Others,
+        Detail::Connections,
+        old.changed_ms,
+        rules,
+    );
+    let new_view = presence(&key.user, &record, Audience::Others, Detail::Connections, now_ms, rules);
     let unchanged = record == *old && old_view.same_state(&new_view);
     if unchanged {
         return None;

@@ -16,7 +16,7 @@ use super::{
     model::{LastSeen, UserKey, UserRecord},
     record_cache::RecordCache,
     store::{Cursor, LastSeenRepository, PresenceStore},
-    view::{Audience, Presence, Rules, footprint, presence},
+    view::{Audience, Detail, Presence, Rules, footprint, presence},
 };
 
 /// How often one batch is recomputed after losing races before the caller is told to retry.
@@ -250,19 +250,23 @@ impl Tracker {
 
     /// One user as `audience` sees them; an offline user from the database.
     pub async fn get(&self, tenant: &str, user: &str, audience: Audience) -> PresenceResult<Presence> {
-        let mut found = self.get_many(tenant, &[user.to_owned()], audience).await?;
+        let mut found = self
+            .get_many(tenant, &[user.to_owned()], audience, Detail::Connections)
+            .await?;
         match found.pop() {
             Some((presence, true)) => Ok(presence),
             _ => Err(PresenceError::NotFound(format!("presence of user `{user}`"))),
         }
     }
 
-    /// Users in the order asked, each with whether they were ever seen.
+    /// Users in the order asked, each with whether they were ever seen; `detail` says whether
+    /// each one lists their connections.
     pub async fn get_many(
         &self,
         tenant: &str,
         users: &[String],
         audience: Audience,
+        detail: Detail,
     ) -> PresenceResult<Vec<(Presence, bool)>> {
         let keys: Vec<UserKey> = users.iter().map(|user| UserKey::new(tenant, user.as_str())).collect();
         let records = self.store.load(&keys).await?;
@@ -288,7 +292,7 @@ impl Tracker {
             .iter()
             .zip(records)
             .map(|(user, record)| match record {
-                Some(record) => (presence(user, &record, audience, now, &self.rules), true),
+                Some(record) => (presence(user, &record, audience, detail, now, &self.rules), true),
                 None => match durable.get(user) {
                     Some(seen) => (Presence::offline(user, seen.seen_ms, seen.active_ms), true),
                     None => (Presence::offline(user, 0, 0), false),
@@ -318,7 +322,7 @@ impl Tracker {
             let ids = self.store.online_users(tenant, &cursor, chunk).await?;
             let exhausted = ids.len() < chunk;
             scanned += ids.len();
-            for (presence, _) in self.get_many(tenant, &ids, audience).await? {
+            for (presence, _) in self.get_many(tenant, &ids, audience, Detail::Connections).await? {
                 if page.users.len() == page_size {
                     page.next_after = Some(cursor);
                     return Ok(page);
@@ -363,7 +367,7 @@ impl Tracker {
                 Member {
                     user: user.clone(),
                     connections: footprint(&record).channels.get(channel).copied().unwrap_or(0),
-                    status: presence(user, &record, Audience::Others, now, &self.rules).status,
+                    status: presence(user, &record, Audience::Others, Detail::Summary, now, &self.rules).status,
                 }
             })
             .collect();

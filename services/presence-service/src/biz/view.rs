@@ -96,6 +96,15 @@ fn devices(presence: &Presence) -> Vec<DeviceState> {
     devices
 }
 
+/// How much of a user a view carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Status, place and counts, without the connections (batch reads ask for this).
+    Summary,
+    /// Also each shown connection.
+    Connections,
+}
+
 /// Who is looking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
@@ -124,7 +133,14 @@ fn rank(status: Status) -> u8 {
 }
 
 /// The record as `audience` sees it at `now_ms`.
-pub fn presence(user: &str, record: &UserRecord, audience: Audience, now_ms: i64, rules: &Rules) -> Presence {
+pub fn presence(
+    user: &str,
+    record: &UserRecord,
+    audience: Audience,
+    detail: Detail,
+    now_ms: i64,
+    rules: &Rules,
+) -> Presence {
     let shown: Vec<(&String, &ConnectionRecord)> = record
         .connections
         .iter()
@@ -146,7 +162,12 @@ pub fn presence(user: &str, record: &UserRecord, audience: Audience, now_ms: i64
         .find(|(id, _)| **id == record.active_connection)
         .or_else(|| shown.iter().max_by_key(|(_, connection)| connection.active_ms))
         .map(|(_, connection)| *connection);
-    let connections = shown
+    let listed = if detail == Detail::Connections {
+        shown.as_slice()
+    } else {
+        &[]
+    };
+    let connections = listed
         .iter()
         .map(|(id, connection)| ConnectionView {
             id: (*id).clone(),

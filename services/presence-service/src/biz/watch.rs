@@ -14,7 +14,7 @@ use super::{
     error::PresenceResult,
     store::{Cursor, LogEntry, LogRead},
     tracker::{Member, Tracker},
-    view::{Audience, Presence},
+    view::{Audience, Detail, Presence},
 };
 
 /// Diffs a replica buffers per watcher before the watcher counts as behind.
@@ -237,7 +237,7 @@ async fn snapshot(tracker: &Tracker, subject: &Subject) -> PresenceResult<WatchI
     let cursor = tracker.store().log_head().await?;
     let users: Vec<String> = subject.users.iter().cloned().collect();
     let users = tracker
-        .get_many(&subject.tenant, &users, subject.audience)
+        .get_many(&subject.tenant, &users, subject.audience, Detail::Connections)
         .await?
         .into_iter()
         .map(|(presence, _)| presence)

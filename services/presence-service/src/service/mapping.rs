@@ -8,7 +8,7 @@ use crate::biz::{
     input::MetasInput,
     model::{Device, Location, Shopping},
     tracker::Member,
-    view::{ConnectionView, Presence},
+    view::{ConnectionView, Detail, Presence},
     watch::WatchItem,
 };
 
@@ -94,6 +94,14 @@ fn connection(view: ConnectionView) -> pb::Connection {
         location: location_out(view.location),
         connection_quality: view.quality,
         reconnecting: view.reconnecting,
+    }
+}
+
+/// A batch read's `view`; None for a number this API does not define.
+pub fn detail(view: i32) -> Option<Detail> {
+    match pb::PresenceView::try_from(view).ok()? {
+        pb::PresenceView::Full => Some(Detail::Connections),
+        pb::PresenceView::Unspecified | pb::PresenceView::Basic => Some(Detail::Summary),
     }
 }
 

@@ -28,7 +28,7 @@ use crate::biz::{
     model::{API_NODE, UserKey},
     store::Cursor,
     tracker::{OnlineFilter, Tracker},
-    view::Audience,
+    view::{Audience, Detail},
     watch::{self, Feed, Subject},
 };
 
@@ -207,8 +207,16 @@ impl PresenceService for PresenceServiceApi {
             &request.get_ref().user_ids,
             input::MAX_USERS,
         );
+        let detail = mapping::detail(request.get_ref().view).unwrap_or_else(|| {
+            violations.add("view", "PRESENCE_VIEW_BASIC or PRESENCE_VIEW_FULL");
+            Detail::Summary
+        });
         invalid(violations)?;
-        let presences = self.tracker.get_many(&tenant, &users, audience).await.map_err(status)?;
+        let presences = self
+            .tracker
+            .get_many(&tenant, &users, audience, detail)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::BatchGetPresenceResponse {
             presences: presences
                 .into_iter()
