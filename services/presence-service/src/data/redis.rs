@@ -76,7 +76,13 @@ fn new_epoch() -> String {
 impl RedisStore {
     /// Connects, failing at start when Redis is unreachable.
     pub async fn connect(url: &str, prefix: &str, log_max_len: usize) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
+        // Many callers share the connection: with Nagle on (redis-rs's default), a command
+        // written while another is unacknowledged waits for an ACK, up to the peer's
+        // delayed-ACK timer (~40 ms).
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(unavailable)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(unavailable)?;
         let shared = ConnectionManager::new_with_config(
             client.clone(),
             ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT)),
