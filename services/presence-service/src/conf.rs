@@ -35,6 +35,10 @@ pub struct PresenceServiceSettings {
     pub redis_prefix: String,
     /// How often last seen / last active are written to the database, in milliseconds.
     pub last_seen_flush_ms: u64,
+    /// How stale the database's last seen of a user who stays online may get, in
+    /// milliseconds. The database answers only for users gone from Redis, so a user's times
+    /// are written when they go offline and, while online, at most this often.
+    pub last_seen_refresh_ms: u64,
     /// `UpdatePresence` calls per second one user may receive (burst 2×).
     pub updates_per_second_per_user: u32,
     /// Events one gateway batch may carry at most.
@@ -54,6 +58,7 @@ impl Default for PresenceServiceSettings {
             log_max_len: 10_000,
             redis_prefix: "switchyard:presence:".to_owned(),
             last_seen_flush_ms: 5_000,
+            last_seen_refresh_ms: 60_000,
             updates_per_second_per_user: 10,
             max_batch_events: 10_000,
             cached_records: 200_000,

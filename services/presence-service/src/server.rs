@@ -28,6 +28,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let rules = Rules {
         offline_grace_ms: own.offline_grace_ms as i64,
         away_after_ms: own.away_after_ms.max(1) as i64,
+        last_seen_refresh_ms: own.last_seen_refresh_ms as i64,
     };
     let last_seen = Arc::new(SqlLastSeen::new(host.database.pool.clone()));
     let tracker = Arc::new(Tracker::new(store, last_seen, rules, own.cached_records));

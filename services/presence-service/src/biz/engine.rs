@@ -119,8 +119,8 @@ pub struct Change {
     pub after: Option<UserRecord>,
     pub index: IndexDelta,
     pub diffs: Vec<Diff>,
-    /// Last seen / last active to keep durably.
-    pub last_seen: LastSeen,
+    /// Last seen / last active to keep durably, when due (see `durable_last_seen`).
+    pub last_seen: Option<LastSeen>,
     /// Whether `after`'s due time differs from the stored one (stores skip the write if not).
     pub due_changed: bool,
 }
@@ -164,10 +164,7 @@ pub fn apply(key: &UserKey, before: Option<&UserRecord>, ops: &[Op], now_ms: i64
     let mut index = index_delta(&old_print, &new_print);
     index.node_connections = nodes;
     let diffs = diffs(key, &old_view, &new_view, &old_print, &new_print, now_ms);
-    let last_seen = LastSeen {
-        seen_ms: record.last_seen_ms,
-        active_ms: record.last_active_ms,
-    };
+    let last_seen = durable_last_seen(&mut record, old.saved_ms, now_ms, rules);
     let due_changed = record.due_ms != old.due_ms || record.connections.is_empty();
     let after = (!record.connections.is_empty()).then_some(record);
     Some(Change {
@@ -178,6 +175,22 @@ pub fn apply(key: &UserKey, before: Option<&UserRecord>, ops: &[Op], now_ms: i64
         diffs,
         last_seen,
         due_changed,
+    })
+}
+
+/// What to write to the database, which answers for users gone from Redis: the times of a
+/// user first seen here (so every replica knows them at once) or who just went offline,
+/// and of one who stays online at most every `last_seen_refresh_ms`.
+fn durable_last_seen(record: &mut UserRecord, saved_ms: i64, now_ms: i64, rules: &Rules) -> Option<LastSeen> {
+    let due =
+        saved_ms == 0 || record.connections.is_empty() || now_ms.saturating_sub(saved_ms) >= rules.last_seen_refresh_ms;
+    if !due {
+        return None;
+    }
+    record.saved_ms = now_ms;
+    Some(LastSeen {
+        seen_ms: record.last_seen_ms,
+        active_ms: record.last_active_ms,
     })
 }
 
@@ -458,4 +471,65 @@ fn diffs(
         out.push(diff(kind, Some(channel)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Rules = Rules {
+        offline_grace_ms: 10_000,
+        away_after_ms: 300_000,
+        last_seen_refresh_ms: 60_000,
+    };
+
+    fn page(page: &str) -> Op {
+        Op::Update {
+            connection: "c1".to_owned(),
+            patch: MetasPatch {
+                page: Some(page.to_owned()),
+                ..MetasPatch::default()
+            },
+        }
+    }
+
+    /// Applies `op` at `now_ms` and returns the new record and what goes to the database.
+    fn step(record: Option<UserRecord>, op: Op, now_ms: i64) -> (Option<UserRecord>, Option<LastSeen>) {
+        let key = UserKey::new("t", "u1");
+        let change = apply(&key, record.as_ref(), &[op], now_ms, &RULES).expect("a change");
+        (change.after, change.last_seen)
+    }
+
+    #[test]
+    fn the_database_hears_of_a_user_when_first_seen_gone_and_once_a_refresh_while_online() {
+        let open = Op::Open {
+            connection: "c1".to_owned(),
+            node: "n1".to_owned(),
+            device: Device::default(),
+            metas: MetasPatch::default(),
+            channels: Vec::new(),
+        };
+        let (record, saved) = step(None, open, 1_000);
+        assert!(saved.is_some(), "first seen: every replica must know the user");
+        let (record, saved) = step(record, page("/a"), 2_000);
+        assert_eq!(saved, None, "online and written a second ago");
+        let (record, saved) = step(record, page("/b"), 61_000);
+        assert_eq!(saved.map(|seen| seen.active_ms), Some(61_000), "a refresh is due");
+        let (record, saved) = step(record, page("/c"), 62_000);
+        assert_eq!(saved, None);
+        let close = Op::Close {
+            connection: "c1".to_owned(),
+            clean: true,
+        };
+        let (record, saved) = step(record, close, 63_000);
+        assert_eq!(record, None);
+        assert_eq!(
+            saved,
+            Some(LastSeen {
+                seen_ms: 63_000,
+                active_ms: 62_000
+            }),
+            "gone: the final times"
+        );
+    }
 }

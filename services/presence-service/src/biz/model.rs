@@ -152,6 +152,8 @@ pub struct UserRecord {
     pub changed_ms: i64,
     /// When the record next needs attention without any report (see `view::next_due`).
     pub due_ms: Option<i64>,
+    /// When last seen / last active were last queued for the database (0: never).
+    pub saved_ms: i64,
 }
 
 /// A user within a tenant: how stores key records.

@@ -187,7 +187,9 @@ impl Tracker {
             return;
         };
         for change in changes {
-            unsaved.insert(change.key.clone(), change.last_seen);
+            if let Some(seen) = change.last_seen {
+                unsaved.insert(change.key.clone(), seen);
+            }
         }
     }
 

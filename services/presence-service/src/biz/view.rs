@@ -15,6 +15,8 @@ pub struct Rules {
     pub offline_grace_ms: i64,
     /// An `online` connection without client activity for this long shows as `away`.
     pub away_after_ms: i64,
+    /// An online user's last seen is kept durably at most this often (see `engine::apply`).
+    pub last_seen_refresh_ms: i64,
 }
 
 /// One connection as others see it (or as admins see it, invisible included).
