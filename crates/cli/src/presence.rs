@@ -165,6 +165,8 @@ async fn online(client: &mut Client, args: OnlineArgs, output: Output) -> anyhow
                 country: args.country.clone().unwrap_or_default(),
                 in_checkout: args.in_checkout,
                 viewing_product: String::new(),
+                // The table lists each user's devices.
+                view: pb::PresenceView::Full.into(),
             })
             .await
             .map_err(|status| failure(&status))?

@@ -382,7 +382,7 @@ async fn a_user_updated_too_often_is_told_to_slow_down(store: support::Store) {
     service.stop().await;
 }
 
-async fn batch_reads_summarize_users_unless_asked_for_every_connection(store: support::Store) {
+async fn reads_summarize_users_unless_asked_for_every_connection(store: support::Store) {
     let service = support::service(store, HOUR).await;
     let editor = Some(service.keys.editor.as_str());
     for device in ["android-1", "web-1"] {
@@ -434,6 +434,36 @@ async fn batch_reads_summarize_users_unless_asked_for_every_connection(store: su
         .collect();
     assert_eq!(devices, BTreeSet::from(["android-1", "web-1"]));
 
+    // Listings have the same views.
+    let (_, body) = send(&service, "GET", viewer, "/v1/presence/online", Value::Null).await;
+    assert_eq!(body["users"][0]["deviceCount"], 2, "{body}");
+    assert!(
+        body["users"][0]["connections"].as_array().is_none_or(Vec::is_empty),
+        "{body}"
+    );
+    let (_, body) = send(
+        &service,
+        "GET",
+        viewer,
+        "/v1/presence/online?device_type=phone&view=PRESENCE_VIEW_FULL",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        body["users"][0]["connections"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    let (code, _) = send(
+        &service,
+        "GET",
+        viewer,
+        "/v1/presence/online?view=PRESENCE_VIEW_ALL",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 400);
+
     // The seed's bulk route is the same read: the summary, in snake_case.
     let (_, body) = send(
         &service,
@@ -461,7 +491,7 @@ async fn batch_reads_summarize_users_unless_asked_for_every_connection(store: su
 }
 
 on_both_stores!(
-    batch_reads_summarize_users_unless_asked_for_every_connection,
+    reads_summarize_users_unless_asked_for_every_connection,
     the_ecosystems_routes_work_unchanged,
     online_users_page_stably_while_users_come_and_go,
     filters_channels_and_counts,

@@ -311,7 +311,10 @@ impl Tracker {
         after: &str,
         page_size: usize,
         audience: Audience,
+        detail: Detail,
     ) -> PresenceResult<OnlinePage> {
+        // Filters look at each connection, so they need them even when the page does not.
+        let looked_at = if filter.is_empty() { detail } else { Detail::Connections };
         let count = self.store.online_count(tenant).await?;
         let mut page = OnlinePage {
             count,
@@ -324,13 +327,16 @@ impl Tracker {
             let ids = self.store.online_users(tenant, &cursor, chunk).await?;
             let exhausted = ids.len() < chunk;
             scanned += ids.len();
-            for (presence, _) in self.get_many(tenant, &ids, audience, Detail::Connections).await? {
+            for (mut presence, _) in self.get_many(tenant, &ids, audience, looked_at).await? {
                 if page.users.len() == page_size {
                     page.next_after = Some(cursor);
                     return Ok(page);
                 }
                 cursor.clone_from(&presence.user);
-                if presence.online && filter.keeps(&presence) {
+                if presence.online && (filter.is_empty() || filter.keeps(&presence)) {
+                    if detail == Detail::Summary {
+                        presence.connections = Vec::new();
+                    }
                     page.users.push(presence);
                 }
             }

@@ -238,6 +238,10 @@ impl PresenceService for PresenceServiceApi {
         violations.text("country", &body.country, 2, false);
         let page_size = page_size(&mut violations, body.page_size);
         let after = page_token(&mut violations, &body.page_token);
+        let detail = mapping::detail(body.view).unwrap_or_else(|| {
+            violations.add("view", "PRESENCE_VIEW_BASIC or PRESENCE_VIEW_FULL");
+            Detail::Summary
+        });
         invalid(violations)?;
         let filter = OnlineFilter {
             page_prefix: body.page_prefix,
@@ -248,7 +252,7 @@ impl PresenceService for PresenceServiceApi {
         };
         let page = self
             .tracker
-            .online(&tenant, &filter, &after, page_size, audience)
+            .online(&tenant, &filter, &after, page_size, audience, detail)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListOnlineUsersResponse {
