@@ -10,50 +10,14 @@
 //! the counters (count, then key and delta each: the script deletes one that reaches 0);
 //! the events (the batch's diffs in postcard, or "").
 
-use std::{
-    borrow::Cow,
-    collections::BTreeMap,
-    fmt::{self, Display},
-};
+use std::{borrow::Cow, collections::BTreeMap};
 
+use super::keys::Key;
 use crate::biz::{
     engine::{Change, Diff},
     model::UserRecord,
     store::StoreError,
 };
-
-/// A key the batch writes, spelled out (under the prefix) only when the command is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Key<'a> {
-    /// A tenant's records (hash).
-    Records(&'a str),
-    /// Due times (sorted set).
-    Due,
-    /// A tenant's online users (sorted set, lexically).
-    Online(&'a str),
-    /// A channel's members (sorted set, lexically).
-    Members(&'a str, &'a str),
-    /// A node's connections (set).
-    Node(&'a str),
-    /// A channel's connection count.
-    ChannelConnections(&'a str, &'a str),
-    /// A page's viewer count.
-    PageViewers(&'a str, &'a str),
-}
-
-impl Display for Key<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Key::Records(tenant) => write!(f, "u:{tenant}"),
-            Key::Due => f.write_str("due"),
-            Key::Online(tenant) => write!(f, "on:{tenant}"),
-            Key::Members(tenant, channel) => write!(f, "cm:{tenant}:{channel}"),
-            Key::Node(node) => write!(f, "n:{node}"),
-            Key::ChannelConnections(tenant, channel) => write!(f, "cc:{tenant}:{channel}"),
-            Key::PageViewers(tenant, page) => write!(f, "pv:{tenant}:{page}"),
-        }
-    }
-}
 
 /// Members of one sorted set or set, the last word on each winning.
 #[derive(Default)]

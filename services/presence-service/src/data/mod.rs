@@ -3,6 +3,7 @@
 //! migrations of that database (applied at start, one set per backend).
 
 mod commit_batch;
+mod keys;
 pub mod last_seen;
 pub mod memory;
 pub mod redis;

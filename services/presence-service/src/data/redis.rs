@@ -3,21 +3,21 @@
 //! the records and their indexes, and appends the events to one stream, so state and
 //! events never disagree. Idle connections cost nothing: a node renews one lease entry.
 //!
-//! Keys under the prefix: `u:{tenant}` (hash: user → `version:record`, the record in
-//! postcard), `on:{tenant}`
-//! (online users, lexically ordered), `cm:{tenant}:{channel}` (members),
-//! `cc:{tenant}:{channel}` and `pv:{tenant}:{page}` (channel connections, page viewers:
-//! counters), `n:{node}` (the node's
-//! connections), `leases`, `due`, `log` (events), `epoch`, `cleanup`. The scripts touch
-//! keys they compute, so this store needs a single Redis (or one shard), not a cluster.
+//! Keys under the prefix (`keys.rs`): `u:{tenant}` (hash: user → `version:record`, the
+//! record in postcard), `on:{tenant}` (online users, lexically ordered),
+//! `cm:{tenant}:{channel}` (members), `cc:{tenant}:{channel}` and `pv:{tenant}:{page}`
+//! (channel connections, page viewers: counters), `n:{node}` (the node's connections),
+//! `leases`, `due`, `log` (events), `epoch`, `cleanup`. The scripts touch keys they compute,
+//! so this store needs a single Redis (or one shard), not a cluster.
 
-use std::time::Duration;
+use std::{fmt::Display, time::Duration};
 
 use redis::{
     Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
+use super::keys::Key;
 use crate::biz::{
     engine::Change,
     model::{UserKey, UserRecord},
@@ -117,7 +117,7 @@ impl RedisStore {
         self.shared.clone()
     }
 
-    fn key(&self, name: &str) -> String {
+    fn key(&self, name: impl Display) -> String {
         format!("{}{name}", self.prefix)
     }
 
@@ -176,7 +176,7 @@ impl PresenceStore for RedisStore {
         let mut pipe = redis::pipe();
         for (tenant, indexes) in &tenants {
             let mut command = redis::cmd("HMGET");
-            command.arg(self.key(&format!("u:{tenant}")));
+            command.arg(self.key(Key::Records(tenant)));
             for index in indexes {
                 command.arg(&keys[*index].user);
             }
@@ -265,7 +265,7 @@ impl PresenceStore for RedisStore {
     async fn due_users(&self, now_ms: i64, limit: usize) -> Result<Vec<UserKey>, StoreError> {
         let mut conn = self.conn();
         let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.key("due"))
+            .arg(self.key(Key::Due))
             .arg("-inf")
             .arg(now_ms)
             .arg("LIMIT")
@@ -291,13 +291,13 @@ impl PresenceStore for RedisStore {
     }
 
     async fn online_users(&self, tenant: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        self.range_lex(&format!("on:{tenant}"), after, limit).await
+        self.range_lex(Key::Online(tenant), after, limit).await
     }
 
     async fn online_count(&self, tenant: &str) -> Result<i64, StoreError> {
         let mut conn = self.conn();
         redis::cmd("ZCARD")
-            .arg(self.key(&format!("on:{tenant}")))
+            .arg(self.key(Key::Online(tenant)))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)
@@ -310,14 +310,14 @@ impl PresenceStore for RedisStore {
         after: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        self.range_lex(&format!("cm:{tenant}:{channel}"), after, limit).await
+        self.range_lex(Key::Members(tenant, channel), after, limit).await
     }
 
     async fn channel_stats(&self, tenant: &str, channel: &str) -> Result<(i64, i64), StoreError> {
         let mut conn = self.conn();
         let (connections, users): (Option<i64>, i64) = redis::pipe()
-            .get(self.key(&format!("cc:{tenant}:{channel}")))
-            .zcard(self.key(&format!("cm:{tenant}:{channel}")))
+            .get(self.key(Key::ChannelConnections(tenant, channel)))
+            .zcard(self.key(Key::Members(tenant, channel)))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -327,7 +327,7 @@ impl PresenceStore for RedisStore {
     async fn page_viewers(&self, tenant: &str, page: &str) -> Result<i64, StoreError> {
         let mut conn = self.conn();
         let viewers: Option<i64> = redis::cmd("GET")
-            .arg(self.key(&format!("pv:{tenant}:{page}")))
+            .arg(self.key(Key::PageViewers(tenant, page)))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -385,7 +385,7 @@ impl PresenceStore for RedisStore {
 }
 
 impl RedisStore {
-    async fn range_lex(&self, name: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+    async fn range_lex(&self, key: Key<'_>, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let start = if after.is_empty() {
             "-".to_owned()
         } else {
@@ -393,7 +393,7 @@ impl RedisStore {
         };
         let mut conn = self.conn();
         redis::cmd("ZRANGEBYLEX")
-            .arg(self.key(name))
+            .arg(self.key(key))
             .arg(start)
             .arg("+")
             .arg("LIMIT")
