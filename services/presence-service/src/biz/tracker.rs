@@ -45,7 +45,12 @@ impl OnlineFilter {
             && self.country.is_empty()
     }
 
+    /// Whether `presence` passes; every user does when nothing is asked for, even one listed
+    /// without connections.
     fn keeps(&self, presence: &Presence) -> bool {
+        if self.is_empty() {
+            return true;
+        }
         presence.connections.iter().any(|connection| {
             let shopping = connection.shopping.clone().unwrap_or_default();
             let country = connection.location.as_ref().map(|l| l.country.as_str()).unwrap_or("");
@@ -333,7 +338,7 @@ impl Tracker {
                     return Ok(page);
                 }
                 cursor.clone_from(&presence.user);
-                if presence.online && (filter.is_empty() || filter.keeps(&presence)) {
+                if presence.online && filter.keeps(&presence) {
                     if detail == Detail::Summary {
                         presence.connections = Vec::new();
                     }
