@@ -207,10 +207,7 @@ impl PresenceService for PresenceServiceApi {
             &request.get_ref().user_ids,
             input::MAX_USERS,
         );
-        let detail = mapping::detail(request.get_ref().view).unwrap_or_else(|| {
-            violations.add("view", "PRESENCE_VIEW_BASIC or PRESENCE_VIEW_FULL");
-            Detail::Summary
-        });
+        let detail = view(&mut violations, request.get_ref().view);
         invalid(violations)?;
         let presences = self
             .tracker
@@ -238,10 +235,7 @@ impl PresenceService for PresenceServiceApi {
         violations.text("country", &body.country, 2, false);
         let page_size = page_size(&mut violations, body.page_size);
         let after = page_token(&mut violations, &body.page_token);
-        let detail = mapping::detail(body.view).unwrap_or_else(|| {
-            violations.add("view", "PRESENCE_VIEW_BASIC or PRESENCE_VIEW_FULL");
-            Detail::Summary
-        });
+        let detail = view(&mut violations, body.view);
         invalid(violations)?;
         let filter = OnlineFilter {
             page_prefix: body.page_prefix,
@@ -386,6 +380,14 @@ impl PresenceService for PresenceServiceApi {
         );
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// A batch read's or a listing's `view`.
+fn view(violations: &mut Violations, requested: i32) -> Detail {
+    mapping::detail(requested).unwrap_or_else(|| {
+        violations.add("view", "PRESENCE_VIEW_BASIC or PRESENCE_VIEW_FULL");
+        Detail::Summary
+    })
 }
 
 fn page_size(violations: &mut Violations, requested: i32) -> usize {
