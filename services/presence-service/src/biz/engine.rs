@@ -247,7 +247,11 @@ fn apply_op(record: &mut UserRecord, op: &Op, now_ms: i64, rules: &Rules, nodes:
         } => report(record, connection, device, patch, *ttl_ms, *end, now_ms, nodes),
         Op::NodeLost { node } => {
             let deadline = now_ms.saturating_add(rules.offline_grace_ms);
-            for connection in record.connections.values_mut().filter(|c| c.node == *node && !c.lost) {
+            for (_, connection) in record
+                .connections
+                .iter_mut()
+                .filter(|(_, c)| c.node == *node && !c.lost)
+            {
                 connection.lost = true;
                 connection.leaves_at_ms = Some(deadline);
             }
@@ -393,7 +397,7 @@ fn expire(record: &mut UserRecord, now_ms: i64, nodes: &mut Vec<(String, String,
     for connection in due {
         remove(record, &connection, nodes);
     }
-    for connection in record.connections.values_mut() {
+    for (_, connection) in record.connections.iter_mut() {
         if connection.stale_until_ms.is_some_and(|at| at <= now_ms) {
             connection.stale_channels.clear();
             connection.stale_until_ms = None;

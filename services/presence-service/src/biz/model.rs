@@ -4,8 +4,9 @@
 //! keep records in a compact binary form (postcard; see `data::redis`), so every field is
 //! always written: adding one means a new record version, not a default.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
+use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 
 /// What a connection says it is doing. `Invisible` counts as offline to everyone else.
@@ -141,8 +142,9 @@ pub struct UserRecord {
     /// Increases with every change; stores compare it before they write (optimistic
     /// concurrency between replicas), and events carry it as the user's sequence.
     pub version: u64,
-    /// By connection id (unique per user).
-    pub connections: BTreeMap<String, ConnectionRecord>,
+    /// By connection id (unique per user). A user has a few, and every read decodes them, so
+    /// they are a sorted Vec; stored exactly as a map would be.
+    pub connections: LiteMap<String, ConnectionRecord>,
     /// The last time a connection was open (updated when the last one leaves).
     pub last_seen_ms: i64,
     pub last_active_ms: i64,
