@@ -2,7 +2,8 @@
 //! batch about the same users usually finds their records here and skips reading them back
 //! from the store. A record is taken out while a batch works on it and put back with what
 //! was written; a stale one (another replica wrote since) fails the store's version check,
-//! and the batch reads the record again.
+//! and the batch reads the record again. A deleted record is not remembered: users come and
+//! go, and a cache of the departed would fill up with them.
 //! Only writes use it; queries always read the store. A write that changes nothing is never
 //! checked against the store, so the cache is cleared whenever the store may have lost state
 //! (a node's lease is unknown to it: first contact, or Redis restarted).
@@ -16,8 +17,7 @@ use super::model::{UserKey, UserRecord};
 
 #[derive(Debug)]
 pub struct RecordCache {
-    /// `None`: this replica deleted the record (the user has no connection).
-    entries: Mutex<HashMap<UserKey, Option<UserRecord>>>,
+    entries: Mutex<HashMap<UserKey, UserRecord>>,
     capacity: usize,
 }
 
@@ -30,17 +30,20 @@ impl RecordCache {
         }
     }
 
-    /// Takes what is cached for each key out of the cache: `Some(record or None)`, or `None`
-    /// when unknown. The caller puts back what it writes (or leaves unchanged).
-    pub fn take_many(&self, keys: &[UserKey]) -> Vec<Option<Option<UserRecord>>> {
+    /// Takes what is cached for each key out of the cache (`None`: unknown here). The caller
+    /// puts back what it writes (or leaves unchanged).
+    pub fn take_many(&self, keys: &[UserKey]) -> Vec<Option<UserRecord>> {
         let Ok(mut entries) = self.entries.lock() else {
             return vec![None; keys.len()];
         };
         keys.iter().map(|key| entries.remove(key)).collect()
     }
 
-    /// Remembers what was written (or read and left as it was).
+    /// Remembers what was written (or read and left as it was); `None` (no record) is not kept.
     pub fn put(&self, key: UserKey, record: Option<UserRecord>) {
+        let Some(record) = record else {
+            return;
+        };
         if self.capacity == 0 {
             return;
         }

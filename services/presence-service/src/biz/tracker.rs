@@ -180,10 +180,7 @@ impl Tracker {
         let mut loaded = self.store.load(&missing).await?.into_iter();
         Ok(cached
             .into_iter()
-            .map(|cached| match cached {
-                Some(record) => record,
-                None => loaded.next().flatten(),
-            })
+            .map(|cached| cached.or_else(|| loaded.next().flatten()))
             .collect())
     }
 
