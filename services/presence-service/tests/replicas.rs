@@ -192,6 +192,28 @@ async fn a_watcher_resumes_after_its_cursor_or_gets_a_fresh_snapshot() {
     service.stop().await;
 }
 
+/// A replica reads the event log only while someone watches; one who starts watching a
+/// replica nobody watched still gets everything after its snapshot.
+#[tokio::test]
+async fn a_watcher_of_a_replica_nobody_watched_misses_nothing_after_its_snapshot() {
+    let service = support::redis(HOUR).await;
+    let mut node = service.node("node-a", 30_000).await;
+    node.send(vec![opened("acme", "u1", "node-a.1", "p1", "phone")]).await;
+    for round in 0..3 {
+        let mut watch = service.watch(&["u1"], &[], "").await;
+        let start = snapshot(next_event(&mut watch).await);
+        assert!(start.users[0].online, "round {round}: {start:?}");
+        let path = format!("/round-{round}");
+        node.send(vec![page("acme", "u1", "node-a.1", &path)]).await;
+        let (kind, _, _, diff) = next_diff(&mut watch).await;
+        assert_eq!((kind.as_str(), diff.presence.unwrap().current_page), ("update", path));
+        drop(watch);
+        // Unwatched, the replica skips these; the next watcher's snapshot shows them.
+        node.send(vec![page("acme", "u1", "node-a.1", "/elsewhere")]).await;
+    }
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn a_restarted_redis_is_refilled_by_the_nodes_and_watchers_start_over() {
     let mut redis = testing::PrivateRedis::start().await;

@@ -4,15 +4,19 @@
 //! the log was trimmed past its cursor, the log was lost, or it fell behind the fan-out —
 //! it gets a fresh snapshot instead of a silent gap.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     engine::Diff,
     error::PresenceResult,
-    store::{Cursor, LogEntry, LogRead},
+    store::{Cursor, LogEntry, LogRead, StoreError},
     tracker::{Member, Tracker},
     view::{Audience, Detail, Presence},
 };
@@ -23,6 +27,8 @@ const FEED_CAPACITY: usize = 4_096;
 const RESUME_CHUNK: usize = 1_000;
 /// Members listed per channel in a snapshot at most.
 const SNAPSHOT_MEMBERS: usize = 10_000;
+/// How long a watcher waits for the log to be read before it is told it cannot be.
+const JOIN_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 enum FeedItem {
@@ -31,10 +37,22 @@ enum FeedItem {
     Reset,
 }
 
-/// The replica's one reader of the event log.
+/// The replica's one reader of the event log. It reads only while someone watches: with
+/// nobody to hand them to, reading and decoding every batch of a busy log is wasted work on
+/// this replica and on Redis.
+///
+/// A watcher must not miss what happens after its snapshot, so whenever the tail starts
+/// (again) it begins at the log's head as read after every waiting watcher joined, and
+/// watchers that joined an idle feed wait for that before they take their snapshots.
 #[derive(Debug, Clone)]
 pub struct Feed {
     sender: broadcast::Sender<FeedItem>,
+    /// Orders a watcher joining against the tail going idle.
+    gate: Arc<Mutex<()>>,
+    /// Whether the tail reads from a position no later than any snapshot taken from now on.
+    tailing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// A watcher joined while the tail was idle.
+    joined: Arc<Notify>,
 }
 
 impl Default for Feed {
@@ -47,7 +65,42 @@ impl Feed {
     pub fn new() -> Self {
         Self {
             sender: broadcast::channel(FEED_CAPACITY).0,
+            gate: Arc::default(),
+            tailing: Arc::new(tokio::sync::watch::channel(false).0),
+            joined: Arc::default(),
         }
+    }
+
+    /// Subscribes a watcher; returns once the tail reads from where the watcher will start,
+    /// or fails when the log stays unreadable for `JOIN_WAIT`.
+    async fn join(&self) -> PresenceResult<broadcast::Receiver<FeedItem>> {
+        let (receiver, mut tailing) = {
+            let _gate = self
+                .gate
+                .lock()
+                .map_err(|_| StoreError::Corrupt("the presence feed's lock was poisoned".to_owned()))?;
+            (self.sender.subscribe(), self.tailing.subscribe())
+        };
+        if !*tailing.borrow_and_update() {
+            self.joined.notify_one();
+        }
+        let unreadable = || StoreError::Unavailable("the presence event log cannot be read".to_owned());
+        match tokio::time::timeout(JOIN_WAIT, tailing.wait_for(|tailing| *tailing)).await {
+            Ok(Ok(_)) => Ok(receiver),
+            _ => Err(unreadable().into()),
+        }
+    }
+
+    /// Goes idle when nobody watches; the tail then forgets its position.
+    fn idle_if_unwatched(&self) -> bool {
+        let Ok(_gate) = self.gate.lock() else {
+            return false;
+        };
+        let unwatched = self.sender.receiver_count() == 0;
+        if unwatched {
+            self.tailing.send_replace(false);
+        }
+        unwatched
     }
 
     /// Reads the log until `stop`, handing each entry to the watchers.
@@ -55,11 +108,20 @@ impl Feed {
         let store = tracker.store().clone();
         let mut last = None;
         while !stop.is_cancelled() {
+            if self.idle_if_unwatched() {
+                last = None;
+                tokio::select! {
+                    () = self.joined.notified() => {}
+                    () = stop.cancelled() => return,
+                }
+                continue;
+            }
             let after = match &last {
                 Some(cursor) => cursor,
                 None => match store.log_head().await {
                     Ok(head) => {
                         last = Some(head);
+                        self.tailing.send_replace(true);
                         continue;
                     }
                     Err(error) => {
@@ -145,7 +207,18 @@ pub async fn watch(
     out: mpsc::Sender<PresenceResult<WatchItem>>,
     stop: CancellationToken,
 ) {
-    let mut live = feed.sender.subscribe();
+    let joined = tokio::select! {
+        joined = feed.join() => joined,
+        () = stop.cancelled() => return,
+        () = out.closed() => return,
+    };
+    let mut live = match joined {
+        Ok(live) => live,
+        Err(error) => {
+            let _ = out.send(Err(error)).await;
+            return;
+        }
+    };
     let mut last = match resume {
         Some(cursor) => replay(&tracker, &subject, cursor, &out).await,
         None => None,
