@@ -5,7 +5,8 @@
 //! into the command's buffer and each key is spelled once per batch, not once per change.
 //!
 //! Arguments: prefix, log max length, candidate epoch; the version checks (tenant count,
-//! then per tenant: tenant, user count, users × (user, expected version, change index));
+//! then per tenant: tenant, user count, the users, then each one's expected `<version>:`
+//! prefix or "" for none);
 //! the write commands (count, then per command: name, key, argument count, arguments);
 //! the counters (count, then key and delta each: the script deletes one that reaches 0);
 //! the events (the batch's diffs in postcard, or "").
@@ -110,7 +111,8 @@ struct Command<'a> {
 }
 
 /// Appends the script's arguments for `changes` to `command` (an `EVALSHA sha 0`); `record`
-/// encodes a stored record.
+/// encodes a stored record. Returns the change checked at each position, to read the
+/// script's conflicts by.
 pub fn encode(
     command: &mut redis::Cmd,
     prefix: &str,
@@ -118,7 +120,7 @@ pub fn encode(
     epoch: &str,
     changes: &[Change],
     record: impl Fn(&UserRecord) -> Result<Vec<u8>, StoreError>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<usize>, StoreError> {
     let mut writes = Writes::default();
     for (index, change) in changes.iter().enumerate() {
         writes.add(index, change, &record)?;
@@ -126,13 +128,18 @@ pub fn encode(
     let key = |key: Key<'_>| format!("{prefix}{key}");
 
     command.arg(prefix).arg(log_max_len).arg(epoch).arg(writes.checks.len());
+    let mut checked = Vec::with_capacity(changes.len());
     for (tenant, users) in &writes.checks {
         command.arg(*tenant).arg(users.len());
         for (index, change) in users {
-            command
-                .arg(change.key.user.as_str())
-                .arg(change.expected_version)
-                .arg(*index);
+            command.arg(change.key.user.as_str());
+            checked.push(*index);
+        }
+        for (_, change) in users {
+            match change.expected_version {
+                0 => command.arg(""),
+                version => command.arg(format!("{version}:")),
+            };
         }
     }
 
@@ -224,7 +231,7 @@ pub fn encode(
         let events = postcard::to_allocvec(&writes.diffs).map_err(|error| StoreError::Corrupt(error.to_string()))?;
         command.arg(events);
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// Reads what `encode` wrote as a batch's events.

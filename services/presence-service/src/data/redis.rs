@@ -196,7 +196,7 @@ impl PresenceStore for RedisStore {
     async fn commit(&self, changes: &[Change]) -> Result<Committed, StoreError> {
         let mut command = redis::cmd("EVALSHA");
         command.arg(self.commit.get_hash()).arg(0);
-        super::commit_batch::encode(
+        let checked = super::commit_batch::encode(
             &mut command,
             &self.prefix,
             self.log_max_len,
@@ -219,7 +219,13 @@ impl PresenceStore for RedisStore {
             None => String::new(),
         };
         let conflicts = reply
-            .map(|value| redis::from_redis_value::<usize>(value).map_err(corrupt))
+            .map(|value| {
+                let position: usize = redis::from_redis_value(value).map_err(corrupt)?;
+                checked
+                    .get(position)
+                    .copied()
+                    .ok_or_else(|| corrupt("a conflict outside the batch"))
+            })
             .collect::<Result<Vec<usize>, StoreError>>()?;
         Ok(Committed {
             conflicts,

@@ -2,7 +2,7 @@
 -- when any user's record is no longer the version the batch was computed from, nothing.
 -- The arguments are laid out by data/commit_batch.rs: version checks, then write commands
 -- grouped by key, then counters, then the events.
--- Returns {cursor or "", conflicting change indexes (0-based)...}.
+-- Returns {cursor or "", conflicting check positions (0-based)...}.
 local prefix = ARGV[1]
 local maxlen = ARGV[2]
 -- unpack() may spread only so many values on Lua's stack.
@@ -14,28 +14,32 @@ local function take()
   return value
 end
 
--- Version checks, one HMGET per tenant (in chunks).
+-- Version checks, one HMGET per tenant (in chunks): each stored record must still begin
+-- with the expected "<version>:" (expected "": no record). A check's position counts
+-- across tenants; the caller maps it back to its change.
 local conflicts = {}
+local checked = 0
 for _ = 1, tonumber(take()) do
-  local tenant, users = take(), tonumber(take())
-  local names, expected, indexes = {}, {}, {}
-  for n = 1, users do
-    names[n], expected[n], indexes[n] = take(), take(), take()
-  end
-  for first = 1, users, CHUNK do
-    local last = math.min(first + CHUNK - 1, users)
-    local current = redis.call("HMGET", prefix .. "u:" .. tenant, unpack(names, first, last))
+  local key, users = prefix .. "u:" .. take(), tonumber(take())
+  local names, expected = at, at + users
+  at = at + 2 * users
+  for first = 0, users - 1, CHUNK do
+    local last = math.min(first + CHUNK, users) - 1
+    local current = redis.call("HMGET", key, unpack(ARGV, names + first, names + last))
     for n = first, last do
-      local stored = current[n - first + 1]
-      local version = "0"
-      if stored then
-        version = string.match(stored, "^(%d+):") or "0"
+      local stored, want = current[n - first + 1], ARGV[expected + n]
+      local same
+      if want == "" then
+        same = not stored
+      else
+        same = stored and string.find(stored, want, 1, true) == 1
       end
-      if version ~= expected[n] then
-        table.insert(conflicts, tonumber(indexes[n]))
+      if not same then
+        table.insert(conflicts, checked + n)
       end
     end
   end
+  checked = checked + users
 end
 if #conflicts > 0 then
   local out = {""}
@@ -60,7 +64,8 @@ end
 local counters = tonumber(take())
 local keys, deltas = {}, {}
 for n = 1, counters do
-  keys[n], deltas[n] = take(), tonumber(take())
+  keys[n], deltas[n] = ARGV[at], tonumber(ARGV[at + 1])
+  at = at + 2
 end
 local kept, gone = {}, {}
 for first = 1, counters, CHUNK do
