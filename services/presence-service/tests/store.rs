@@ -2,6 +2,8 @@
 //! from records another replica has changed since is written not at all, and the store
 //! names exactly the changes that raced, whatever tenants the batch spans.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use presence_service::{
