@@ -576,7 +576,8 @@ async fn main() {
 
     // Users asked for are among those online throughout (the channel's members).
     let online_users = scale.connections;
-    let (batch_p50, batch_p99) = batch_get_latency(&service, scale.channel_members, 1_000, pb::PresenceView::Basic).await;
+    let (batch_p50, batch_p99) =
+        batch_get_latency(&service, scale.channel_members, 1_000, pb::PresenceView::Basic).await;
     println!("BatchGetPresence ×1000 with {online_users} online: p50 {batch_p50} ms, p99 {batch_p99} ms");
     let (full_p50, full_p99) = batch_get_latency(&service, scale.channel_members, 1_000, pb::PresenceView::Full).await;
     println!("  with every connection (view FULL): p50 {full_p50} ms, p99 {full_p99} ms");

@@ -32,6 +32,8 @@ const TAIL_CHUNK: usize = 100;
 /// Lapsed nodes claimed per cleanup call.
 const CLAIM_NODES: usize = 100;
 
+/// Records a read fetches on one connection; more are split over two.
+const SPLIT_READ: usize = 256;
 /// How long a command may take before the store reports Redis unavailable. A commit that
 /// timed out may still have been written; the version checks make its retry safe.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -40,6 +42,9 @@ pub struct RedisStore {
     /// Every command but the log wait, multiplexed on one connection that reconnects by
     /// itself: a pool would check each connection out with a PING, a round trip per call.
     shared: ConnectionManager,
+    /// The second half of a large read: each connection's replies are parsed by its own
+    /// task, so the halves are received and decoded on two cores at once.
+    second: ConnectionManager,
     /// `XREAD BLOCK` holds its connection until entries arrive, so it has one of its own,
     /// without a response timeout.
     waits: ConnectionManager,
@@ -83,18 +88,20 @@ impl RedisStore {
             .map_err(unavailable)?
             .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = redis::Client::open(info).map_err(unavailable)?;
-        let shared = ConnectionManager::new_with_config(
-            client.clone(),
-            ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT)),
-        )
-        .await
-        .map_err(unavailable)?;
+        let timed = ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let shared = ConnectionManager::new_with_config(client.clone(), timed.clone())
+            .await
+            .map_err(unavailable)?;
+        let second = ConnectionManager::new_with_config(client.clone(), timed)
+            .await
+            .map_err(unavailable)?;
         let waits =
             ConnectionManager::new_with_config(client, ConnectionManagerConfig::new().set_response_timeout(None))
                 .await
                 .map_err(unavailable)?;
         let store = Self {
             shared,
+            second,
             waits,
             prefix: prefix.to_owned(),
             log_max_len: log_max_len.max(1),
@@ -159,37 +166,52 @@ fn user_of(member: &str) -> Option<UserKey> {
     Some(UserKey::new(parts.next()?, parts.next()?))
 }
 
+/// The records of `keys` on `conn`: one HMGET per tenant, in one round trip. Owns what it
+/// needs, so that a large read can run its halves as tasks of their own.
+async fn load_records(
+    mut conn: ConnectionManager,
+    prefix: String,
+    keys: Vec<UserKey>,
+) -> Result<Vec<Option<UserRecord>>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tenants: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (index, key) in keys.iter().enumerate() {
+        match tenants.iter_mut().find(|(tenant, _)| *tenant == key.tenant) {
+            Some((_, indexes)) => indexes.push(index),
+            None => tenants.push((&key.tenant, vec![index])),
+        }
+    }
+    let mut pipe = redis::pipe();
+    for (tenant, indexes) in &tenants {
+        let mut command = redis::cmd("HMGET");
+        command.arg(format!("{prefix}{}", Key::Records(tenant)));
+        for index in indexes {
+            command.arg(&keys[*index].user);
+        }
+        pipe.add_command(command);
+    }
+    let replies: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+    let mut records = vec![None; keys.len()];
+    for ((_, indexes), values) in tenants.iter().zip(replies) {
+        for (index, value) in indexes.iter().zip(values) {
+            records[*index] = value.as_deref().map(decode_record).transpose()?;
+        }
+    }
+    Ok(records)
+}
+
 #[async_trait::async_trait]
 impl PresenceStore for RedisStore {
     async fn load(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        if keys.len() <= SPLIT_READ {
+            return load_records(self.conn(), self.prefix.clone(), keys.to_vec()).await;
         }
-        // One HMGET per tenant, in one round trip.
-        let mut tenants: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (index, key) in keys.iter().enumerate() {
-            match tenants.iter_mut().find(|(tenant, _)| *tenant == key.tenant) {
-                Some((_, indexes)) => indexes.push(index),
-                None => tenants.push((&key.tenant, vec![index])),
-            }
-        }
-        let mut pipe = redis::pipe();
-        for (tenant, indexes) in &tenants {
-            let mut command = redis::cmd("HMGET");
-            command.arg(self.key(Key::Records(tenant)));
-            for index in indexes {
-                command.arg(&keys[*index].user);
-            }
-            pipe.add_command(command);
-        }
-        let mut conn = self.conn();
-        let replies: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        let mut records = vec![None; keys.len()];
-        for ((_, indexes), values) in tenants.iter().zip(replies) {
-            for (index, value) in indexes.iter().zip(values) {
-                records[*index] = value.as_deref().map(decode_record).transpose()?;
-            }
-        }
+        let (first, second) = keys.split_at(keys.len() / 2);
+        let second = tokio::spawn(load_records(self.second.clone(), self.prefix.clone(), second.to_vec()));
+        let mut records = load_records(self.conn(), self.prefix.clone(), first.to_vec()).await?;
+        records.extend(second.await.map_err(unavailable)??);
         Ok(records)
     }
 
