@@ -153,7 +153,7 @@ pub fn apply(key: &UserKey, before: Option<&UserRecord>, ops: &[Op], now_ms: i64
     if !record.connections.is_empty() || !old.connections.is_empty() {
         record.last_seen_ms = now_ms;
     }
-    record.version = old.version + 1;
+    record.version = next_version(old.version, now_ms);
     record.changed_ms = now_ms;
     let new_view = Presence {
         sequence: record.version,
@@ -176,6 +176,19 @@ pub fn apply(key: &UserKey, before: Option<&UserRecord>, ops: &[Op], now_ms: i64
         last_seen,
         due_changed,
     })
+}
+
+/// The version after `version` (0: no record). A user's first record starts from the clock,
+/// not from 1: a record deleted when the user left and created again when they returned
+/// would otherwise repeat versions, and a replica holding the old record (or a client
+/// holding its sequence) could take the new one for it. Starting at `now_ms << 10` keeps
+/// versions increasing across a user's visits (a visit makes fewer than 1,024 changes per
+/// millisecond) and below 2^53, so they stay exact as JSON numbers.
+fn next_version(version: u64, now_ms: i64) -> u64 {
+    match version {
+        0 => (now_ms.max(0) as u64) << 10,
+        version => version + 1,
+    }
 }
 
 /// What to write to the database, which answers for users gone from Redis: the times of a
@@ -502,6 +515,36 @@ mod tests {
         let key = UserKey::new("t", "u1");
         let change = apply(&key, record.as_ref(), &[op], now_ms, &RULES).expect("a change");
         (change.after, change.last_seen)
+    }
+
+    #[test]
+    fn a_returning_user_never_repeats_a_version_of_an_earlier_visit() {
+        let open = || Op::Open {
+            connection: "c1".to_owned(),
+            node: "n1".to_owned(),
+            device: Device::default(),
+            metas: MetasPatch::default(),
+            channels: Vec::new(),
+        };
+        let close = Op::Close {
+            connection: "c1".to_owned(),
+            clean: true,
+        };
+        let key = UserKey::new("t", "u1");
+        let first = apply(&key, None, &[open()], 1_000, &RULES).expect("joined");
+        let record = first.after.expect("online");
+        let moved = apply(&key, Some(&record), &[page("/a")], 1_001, &RULES).expect("moved");
+        let record = moved.after.expect("online");
+        let left = apply(&key, Some(&record), &[close], 1_002, &RULES).expect("left");
+        assert_eq!(left.after, None);
+        let back = apply(&key, None, &[open()], 1_003, &RULES).expect("back");
+        let versions = [
+            first.diffs[0].presence.sequence,
+            record.version,
+            back.after.expect("online").version,
+        ];
+        assert!(versions[0] < versions[1] && versions[1] < versions[2], "{versions:?}");
+        assert!(versions[2] < 1 << 53, "exact in JSON");
     }
 
     #[test]
