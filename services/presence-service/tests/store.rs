@@ -10,7 +10,7 @@ use presence_service::{
     biz::{
         engine::{self, Change, Op},
         model::{Device, MetasPatch, UserKey, UserRecord},
-        store::PresenceStore,
+        store::{Fetched, PresenceStore},
         view::Rules,
     },
     data::{memory::MemoryStore, redis::RedisStore},
@@ -97,5 +97,39 @@ async fn a_batch_computed_from_stale_records_writes_nothing_and_names_the_racers
         let theirs = after[1].as_ref().unwrap();
         assert_eq!(theirs.connections.get("c1").unwrap().metas.page, "/theirs", "{name}");
         assert_eq!(after[2], None, "{name}: nor is a new user");
+    }
+}
+
+#[tokio::test]
+async fn a_read_skips_only_records_the_reader_holds_at_the_stored_version() {
+    for (name, store) in stores().await {
+        let (u1, u2, u3) = (
+            UserKey::new("acme", "u1"),
+            UserKey::new("acme", "u2"),
+            UserKey::new("acme", "u3"),
+        );
+        let opened = [
+            change(&u1, None, open("c1"), 1_000),
+            change(&u2, None, open("c1"), 1_000),
+        ];
+        store.commit(&opened).await.unwrap();
+        let held = store.load(&[u1.clone(), u2.clone()]).await.unwrap();
+        let (held_u1, held_u2) = (held[0].clone().unwrap(), held[1].clone().unwrap());
+        let moved = change(&u2, Some(&held_u2), page("c1", "/new"), 2_000);
+        store.commit(&[moved]).await.unwrap();
+
+        let fetched = store
+            .fetch(
+                &[u1.clone(), u2.clone(), u3.clone()],
+                &[held_u1.version, held_u2.version, 7],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fetched[0], Fetched::Held, "{name}: still the version held");
+        let Fetched::Record(newer) = &fetched[1] else {
+            panic!("{name}: a newer version is read in full: {:?}", fetched[1]);
+        };
+        assert_eq!(newer.connections.get("c1").unwrap().metas.page, "/new", "{name}");
+        assert_eq!(fetched[2], Fetched::Missing, "{name}");
     }
 }

@@ -4,12 +4,14 @@
 //! was written; a stale one (another replica wrote since) fails the store's version check,
 //! and the batch reads the record again. A deleted record is not remembered: users come and
 //! go, and a cache of the departed would fill up with them.
-//! Only writes use it; queries always read the store. A write that changes nothing is never
+//! Queries use it too, but only where the store confirms that a cached record is still the
+//! stored version (which saves decoding it again). A write that changes nothing is never
 //! checked against the store, so the cache is cleared whenever the store may have lost state
-//! (a node's lease is unknown to it: first contact, or Redis restarted).
+//! (a node's lease is unknown to it: first contact, or Redis restarted). Records are shared
+//! (`Arc`) so that a query can hold one while a batch works on it.
 //! Every reported event passes through here, so the map hashes with foldhash, not SipHash.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use foldhash::HashMap;
 
@@ -17,7 +19,7 @@ use super::model::{UserKey, UserRecord};
 
 #[derive(Debug)]
 pub struct RecordCache {
-    entries: Mutex<HashMap<UserKey, UserRecord>>,
+    entries: Mutex<HashMap<UserKey, Arc<UserRecord>>>,
     capacity: usize,
 }
 
@@ -32,15 +34,34 @@ impl RecordCache {
 
     /// Takes what is cached for each key out of the cache (`None`: unknown here). The caller
     /// puts back what it writes (or leaves unchanged).
-    pub fn take_many(&self, keys: &[UserKey]) -> Vec<Option<UserRecord>> {
+    pub fn take_many(&self, keys: &[UserKey]) -> Vec<Option<Arc<UserRecord>>> {
         let Ok(mut entries) = self.entries.lock() else {
             return vec![None; keys.len()];
         };
         keys.iter().map(|key| entries.remove(key)).collect()
     }
 
+    /// What is cached for each key, left in the cache.
+    pub fn peek_many(&self, keys: &[UserKey]) -> Vec<Option<Arc<UserRecord>>> {
+        let Ok(entries) = self.entries.lock() else {
+            return vec![None; keys.len()];
+        };
+        keys.iter().map(|key| entries.get(key).cloned()).collect()
+    }
+
+    /// Remembers a record a query read, while there is room: queries never make the cache
+    /// start over.
+    pub fn offer(&self, key: UserKey, record: Arc<UserRecord>) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() < self.capacity {
+            entries.insert(key, record);
+        }
+    }
+
     /// Remembers what was written (or read and left as it was); `None` (no record) is not kept.
-    pub fn put(&self, key: UserKey, record: Option<UserRecord>) {
+    pub fn put(&self, key: UserKey, record: Option<Arc<UserRecord>>) {
         let Some(record) = record else {
             return;
         };

@@ -81,11 +81,33 @@ pub struct Committed {
     pub cursor: Option<Cursor>,
 }
 
+/// What a read found of one record, given the version the reader already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    Missing,
+    /// The stored record is the version the reader holds: it was not decoded again.
+    Held,
+    Record(UserRecord),
+}
+
 /// Presence state shared by every replica.
 #[async_trait::async_trait]
 pub trait PresenceStore: Send + Sync + 'static {
+    /// The stored records, in the order of `keys`; where `held` gives the version the
+    /// reader already holds (0: none) and it is still the stored one, `Fetched::Held`.
+    async fn fetch(&self, keys: &[UserKey], held: &[u64]) -> Result<Vec<Fetched>, StoreError>;
+
     /// The stored records, in the order of `keys`.
-    async fn load(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError>;
+    async fn load(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError> {
+        let fetched = self.fetch(keys, &vec![0; keys.len()]).await?;
+        Ok(fetched
+            .into_iter()
+            .map(|fetched| match fetched {
+                Fetched::Record(record) => Some(record),
+                Fetched::Missing | Fetched::Held => None,
+            })
+            .collect())
+    }
 
     /// Writes every change, with its index changes, and appends their events to the log, all
     /// in one step — or, when any record no longer has its expected version, writes nothing.

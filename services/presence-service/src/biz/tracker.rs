@@ -15,7 +15,7 @@ use super::{
     error::{PresenceError, PresenceResult},
     model::{LastSeen, UserKey, UserRecord},
     record_cache::RecordCache,
-    store::{Cursor, LastSeenRepository, PresenceStore},
+    store::{Cursor, Fetched, LastSeenRepository, PresenceStore},
     view::{Audience, Detail, Presence, Rules, footprint, presence},
 };
 
@@ -143,7 +143,7 @@ impl Tracker {
             let now = now_ms();
             let mut changes: Vec<engine::Change> = Vec::with_capacity(users.len());
             for ((key, ops), record) in users.iter().zip(records) {
-                match engine::apply(key, record.as_ref(), ops, now, &self.rules) {
+                match engine::apply(key, record.as_deref(), ops, now, &self.rules) {
                     Some(change) => changes.push(change),
                     // Unchanged: the record goes back to the cache as it was read.
                     None => self.cache.put(key.clone(), record),
@@ -161,7 +161,7 @@ impl Tracker {
             }
             self.remember(&changes);
             for change in changes {
-                self.cache.put(change.key, change.after);
+                self.cache.put(change.key, change.after.map(Arc::new));
             }
             return Ok(committed.cursor);
         }
@@ -169,7 +169,7 @@ impl Tracker {
     }
 
     /// The records to change: from the cache where this replica wrote them last, else the store.
-    async fn records_for_write(&self, keys: &[UserKey]) -> PresenceResult<Vec<Option<UserRecord>>> {
+    async fn records_for_write(&self, keys: &[UserKey]) -> PresenceResult<Vec<Option<Arc<UserRecord>>>> {
         let cached = self.cache.take_many(keys);
         let missing: Vec<UserKey> = keys
             .iter()
@@ -180,7 +180,32 @@ impl Tracker {
         let mut loaded = self.store.load(&missing).await?.into_iter();
         Ok(cached
             .into_iter()
-            .map(|cached| cached.or_else(|| loaded.next().flatten()))
+            .map(|cached| cached.or_else(|| loaded.next().flatten().map(Arc::new)))
+            .collect())
+    }
+
+    /// The records to show: those this replica holds at the stored version are not decoded
+    /// again.
+    async fn records_for_read(&self, keys: &[UserKey]) -> PresenceResult<Vec<Option<Arc<UserRecord>>>> {
+        let held = self.cache.peek_many(keys);
+        let versions: Vec<u64> = held
+            .iter()
+            .map(|record| record.as_ref().map_or(0, |record| record.version))
+            .collect();
+        let fetched = self.store.fetch(keys, &versions).await?;
+        Ok(fetched
+            .into_iter()
+            .zip(held)
+            .zip(keys)
+            .map(|((fetched, held), key)| match fetched {
+                Fetched::Missing => None,
+                Fetched::Held => held,
+                Fetched::Record(record) => {
+                    let record = Arc::new(record);
+                    self.cache.offer(key.clone(), record.clone());
+                    Some(record)
+                }
+            })
             .collect())
     }
 
@@ -273,7 +298,7 @@ impl Tracker {
         detail: Detail,
     ) -> PresenceResult<Vec<(Presence, bool)>> {
         let keys: Vec<UserKey> = users.iter().map(|user| UserKey::new(tenant, user.as_str())).collect();
-        let records = self.store.load(&keys).await?;
+        let records = self.records_for_read(&keys).await?;
         let now = now_ms();
         let missing: Vec<String> = users
             .iter()
@@ -367,7 +392,7 @@ impl Tracker {
         let more = ids.len() > page_size;
         let ids: Vec<String> = ids.into_iter().take(page_size).collect();
         let keys: Vec<UserKey> = ids.iter().map(|user| UserKey::new(tenant, user.as_str())).collect();
-        let records = self.store.load(&keys).await?;
+        let records = self.records_for_read(&keys).await?;
         let now = now_ms();
         let members: Vec<Member> = ids
             .iter()

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::biz::{
     engine::Change,
     model::{UserKey, UserRecord},
-    store::{Committed, Cursor, LogEntry, LogRead, PresenceStore, StoreError},
+    store::{Committed, Cursor, Fetched, LogEntry, LogRead, PresenceStore, StoreError},
 };
 
 #[derive(Default)]
@@ -145,9 +145,17 @@ fn apply_change(state: &mut State, change: &Change) {
 
 #[async_trait::async_trait]
 impl PresenceStore for MemoryStore {
-    async fn load(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError> {
+    async fn fetch(&self, keys: &[UserKey], held: &[u64]) -> Result<Vec<Fetched>, StoreError> {
         let state = self.state.lock().map_err(poisoned)?;
-        Ok(keys.iter().map(|key| state.records.get(key).cloned()).collect())
+        Ok(keys
+            .iter()
+            .zip(held.iter().chain(std::iter::repeat(&0)))
+            .map(|(key, held)| match state.records.get(key) {
+                None => Fetched::Missing,
+                Some(record) if record.version == *held => Fetched::Held,
+                Some(record) => Fetched::Record(record.clone()),
+            })
+            .collect())
     }
 
     async fn commit(&self, changes: &[Change]) -> Result<Committed, StoreError> {

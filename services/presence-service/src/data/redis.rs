@@ -21,7 +21,7 @@ use super::keys::Key;
 use crate::biz::{
     engine::Change,
     model::{UserKey, UserRecord},
-    store::{Committed, Cursor, LogEntry, LogRead, PresenceStore, StoreError},
+    store::{Committed, Cursor, Fetched, LogEntry, LogRead, PresenceStore, StoreError},
 };
 
 /// Ids in keys and members are joined with the ASCII unit separator, which input validation
@@ -153,12 +153,17 @@ fn encode_record(record: &UserRecord) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-fn decode_record(value: &[u8]) -> Result<UserRecord, StoreError> {
+/// The version a stored value begins with, and the record's bytes after it.
+fn split_record(value: &[u8]) -> Result<(u64, &[u8]), StoreError> {
     let colon = value
         .iter()
         .position(|byte| *byte == b':')
         .ok_or_else(|| corrupt("record without a version"))?;
-    postcard::from_bytes(&value[colon + 1..]).map_err(corrupt)
+    let version = std::str::from_utf8(&value[..colon])
+        .ok()
+        .and_then(|digits| digits.parse().ok())
+        .ok_or_else(|| corrupt("record with a malformed version"))?;
+    Ok((version, &value[colon + 1..]))
 }
 
 fn user_of(member: &str) -> Option<UserKey> {
@@ -166,13 +171,15 @@ fn user_of(member: &str) -> Option<UserKey> {
     Some(UserKey::new(parts.next()?, parts.next()?))
 }
 
-/// The records of `keys` on `conn`: one HMGET per tenant, in one round trip. Owns what it
-/// needs, so that a large read can run its halves as tasks of their own.
-async fn load_records(
+/// The records of `keys` on `conn`: one HMGET per tenant, in one round trip; a record whose
+/// version is the one `held` gives is not decoded. Owns what it needs, so that a large read
+/// can run its halves as tasks of their own.
+async fn fetch_records(
     mut conn: ConnectionManager,
     prefix: String,
     keys: Vec<UserKey>,
-) -> Result<Vec<Option<UserRecord>>, StoreError> {
+    held: Vec<u64>,
+) -> Result<Vec<Fetched>, StoreError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -193,10 +200,16 @@ async fn load_records(
         pipe.add_command(command);
     }
     let replies: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-    let mut records = vec![None; keys.len()];
+    let mut records = vec![Fetched::Missing; keys.len()];
     for ((_, indexes), values) in tenants.iter().zip(replies) {
         for (index, value) in indexes.iter().zip(values) {
-            records[*index] = value.as_deref().map(decode_record).transpose()?;
+            let Some(value) = value else { continue };
+            let (version, record) = split_record(&value)?;
+            records[*index] = if held[*index] == version {
+                Fetched::Held
+            } else {
+                Fetched::Record(postcard::from_bytes(record).map_err(corrupt)?)
+            };
         }
     }
     Ok(records)
@@ -204,13 +217,21 @@ async fn load_records(
 
 #[async_trait::async_trait]
 impl PresenceStore for RedisStore {
-    async fn load(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError> {
+    async fn fetch(&self, keys: &[UserKey], held: &[u64]) -> Result<Vec<Fetched>, StoreError> {
+        let held = |range: std::ops::Range<usize>| -> Vec<u64> {
+            range.map(|index| held.get(index).copied().unwrap_or(0)).collect()
+        };
         if keys.len() <= SPLIT_READ {
-            return load_records(self.conn(), self.prefix.clone(), keys.to_vec()).await;
+            return fetch_records(self.conn(), self.prefix.clone(), keys.to_vec(), held(0..keys.len())).await;
         }
-        let (first, second) = keys.split_at(keys.len() / 2);
-        let second = tokio::spawn(load_records(self.second.clone(), self.prefix.clone(), second.to_vec()));
-        let mut records = load_records(self.conn(), self.prefix.clone(), first.to_vec()).await?;
+        let half = keys.len() / 2;
+        let second = tokio::spawn(fetch_records(
+            self.second.clone(),
+            self.prefix.clone(),
+            keys[half..].to_vec(),
+            held(half..keys.len()),
+        ));
+        let mut records = fetch_records(self.conn(), self.prefix.clone(), keys[..half].to_vec(), held(0..half)).await?;
         records.extend(second.await.map_err(unavailable)??);
         Ok(records)
     }
