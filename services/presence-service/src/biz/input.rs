@@ -101,11 +101,12 @@ pub fn check_metas(
         Some(text) => {
             let status = Status::parse(text);
             if status.is_none() {
-                let also = if allow_offline { " or offline" } else { "" };
-                violations.add(
-                    field("status"),
-                    format!("must be online, away, busy or invisible{also}"),
-                );
+                let allowed = if allow_offline {
+                    "online, away, busy, invisible or offline"
+                } else {
+                    "online, away, busy or invisible"
+                };
+                violations.add(field("status"), format!("must be {allowed}"));
             }
             status
         }
