@@ -10,6 +10,9 @@ use std::f64::consts::{FRAC_1_SQRT_2, PI, SQRT_2};
 
 /// P(Z ≤ x) for a standard normal Z: `erfc(-x/√2) / 2`.
 pub fn normal_cdf(x: f64) -> f64 {
+    if x.is_nan() {
+        return f64::NAN;
+    }
     0.5 * puruspe::erfc(-x * FRAC_1_SQRT_2)
 }
 
@@ -20,6 +23,9 @@ pub fn normal_sf(x: f64) -> f64 {
 
 /// The x with `normal_cdf(x) = p`, for 0 < p < 1 (±∞ at the ends): `-√2 · erfc⁻¹(2p)`.
 pub fn normal_quantile(p: f64) -> f64 {
+    if p.is_nan() {
+        return f64::NAN;
+    }
     if p <= 0.0 {
         return f64::NEG_INFINITY;
     }
@@ -43,6 +49,9 @@ pub fn student_t_two_sided_p(t: f64, dof: f64) -> f64 {
     if t.is_infinite() {
         return 0.0;
     }
+    if dof.is_infinite() {
+        return 2.0 * normal_sf(t.abs());
+    }
     let x = dof / (dof + t * t);
     puruspe::betai(0.5 * dof, 0.5, x).clamp(0.0, 1.0)
 }
@@ -63,6 +72,9 @@ pub fn student_t_quantile(p: f64, dof: f64) -> f64 {
     }
     if p == 0.5 {
         return 0.0;
+    }
+    if dof.is_infinite() {
+        return normal_quantile(p);
     }
     // Work on the upper tail q = P(T > t) with t > 0, then restore the sign.
     let (q, sign) = if p > 0.5 { (1.0 - p, 1.0) } else { (p, -1.0) };
@@ -115,8 +127,15 @@ pub fn normal_mean_above_zero(mu: f64, sigma: f64) -> f64 {
     mu + sigma * inverse_mills(alpha)
 }
 
-/// φ(a) / (1 - Φ(a)), the hazard of the standard normal at `a`.
+/// φ(a) / (1 - Φ(a)), the hazard of the standard normal at `a`. For a ≥ 0 through the
+/// scaled `erfcx` (1 - Φ(a) may underflow); below, 1 - Φ(a) > 1/2 and the plain ratio is exact.
 fn inverse_mills(a: f64) -> f64 {
+    if a.is_nan() {
+        return f64::NAN;
+    }
+    if a < 0.0 {
+        return normal_pdf(a) / normal_sf(a);
+    }
     (2.0 / PI).sqrt() / puruspe::erfcx(a * FRAC_1_SQRT_2)
 }
 
@@ -157,6 +176,14 @@ mod tests {
         let half = (2.0 / PI).sqrt();
         assert!(close(normal_mean_above_zero(0.0, 1.0), half, 1e-14));
         assert!(close(normal_mean_below_zero(0.0, 1.0), -half, 1e-14));
+        assert!(normal_mean_above_zero(f64::NAN, 1.0).is_nan());
+        assert!(normal_cdf(f64::NAN).is_nan());
+        assert!(student_t_two_sided_p(f64::NAN, 3.0).is_nan());
+        assert!(close(
+            student_t_quantile(0.975, f64::INFINITY),
+            1.959_963_984_540_054_5,
+            1e-10
+        ));
         let far = normal_mean_below_zero(50.0, 1.0);
         assert!(far.is_finite() && far < 0.0 && far > -0.03);
     }

@@ -4,7 +4,7 @@
 //!
 //! Every figure agrees with gbstats 0.8.0 (`TwoSidedTTest`, `SequentialTwoSidedTTest`,
 //! `EffectBayesianABTest`, `check_srm`) on the same sums to 1e-6 relative; the vectors in
-//! `vectors/gbstats-0.8.0.json` prove it and `vectors/generate.py` regenerates them. Each
+//! `vectors/gbstats-0.8.0.json` prove it and `scripts/gbstats-vectors.sh` regenerates them. Each
 //! module documents its formulas and their sources.
 //!
 //! A comparison reads an [`Estimate`] per arm; [`estimate_pair`] makes the two from the
