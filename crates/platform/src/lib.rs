@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod error;
 pub mod json;
 pub mod metrics;
+pub mod names;
 pub mod page_token;
 pub mod protection;
 pub mod proto_json;

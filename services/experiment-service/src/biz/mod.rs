@@ -1,3 +1,10 @@
-//! The domain of experiment-service: types and use cases, free of SQL, gRPC and HTTP. Repositories are
-//! traits defined here and implemented in `data/`. The foundation gives this service
-//! only `GetServiceInfo`, which needs no domain logic; its capabilities land here.
+//! The domain of experiment-service: types and use cases, free of SQL, gRPC and HTTP.
+//!
+//! An experiment ([`model`]) moves through its [`lifecycle`]; [`management`] holds the use
+//! cases that check who may do what and write through the [`repository`].
+
+pub mod error;
+pub mod lifecycle;
+pub mod management;
+pub mod model;
+pub mod repository;

@@ -1,5 +1,7 @@
-//! Persistence for experiment-service: its migrations (applied at start, one set per backend) and,
-//! as the domain grows, the sqlx repositories that implement the traits in `biz`.
+//! Persistence for experiment-service: its migrations (applied at start, one set per backend)
+//! and the sqlx repository that implements `biz::repository`.
+
+pub mod repository;
 
 use sqlx::migrate::Migrator;
 use switchyard_platform::storage::Migrations;

@@ -1,22 +1,83 @@
-//! The gRPC face of experiment-service: maps protobuf requests to use cases and errors to statuses.
+//! The gRPC face of experiment-service: maps protobuf requests to use cases and errors to
+//! statuses, nothing else.
+
+mod mapping;
 
 use switchyard_api::{
-    experiments::v1::experiment_service_server::ExperimentService,
+    experiments::v1::{self as pb, experiment_service_server::ExperimentService},
     runtime::v1::{GetServiceInfoRequest, ServiceInfo},
 };
-use switchyard_platform::{about::About, error::to_status};
+use switchyard_platform::{
+    about::About,
+    auth::Principal,
+    error::{FieldViolation, to_status},
+    names::parse_name,
+};
 use tonic::{Request, Response, Status};
+
+use crate::{
+    biz::{
+        error::ExperimentError,
+        management::{Caller, ExperimentChange, Manager, PageRequest},
+    },
+    data::repository::SqlRepository,
+};
+
+pub type ExperimentManager = Manager<SqlRepository>;
 
 /// Implements `switchyard.experiments.v1.ExperimentService`.
 #[derive(Debug, Clone)]
 pub struct ExperimentServiceApi {
     about: About,
+    manager: std::sync::Arc<ExperimentManager>,
 }
 
 impl ExperimentServiceApi {
-    pub fn new(about: About) -> Self {
-        Self { about }
+    pub fn new(about: About, manager: std::sync::Arc<ExperimentManager>) -> Self {
+        Self { about, manager }
     }
+}
+
+fn status(error: ExperimentError) -> Status {
+    to_status(&error)
+}
+
+fn invalid(violations: Vec<FieldViolation>) -> Status {
+    status(ExperimentError::Invalid(violations))
+}
+
+fn caller<T>(request: &Request<T>) -> Result<Caller<'_>, Status> {
+    let principal = Principal::of(request).map_err(|error| status(error.into()))?;
+    let request_id = request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok());
+    Ok(Caller { principal, request_id })
+}
+
+/// The ids in a resource name, or INVALID_ARGUMENT naming the field.
+fn ids(field: &str, name: &str, pattern: &str) -> Result<Vec<String>, Status> {
+    parse_name(field, name, pattern).map_err(|violation| invalid(vec![violation]))
+}
+
+fn project_of(parent: &str) -> Result<String, Status> {
+    Ok(ids("parent", parent, "projects/*")?.remove(0))
+}
+
+fn metric_name(field: &str, name: &str) -> Result<(String, String), Status> {
+    let mut parts = ids(field, name, "projects/*/metrics/*")?;
+    let key = parts.remove(1);
+    Ok((parts.remove(0), key))
+}
+
+fn experiment_name(field: &str, name: &str) -> Result<(String, String), Status> {
+    let mut parts = ids(field, name, "projects/*/experiments/*")?;
+    let key = parts.remove(1);
+    Ok((parts.remove(0), key))
+}
+
+fn etag(field: &str, text: &str) -> Result<Option<i64>, Status> {
+    mapping::etag_from(field, text).map_err(|violation| invalid(vec![violation]))
 }
 
 #[tonic::async_trait]
@@ -27,5 +88,228 @@ impl ExperimentService for ExperimentServiceApi {
     ) -> Result<Response<ServiceInfo>, Status> {
         let info = self.about.service_info().await.map_err(|error| to_status(&error))?;
         Ok(Response::new(info))
+    }
+
+    async fn create_metric(&self, request: Request<pb::CreateMetricRequest>) -> Result<Response<pb::Metric>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let project = project_of(&message.parent)?;
+        let definition = mapping::metric_from(message.metric.clone().unwrap_or_default()).map_err(invalid)?;
+        let stored = self
+            .manager
+            .create_metric(caller, &project, &message.metric_id, definition)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(mapping::metric_to(&project, &stored)))
+    }
+
+    async fn get_metric(&self, request: Request<pb::GetMetricRequest>) -> Result<Response<pb::Metric>, Status> {
+        let caller = caller(&request)?;
+        let (project, key) = metric_name("name", &request.get_ref().name)?;
+        let stored = self.manager.metric(caller, &project, &key).await.map_err(status)?;
+        Ok(Response::new(mapping::metric_to(&project, &stored)))
+    }
+
+    async fn list_metrics(
+        &self,
+        request: Request<pb::ListMetricsRequest>,
+    ) -> Result<Response<pb::ListMetricsResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let project = project_of(&message.parent)?;
+        let page = PageRequest {
+            size: message.page_size,
+            token: &message.page_token,
+        };
+        let page = self.manager.metrics(caller, &project, page).await.map_err(status)?;
+        Ok(Response::new(pb::ListMetricsResponse {
+            metrics: page
+                .items
+                .iter()
+                .map(|metric| mapping::metric_to(&project, metric))
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_metric(&self, request: Request<pb::UpdateMetricRequest>) -> Result<Response<pb::Metric>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let metric = message.metric.clone().unwrap_or_default();
+        let (project, key) = metric_name("metric.name", &metric.name)?;
+        let etag = etag(
+            "etag",
+            if message.etag.is_empty() {
+                &metric.etag
+            } else {
+                &message.etag
+            },
+        )?;
+        let definition = mapping::metric_from(metric).map_err(invalid)?;
+        let stored = self
+            .manager
+            .update_metric(caller, &project, &key, definition, etag)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(mapping::metric_to(&project, &stored)))
+    }
+
+    async fn create_experiment(
+        &self,
+        request: Request<pb::CreateExperimentRequest>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let project = project_of(&message.parent)?;
+        let spec = mapping::spec_from(message.experiment.clone().unwrap_or_default()).map_err(invalid)?;
+        let stored = self
+            .manager
+            .create_experiment(caller, &project, &message.experiment_id, spec, "")
+            .await
+            .map_err(status)?;
+        Ok(Response::new(mapping::experiment_to(&project, &stored)))
+    }
+
+    async fn get_experiment(
+        &self,
+        request: Request<pb::GetExperimentRequest>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let caller = caller(&request)?;
+        let (project, key) = experiment_name("name", &request.get_ref().name)?;
+        let stored = self.manager.experiment(caller, &project, &key).await.map_err(status)?;
+        Ok(Response::new(mapping::experiment_to(&project, &stored)))
+    }
+
+    async fn list_experiments(
+        &self,
+        request: Request<pb::ListExperimentsRequest>,
+    ) -> Result<Response<pb::ListExperimentsResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let project = project_of(&message.parent)?;
+        let state = mapping::state_from(message.state).map_err(|violation| invalid(vec![violation]))?;
+        let page = PageRequest {
+            size: message.page_size,
+            token: &message.page_token,
+        };
+        let page = self
+            .manager
+            .experiments(caller, &project, state, page)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListExperimentsResponse {
+            experiments: page
+                .items
+                .iter()
+                .map(|experiment| mapping::experiment_to(&project, experiment))
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_experiment(
+        &self,
+        request: Request<pb::UpdateExperimentRequest>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let experiment = message.experiment.clone().unwrap_or_default();
+        let (project, key) = experiment_name("experiment.name", &experiment.name)?;
+        let etag = etag(
+            "etag",
+            if message.etag.is_empty() {
+                &experiment.etag
+            } else {
+                &message.etag
+            },
+        )?;
+        let change = ExperimentChange {
+            spec: mapping::spec_from(experiment).map_err(invalid)?,
+            etag,
+            reassign: message.reassign,
+            message: message.message.clone(),
+        };
+        let stored = self
+            .manager
+            .update_experiment(caller, &project, &key, change)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(mapping::experiment_to(&project, &stored)))
+    }
+
+    async fn start_experiment(
+        &self,
+        request: Request<pb::StartExperimentRequest>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let (project, key) = experiment_name("name", &message.name)?;
+        let etag = etag("etag", &message.etag)?;
+        let stored = self
+            .manager
+            .start(caller, &project, &key, etag, &message.message)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(mapping::experiment_to(&project, &stored)))
+    }
+
+    async fn stop_experiment(
+        &self,
+        request: Request<pb::StopExperimentRequest>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let (project, key) = experiment_name("name", &message.name)?;
+        let etag = etag("etag", &message.etag)?;
+        let decision =
+            mapping::decision_from(message.decision.clone()).map_err(|violation| invalid(vec![violation]))?;
+        let stored = self
+            .manager
+            .stop(caller, &project, &key, etag, decision)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(mapping::experiment_to(&project, &stored)))
+    }
+
+    async fn archive_experiment(
+        &self,
+        request: Request<pb::ArchiveExperimentRequest>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let (project, key) = experiment_name("name", &message.name)?;
+        let etag = etag("etag", &message.etag)?;
+        let stored = self
+            .manager
+            .archive(caller, &project, &key, etag, &message.message)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(mapping::experiment_to(&project, &stored)))
+    }
+
+    async fn list_experiment_versions(
+        &self,
+        request: Request<pb::ListExperimentVersionsRequest>,
+    ) -> Result<Response<pb::ListExperimentVersionsResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let (project, key) = experiment_name("name", &message.name)?;
+        let page = PageRequest {
+            size: message.page_size,
+            token: &message.page_token,
+        };
+        let page = self
+            .manager
+            .versions(caller, &project, &key, page)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListExperimentVersionsResponse {
+            versions: page
+                .items
+                .iter()
+                .map(|version| mapping::version_to(&project, &key, version))
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 }

@@ -78,48 +78,13 @@ pub struct SegmentDefinition {
     pub rule: Value,
 }
 
-const MAX_ID: usize = 128;
 const MAX_TAGS: usize = 32;
 const MAX_TAG: usize = 64;
 const MAX_DESCRIPTION: usize = 4_000;
 const MAX_OWNER: usize = 256;
 const MAX_ENVIRONMENTS: usize = 64;
 
-/// Ids of projects, environments, flags and segments: letters, digits, `.`, `_`, `-`, starting
-/// with a letter or digit, at most 128 bytes. They appear in resource names and selectors.
-pub fn check_id(field: &str, id: &str) -> Result<(), FieldViolation> {
-    let mut bytes = id.bytes();
-    let first_ok = bytes.next().is_some_and(|byte| byte.is_ascii_alphanumeric());
-    let rest_ok = bytes.all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
-    if first_ok && rest_ok && id.len() <= MAX_ID {
-        return Ok(());
-    }
-    let shown: String = id.chars().take(80).collect();
-    let rule = format!("letters, digits, '.', '_', '-', starting with a letter or digit, at most {MAX_ID} bytes");
-    Err(FieldViolation::new(field, format!("\"{shown}\" is not an id: {rule}")))
-}
-
-/// Splits a resource name against a pattern such as `projects/*/flags/*`, returning the ids in
-/// place of the stars, each checked.
-pub fn parse_name(field: &str, name: &str, pattern: &str) -> Result<Vec<String>, FieldViolation> {
-    let parts: Vec<&str> = name.split('/').collect();
-    let expected: Vec<&str> = pattern.split('/').collect();
-    let shown: String = name.chars().take(80).collect();
-    let wrong = || FieldViolation::new(field, format!("\"{shown}\" is not of the form {pattern}"));
-    if parts.len() != expected.len() {
-        return Err(wrong());
-    }
-    let mut ids = Vec::new();
-    for (part, want) in parts.iter().zip(&expected) {
-        if *want == "*" {
-            check_id(field, part)?;
-            ids.push((*part).to_owned());
-        } else if part != want {
-            return Err(wrong());
-        }
-    }
-    Ok(ids)
-}
+pub use switchyard_platform::names::{check_id, parse_name};
 
 /// The selector name of a project environment's flags.
 pub fn source_name(project: &str, environment: &str) -> String {

@@ -1,0 +1,355 @@
+//! [`SqlRepository`]: metrics, experiments, their history and the audit trail, with the same
+//! SQL on PostgreSQL and SQLite.
+
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
+use switchyard_platform::audit::{self, AuditEntry};
+
+use crate::biz::{
+    error::StoreError,
+    model::{ExperimentDefinition, MetricDefinition, State, StoredExperiment, StoredMetric},
+    repository::{Expected, ExperimentRepository, ExperimentVersion, WriteContext},
+};
+
+/// The repository on a migrated pool.
+#[derive(Debug, Clone)]
+pub struct SqlRepository {
+    pool: AnyPool,
+}
+
+impl SqlRepository {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn backend(error: sqlx::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Backend(format!("a stored definition does not parse: {error}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Backend(error.to_string()))
+}
+
+fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The table a versioned resource lives in.
+struct Table {
+    name: &'static str,
+    key_column: &'static str,
+    /// The resource kind in names: `metrics`, `experiments`.
+    collection: &'static str,
+}
+
+const METRICS: Table = Table {
+    name: "metrics",
+    key_column: "metric_key",
+    collection: "metrics",
+};
+
+const EXPERIMENTS: Table = Table {
+    name: "experiments",
+    key_column: "experiment_key",
+    collection: "experiments",
+};
+
+/// The current (definition, version) of a row, if any, checked against what the write expects.
+async fn check_current(
+    conn: &mut AnyConnection,
+    table: &Table,
+    context: &WriteContext,
+    key: &str,
+    expected: Expected,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let sql = format!(
+        "SELECT definition, version FROM {} WHERE tenant = $1 AND project = $2 AND {} = $3",
+        table.name, table.key_column
+    );
+    let row = sqlx::query(&sql)
+        .bind(&context.tenant)
+        .bind(&context.project)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let current: Option<(String, i64)> = row
+        .map(|row| Ok::<_, StoreError>((row.try_get(0).map_err(backend)?, row.try_get(1).map_err(backend)?)))
+        .transpose()?;
+    let resource = format!("projects/{}/{}/{key}", context.project, table.collection);
+    match (expected, &current) {
+        (Expected::Absent, Some(_)) => Err(StoreError::Exists(resource)),
+        (Expected::Version(_), None) => Err(StoreError::Missing(resource)),
+        (Expected::Version(wanted), Some((_, version))) if wanted != *version => Err(StoreError::Stale(resource)),
+        _ => Ok(current),
+    }
+}
+
+/// Inserts or updates the row, appends the audit record, and returns the new version.
+#[allow(clippy::too_many_arguments)]
+async fn upsert(
+    conn: &mut AnyConnection,
+    table: &Table,
+    context: &WriteContext,
+    key: &str,
+    before: Option<&(String, i64)>,
+    text: &str,
+    state: Option<&str>,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let version = before.map_or(1, |(_, version)| version + 1);
+    // `state` is a column of experiments only.
+    let (state_set, state_column, state_value) = match state {
+        Some(_) => (", state = $7", ", state", ", $7"),
+        None => ("", "", ""),
+    };
+    // The update repeats the version it read: a writer that committed in between makes it
+    // match nothing, and this one is told it is stale instead of overwriting.
+    let sql = if before.is_some() {
+        format!(
+            "UPDATE {} SET definition = $4, version = $5, updated_ms = $6{state_set} \
+             WHERE tenant = $1 AND project = $2 AND {} = $3 AND version = $5 - 1",
+            table.name, table.key_column
+        )
+    } else {
+        format!(
+            "INSERT INTO {} (tenant, project, {}, definition, version, created_ms, updated_ms{state_column}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6{state_value})",
+            table.name, table.key_column
+        )
+    };
+    let mut query = sqlx::query(&sql)
+        .bind(&context.tenant)
+        .bind(&context.project)
+        .bind(key)
+        .bind(text)
+        .bind(version)
+        .bind(now_ms);
+    if let Some(state) = state {
+        query = query.bind(state);
+    }
+    let written = query
+        .execute(&mut *conn)
+        .await
+        .map_err(|error| conflict_or_backend(error, table, context, key))?;
+    if written.rows_affected() == 0 {
+        let resource = format!("projects/{}/{}/{key}", context.project, table.collection);
+        return Err(StoreError::Stale(resource));
+    }
+    let entry = AuditEntry {
+        tenant: context.tenant.clone(),
+        actor: context.author.clone(),
+        action: format!("{}.{}", table.collection, context.action),
+        resource: format!("projects/{}/{}/{key}", context.project, table.collection),
+        before_digest: before.map(|(text, _)| digest(text)),
+        after_digest: Some(digest(text)),
+        request_id: context.request_id.clone(),
+    };
+    audit::append(conn, &entry, now_ms).await.map_err(backend)?;
+    Ok(version)
+}
+
+fn metric_of(row: &AnyRow) -> Result<StoredMetric, StoreError> {
+    Ok(StoredMetric {
+        key: row.try_get("metric_key").map_err(backend)?,
+        definition: decode(&row.try_get::<String, _>("definition").map_err(backend)?)?,
+        version: row.try_get("version").map_err(backend)?,
+        created_ms: row.try_get("created_ms").map_err(backend)?,
+        updated_ms: row.try_get("updated_ms").map_err(backend)?,
+    })
+}
+
+fn experiment_of(row: &AnyRow) -> Result<StoredExperiment, StoreError> {
+    Ok(StoredExperiment {
+        key: row.try_get("experiment_key").map_err(backend)?,
+        definition: decode(&row.try_get::<String, _>("definition").map_err(backend)?)?,
+        version: row.try_get("version").map_err(backend)?,
+        created_ms: row.try_get("created_ms").map_err(backend)?,
+        updated_ms: row.try_get("updated_ms").map_err(backend)?,
+    })
+}
+
+fn version_of(row: &AnyRow) -> Result<ExperimentVersion, StoreError> {
+    Ok(ExperimentVersion {
+        version: row.try_get("version").map_err(backend)?,
+        action: row.try_get("action").map_err(backend)?,
+        author: row.try_get("author").map_err(backend)?,
+        message: row.try_get("message").map_err(backend)?,
+        created_ms: row.try_get("created_ms").map_err(backend)?,
+        definition: decode(&row.try_get::<String, _>("definition").map_err(backend)?)?,
+    })
+}
+
+impl ExperimentRepository for SqlRepository {
+    async fn write_metric(
+        &self,
+        context: &WriteContext,
+        key: &str,
+        expected: Expected,
+        definition: &MetricDefinition,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let text = encode(definition)?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let before = check_current(&mut tx, &METRICS, context, key, expected).await?;
+        let version = upsert(&mut tx, &METRICS, context, key, before.as_ref(), &text, None, now_ms).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(version)
+    }
+
+    async fn metric(&self, tenant: &str, project: &str, key: &str) -> Result<Option<StoredMetric>, StoreError> {
+        let row = sqlx::query(
+            "SELECT metric_key, definition, version, created_ms, updated_ms FROM metrics \
+             WHERE tenant = $1 AND project = $2 AND metric_key = $3",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(metric_of).transpose()
+    }
+
+    async fn metrics(
+        &self,
+        tenant: &str,
+        project: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredMetric>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT metric_key, definition, version, created_ms, updated_ms FROM metrics \
+             WHERE tenant = $1 AND project = $2 AND metric_key > $3 ORDER BY metric_key LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(metric_of).collect()
+    }
+
+    async fn write_experiment(
+        &self,
+        context: &WriteContext,
+        key: &str,
+        expected: Expected,
+        definition: &ExperimentDefinition,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let text = encode(definition)?;
+        let state = definition.lifecycle.state.as_str();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let before = check_current(&mut tx, &EXPERIMENTS, context, key, expected).await?;
+        let version = upsert(
+            &mut tx,
+            &EXPERIMENTS,
+            context,
+            key,
+            before.as_ref(),
+            &text,
+            Some(state),
+            now_ms,
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO experiment_versions (tenant, project, experiment_key, version, action, author, message, \
+             definition, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&context.tenant)
+        .bind(&context.project)
+        .bind(key)
+        .bind(version)
+        .bind(context.action)
+        .bind(&context.author)
+        .bind(&context.message)
+        .bind(&text)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(version)
+    }
+
+    async fn experiment(&self, tenant: &str, project: &str, key: &str) -> Result<Option<StoredExperiment>, StoreError> {
+        let row = sqlx::query(
+            "SELECT experiment_key, definition, version, created_ms, updated_ms FROM experiments \
+             WHERE tenant = $1 AND project = $2 AND experiment_key = $3",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(experiment_of).transpose()
+    }
+
+    async fn experiments(
+        &self,
+        tenant: &str,
+        project: &str,
+        state: Option<State>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredExperiment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT experiment_key, definition, version, created_ms, updated_ms FROM experiments \
+             WHERE tenant = $1 AND project = $2 AND ($3 = '' OR state = $3) AND experiment_key > $4 \
+             ORDER BY experiment_key LIMIT $5",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(state.map_or("", State::as_str))
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(experiment_of).collect()
+    }
+
+    async fn experiment_versions(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ExperimentVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, action, author, message, created_ms, definition FROM experiment_versions \
+             WHERE tenant = $1 AND project = $2 AND experiment_key = $3 AND version < $4 \
+             ORDER BY version DESC LIMIT $5",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(key)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(version_of).collect()
+    }
+}
+
+/// Two creators racing for one key both pass the read; the loser's insert fails on the
+/// primary key, which is `Exists`, not a 500.
+fn conflict_or_backend(error: sqlx::Error, table: &Table, context: &WriteContext, key: &str) -> StoreError {
+    let unique = matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
+    if unique {
+        return StoreError::Exists(format!("projects/{}/{}/{key}", context.project, table.collection));
+    }
+    backend(error)
+}
