@@ -11,11 +11,28 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
     http_port: 8017,
 };
 
-/// Settings that only experiment-service reads (`[service]`, or `[services.experiment_service.service]` in a
-/// shared file). None yet: later capabilities add theirs here.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExperimentServiceSettings {}
+/// Settings that only experiment-service reads (`[service]`, or
+/// `[services.experiment_service.service]` in a shared file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentServiceSettings {
+    /// Exposures and events older than this (by their own time) are refused.
+    pub max_event_age_hours: u32,
+    /// Exposures and events this far ahead of the server's clock are refused.
+    pub max_clock_skew_seconds: u32,
+    /// `LogExposures`/`LogEvents` batches stored at once; beyond, RESOURCE_EXHAUSTED.
+    pub max_batches_in_flight: usize,
+}
+
+impl Default for ExperimentServiceSettings {
+    fn default() -> Self {
+        Self {
+            max_event_age_hours: 7 * 24,
+            max_clock_skew_seconds: 300,
+            max_batches_in_flight: 32,
+        }
+    }
+}
 
 pub type Settings = switchyard_platform::Settings<ExperimentServiceSettings>;
 

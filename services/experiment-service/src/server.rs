@@ -1,10 +1,15 @@
 //! Wiring: the platform host, then this service's parts on top of it.
 
+use std::sync::Arc;
+
 use switchyard_api::experiments::v1::experiment_service_server::ExperimentServiceServer;
 use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError};
 
 use crate::{
-    biz::management::Manager,
+    biz::{
+        ingest::{IngestLimits, Ingestion},
+        management::Manager,
+    },
     conf::{IDENTITY, Settings},
     data::{MIGRATIONS, repository::SqlRepository},
     service::ExperimentServiceApi,
@@ -16,8 +21,16 @@ const PUBLIC: &[&str] = &["/switchyard.experiments.v1.ExperimentService/GetServi
 pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, StartError> {
     let host = Host::prepare(IDENTITY, settings, shutdown, &MIGRATIONS).await?;
     let max_message = host.settings.limits.max_request_bytes;
-    let manager = std::sync::Arc::new(Manager::new(SqlRepository::new(host.database.pool.clone())));
-    let api = ExperimentServiceServer::new(ExperimentServiceApi::new(host.about.clone(), manager))
+    let repository = SqlRepository::new(&host.database);
+    let own = &host.settings.service;
+    let limits = IngestLimits {
+        max_age_ms: i64::from(own.max_event_age_hours) * 3_600_000,
+        max_skew_ms: i64::from(own.max_clock_skew_seconds) * 1_000,
+        max_in_flight: own.max_batches_in_flight,
+    };
+    let ingestion = Arc::new(Ingestion::new(repository.clone(), limits));
+    let manager = Arc::new(Manager::new(repository));
+    let api = ExperimentServiceServer::new(ExperimentServiceApi::new(host.about.clone(), manager, ingestion))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let services = PUBLIC

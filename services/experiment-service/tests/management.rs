@@ -107,7 +107,11 @@ async fn metrics_are_defined_read_and_listed(backend: Backend) {
     let (status, updated) = service
         .call(&service.keys.editor, "PUT", "/v1/projects/shop/metrics/orders", &body)
         .await;
-    assert_eq!((status, updated["version"].as_str()), (200, Some("2")), "int64 is a JSON string: {updated}");
+    assert_eq!(
+        (status, updated["version"].as_str()),
+        (200, Some("2")),
+        "int64 is a JSON string: {updated}"
+    );
     let (status, _) = service
         .call(&service.keys.editor, "PUT", "/v1/projects/shop/metrics/orders", &body)
         .await;

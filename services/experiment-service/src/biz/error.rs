@@ -32,6 +32,9 @@ pub enum ExperimentError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too many batches in flight: retry shortly.
+    #[error("too many batches in flight; retry in a moment")]
+    Overloaded,
 }
 
 impl ExperimentError {
@@ -56,6 +59,7 @@ impl Classify for ExperimentError {
             Self::Store(StoreError::Exists(_)) => ErrorKind::AlreadyExists,
             Self::Store(StoreError::Stale(_)) => ErrorKind::Conflict,
             Self::Store(StoreError::Backend(_)) => ErrorKind::Internal,
+            Self::Overloaded => ErrorKind::ResourceExhausted,
         }
     }
 

@@ -33,11 +33,11 @@ pub struct Caller<'a> {
 }
 
 impl Caller<'_> {
-    fn tenant(&self) -> &str {
+    pub(crate) fn tenant(&self) -> &str {
         &self.principal.tenant
     }
 
-    fn require(&self, role: Role, resource: &str) -> ExperimentResult<()> {
+    pub(crate) fn require(&self, role: Role, resource: &str) -> ExperimentResult<()> {
         Ok(self.principal.authorize(&self.principal.tenant, role, resource)?)
     }
 
@@ -377,6 +377,40 @@ impl<R: ExperimentRepository> Manager<R> {
         Ok(paginate(&mut items, limit, |version| version.version.to_string()))
     }
 
+    /// Units per arm of the experiment's latest phase, and units seen in several arms.
+    pub async fn exposure_counts(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        key: &str,
+    ) -> ExperimentResult<ExposureCounts> {
+        let experiment = self.experiment(caller, project, key).await?;
+        let Some(phase) = experiment.definition.lifecycle.phases.last() else {
+            return Ok(ExposureCounts::default());
+        };
+        let (mut arms, multiple) = self
+            .repository
+            .exposure_counts(caller.tenant(), project, key, phase.number)
+            .await?;
+        // Every arm, in the experiment's order, zero when nobody saw it yet.
+        let ordered = phase
+            .arms
+            .iter()
+            .map(|arm| {
+                let units = arms
+                    .iter()
+                    .position(|(variant, _)| *variant == arm.variant)
+                    .map_or(0, |at| arms.swap_remove(at).1);
+                (arm.variant.clone(), units)
+            })
+            .collect();
+        Ok(ExposureCounts {
+            phase: phase.number,
+            arms: ordered,
+            multiple,
+        })
+    }
+
     /// The checks an experiment needs against its project: its metrics exist.
     async fn check_spec(&self, caller: Caller<'_>, project: &str, spec: &ExperimentSpec) -> ExperimentResult<()> {
         let violations = spec.violations();
@@ -429,6 +463,14 @@ impl<R: ExperimentRepository> Manager<R> {
             updated_ms: now,
         })
     }
+}
+
+/// Units of one phase per arm; units that saw several arms are only in `multiple`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExposureCounts {
+    pub phase: u32,
+    pub arms: Vec<(String, i64)>,
+    pub multiple: i64,
 }
 
 /// A change to an experiment's spec as the API asks for it.

@@ -1,9 +1,11 @@
 //! The domain of experiment-service: types and use cases, free of SQL, gRPC and HTTP.
 //!
 //! An experiment ([`model`]) moves through its [`lifecycle`]; [`management`] holds the use
-//! cases that check who may do what and write through the [`repository`].
+//! cases that check who may do what and write through the [`repository`]; [`ingest`]
+//! takes exposures and metric events in.
 
 pub mod error;
+pub mod ingest;
 pub mod lifecycle;
 pub mod management;
 pub mod model;

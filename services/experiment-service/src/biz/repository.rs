@@ -1,11 +1,12 @@
-//! What experiment management needs from storage. Each write is one [`Write`]: the new
-//! definition, the version it expects to replace, and the history row and audit record that
-//! go with it, applied in one transaction.
+//! What experiment-service needs from storage. Each write of a metric or an experiment carries
+//! the version it expects to replace and a [`WriteContext`] for its history row and audit
+//! record, applied in one transaction; ingestion stores whole batches the same way.
 
-use std::future::Future;
+use std::{collections::HashSet, future::Future};
 
 use super::{
     error::StoreError,
+    ingest::{NewEvent, NewExposure},
     model::{ExperimentDefinition, MetricDefinition, State, StoredExperiment, StoredMetric},
 };
 
@@ -104,4 +105,39 @@ pub trait ExperimentRepository: Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<ExperimentVersion>, StoreError>> + Send;
+
+    /// The event names the project's metrics count.
+    fn event_names(
+        &self,
+        tenant: &str,
+        project: &str,
+    ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
+
+    /// Stores exposures whose ids are new (and moves each unit's first exposure and
+    /// multiple-arm flag), in one transaction; per exposure, whether it was new.
+    fn store_exposures(
+        &self,
+        tenant: &str,
+        project: &str,
+        exposures: &[NewExposure],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Stores events whose ids are new, in one transaction; per event, whether it was new.
+    fn store_events(
+        &self,
+        tenant: &str,
+        project: &str,
+        events: &[NewEvent],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Units per arm of one phase (single-arm units only), and units that saw several arms.
+    fn exposure_counts(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+        phase: u32,
+    ) -> impl Future<Output = Result<(Vec<(String, i64)>, i64), StoreError>> + Send;
 }

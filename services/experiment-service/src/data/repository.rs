@@ -1,13 +1,20 @@
 //! [`SqlRepository`]: metrics, experiments, their history and the audit trail, with the same
 //! SQL on PostgreSQL and SQLite.
 
+use std::collections::HashSet;
+
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
-use switchyard_platform::audit::{self, AuditEntry};
+use switchyard_platform::{
+    audit::{self, AuditEntry},
+    storage::{Backend, Database},
+};
 
+use super::ingestion;
 use crate::biz::{
     error::StoreError,
-    model::{ExperimentDefinition, MetricDefinition, State, StoredExperiment, StoredMetric},
+    ingest::{NewEvent, NewExposure},
+    model::{ExperimentDefinition, MetricDefinition, MetricKind, State, StoredExperiment, StoredMetric},
     repository::{Expected, ExperimentRepository, ExperimentVersion, WriteContext},
 };
 
@@ -15,11 +22,15 @@ use crate::biz::{
 #[derive(Debug, Clone)]
 pub struct SqlRepository {
     pool: AnyPool,
+    backend: Backend,
 }
 
 impl SqlRepository {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub fn new(database: &Database) -> Self {
+        Self {
+            pool: database.pool.clone(),
+            backend: database.backend,
+        }
     }
 }
 
@@ -341,6 +352,53 @@ impl ExperimentRepository for SqlRepository {
         .await
         .map_err(backend)?;
         rows.iter().map(version_of).collect()
+    }
+
+    async fn event_names(&self, tenant: &str, project: &str) -> Result<HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT definition FROM metrics WHERE tenant = $1 AND project = $2")
+            .bind(tenant)
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let mut names = HashSet::new();
+        for row in rows {
+            let definition: MetricDefinition = decode(&row.try_get::<String, _>(0).map_err(backend)?)?;
+            if definition.kind != MetricKind::Ratio {
+                names.insert(definition.event);
+            }
+        }
+        Ok(names)
+    }
+
+    async fn store_exposures(
+        &self,
+        tenant: &str,
+        project: &str,
+        exposures: &[NewExposure],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        ingestion::store_exposures(&self.pool, tenant, project, exposures, now_ms).await
+    }
+
+    async fn store_events(
+        &self,
+        tenant: &str,
+        project: &str,
+        events: &[NewEvent],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        ingestion::store_events(&self.pool, self.backend, tenant, project, events, now_ms).await
+    }
+
+    async fn exposure_counts(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+        phase: u32,
+    ) -> Result<(Vec<(String, i64)>, i64), StoreError> {
+        ingestion::exposure_counts(&self.pool, tenant, project, experiment, phase).await
     }
 }
 

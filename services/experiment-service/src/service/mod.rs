@@ -1,7 +1,10 @@
 //! The gRPC face of experiment-service: maps protobuf requests to use cases and errors to
 //! statuses, nothing else.
 
+mod ingest;
 mod mapping;
+
+use std::sync::Arc;
 
 use switchyard_api::{
     experiments::v1::{self as pb, experiment_service_server::ExperimentService},
@@ -10,6 +13,7 @@ use switchyard_api::{
 use switchyard_platform::{
     about::About,
     auth::Principal,
+    clock::now_ms,
     error::{FieldViolation, to_status},
     names::parse_name,
 };
@@ -18,23 +22,30 @@ use tonic::{Request, Response, Status};
 use crate::{
     biz::{
         error::ExperimentError,
+        ingest::Ingestion,
         management::{Caller, ExperimentChange, Manager, PageRequest},
     },
     data::repository::SqlRepository,
 };
 
 pub type ExperimentManager = Manager<SqlRepository>;
+pub type EventIngestion = Ingestion<SqlRepository>;
 
 /// Implements `switchyard.experiments.v1.ExperimentService`.
 #[derive(Debug, Clone)]
 pub struct ExperimentServiceApi {
     about: About,
-    manager: std::sync::Arc<ExperimentManager>,
+    manager: Arc<ExperimentManager>,
+    ingestion: Arc<EventIngestion>,
 }
 
 impl ExperimentServiceApi {
-    pub fn new(about: About, manager: std::sync::Arc<ExperimentManager>) -> Self {
-        Self { about, manager }
+    pub fn new(about: About, manager: Arc<ExperimentManager>, ingestion: Arc<EventIngestion>) -> Self {
+        Self {
+            about,
+            manager,
+            ingestion,
+        }
     }
 }
 
@@ -311,5 +322,48 @@ impl ExperimentService for ExperimentServiceApi {
                 .collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    async fn log_exposures(
+        &self,
+        request: Request<pb::LogExposuresRequest>,
+    ) -> Result<Response<pb::LogResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let project = project_of(&message.parent)?;
+        let exposures = message.exposures.iter().cloned().map(ingest::exposure_from).collect();
+        let outcome = self
+            .ingestion
+            .log_exposures(caller, &project, exposures, now_ms())
+            .await
+            .map_err(ingest::status)?;
+        Ok(Response::new(ingest::outcome_to(outcome)))
+    }
+
+    async fn log_events(&self, request: Request<pb::LogEventsRequest>) -> Result<Response<pb::LogResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let project = project_of(&message.parent)?;
+        let events = message.events.iter().cloned().map(ingest::event_from).collect();
+        let outcome = self
+            .ingestion
+            .log_events(caller, &project, events, now_ms())
+            .await
+            .map_err(ingest::status)?;
+        Ok(Response::new(ingest::outcome_to(outcome)))
+    }
+
+    async fn get_exposure_counts(
+        &self,
+        request: Request<pb::GetExposureCountsRequest>,
+    ) -> Result<Response<pb::ExposureCounts>, Status> {
+        let caller = caller(&request)?;
+        let (project, key) = experiment_name("name", &request.get_ref().name)?;
+        let counts = self
+            .manager
+            .exposure_counts(caller, &project, &key)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ingest::counts_to(counts)))
     }
 }

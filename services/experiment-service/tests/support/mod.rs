@@ -19,6 +19,7 @@ pub struct Service {
     pub running: Running,
     pub shutdown: Shutdown,
     pub keys: Keys,
+    pub settings: Settings,
     _dir: tempfile::TempDir,
 }
 
@@ -52,8 +53,26 @@ pub async fn service(backend: Backend) -> Service {
     if let Backend::Postgres = backend {
         settings.storage.url = testing::fresh_postgres_database().await;
     }
+    start(settings, keys, dir).await
+}
+
+/// A fresh process on the same database (and data directory) as `previous`, which is stopped.
+pub async fn restart(previous: Service) -> Service {
+    let Service {
+        running,
+        shutdown,
+        keys,
+        settings,
+        _dir: dir,
+    } = previous;
+    shutdown.trigger();
+    running.wait().await;
+    start(settings, keys, dir).await
+}
+
+async fn start(settings: Settings, keys: Keys, dir: tempfile::TempDir) -> Service {
     let shutdown = Shutdown::new();
-    let running = match experiment_service::start(settings, shutdown.clone()).await {
+    let running = match experiment_service::start(settings.clone(), shutdown.clone()).await {
         Ok(running) => running,
         Err(error) => panic!("experiment-service did not start: {error}"),
     };
@@ -61,6 +80,7 @@ pub async fn service(backend: Backend) -> Service {
         running,
         shutdown,
         keys,
+        settings,
         _dir: dir,
     }
 }

@@ -1,0 +1,321 @@
+//! Exposures and metric events coming in: checked one by one (a bad event is refused with
+//! its reason, the rest of the batch goes on), deduplicated by id, and stored durably before
+//! the caller hears back. A bounded number of batches is in flight at once; beyond that the
+//! caller is told to retry, and nothing of its batch is stored.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
+
+use switchyard_platform::auth::Role;
+use tokio::sync::Semaphore;
+
+use super::{
+    error::{ExperimentError, ExperimentResult},
+    management::Caller,
+    model::{Phase, StoredExperiment},
+    repository::ExperimentRepository,
+};
+
+/// Most exposures or events in one batch.
+pub const MAX_BATCH: usize = 10_000;
+const MAX_ID: usize = 128;
+const MAX_UNIT: usize = 256;
+const MAX_NAME: usize = 128;
+const MAX_ATTRIBUTES: usize = 20;
+const MAX_ATTRIBUTE: usize = 128;
+
+/// The bounds ingestion enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestLimits {
+    /// Events older than this (by their own time) are refused.
+    pub max_age_ms: i64,
+    /// Events this far ahead of the server's clock are refused.
+    pub max_skew_ms: i64,
+    /// Batches stored at once; more are told to retry.
+    pub max_in_flight: usize,
+}
+
+/// An exposure as the API gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExposureInput {
+    pub id: String,
+    pub experiment: String,
+    pub unit: String,
+    pub variant: String,
+    pub environment: String,
+    pub time_ms: Option<i64>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A metric event as the API gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventInput {
+    pub id: String,
+    pub name: String,
+    pub unit: String,
+    pub value: Option<f64>,
+    pub time_ms: Option<i64>,
+    pub environment: String,
+}
+
+/// A checked exposure, placed in the phase that was running when it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExposure {
+    pub id: String,
+    pub experiment: String,
+    pub phase: u32,
+    pub unit: String,
+    pub variant: String,
+    pub environment: String,
+    pub exposed_ms: i64,
+    /// JSON object text.
+    pub attributes: String,
+}
+
+/// A checked metric event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub id: String,
+    pub name: String,
+    pub unit: String,
+    pub value: f64,
+    pub occurred_ms: i64,
+    pub environment: String,
+}
+
+/// One refused item: its position in the batch, its id, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub index: usize,
+    pub id: String,
+    pub reason: String,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<Rejection>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ingestion<R> {
+    repository: R,
+    limits: IngestLimits,
+    in_flight: Arc<Semaphore>,
+}
+
+impl<R: ExperimentRepository + Clone> Ingestion<R> {
+    pub fn new(repository: R, limits: IngestLimits) -> Self {
+        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
+        Self {
+            repository,
+            limits,
+            in_flight,
+        }
+    }
+
+    pub async fn log_exposures(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        exposures: Vec<ExposureInput>,
+        now_ms: i64,
+    ) -> ExperimentResult<BatchOutcome> {
+        caller.require(Role::Editor, &format!("projects/{project}"))?;
+        check_size(exposures.len())?;
+        let _permit = self.in_flight.try_acquire().map_err(|_| ExperimentError::Overloaded)?;
+        let tenant = caller.tenant();
+        let mut experiments: HashMap<String, Option<StoredExperiment>> = HashMap::new();
+        let mut outcome = BatchOutcome::default();
+        let mut accepted = Vec::with_capacity(exposures.len());
+        for (index, exposure) in exposures.into_iter().enumerate() {
+            if !experiments.contains_key(&exposure.experiment) && check_key(&exposure.experiment).is_ok() {
+                let found = self
+                    .repository
+                    .experiment(tenant, project, &exposure.experiment)
+                    .await?;
+                experiments.insert(exposure.experiment.clone(), found);
+            }
+            let experiment = experiments.get(&exposure.experiment).and_then(Option::as_ref);
+            match self.check_exposure(exposure.clone(), experiment, now_ms) {
+                Ok(checked) => accepted.push(checked),
+                Err(reason) => outcome.rejected.push(Rejection {
+                    index,
+                    id: exposure.id,
+                    reason,
+                }),
+            }
+        }
+        let stored = self
+            .repository
+            .store_exposures(tenant, project, &accepted, now_ms)
+            .await?;
+        count(&mut outcome, &stored);
+        Ok(outcome)
+    }
+
+    pub async fn log_events(
+        &self,
+        caller: Caller<'_>,
+        project: &str,
+        events: Vec<EventInput>,
+        now_ms: i64,
+    ) -> ExperimentResult<BatchOutcome> {
+        caller.require(Role::Editor, &format!("projects/{project}"))?;
+        check_size(events.len())?;
+        let _permit = self.in_flight.try_acquire().map_err(|_| ExperimentError::Overloaded)?;
+        let tenant = caller.tenant();
+        let known = self.repository.event_names(tenant, project).await?;
+        let mut outcome = BatchOutcome::default();
+        let mut accepted = Vec::with_capacity(events.len());
+        for (index, event) in events.into_iter().enumerate() {
+            match self.check_event(&event, &known, now_ms) {
+                Ok(checked) => accepted.push(checked),
+                Err(reason) => outcome.rejected.push(Rejection {
+                    index,
+                    id: event.id,
+                    reason,
+                }),
+            }
+        }
+        let stored = self.repository.store_events(tenant, project, &accepted, now_ms).await?;
+        count(&mut outcome, &stored);
+        Ok(outcome)
+    }
+
+    fn check_exposure(
+        &self,
+        exposure: ExposureInput,
+        experiment: Option<&StoredExperiment>,
+        now_ms: i64,
+    ) -> Result<NewExposure, String> {
+        check_text("id", &exposure.id, MAX_ID)?;
+        check_text("unit", &exposure.unit, MAX_UNIT)?;
+        check_key(&exposure.experiment)?;
+        let Some(experiment) = experiment else {
+            return Err(format!("no experiment `{}` in this project", exposure.experiment));
+        };
+        let spec = &experiment.definition.spec;
+        if !spec.arms.iter().any(|arm| arm.variant == exposure.variant) {
+            return Err(format!(
+                "`{}` is not an arm of `{}`",
+                exposure.variant, exposure.experiment
+            ));
+        }
+        if !exposure.environment.is_empty() && !spec.environments.contains(&exposure.environment) {
+            return Err(format!(
+                "`{}` does not run in `{}`",
+                exposure.experiment, exposure.environment
+            ));
+        }
+        if exposure.attributes.len() > MAX_ATTRIBUTES {
+            return Err(format!("at most {MAX_ATTRIBUTES} attributes"));
+        }
+        for (name, value) in &exposure.attributes {
+            check_text("attribute name", name, MAX_ATTRIBUTE)?;
+            check_text_allow_empty("attribute value", value, MAX_ATTRIBUTE)?;
+        }
+        let time = self.check_time(exposure.time_ms, now_ms)?;
+        let phase = phase_at(&experiment.definition.lifecycle.phases, time)
+            .ok_or_else(|| format!("`{}` was not running at that time", exposure.experiment))?;
+        let attributes = serde_json::to_string(&exposure.attributes).map_err(|error| error.to_string())?;
+        Ok(NewExposure {
+            id: exposure.id,
+            experiment: exposure.experiment,
+            phase: phase.number,
+            unit: exposure.unit,
+            variant: exposure.variant,
+            environment: exposure.environment,
+            exposed_ms: time,
+            attributes,
+        })
+    }
+
+    fn check_event(&self, event: &EventInput, known: &HashSet<String>, now_ms: i64) -> Result<NewEvent, String> {
+        check_text("id", &event.id, MAX_ID)?;
+        check_text("unit", &event.unit, MAX_UNIT)?;
+        check_text("name", &event.name, MAX_NAME)?;
+        if !known.contains(&event.name) {
+            return Err(format!("no metric of this project uses events named `{}`", event.name));
+        }
+        let value = event.value.unwrap_or(1.0);
+        if !value.is_finite() {
+            return Err("value must be a finite number".to_owned());
+        }
+        if event.environment.len() > MAX_NAME {
+            return Err(format!("environment: at most {MAX_NAME} bytes"));
+        }
+        Ok(NewEvent {
+            id: event.id.clone(),
+            name: event.name.clone(),
+            unit: event.unit.clone(),
+            value,
+            occurred_ms: self.check_time(event.time_ms, now_ms)?,
+            environment: event.environment.clone(),
+        })
+    }
+
+    fn check_time(&self, time_ms: Option<i64>, now_ms: i64) -> Result<i64, String> {
+        let time = time_ms.unwrap_or(now_ms);
+        if time > now_ms.saturating_add(self.limits.max_skew_ms) {
+            return Err(format!(
+                "time is {} s ahead of the server; at most {} s of clock skew is accepted",
+                (time - now_ms) / 1000,
+                self.limits.max_skew_ms / 1000
+            ));
+        }
+        if time < now_ms.saturating_sub(self.limits.max_age_ms) {
+            return Err(format!(
+                "time is more than {} hours in the past",
+                self.limits.max_age_ms / 3_600_000
+            ));
+        }
+        Ok(time)
+    }
+}
+
+/// The phase running at `time_ms`.
+pub fn phase_at(phases: &[Phase], time_ms: i64) -> Option<&Phase> {
+    phases
+        .iter()
+        .rev()
+        .find(|phase| phase.start_ms <= time_ms && phase.end_ms.is_none_or(|end| time_ms < end))
+}
+
+fn count(outcome: &mut BatchOutcome, stored: &[bool]) {
+    let new = stored.iter().filter(|stored| **stored).count();
+    outcome.stored = new;
+    outcome.duplicates = stored.len() - new;
+}
+
+fn check_size(len: usize) -> ExperimentResult<()> {
+    if len == 0 || len > MAX_BATCH {
+        return Err(ExperimentError::invalid("batch", format!("one to {MAX_BATCH} items")));
+    }
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    switchyard_platform::names::check_id("experiment", key).map_err(|violation| violation.description)
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{field} is required"));
+    }
+    check_text_allow_empty(field, value, max)
+}
+
+fn check_text_allow_empty(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("{field}: at most {max} bytes"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field}: no control characters"));
+    }
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! Storing exposures and metric events: ids first (`INSERT … ON CONFLICT DO NOTHING
+//! RETURNING` tells which are new), then the new rows in multi-row inserts, all in one
+//! transaction, so an acknowledged batch is durable and a replayed one adds nothing.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::{AnyConnection, AnyPool, Row};
+use switchyard_platform::storage::Backend;
+
+use crate::biz::{
+    error::StoreError,
+    ingest::{NewEvent, NewExposure},
+};
+
+/// Rows per INSERT statement: well under either backend's bound-parameter limit.
+const ROWS_PER_STATEMENT: usize = 500;
+const DAY_MS: i64 = 86_400_000;
+
+fn backend(error: sqlx::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// `($1, $2, …), ($n+1, …)` for `rows` rows of `columns` columns.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(row * columns + column + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Records the ids; returns those that were not there yet.
+async fn claim_ids(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    kind: &str,
+    ids: &[&str],
+    now_ms: i64,
+) -> Result<HashSet<String>, StoreError> {
+    let mut new = HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO ingested_ids (tenant, kind, event_id, received_ms) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING event_id",
+            placeholders(chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(tenant).bind(kind).bind(*id).bind(now_ms);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
+            new.insert(row.try_get::<String, _>(0).map_err(backend)?);
+        }
+    }
+    Ok(new)
+}
+
+/// Whether each item is the first of its id in the batch and new to the store.
+fn novelty<'a>(ids: impl Iterator<Item = &'a str>, new: &HashSet<String>) -> Vec<bool> {
+    let mut seen = HashSet::new();
+    ids.map(|id| new.contains(id) && seen.insert(id.to_owned())).collect()
+}
+
+pub async fn store_exposures(
+    pool: &AnyPool,
+    tenant: &str,
+    project: &str,
+    exposures: &[NewExposure],
+    now_ms: i64,
+) -> Result<Vec<bool>, StoreError> {
+    if exposures.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let ids: Vec<&str> = exposures.iter().map(|exposure| exposure.id.as_str()).collect();
+    let new = claim_ids(&mut tx, tenant, "exposure", &ids, now_ms).await?;
+    let stored = novelty(ids.iter().copied(), &new);
+    let fresh: Vec<&NewExposure> = exposures
+        .iter()
+        .zip(&stored)
+        .filter(|(_, new)| **new)
+        .map(|(e, _)| e)
+        .collect();
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO exposures (tenant, project, experiment_key, phase, unit, variant, environment, exposed_ms, \
+             attributes, event_id) VALUES {}",
+            placeholders(chunk.len(), 10)
+        );
+        let mut query = sqlx::query(&sql);
+        for exposure in chunk {
+            query = query
+                .bind(tenant)
+                .bind(project)
+                .bind(&exposure.experiment)
+                .bind(i64::from(exposure.phase))
+                .bind(&exposure.unit)
+                .bind(&exposure.variant)
+                .bind(&exposure.environment)
+                .bind(exposure.exposed_ms)
+                .bind(&exposure.attributes)
+                .bind(&exposure.id);
+        }
+        query.execute(&mut *tx).await.map_err(backend)?;
+    }
+    upsert_units(&mut tx, tenant, project, &fresh).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(stored)
+}
+
+/// A unit's first exposure in a phase as this batch has it.
+struct UnitExposure<'a> {
+    variant: &'a str,
+    first_ms: i64,
+    multiple: bool,
+    attributes: &'a str,
+}
+
+/// Merges the batch per unit first (one statement may not touch a row twice), then upserts:
+/// the earliest exposure's arm and attributes win, and a second arm marks the unit.
+async fn upsert_units(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    exposures: &[&NewExposure],
+) -> Result<(), StoreError> {
+    let mut units: BTreeMap<(&str, u32, &str), UnitExposure> = BTreeMap::new();
+    for exposure in exposures {
+        let key = (exposure.experiment.as_str(), exposure.phase, exposure.unit.as_str());
+        let entry = units.entry(key).or_insert(UnitExposure {
+            variant: &exposure.variant,
+            first_ms: exposure.exposed_ms,
+            multiple: false,
+            attributes: &exposure.attributes,
+        });
+        entry.multiple |= entry.variant != exposure.variant;
+        if exposure.exposed_ms < entry.first_ms {
+            entry.first_ms = exposure.exposed_ms;
+            entry.variant = &exposure.variant;
+            entry.attributes = &exposure.attributes;
+        }
+    }
+    let units: Vec<_> = units.into_iter().collect();
+    for chunk in units.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO experiment_units AS u (tenant, project, experiment_key, phase, unit, variant, \
+             first_exposed_ms, multiple, attributes) VALUES {} \
+             ON CONFLICT (tenant, project, experiment_key, phase, unit) DO UPDATE SET \
+             multiple = CASE WHEN u.multiple = 1 OR excluded.multiple = 1 OR u.variant <> excluded.variant \
+                        THEN 1 ELSE 0 END, \
+             variant = CASE WHEN excluded.first_exposed_ms < u.first_exposed_ms THEN excluded.variant ELSE u.variant END, \
+             attributes = CASE WHEN excluded.first_exposed_ms < u.first_exposed_ms THEN excluded.attributes \
+                          ELSE u.attributes END, \
+             first_exposed_ms = CASE WHEN excluded.first_exposed_ms < u.first_exposed_ms \
+                                THEN excluded.first_exposed_ms ELSE u.first_exposed_ms END",
+            placeholders(chunk.len(), 9)
+        );
+        let mut query = sqlx::query(&sql);
+        for ((experiment, phase, unit), exposure) in chunk {
+            query = query
+                .bind(tenant)
+                .bind(project)
+                .bind(*experiment)
+                .bind(i64::from(*phase))
+                .bind(*unit)
+                .bind(exposure.variant)
+                .bind(exposure.first_ms)
+                .bind(i32::from(exposure.multiple))
+                .bind(exposure.attributes);
+        }
+        query.execute(&mut *conn).await.map_err(backend)?;
+    }
+    Ok(())
+}
+
+pub async fn store_events(
+    pool: &AnyPool,
+    database: Backend,
+    tenant: &str,
+    project: &str,
+    events: &[NewEvent],
+    now_ms: i64,
+) -> Result<Vec<bool>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin().await.map_err(backend)?;
+    let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+    let new = claim_ids(&mut tx, tenant, "event", &ids, now_ms).await?;
+    let stored = novelty(ids.iter().copied(), &new);
+    let fresh: Vec<&NewEvent> = events
+        .iter()
+        .zip(&stored)
+        .filter(|(_, new)| **new)
+        .map(|(e, _)| e)
+        .collect();
+    if database == Backend::Postgres {
+        let days: HashSet<i64> = fresh.iter().map(|event| event.occurred_ms.div_euclid(DAY_MS)).collect();
+        for day in days {
+            ensure_day_partition(&mut tx, day).await?;
+        }
+    }
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO metric_events (tenant, project, event_name, unit, value, occurred_ms, day, environment, \
+             event_id) VALUES {}",
+            placeholders(chunk.len(), 9)
+        );
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            query = query
+                .bind(tenant)
+                .bind(project)
+                .bind(&event.name)
+                .bind(&event.unit)
+                .bind(event.value)
+                .bind(event.occurred_ms)
+                .bind(event.occurred_ms.div_euclid(DAY_MS))
+                .bind(&event.environment)
+                .bind(&event.id);
+        }
+        query.execute(&mut *tx).await.map_err(backend)?;
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(stored)
+}
+
+/// Creates the day's partition of `metric_events` when missing. `IF NOT EXISTS` makes a
+/// replica that loses the race a no-op; the name is built from an integer only.
+async fn ensure_day_partition(conn: &mut AnyConnection, day: i64) -> Result<(), StoreError> {
+    let suffix = if day < 0 { format!("m{}", -day) } else { day.to_string() };
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS metric_events_d{suffix} PARTITION OF metric_events \
+         FOR VALUES FROM ({day}) TO ({})",
+        day + 1
+    );
+    sqlx::query(&sql).execute(&mut *conn).await.map_err(backend)?;
+    Ok(())
+}
+
+pub async fn exposure_counts(
+    pool: &AnyPool,
+    tenant: &str,
+    project: &str,
+    experiment: &str,
+    phase: u32,
+) -> Result<(Vec<(String, i64)>, i64), StoreError> {
+    let rows = sqlx::query(
+        "SELECT variant, CAST(multiple AS BIGINT) AS multiple, COUNT(*) AS units FROM experiment_units \
+         WHERE tenant = $1 AND project = $2 AND experiment_key = $3 AND phase = $4 \
+         GROUP BY variant, multiple ORDER BY variant",
+    )
+    .bind(tenant)
+    .bind(project)
+    .bind(experiment)
+    .bind(i64::from(phase))
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    let mut arms = Vec::new();
+    let mut multiple = 0;
+    for row in rows {
+        let variant: String = row.try_get("variant").map_err(backend)?;
+        let flagged: i64 = row.try_get("multiple").map_err(backend)?;
+        let units: i64 = row.try_get("units").map_err(backend)?;
+        if flagged == 1 {
+            multiple += units;
+        } else {
+            arms.push((variant, units));
+        }
+    }
+    Ok((arms, multiple))
+}

@@ -1,0 +1,258 @@
+//! Exposures and metric events through `LogExposures` / `LogEvents` over HTTP: per-item
+//! refusals with reasons, replayed ids counted once (also after a restart: an acknowledged
+//! batch is durable), units seen in two arms set apart, and batch limits. SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Backend, Service, restart, service};
+
+const EXPOSURES: &str = "/v1/projects/shop/exposures:log";
+const EVENTS: &str = "/v1/projects/shop/events:log";
+const COUNTS: &str = "/v1/projects/shop/experiments/green-button/exposureCounts";
+
+/// A running experiment `green-button` (blue/green) with a `purchase` metric.
+async fn running_experiment(service: &Service) {
+    let keys = &service.keys;
+    let metric = json!({"metricId": "purchase", "metric": {"type": "METRIC_TYPE_BINOMIAL", "event": "purchase"}});
+    let (status, _) = service
+        .call(&keys.editor, "POST", "/v1/projects/shop/metrics", &metric.to_string())
+        .await;
+    assert_eq!(status, 200);
+    let experiment = json!({"experimentId": "green-button", "experiment": {
+        "flag": "checkout-button", "environments": ["prod"],
+        "arms": [{"variant": "blue", "weight": 1}, {"variant": "green", "weight": 1}],
+        "primaryMetrics": ["purchase"]}});
+    let (status, _) = service
+        .call(
+            &keys.editor,
+            "POST",
+            "/v1/projects/shop/experiments",
+            &experiment.to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = service
+        .call(
+            &keys.publisher,
+            "POST",
+            "/v1/projects/shop/experiments/green-button:start",
+            "{}",
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+fn exposure(id: &str, unit: &str, variant: &str) -> Value {
+    json!({"id": id, "experiment": "green-button", "unit": unit, "variant": variant, "environment": "prod",
+           "attributes": {"country": "BD"}})
+}
+
+async fn log(service: &Service, path: &str, field: &str, items: Vec<Value>) -> (u16, Value) {
+    let body = json!({ field: items }).to_string();
+    service.call(&service.keys.editor, "POST", path, &body).await
+}
+
+fn arm_units(counts: &Value) -> Vec<(String, i64)> {
+    counts["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|arm| {
+            (
+                arm["variant"].as_str().unwrap().to_owned(),
+                arm["units"].as_str().unwrap_or("0").parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn exposures_count_each_unit_once_and_set_apart_units_in_two_arms(backend: Backend) {
+    let service = service(backend).await;
+    running_experiment(&service).await;
+    let batch: Vec<Value> = (0..300)
+        .map(|i| {
+            exposure(
+                &format!("x-{i}"),
+                &format!("user-{}", i % 100),
+                if i % 100 < 40 { "blue" } else { "green" },
+            )
+        })
+        .collect();
+    let (status, outcome) = log(&service, EXPOSURES, "exposures", batch.clone()).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["stored"], 300);
+    let (_, counts) = service.call(&service.keys.viewer, "GET", COUNTS, "").await;
+    assert_eq!(
+        arm_units(&counts),
+        [("blue".to_owned(), 40), ("green".to_owned(), 60)],
+        "{counts}"
+    );
+
+    // The same batch again: every id is a duplicate, nothing moves.
+    let (_, replay) = log(&service, EXPOSURES, "exposures", batch).await;
+    assert_eq!(
+        (replay["stored"].as_i64(), replay["duplicates"].as_i64()),
+        (Some(0), Some(300)),
+        "{replay}"
+    );
+
+    // user-1 (blue) now sees green too: it leaves the counts and is reported apart.
+    let (_, outcome) = log(
+        &service,
+        EXPOSURES,
+        "exposures",
+        vec![exposure("x-300", "user-1", "green")],
+    )
+    .await;
+    assert_eq!(outcome["stored"], 1);
+    let (_, counts) = service.call(&service.keys.viewer, "GET", COUNTS, "").await;
+    assert_eq!(arm_units(&counts), [("blue".to_owned(), 39), ("green".to_owned(), 60)]);
+    assert_eq!(counts["multipleExposures"], "1");
+    service.stop().await;
+}
+
+async fn bad_exposures_are_refused_one_by_one(backend: Backend) {
+    let service = service(backend).await;
+    running_experiment(&service).await;
+    let future = "2099-01-01T00:00:00Z";
+    let ancient = "2001-01-01T00:00:00Z";
+    let mut batch = vec![
+        exposure("ok-1", "user-1", "blue"),
+        exposure("bad-variant", "user-2", "red"),
+        json!({"id": "bad-experiment", "experiment": "nope", "unit": "u", "variant": "blue"}),
+        json!({"id": "bad-environment", "experiment": "green-button", "unit": "u", "variant": "blue", "environment": "staging"}),
+        json!({"id": "", "experiment": "green-button", "unit": "u", "variant": "blue"}),
+        json!({"id": "no-unit", "experiment": "green-button", "unit": "", "variant": "blue"}),
+        json!({"id": "future", "experiment": "green-button", "unit": "u", "variant": "blue", "time": future}),
+        json!({"id": "ancient", "experiment": "green-button", "unit": "u", "variant": "blue", "time": ancient}),
+        json!({"id": "x'; DROP TABLE exposures;--", "experiment": "green-button", "unit": "u\u{0}", "variant": "blue"}),
+    ];
+    batch.push(exposure("ok-2", "user-3", "green"));
+    let (status, outcome) = log(&service, EXPOSURES, "exposures", batch).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["stored"], 2, "{outcome}");
+    let rejected = outcome["rejected"].as_array().unwrap();
+    let indexes: Vec<i64> = rejected.iter().map(|r| r["index"].as_i64().unwrap_or(0)).collect();
+    assert_eq!(indexes, [1, 2, 3, 4, 5, 6, 7, 8], "{outcome}");
+    let reasons: Vec<&str> = rejected.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert!(reasons[0].contains("not an arm"), "{reasons:?}");
+    assert!(reasons[1].contains("no experiment"), "{reasons:?}");
+    assert!(reasons[5].contains("ahead of the server"), "{reasons:?}");
+    assert!(reasons[6].contains("in the past"), "{reasons:?}");
+
+    // A draft is not running: its exposures have no phase to belong to.
+    let draft = json!({"experimentId": "draft", "experiment": {"flag": "f", "environments": ["prod"],
+        "arms": [{"variant": "a", "weight": 1}, {"variant": "b", "weight": 1}]}});
+    service
+        .call(
+            &service.keys.editor,
+            "POST",
+            "/v1/projects/shop/experiments",
+            &draft.to_string(),
+        )
+        .await;
+    let (_, outcome) = log(
+        &service,
+        EXPOSURES,
+        "exposures",
+        vec![json!({"id": "d", "experiment": "draft", "unit": "u", "variant": "a"})],
+    )
+    .await;
+    assert!(
+        outcome["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not running"),
+        "{outcome}"
+    );
+
+    for (body, expected) in [
+        (json!({"exposures": []}).to_string(), 400),
+        (
+            json!({"exposures": vec![exposure("a", "u", "blue"); 10_001]}).to_string(),
+            400,
+        ),
+        ("{\"exposures\": [".to_owned(), 400),
+        (
+            json!({"exposures": [{"id": "a", "experiment": "green-button", "unit": 7, "variant": "blue"}]}).to_string(),
+            400,
+        ),
+    ] {
+        let (status, _) = service.call(&service.keys.editor, "POST", EXPOSURES, &body).await;
+        assert_eq!(status, expected, "{}", &body[..body.len().min(80)]);
+    }
+    let (status, _) = service
+        .call(
+            &service.keys.viewer,
+            "POST",
+            EXPOSURES,
+            &json!({"exposures": [exposure("v", "u", "blue")]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 403, "viewers read, they do not log");
+    let (status, _) = service
+        .call(
+            &service.keys.other_tenant,
+            "POST",
+            EXPOSURES,
+            &json!({"exposures": [exposure("o", "u", "blue")]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "another tenant may log to its own project named shop");
+    let (_, counts) = service.call(&service.keys.viewer, "GET", COUNTS, "").await;
+    assert_eq!(
+        arm_units(&counts),
+        [("blue".to_owned(), 1), ("green".to_owned(), 1)],
+        "nothing else was stored"
+    );
+    service.stop().await;
+}
+
+async fn acknowledged_events_survive_a_restart_and_replays_count_once(backend: Backend) {
+    let service = service(backend).await;
+    running_experiment(&service).await;
+    let events: Vec<Value> = (0..500)
+        .map(|i| json!({"id": format!("e-{i}"), "name": "purchase", "unit": format!("user-{i}"), "value": 12.5}))
+        .collect();
+    let (status, outcome) = log(&service, EVENTS, "events", events.clone()).await;
+    assert_eq!((status, outcome["stored"].as_i64()), (200, Some(500)), "{outcome}");
+
+    let service = restart(service).await;
+    let (_, replay) = log(&service, EVENTS, "events", events).await;
+    assert_eq!(
+        (replay["stored"].as_i64(), replay["duplicates"].as_i64()),
+        (Some(0), Some(500)),
+        "{replay}"
+    );
+
+    let bad = vec![
+        json!({"id": "unknown", "name": "refund", "unit": "u"}),
+        json!({"id": "nan", "name": "purchase", "unit": "u", "value": "NaN"}),
+        json!({"id": "future", "name": "purchase", "unit": "u", "time": "2099-01-01T00:00:00Z"}),
+        json!({"id": "fine", "name": "purchase", "unit": "u"}),
+        json!({"id": "fine", "name": "purchase", "unit": "u"}),
+    ];
+    let (_, outcome) = log(&service, EVENTS, "events", bad).await;
+    assert_eq!(outcome["stored"], 1, "{outcome}");
+    assert_eq!(
+        outcome["duplicates"], 1,
+        "the same id twice in one batch counts once: {outcome}"
+    );
+    let reasons: Vec<&str> = outcome["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{outcome}");
+    assert!(reasons[0].contains("no metric"), "{reasons:?}");
+    service.stop().await;
+}
+
+on_both_backends!(
+    exposures_count_each_unit_once_and_set_apart_units_in_two_arms,
+    bad_exposures_are_refused_one_by_one,
+    acknowledged_events_survive_a_restart_and_replays_count_once,
+);
