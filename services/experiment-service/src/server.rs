@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use switchyard_api::experiments::v1::experiment_service_server::ExperimentServiceServer;
 use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError};
 
 use crate::{
     biz::{
+        aggregator,
         ingest::{IngestLimits, Ingestion},
         management::Manager,
     },
@@ -28,7 +31,9 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         max_skew_ms: i64::from(own.max_clock_skew_seconds) * 1_000,
         max_in_flight: own.max_batches_in_flight,
     };
-    let ingestion = Arc::new(Ingestion::new(repository.clone(), limits));
+    let stored = Arc::new(Notify::new());
+    let ingestion = Arc::new(Ingestion::new(repository.clone(), limits, stored.clone()));
+    tokio::spawn(aggregator::run(repository.clone(), stored, host.shutdown.clone()));
     let manager = Arc::new(Manager::new(repository));
     let api = ExperimentServiceServer::new(ExperimentServiceApi::new(host.about.clone(), manager, ingestion))
         .max_decoding_message_size(max_message)

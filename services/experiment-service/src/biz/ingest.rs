@@ -9,7 +9,7 @@ use std::{
 };
 
 use switchyard_platform::auth::Role;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use super::{
     error::{ExperimentError, ExperimentResult},
@@ -106,15 +106,18 @@ pub struct Ingestion<R> {
     repository: R,
     limits: IngestLimits,
     in_flight: Arc<Semaphore>,
+    /// Told after every stored batch, so the aggregator folds it at once.
+    stored: Arc<Notify>,
 }
 
 impl<R: ExperimentRepository + Clone> Ingestion<R> {
-    pub fn new(repository: R, limits: IngestLimits) -> Self {
+    pub fn new(repository: R, limits: IngestLimits, stored: Arc<Notify>) -> Self {
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
         Self {
             repository,
             limits,
             in_flight,
+            stored,
         }
     }
 
@@ -183,6 +186,7 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
             }
         }
         let stored = self.repository.store_events(tenant, project, &accepted, now_ms).await?;
+        self.stored.notify_one();
         count(&mut outcome, &stored);
         Ok(outcome)
     }

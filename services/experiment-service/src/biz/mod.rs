@@ -2,11 +2,15 @@
 //!
 //! An experiment ([`model`]) moves through its [`lifecycle`]; [`management`] holds the use
 //! cases that check who may do what and write through the [`repository`]; [`ingest`]
-//! takes exposures and metric events in.
+//! takes exposures and metric events in, and the [`aggregator`] folds them into per-arm
+//! sufficient statistics ([`unit_values`] says what each unit contributes).
 
+pub mod aggregator;
 pub mod error;
 pub mod ingest;
 pub mod lifecycle;
 pub mod management;
 pub mod model;
 pub mod repository;
+pub mod results;
+pub mod unit_values;

@@ -8,6 +8,7 @@ use super::{
     error::StoreError,
     ingest::{NewEvent, NewExposure},
     model::{ExperimentDefinition, MetricDefinition, State, StoredExperiment, StoredMetric},
+    results::Sums,
 };
 
 /// What a write expects to find, for optimistic concurrency.
@@ -140,4 +141,19 @@ pub trait ExperimentRepository: Send + Sync + 'static {
         experiment: &str,
         phase: u32,
     ) -> impl Future<Output = Result<(Vec<(String, i64)>, i64), StoreError>> + Send;
+
+    /// Folds the oldest acknowledged batch into the aggregates; false when none is pending.
+    fn fold_pending(&self) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The kept sums of one phase: (metric, variant, sums).
+    fn arm_statistics(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+        phase: u32,
+    ) -> impl Future<Output = Result<Vec<(String, String, Sums)>, StoreError>> + Send;
+
+    /// Batches of a project acknowledged but not yet in the aggregates.
+    fn pending_batches(&self, tenant: &str, project: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }

@@ -13,7 +13,7 @@ use crate::biz::{
 };
 
 /// Rows per INSERT statement: well under either backend's bound-parameter limit.
-const ROWS_PER_STATEMENT: usize = 500;
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
 const DAY_MS: i64 = 86_400_000;
 
 fn backend(error: sqlx::Error) -> StoreError {
@@ -115,6 +115,14 @@ pub async fn store_exposures(
         query.execute(&mut *tx).await.map_err(backend)?;
     }
     upsert_units(&mut tx, tenant, project, &fresh).await?;
+    enqueue(
+        &mut tx,
+        tenant,
+        project,
+        fresh.iter().map(|exposure| exposure.unit.as_str()),
+        now_ms,
+    )
+    .await?;
     tx.commit().await.map_err(backend)?;
     Ok(stored)
 }
@@ -232,8 +240,40 @@ pub async fn store_events(
         }
         query.execute(&mut *tx).await.map_err(backend)?;
     }
+    enqueue(
+        &mut tx,
+        tenant,
+        project,
+        fresh.iter().map(|event| event.unit.as_str()),
+        now_ms,
+    )
+    .await?;
     tx.commit().await.map_err(backend)?;
     Ok(stored)
+}
+
+/// Leaves the touched units for the aggregator, in the batch's own transaction.
+async fn enqueue<'a>(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    units: impl Iterator<Item = &'a str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let units: std::collections::BTreeSet<&str> = units.collect();
+    if units.is_empty() {
+        return Ok(());
+    }
+    let text = serde_json::to_string(&units).map_err(|error| StoreError::Backend(error.to_string()))?;
+    sqlx::query("INSERT INTO pending_batches (tenant, project, units, created_ms) VALUES ($1, $2, $3, $4)")
+        .bind(tenant)
+        .bind(project)
+        .bind(text)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
 }
 
 /// Creates the day's partition of `metric_events` when missing. `IF NOT EXISTS` makes a

@@ -1,6 +1,7 @@
 //! Persistence for experiment-service: its migrations (applied at start, one set per backend)
 //! and the sqlx repository that implements `biz::repository`.
 
+mod aggregation;
 mod ingestion;
 pub mod repository;
 

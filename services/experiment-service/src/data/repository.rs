@@ -10,12 +10,13 @@ use switchyard_platform::{
     storage::{Backend, Database},
 };
 
-use super::ingestion;
+use super::{aggregation, ingestion};
 use crate::biz::{
     error::StoreError,
     ingest::{NewEvent, NewExposure},
     model::{ExperimentDefinition, MetricDefinition, MetricKind, State, StoredExperiment, StoredMetric},
     repository::{Expected, ExperimentRepository, ExperimentVersion, WriteContext},
+    results::Sums,
 };
 
 /// The repository on a migrated pool.
@@ -399,6 +400,24 @@ impl ExperimentRepository for SqlRepository {
         phase: u32,
     ) -> Result<(Vec<(String, i64)>, i64), StoreError> {
         ingestion::exposure_counts(&self.pool, tenant, project, experiment, phase).await
+    }
+
+    async fn fold_pending(&self) -> Result<bool, StoreError> {
+        aggregation::fold_next(&self.pool, self.backend).await
+    }
+
+    async fn arm_statistics(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+        phase: u32,
+    ) -> Result<Vec<(String, String, Sums)>, StoreError> {
+        aggregation::arm_statistics(&self.pool, tenant, project, experiment, phase).await
+    }
+
+    async fn pending_batches(&self, tenant: &str, project: &str) -> Result<i64, StoreError> {
+        aggregation::pending(&self.pool, tenant, project).await
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod ingest;
 mod mapping;
+mod results;
 
 use std::sync::Arc;
 
@@ -365,5 +366,24 @@ impl ExperimentService for ExperimentServiceApi {
             .await
             .map_err(status)?;
         Ok(Response::new(ingest::counts_to(counts)))
+    }
+
+    async fn get_results(&self, request: Request<pb::GetResultsRequest>) -> Result<Response<pb::Results>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let (project, key) = experiment_name("name", &message.name)?;
+        let phase = match message.phase {
+            0 => None,
+            number => Some(
+                u32::try_from(number)
+                    .map_err(|_| invalid(vec![FieldViolation::new("phase", "0 (the latest) or a phase number")]))?,
+            ),
+        };
+        let results = self
+            .manager
+            .results(caller, &project, &key, phase)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(results::results_to(&project, &key, &results)))
     }
 }
