@@ -14,7 +14,7 @@ use crate::{
         management::Manager,
     },
     conf::{IDENTITY, Settings},
-    data::{MIGRATIONS, repository::SqlRepository},
+    data::{MIGRATIONS, flags::GrpcFlags, repository::SqlRepository},
     service::ExperimentServiceApi,
 };
 
@@ -34,7 +34,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let stored = Arc::new(Notify::new());
     let ingestion = Arc::new(Ingestion::new(repository.clone(), limits, stored.clone()));
     tokio::spawn(aggregator::run(repository.clone(), stored, host.shutdown.clone()));
-    let manager = Arc::new(Manager::new(repository));
+    let manager = Arc::new(Manager::new(repository, GrpcFlags::new(host.discovery.clone())));
     let api = ExperimentServiceServer::new(ExperimentServiceApi::new(host.about.clone(), manager, ingestion))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);

@@ -15,6 +15,7 @@ const COUNTS: &str = "/v1/projects/shop/experiments/green-button/exposureCounts"
 /// A running experiment `green-button` (blue/green) with a `purchase` metric.
 async fn running_experiment(service: &Service) {
     let keys = &service.keys;
+    service.create_flag("checkout-button", &["blue", "green"]).await;
     let metric = json!({"metricId": "purchase", "metric": {"type": "METRIC_TYPE_BINOMIAL", "event": "purchase"}});
     let (status, _) = service
         .call(&keys.editor, "POST", "/v1/projects/shop/metrics", &metric.to_string())

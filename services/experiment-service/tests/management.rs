@@ -188,6 +188,7 @@ async fn bad_metrics_are_refused_with_their_fields(backend: Backend) {
 async fn an_experiment_lives_its_whole_life(backend: Backend) {
     let service = service(backend).await;
     define_metrics(&service).await;
+    service.create_flag("checkout-button", &["blue", "green"]).await;
     let keys = &service.keys;
     let (status, draft) = service
         .call(&keys.editor, "POST", EXPERIMENTS, &experiment_body().to_string())

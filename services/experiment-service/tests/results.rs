@@ -22,6 +22,7 @@ async fn post(service: &Service, key: &str, path: &str, body: Value) -> Value {
 
 async fn setup(service: &Service, sequential: bool) {
     let editor = &service.keys.editor;
+    service.create_flag("checkout", &["control", "treatment"]).await;
     for (id, metric) in [
         ("purchase", json!({"type": "METRIC_TYPE_BINOMIAL", "event": "purchase"})),
         (

@@ -5,7 +5,7 @@ use switchyard_platform::{
     error::{Classify, ErrorKind, FieldViolation},
 };
 
-use super::lifecycle::LifecycleError;
+use super::{flags::FlagsError, lifecycle::LifecycleError};
 
 /// Failures of the storage behind the use cases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +32,11 @@ pub enum ExperimentError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Flags(#[from] FlagsError),
+    /// The experiment does not fit its flag (a variant it lacks, an environment without rules).
+    #[error("{0}")]
+    FlagMismatch(String),
     /// Too many batches in flight: retry shortly.
     #[error("too many batches in flight; retry in a moment")]
     Overloaded,
@@ -60,6 +65,11 @@ impl Classify for ExperimentError {
             Self::Store(StoreError::Stale(_)) => ErrorKind::Conflict,
             Self::Store(StoreError::Backend(_)) => ErrorKind::Internal,
             Self::Overloaded => ErrorKind::ResourceExhausted,
+            Self::FlagMismatch(_) | Self::Flags(FlagsError::Missing(_) | FlagsError::Refused(_)) => {
+                ErrorKind::FailedPrecondition
+            }
+            Self::Flags(FlagsError::Denied(_)) => ErrorKind::PermissionDenied,
+            Self::Flags(FlagsError::Unavailable(_)) => ErrorKind::Unavailable,
         }
     }
 

@@ -28,6 +28,7 @@ pub fn draft(spec: ExperimentSpec) -> ExperimentDefinition {
             state: State::Draft,
             phases: Vec::new(),
             decision: None,
+            original_targeting: Default::default(),
         },
     }
 }
@@ -121,6 +122,12 @@ pub fn update(
     }
     let weights_changed = old.arms.iter().zip(&spec.arms).any(|(a, b)| a.weight != b.weight);
     let coverage_dropped = spec.coverage < old.coverage;
+    if state == State::Running && weights_changed && !reassign && spec.coverage >= 1.0 && old.coverage >= 1.0 {
+        return Err(LifecycleError::WrongState(
+            "at full coverage",
+            "new weights would reach nobody, since every covered unit keeps its arm; re-randomise (reassign) to apply them",
+        ));
+    }
     next.spec = spec;
     if state != State::Running {
         return Ok(next);

@@ -16,6 +16,7 @@ use switchyard_platform::{
 
 use super::{
     error::{ExperimentError, ExperimentResult, StoreError},
+    flags::Flags,
     lifecycle,
     model::{
         Decision, ExperimentDefinition, ExperimentSpec, MetricDefinition, MetricKind, State, StoredExperiment,
@@ -33,6 +34,9 @@ const MAX_PAGE: i64 = 1_000;
 pub struct Caller<'a> {
     pub principal: &'a Principal,
     pub request_id: Option<&'a str>,
+    /// The caller's `authorization` header, passed on to flag-service so that an experiment
+    /// changes only flags its caller may change.
+    pub authorization: Option<&'a str>,
 }
 
 impl Caller<'_> {
@@ -74,7 +78,7 @@ fn metric_resource(project: &str, key: &str) -> String {
     format!("projects/{project}/metrics/{key}")
 }
 
-fn experiment_resource(project: &str, key: &str) -> String {
+pub(super) fn experiment_resource(project: &str, key: &str) -> String {
     format!("projects/{project}/experiments/{key}")
 }
 
@@ -84,13 +88,14 @@ fn expected_version(etag: Option<i64>, current: i64) -> Expected {
 }
 
 #[derive(Debug, Clone)]
-pub struct Manager<R> {
-    repository: R,
+pub struct Manager<R, F> {
+    pub(super) repository: R,
+    pub(super) flags: F,
 }
 
-impl<R: ExperimentRepository> Manager<R> {
-    pub fn new(repository: R) -> Self {
-        Self { repository }
+impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
+    pub fn new(repository: R, flags: F) -> Self {
+        Self { repository, flags }
     }
 
     pub async fn create_metric(
@@ -284,12 +289,23 @@ impl<R: ExperimentRepository> Manager<R> {
         let resource = experiment_resource(project, key);
         caller.require(Role::Publisher, &resource)?;
         let current = self.experiment(caller, project, key).await?;
-        // Metrics may have changed since the experiment was written.
-        self.check_spec(caller, project, &current.definition.spec).await?;
-        let next = lifecycle::start(&current.definition, now_ms(), message)?;
+        // Metrics and the flag may have changed since the experiment was written.
+        let spec = &current.definition.spec;
+        self.check_spec(caller, project, spec).await?;
+        let flag = self.flag_for(caller, project, spec).await?;
+        let mut next = lifecycle::start(&current.definition, now_ms(), message)?;
+        if next.lifecycle.original_targeting.is_empty() {
+            next.lifecycle.original_targeting = spec
+                .environments
+                .iter()
+                .map(|environment| (environment.clone(), flag.targeting.get(environment).cloned().flatten()))
+                .collect();
+        }
         let expected = expected_version(etag, current.version);
-        self.write(caller, project, key, expected, next, "start", message, Some(&current))
-            .await
+        let stored = self
+            .write(caller, project, key, expected, next, "start", message, Some(&current))
+            .await?;
+        self.sync_flag_or_revert(caller, project, &current, stored).await
     }
 
     pub async fn stop(
@@ -309,8 +325,10 @@ impl<R: ExperimentRepository> Manager<R> {
         let message = decision.reason.clone();
         let next = lifecycle::stop(&current.definition, decision, now)?;
         let expected = expected_version(etag, current.version);
-        self.write(caller, project, key, expected, next, "stop", &message, Some(&current))
-            .await
+        let stored = self
+            .write(caller, project, key, expected, next, "stop", &message, Some(&current))
+            .await?;
+        self.sync_flag_or_revert(caller, project, &current, stored).await
     }
 
     pub async fn archive(
@@ -496,7 +514,7 @@ impl<R: ExperimentRepository> Manager<R> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn write(
+    pub(super) async fn write(
         &self,
         caller: Caller<'_>,
         project: &str,

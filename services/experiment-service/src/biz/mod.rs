@@ -6,11 +6,14 @@
 //! sufficient statistics ([`unit_values`] says what each unit contributes).
 
 pub mod aggregator;
+pub mod assignment;
 pub mod error;
+pub mod flags;
 pub mod ingest;
 pub mod lifecycle;
 pub mod management;
 pub mod model;
 pub mod repository;
 pub mod results;
+pub mod rollout;
 pub mod unit_values;

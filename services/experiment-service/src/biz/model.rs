@@ -271,6 +271,10 @@ pub struct Lifecycle {
     pub state: State,
     pub phases: Vec<Phase>,
     pub decision: Option<Decision>,
+    /// The flag's own targeting per environment when the experiment first started: what units
+    /// outside the experiment keep getting, and what the flag returns to after it.
+    #[serde(default)]
+    pub original_targeting: std::collections::BTreeMap<String, Option<Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

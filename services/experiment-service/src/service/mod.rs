@@ -17,6 +17,7 @@ use switchyard_platform::{
     clock::now_ms,
     error::{FieldViolation, to_status},
     names::parse_name,
+    proto_json::from_proto_struct,
 };
 use tonic::{Request, Response, Status};
 
@@ -26,10 +27,10 @@ use crate::{
         ingest::Ingestion,
         management::{Caller, ExperimentChange, Manager, PageRequest},
     },
-    data::repository::SqlRepository,
+    data::{flags::GrpcFlags, repository::SqlRepository},
 };
 
-pub type ExperimentManager = Manager<SqlRepository>;
+pub type ExperimentManager = Manager<SqlRepository, GrpcFlags>;
 pub type EventIngestion = Ingestion<SqlRepository>;
 
 /// Implements `switchyard.experiments.v1.ExperimentService`.
@@ -64,7 +65,15 @@ fn caller<T>(request: &Request<T>) -> Result<Caller<'_>, Status> {
         .metadata()
         .get("x-request-id")
         .and_then(|value| value.to_str().ok());
-    Ok(Caller { principal, request_id })
+    let authorization = request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok());
+    Ok(Caller {
+        principal,
+        request_id,
+        authorization,
+    })
 }
 
 /// The ids in a resource name, or INVALID_ARGUMENT naming the field.
@@ -385,5 +394,25 @@ impl ExperimentService for ExperimentServiceApi {
             .await
             .map_err(status)?;
         Ok(Response::new(results::results_to(&project, &key, &results)))
+    }
+
+    async fn assign(&self, request: Request<pb::AssignRequest>) -> Result<Response<pb::AssignResponse>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let (project, key) = experiment_name("name", &message.name)?;
+        let context = flag_engine::Context::from(message.context.as_ref().map(from_proto_struct).unwrap_or_default());
+        let assigned = self
+            .manager
+            .assign(caller, &project, &key, &context)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(match assigned {
+            Some((variant, phase)) => pb::AssignResponse {
+                in_experiment: true,
+                variant,
+                phase: i32::try_from(phase).unwrap_or(i32::MAX),
+            },
+            None => pb::AssignResponse::default(),
+        }))
     }
 }

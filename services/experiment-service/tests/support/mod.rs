@@ -1,10 +1,15 @@
-//! An experiment-service on loopback, on SQLite or on a fresh PostgreSQL database, with one
-//! API key per role in tenant `acme` and an admin of tenant `other`.
+//! An experiment-service on loopback, on SQLite or on a fresh PostgreSQL database, beside a
+//! real flag-service (in-process, SQLite) it writes experiment rules into; one API key per
+//! role in tenant `acme`, an SDK server key, and an admin of tenant `other`, known to both.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use experiment_service::conf::{Settings, defaults};
 use serde_json::Value;
-use switchyard_platform::{Running, Shutdown, auth::generate_api_key, testing};
+use switchyard_platform::{
+    Running, Shutdown,
+    auth::{ApiKeyRecord, generate_api_key},
+    testing,
+};
 
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -12,6 +17,7 @@ pub struct Keys {
     pub publisher: String,
     pub editor: String,
     pub viewer: String,
+    pub sdk_server: String,
     pub other_tenant: String,
 }
 
@@ -20,7 +26,14 @@ pub struct Service {
     pub shutdown: Shutdown,
     pub keys: Keys,
     pub settings: Settings,
+    pub flags: FlagService,
     _dir: tempfile::TempDir,
+}
+
+/// The flag-service beside it.
+pub struct FlagService {
+    pub running: Running,
+    pub shutdown: Shutdown,
 }
 
 /// Where the service keeps its data: each test runs on both.
@@ -30,11 +43,12 @@ pub enum Backend {
     Postgres,
 }
 
-fn settings(dir: &std::path::Path) -> (Settings, Keys) {
+fn settings(dir: &std::path::Path) -> (Settings, Keys, Vec<ApiKeyRecord>) {
     let mut settings = testing::local(defaults(), dir);
+    let mut records = Vec::new();
     let mut add = |tenant: &str, roles: &[&str]| {
         let key = generate_api_key(tenant, roles);
-        settings.auth.api_keys.push(key.record);
+        records.push(key.record);
         key.plaintext
     };
     let keys = Keys {
@@ -42,18 +56,36 @@ fn settings(dir: &std::path::Path) -> (Settings, Keys) {
         publisher: add("acme", &["publisher"]),
         editor: add("acme", &["editor"]),
         viewer: add("acme", &["viewer"]),
+        sdk_server: add("acme", &["sdk-server"]),
         other_tenant: add("other", &["admin"]),
     };
-    (settings, keys)
+    settings.auth.api_keys = records.clone();
+    (settings, keys, records)
+}
+
+async fn flag_service(dir: &std::path::Path, keys: Vec<ApiKeyRecord>) -> FlagService {
+    let mut settings = testing::local(flag_service::conf::defaults(), &dir.join("flags"));
+    settings.auth.api_keys = keys;
+    let shutdown = Shutdown::new();
+    let running = match flag_service::start(settings, shutdown.clone()).await {
+        Ok(running) => running,
+        Err(error) => panic!("flag-service did not start: {error}"),
+    };
+    FlagService { running, shutdown }
 }
 
 pub async fn service(backend: Backend) -> Service {
     let dir = tempfile::tempdir().unwrap();
-    let (mut settings, keys) = settings(dir.path());
+    let (mut settings, keys, records) = settings(dir.path());
     if let Backend::Postgres = backend {
         settings.storage.url = testing::fresh_postgres_database().await;
     }
-    start(settings, keys, dir).await
+    let flags = flag_service(dir.path(), records).await;
+    settings.peers.insert(
+        "flag-service".to_owned(),
+        vec![format!("http://{}", flags.running.grpc_addr)],
+    );
+    start(settings, keys, flags, dir).await
 }
 
 /// A fresh process on the same database (and data directory) as `previous`, which is stopped.
@@ -63,14 +95,15 @@ pub async fn restart(previous: Service) -> Service {
         shutdown,
         keys,
         settings,
+        flags,
         _dir: dir,
     } = previous;
     shutdown.trigger();
     running.wait().await;
-    start(settings, keys, dir).await
+    start(settings, keys, flags, dir).await
 }
 
-async fn start(settings: Settings, keys: Keys, dir: tempfile::TempDir) -> Service {
+async fn start(settings: Settings, keys: Keys, flags: FlagService, dir: tempfile::TempDir) -> Service {
     let shutdown = Shutdown::new();
     let running = match experiment_service::start(settings.clone(), shutdown.clone()).await {
         Ok(running) => running,
@@ -81,6 +114,7 @@ async fn start(settings: Settings, keys: Keys, dir: tempfile::TempDir) -> Servic
         shutdown,
         keys,
         settings,
+        flags,
         _dir: dir,
     }
 }
@@ -108,6 +142,30 @@ impl Service {
     pub async fn stop(self) {
         self.shutdown.trigger();
         self.running.wait().await;
+        self.flags.shutdown.trigger();
+        self.flags.running.wait().await;
+    }
+
+    /// Creates flag `key` in project `shop` with string variants named `variants` (the first
+    /// the default) and rules in `prod`.
+    pub async fn create_flag(&self, key: &str, variants: &[&str]) {
+        let values: serde_json::Map<String, Value> = variants
+            .iter()
+            .map(|variant| ((*variant).to_owned(), Value::String((*variant).to_owned())))
+            .collect();
+        let body = serde_json::json!({"flagId": key, "flag": {"variants": values,
+            "environments": {"prod": {"enabled": true, "defaultVariant": variants[0]}}}});
+        let url = format!("http://{}/v1/projects/shop/flags", self.flags.running.http_addr);
+        let response = testing::http_as("POST", &url, Some(&self.keys.editor), &[], body.to_string()).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+
+    /// Reads a flag from flag-service.
+    pub async fn flag(&self, key: &str) -> Value {
+        let url = format!("http://{}/v1/projects/shop/flags/{key}", self.flags.running.http_addr);
+        testing::http_as("GET", &url, Some(&self.keys.viewer), &[], "")
+            .await
+            .json()
     }
 
     /// Calls `method path` with `key` and a JSON body (empty for none): status and JSON.
