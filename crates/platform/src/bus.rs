@@ -1,6 +1,9 @@
 //! The change bus: how replicas of a service tell each other that something changed, so
-//! each can serve its own watchers from memory. In-process broadcast for a single node;
-//! Redis pub/sub when `redis_url` is set. Both sit behind [`ChangeBus`].
+//! each can serve its own watchers from memory, and how one service hands another a stream
+//! of facts (flag-service's exposures to experiment-service). In-process broadcast for a
+//! single node — one bus per process, so the services `switchyard dev` hosts together hear
+//! each other as they would over Redis; Redis pub/sub when `redis_url` is set. Both sit
+//! behind [`ChangeBus`].
 //!
 //! The bus is a wake-up signal, not the record: a message lost while a replica was
 //! disconnected is recovered from the database by revision, never from the bus.
@@ -42,8 +45,9 @@ pub trait ChangeBus: Send + Sync + std::fmt::Debug {
 
 /// Builds the bus the settings ask for.
 pub async fn connect(redis_url: Option<&str>) -> Result<Arc<dyn ChangeBus>, BusError> {
+    static PROCESS: std::sync::OnceLock<Arc<InProcessBus>> = std::sync::OnceLock::new();
     match redis_url {
-        None => Ok(Arc::new(InProcessBus::default())),
+        None => Ok(PROCESS.get_or_init(|| Arc::new(InProcessBus::default())).clone()),
         Some(url) => Ok(Arc::new(RedisBus::connect(url).await?)),
     }
 }

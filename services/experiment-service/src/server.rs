@@ -14,7 +14,7 @@ use crate::{
         management::Manager,
     },
     conf::{IDENTITY, Settings},
-    data::{MIGRATIONS, flags::GrpcFlags, repository::SqlRepository},
+    data::{MIGRATIONS, exposure_bus, flags::GrpcFlags, repository::SqlRepository},
     service::ExperimentServiceApi,
 };
 
@@ -34,6 +34,12 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let stored = Arc::new(Notify::new());
     let ingestion = Arc::new(Ingestion::new(repository.clone(), limits, stored.clone()));
     tokio::spawn(aggregator::run(repository.clone(), stored, host.shutdown.clone()));
+    let exposures = exposure_bus::subscribe(&host.bus).await?;
+    tokio::spawn(follow_flag_exposures(
+        exposures,
+        ingestion.clone(),
+        host.shutdown.clone(),
+    ));
     let manager = Arc::new(Manager::new(repository, GrpcFlags::new(host.discovery.clone())));
     let api = ExperimentServiceServer::new(ExperimentServiceApi::new(host.about.clone(), manager, ingestion))
         .max_decoding_message_size(max_message)
@@ -44,4 +50,26 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
             services.public(path)
         });
     host.serve(services).await
+}
+
+/// Feeds flag-service's exposures into ingestion until shutdown.
+async fn follow_flag_exposures(
+    exposures: impl futures::Stream<Item = Vec<crate::biz::ingest::FlagExposure>>,
+    ingestion: Arc<Ingestion<SqlRepository>>,
+    shutdown: Shutdown,
+) {
+    let mut exposures = std::pin::pin!(exposures);
+    loop {
+        let batch = tokio::select! {
+            batch = futures::StreamExt::next(&mut exposures) => batch,
+            () = shutdown.cancelled() => return,
+        };
+        let Some(batch) = batch else { return };
+        if let Err(error) = ingestion
+            .ingest_flag_exposures(batch, switchyard_platform::clock::now_ms())
+            .await
+        {
+            tracing::warn!(%error, "storing exposures from flag-service failed");
+        }
+    }
 }

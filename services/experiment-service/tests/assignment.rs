@@ -193,7 +193,56 @@ async fn an_experiment_that_does_not_fit_its_flag_does_not_start(backend: Backen
     service.stop().await;
 }
 
+async fn evaluating_the_flag_records_exposures(backend: Backend) {
+    let service = service(backend).await;
+    start_experiment(&service, 1.0).await;
+    until_flag_serves(&service, true).await;
+    let mut expected = std::collections::BTreeMap::<String, i64>::new();
+    for i in 0..200 {
+        let unit = format!("user-{i}");
+        let (variant, _) = ofrep(&service, &unit).await;
+        // Twice: a unit's repeated evaluations are one exposure.
+        ofrep(&service, &unit).await;
+        *expected.entry(variant).or_default() += 1;
+    }
+    let path = format!("{EXPERIMENT}/exposureCounts");
+    // A guard against hanging forever if exposures never arrive, not a timing assertion.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exposures from flag evaluation never arrived"
+        );
+        let (_, counts) = service.call(&service.keys.viewer, "GET", &path, "").await;
+        let got: std::collections::BTreeMap<String, i64> = counts["arms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|arm| {
+                (
+                    arm["variant"].as_str().unwrap().to_owned(),
+                    arm["units"].as_str().unwrap_or("0").parse().unwrap(),
+                )
+            })
+            .filter(|(_, units)| *units > 0)
+            .collect();
+        // "probe" was evaluated too while waiting for the flag.
+        let without_probe: i64 = got.values().sum::<i64>();
+        if without_probe >= 200 {
+            assert!(without_probe <= 201, "{counts}");
+            for (variant, units) in &expected {
+                let seen = got.get(variant).copied().unwrap_or(0);
+                assert!(seen == *units || seen == units + 1, "{variant}: {seen} vs {units}");
+            }
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    service.stop().await;
+}
+
 on_both_backends!(
+    evaluating_the_flag_records_exposures,
     flag_evaluation_and_assign_agree_unit_for_unit,
     raising_coverage_moves_nobody_and_a_decision_ships_the_winner,
     an_experiment_that_does_not_fit_its_flag_does_not_start,

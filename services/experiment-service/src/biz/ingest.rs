@@ -131,7 +131,51 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
         caller.require(Role::Editor, &format!("projects/{project}"))?;
         check_size(exposures.len())?;
         let _permit = self.in_flight.try_acquire().map_err(|_| ExperimentError::Overloaded)?;
-        let tenant = caller.tenant();
+        self.store_exposures(caller.tenant(), project, exposures, now_ms).await
+    }
+
+    /// Exposures flag-service reported for flags bound to an experiment (its bus topic). The
+    /// id is derived from the flag set, experiment, arm and unit, so repeats count once and the
+    /// first exposure's time stands. Refusals (an experiment no longer running) are dropped.
+    pub async fn ingest_flag_exposures(&self, exposures: Vec<FlagExposure>, now_ms: i64) -> ExperimentResult<usize> {
+        let mut by_project: BTreeMap<(String, String), Vec<ExposureInput>> = BTreeMap::new();
+        for exposure in exposures {
+            let Some((project, environment)) = flag_set_parts(&exposure.flag_set) else {
+                continue;
+            };
+            let id = derived_id(&exposure);
+            by_project
+                .entry((exposure.tenant, project))
+                .or_default()
+                .push(ExposureInput {
+                    id,
+                    experiment: exposure.experiment,
+                    unit: exposure.targeting_key,
+                    variant: exposure.variant,
+                    environment,
+                    time_ms: Some(exposure.timestamp_ms),
+                    attributes: BTreeMap::new(),
+                });
+        }
+        let mut stored = 0;
+        for ((tenant, project), inputs) in by_project {
+            for chunk in inputs.chunks(MAX_BATCH) {
+                stored += self
+                    .store_exposures(&tenant, &project, chunk.to_vec(), now_ms)
+                    .await?
+                    .stored;
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn store_exposures(
+        &self,
+        tenant: &str,
+        project: &str,
+        exposures: Vec<ExposureInput>,
+        now_ms: i64,
+    ) -> ExperimentResult<BatchOutcome> {
         let mut experiments: HashMap<String, Option<StoredExperiment>> = HashMap::new();
         let mut outcome = BatchOutcome::default();
         let mut accepted = Vec::with_capacity(exposures.len());
@@ -157,6 +201,7 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
             .repository
             .store_exposures(tenant, project, &accepted, now_ms)
             .await?;
+        self.stored.notify_one();
         count(&mut outcome, &stored);
         Ok(outcome)
     }
@@ -280,6 +325,42 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
         }
         Ok(time)
     }
+}
+
+/// One exposure as flag-service publishes it (JSON lines on `flag-service.exposures`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlagExposure {
+    pub tenant: String,
+    pub experiment: String,
+    /// `projects/{project}/environments/{environment}` for managed flags.
+    pub flag_set: String,
+    pub flag: String,
+    pub variant: String,
+    pub targeting_key: String,
+    pub timestamp_ms: i64,
+}
+
+/// (project, environment) of a managed flag set; flag files have no project.
+fn flag_set_parts(flag_set: &str) -> Option<(String, String)> {
+    let ids = switchyard_platform::names::parse_name("flag_set", flag_set, "projects/*/environments/*").ok()?;
+    Some((ids[0].clone(), ids[1].clone()))
+}
+
+/// One id per (flag set, experiment, arm, unit): a unit's repeated exposures count once.
+fn derived_id(exposure: &FlagExposure) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [
+        &exposure.flag_set,
+        &exposure.experiment,
+        &exposure.variant,
+        &exposure.targeting_key,
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    format!("flag:{}", hex::encode(&hasher.finalize()[..16]))
 }
 
 /// The phase running at `time_ms`.

@@ -2,6 +2,7 @@
 //! and the sqlx repository that implements `biz::repository`.
 
 mod aggregation;
+pub mod exposure_bus;
 pub mod flags;
 mod ingestion;
 pub mod repository;
