@@ -57,6 +57,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .entry("flag-service".to_owned())
         .or_insert_with(|| vec![format!("http://{}", loopback_if_unspecified(flags.grpc_addr))]);
     realtime.service.live.api_key.get_or_insert_with(|| admin_key.clone());
+    // Experiments write their rules into flags.
+    let mut experiments = experiments;
+    experiments
+        .peers
+        .entry("flag-service".to_owned())
+        .or_insert_with(|| vec![format!("http://{}", loopback_if_unspecified(flags.grpc_addr))]);
     // The gateway reports its connections to presence-service.
     let presence = presence_service::start(keys.apply(presence, key_store), shutdown.clone()).await?;
     realtime

@@ -5,6 +5,7 @@
 
 mod config;
 mod dev;
+mod experiments;
 mod flags;
 mod grpc;
 mod keys;
@@ -41,6 +42,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Who is online, on which devices and pages; watch them come and go (presence-service).
     Presence(presence::PresenceArgs),
+    /// Metrics, experiments on flags, and their results (experiment-service).
+    Experiments(experiments::ExperimentsArgs),
     /// Apply every service's database migrations and exit.
     Migrate(migrate::MigrateArgs),
 }
@@ -54,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(args) => keys::run(args).await,
         Command::Token(args) => token::run(&args),
         Command::Presence(args) => presence::run(args).await,
+        Command::Experiments(args) => experiments::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
     }
 }
