@@ -129,7 +129,7 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
         now_ms: i64,
     ) -> ExperimentResult<BatchOutcome> {
         caller.require(Role::Editor, &format!("projects/{project}"))?;
-        check_size(exposures.len())?;
+        check_size("exposures", exposures.len())?;
         let _permit = self.in_flight.try_acquire().map_err(|_| ExperimentError::Overloaded)?;
         self.store_exposures(caller.tenant(), project, exposures, now_ms).await
     }
@@ -214,7 +214,7 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
         now_ms: i64,
     ) -> ExperimentResult<BatchOutcome> {
         caller.require(Role::Editor, &format!("projects/{project}"))?;
-        check_size(events.len())?;
+        check_size("events", events.len())?;
         let _permit = self.in_flight.try_acquire().map_err(|_| ExperimentError::Overloaded)?;
         let tenant = caller.tenant();
         let known = self.repository.event_names(tenant, project).await?;
@@ -377,9 +377,9 @@ fn count(outcome: &mut BatchOutcome, stored: &[bool]) {
     outcome.duplicates = stored.len() - new;
 }
 
-fn check_size(len: usize) -> ExperimentResult<()> {
+fn check_size(field: &str, len: usize) -> ExperimentResult<()> {
     if len == 0 || len > MAX_BATCH {
-        return Err(ExperimentError::invalid("batch", format!("one to {MAX_BATCH} items")));
+        return Err(ExperimentError::invalid(field, format!("one to {MAX_BATCH} items")));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! sufficient statistics ([`unit_values`] says what each unit contributes).
 
 pub mod aggregator;
+pub mod analysis;
 pub mod assignment;
 pub mod error;
 pub mod flags;

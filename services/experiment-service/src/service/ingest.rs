@@ -8,9 +8,9 @@ use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::biz::{
+    analysis::ExposureCounts,
     error::ExperimentError,
     ingest::{BatchOutcome, EventInput, ExposureInput},
-    management::ExposureCounts,
 };
 
 /// How long a client told to back off should wait before retrying.
