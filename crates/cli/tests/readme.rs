@@ -62,13 +62,14 @@ fn prelude(dev: &Dev) -> String {
         "set -euo pipefail\n\
          export PATH={bin}:$PATH\n\
          export SY_CONFIG_SERVER=http://127.0.0.1:{config} SY_FLAG_SERVER=http://127.0.0.1:{flags}\n\
-         export SY_PRESENCE_SERVER=http://127.0.0.1:{presence}\n\
+         export SY_PRESENCE_SERVER=http://127.0.0.1:{presence} SY_EXPERIMENT_SERVER=http://127.0.0.1:{experiments}\n\
          curl() {{ command curl --fail-with-body --show-error --max-time 20 \"$@\"; echo; }}\n\
          command -v grpcurl >/dev/null || grpcurl() {{ echo \"(grpcurl is not installed: skipped)\"; }}\n",
         bin = bin_dir.display(),
         config = grpc("config-service"),
         flags = grpc("flag-service"),
         presence = grpc("presence-service"),
+        experiments = grpc("experiment-service"),
     )
 }
 

@@ -75,6 +75,13 @@ async fn flag_service(dir: &std::path::Path, keys: Vec<ApiKeyRecord>) -> FlagSer
 }
 
 pub async fn service(backend: Backend) -> Service {
+    let (settings, keys, flags, dir) = prepared(backend).await;
+    start(settings, keys, flags, dir).await
+}
+
+/// Settings for an experiment-service beside a running flag-service, not yet started (for
+/// tests that run it as its own process).
+pub async fn prepared(backend: Backend) -> (Settings, Keys, FlagService, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (mut settings, keys, records) = settings(dir.path());
     if let Backend::Postgres = backend {
@@ -85,7 +92,7 @@ pub async fn service(backend: Backend) -> Service {
         "flag-service".to_owned(),
         vec![format!("http://{}", flags.running.grpc_addr)],
     );
-    start(settings, keys, flags, dir).await
+    (settings, keys, flags, dir)
 }
 
 /// A fresh process on the same database (and data directory) as `previous`, which is stopped.
