@@ -56,8 +56,14 @@ async fn a_crash_after_acknowledgement_loses_nothing(backend: Backend) {
     .await;
 
     // 600 units, a third of a's and half of b's buy; several batches, then kill -9.
-    let arm = |i: usize| if i % 2 == 0 { "a" } else { "b" };
-    let buys = |i: usize| if i % 2 == 0 { i % 3 == 0 } else { i % 4 < 2 };
+    let arm = |i: usize| if i.is_multiple_of(2) { "a" } else { "b" };
+    let buys = |i: usize| {
+        if i.is_multiple_of(2) {
+            i.is_multiple_of(3)
+        } else {
+            i % 4 < 2
+        }
+    };
     for chunk in (0..600).collect::<Vec<usize>>().chunks(150) {
         let exposures: Vec<Value> = chunk
             .iter()
