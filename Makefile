@@ -7,7 +7,7 @@ export REDIS_TEST_URL ?= redis://127.0.0.1:6379
 # Seconds each flag-engine fuzz target runs in `make fuzz` and in the short pass of `make bench`.
 FUZZ_SECONDS ?= 30
 
-.PHONY: run test lint fmt fuzz-api bench-keys bench bench-config bench-flags-engine bench-flags-server bench-realtime bench-presence fuzz proto migrate build
+.PHONY: run test lint fmt fuzz-api bench-keys bench bench-config bench-flags-engine bench-flags-server bench-realtime bench-presence bench-experiments fuzz proto migrate build
 
 ## run: build and start all five services in one process (switchyard dev)
 run:
@@ -72,6 +72,11 @@ bench-realtime:
 bench-presence:
 	./scripts/ensure-backing-services.sh
 	$(CARGO) bench -p presence-service --bench presence
+
+## bench-experiments: experiment-service LogEvents ingestion into PostgreSQL (events/s, batches of 500), aggregation lag and GetResults p99 (bench/results/experiment-service.json); EXPERIMENT_BENCH_QUICK=1 for a short run
+bench-experiments:
+	./scripts/ensure-backing-services.sh
+	$(CARGO) bench -p experiment-service --bench ingestion
 
 ## fuzz: flag-engine's cargo-fuzz targets, FUZZ_SECONDS each (default 30); installs cargo-fuzz if missing, fails on any crash, timeout or oom
 fuzz:

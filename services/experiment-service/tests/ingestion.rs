@@ -252,7 +252,29 @@ async fn acknowledged_events_survive_a_restart_and_replays_count_once(backend: B
     service.stop().await;
 }
 
+async fn concurrent_batches_all_land(backend: Backend) {
+    let service = std::sync::Arc::new(service(backend).await);
+    running_experiment(&service).await;
+    // Eight batches at once, each touching today and two days ago (the day's partition on
+    // PostgreSQL is created by whichever comes first, and never fails the others).
+    let mut tasks = Vec::new();
+    for batch in 0..8 {
+        let service = service.clone();
+        tasks.push(tokio::spawn(async move {
+            let events: Vec<Value> = (0..100)
+                .map(|i| json!({"id": format!("c{batch}-{i}"), "name": "purchase", "unit": format!("u{i}")}))
+                .collect();
+            log(&service, EVENTS, "events", events).await
+        }));
+    }
+    for task in tasks {
+        let (status, outcome) = task.await.unwrap();
+        assert_eq!((status, outcome["stored"].as_i64()), (200, Some(100)), "{outcome}");
+    }
+}
+
 on_both_backends!(
+    concurrent_batches_all_land,
     exposures_count_each_unit_once_and_set_apart_units_in_two_arms,
     bad_exposures_are_refused_one_by_one,
     acknowledged_events_survive_a_restart_and_replays_count_once,

@@ -192,9 +192,39 @@ async fn upsert_units(
     Ok(())
 }
 
+/// The days whose `metric_events` partition this process knows to exist.
+#[derive(Debug, Default)]
+pub struct DayPartitions {
+    known: tokio::sync::Mutex<HashSet<i64>>,
+}
+
+impl DayPartitions {
+    /// Makes sure each day has its partition before a batch writes into it. Creation runs in its
+    /// own transaction under an advisory lock, so replicas and concurrent batches never race on
+    /// the catalog (`CREATE TABLE IF NOT EXISTS` alone is not safe against that).
+    async fn ensure(&self, pool: &AnyPool, days: impl Iterator<Item = i64>) -> Result<(), StoreError> {
+        let mut known = self.known.lock().await;
+        for day in days {
+            if known.contains(&day) {
+                continue;
+            }
+            let mut tx = pool.begin().await.map_err(backend)?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7321, 0)")
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            ensure_day_partition(&mut tx, day).await?;
+            tx.commit().await.map_err(backend)?;
+            known.insert(day);
+        }
+        Ok(())
+    }
+}
+
 pub async fn store_events(
     pool: &AnyPool,
     database: Backend,
+    partitions: &DayPartitions,
     tenant: &str,
     project: &str,
     events: &[NewEvent],
@@ -202,6 +232,13 @@ pub async fn store_events(
 ) -> Result<Vec<bool>, StoreError> {
     if events.is_empty() {
         return Ok(Vec::new());
+    }
+    if database == Backend::Postgres {
+        let days: HashSet<i64> = events
+            .iter()
+            .map(|event| event.occurred_ms.div_euclid(DAY_MS))
+            .collect();
+        partitions.ensure(pool, days.into_iter()).await?;
     }
     let mut tx = pool.begin().await.map_err(backend)?;
     let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
@@ -213,12 +250,6 @@ pub async fn store_events(
         .filter(|(_, new)| **new)
         .map(|(e, _)| e)
         .collect();
-    if database == Backend::Postgres {
-        let days: HashSet<i64> = fresh.iter().map(|event| event.occurred_ms.div_euclid(DAY_MS)).collect();
-        for day in days {
-            ensure_day_partition(&mut tx, day).await?;
-        }
-    }
     for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO metric_events (tenant, project, event_name, unit, value, occurred_ms, day, environment, \
@@ -276,8 +307,8 @@ async fn enqueue<'a>(
     Ok(())
 }
 
-/// Creates the day's partition of `metric_events` when missing. `IF NOT EXISTS` makes a
-/// replica that loses the race a no-op; the name is built from an integer only.
+/// Creates the day's partition of `metric_events` when missing; the name is built from an
+/// integer only.
 async fn ensure_day_partition(conn: &mut AnyConnection, day: i64) -> Result<(), StoreError> {
     let suffix = if day < 0 { format!("m{}", -day) } else { day.to_string() };
     let sql = format!(

@@ -24,6 +24,7 @@ use crate::biz::{
 pub struct SqlRepository {
     pool: AnyPool,
     backend: Backend,
+    partitions: std::sync::Arc<ingestion::DayPartitions>,
 }
 
 impl SqlRepository {
@@ -31,6 +32,7 @@ impl SqlRepository {
         Self {
             pool: database.pool.clone(),
             backend: database.backend,
+            partitions: Default::default(),
         }
     }
 }
@@ -389,7 +391,16 @@ impl ExperimentRepository for SqlRepository {
         events: &[NewEvent],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        ingestion::store_events(&self.pool, self.backend, tenant, project, events, now_ms).await
+        ingestion::store_events(
+            &self.pool,
+            self.backend,
+            &self.partitions,
+            tenant,
+            project,
+            events,
+            now_ms,
+        )
+        .await
     }
 
     async fn exposure_counts(
