@@ -102,7 +102,7 @@ async fn main() {
                 id: format!("x{i}"),
                 experiment: "checkout".into(),
                 unit: format!("u{i}"),
-                variant: if i % 2 == 0 {
+                variant: if i.is_multiple_of(2) {
                     "control".into()
                 } else {
                     "treatment".into()
@@ -137,7 +137,7 @@ async fn main() {
                     .map(|i| {
                         let n = (batch_number * BATCH + i) * GENERATORS + generator;
                         let unit = format!("u{}", n % units);
-                        if n % 5 == 0 {
+                        if n.is_multiple_of(5) {
                             pb::Event {
                                 id: format!("e{n}"),
                                 name: "purchase".into(),
