@@ -62,7 +62,7 @@ impl Delta {
 
 /// Folds the oldest pending batch; false when there is none.
 pub async fn fold_next(pool: &AnyPool, database: Backend) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut tx = super::begin_write(pool, database).await?;
     let lock = if database == Backend::Postgres {
         " FOR UPDATE SKIP LOCKED"
     } else {

@@ -74,6 +74,7 @@ fn novelty<'a>(ids: impl Iterator<Item = &'a str>, new: &HashSet<String>) -> Vec
 
 pub async fn store_exposures(
     pool: &AnyPool,
+    database: Backend,
     tenant: &str,
     project: &str,
     exposures: &[NewExposure],
@@ -82,7 +83,7 @@ pub async fn store_exposures(
     if exposures.is_empty() {
         return Ok(Vec::new());
     }
-    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut tx = super::begin_write(pool, database).await?;
     let ids: Vec<&str> = exposures.iter().map(|exposure| exposure.id.as_str()).collect();
     let new = claim_ids(&mut tx, tenant, "exposure", &ids, now_ms).await?;
     let stored = novelty(ids.iter().copied(), &new);
@@ -240,7 +241,7 @@ pub async fn store_events(
             .collect();
         partitions.ensure(pool, days.into_iter()).await?;
     }
-    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut tx = super::begin_write(pool, database).await?;
     let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
     let new = claim_ids(&mut tx, tenant, "event", &ids, now_ms).await?;
     let stored = novelty(ids.iter().copied(), &new);

@@ -210,7 +210,7 @@ impl ExperimentRepository for SqlRepository {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let text = encode(definition)?;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.pool, self.backend).await?;
         let before = check_current(&mut tx, &METRICS, context, key, expected).await?;
         let version = upsert(&mut tx, &METRICS, context, key, before.as_ref(), &text, None, now_ms).await?;
         tx.commit().await.map_err(backend)?;
@@ -262,7 +262,7 @@ impl ExperimentRepository for SqlRepository {
     ) -> Result<i64, StoreError> {
         let text = encode(definition)?;
         let state = definition.lifecycle.state.as_str();
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.pool, self.backend).await?;
         let before = check_current(&mut tx, &EXPERIMENTS, context, key, expected).await?;
         let version = upsert(
             &mut tx,
@@ -381,7 +381,7 @@ impl ExperimentRepository for SqlRepository {
         exposures: &[NewExposure],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        ingestion::store_exposures(&self.pool, tenant, project, exposures, now_ms).await
+        ingestion::store_exposures(&self.pool, self.backend, tenant, project, exposures, now_ms).await
     }
 
     async fn store_events(
