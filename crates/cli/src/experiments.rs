@@ -352,6 +352,16 @@ async fn list(client: &mut Client, project: &str, output: Output) -> anyhow::Res
 }
 
 async fn results(client: &mut Client, project: &str, id: &str, output: Output) -> anyhow::Result<()> {
+    let experiment = client
+        .get_experiment(pb::GetExperimentRequest {
+            name: name(project, id),
+        })
+        .await
+        .map_err(|status| failure(&status))?
+        .into_inner();
+    let absolute = experiment
+        .analysis
+        .is_some_and(|analysis| analysis.difference == i32::from(pb::DifferenceType::Absolute));
     let results = client
         .get_results(pb::GetResultsRequest {
             name: name(project, id),
@@ -360,10 +370,11 @@ async fn results(client: &mut Client, project: &str, id: &str, output: Output) -
         .await
         .map_err(|status| failure(&status))?
         .into_inner();
-    show(&results, output, || print_results(&results))
+    show(&results, output, || print_results(&results, absolute))
 }
 
-fn print_results(results: &pb::Results) {
+/// Effects print as percentages when relative (the default), as differences when absolute.
+fn print_results(results: &pb::Results, absolute: bool) {
     let mut rows = Vec::new();
     for metric in &results.metrics {
         for arm in &metric.arms {
@@ -386,8 +397,8 @@ fn print_results(results: &pb::Results) {
                     };
                     let mark = if c.significant { " *" } else { "" };
                     row.extend([
-                        format!("{:+.2}%", c.effect * 100.0),
-                        format!("[{:+.2}%, {:+.2}%]", c.ci_lower * 100.0, c.ci_upper * 100.0),
+                        effect(c.effect, absolute),
+                        format!("[{}, {}]", effect(c.ci_lower, absolute), effect(c.ci_upper, absolute)),
                         format!("{verdict}{mark}"),
                     ]);
                 }
@@ -420,5 +431,13 @@ fn print_results(results: &pb::Results) {
         if !health.guardrails_failing.is_empty() {
             println!("guardrails failing: {}", health.guardrails_failing.join(", "));
         }
+    }
+}
+
+fn effect(value: f64, absolute: bool) -> String {
+    if absolute {
+        format!("{value:+.4}")
+    } else {
+        format!("{:+.2}%", value * 100.0)
     }
 }
