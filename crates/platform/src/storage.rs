@@ -115,6 +115,19 @@ impl Database {
     }
 }
 
+/// A transaction that is going to write. On SQLite it takes the write lock at once: a
+/// transaction that reads first and writes later cannot wait for another writer and fails
+/// with "database is locked" instead.
+pub async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match backend {
+        Backend::Postgres => pool.begin().await,
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+    }
+}
+
 fn backend_of(url: &str) -> Result<Backend, StorageError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Backend::Postgres);

@@ -188,13 +188,10 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
                 experiments.insert(exposure.experiment.clone(), found);
             }
             let experiment = experiments.get(&exposure.experiment).and_then(Option::as_ref);
-            match self.check_exposure(exposure.clone(), experiment, now_ms) {
+            let id = exposure.id.clone();
+            match self.check_exposure(exposure, experiment, now_ms) {
                 Ok(checked) => accepted.push(checked),
-                Err(reason) => outcome.rejected.push(Rejection {
-                    index,
-                    id: exposure.id,
-                    reason,
-                }),
+                Err(reason) => outcome.rejected.push(Rejection { index, id, reason }),
             }
         }
         let stored = self

@@ -9,21 +9,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sqlx::{AnyConnection, AnyPool, Row};
 use switchyard_platform::storage::Backend;
 
-use super::ingestion::ROWS_PER_STATEMENT;
+use super::{backend, decode, ingestion::ROWS_PER_STATEMENT};
 use crate::biz::{
     error::StoreError,
     model::{ExperimentDefinition, MetricDefinition, MetricKind, State},
     results::Sums,
     unit_values::{Contribution, MetricPlan, UnitEvent, contribution},
 };
-
-fn backend(error: sqlx::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
-}
-
-fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Backend(format!("stored JSON does not parse: {error}")))
-}
 
 /// A unit's place in one experiment phase.
 struct Membership {

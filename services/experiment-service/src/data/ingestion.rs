@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use sqlx::{AnyConnection, AnyPool, Row};
 use switchyard_platform::storage::Backend;
 
+use super::backend;
+
 use crate::biz::{
     error::StoreError,
     ingest::{NewEvent, NewExposure},
@@ -15,10 +17,6 @@ use crate::biz::{
 /// Rows per INSERT statement: well under either backend's bound-parameter limit.
 pub(super) const ROWS_PER_STATEMENT: usize = 500;
 const DAY_MS: i64 = 86_400_000;
-
-fn backend(error: sqlx::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
-}
 
 /// `($1, $2, …), ($n+1, …)` for `rows` rows of `columns` columns.
 fn placeholders(rows: usize, columns: usize) -> String {

@@ -19,16 +19,23 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &SQLITE,
 };
 
-/// A write transaction. On SQLite it takes the write lock at once: a transaction that reads
-/// first and writes later cannot wait for another writer, and fails with "database is locked".
+/// A storage failure, as the domain sees it.
+fn backend(error: sqlx::Error) -> crate::biz::error::StoreError {
+    crate::biz::error::StoreError::Backend(error.to_string())
+}
+
+/// A JSON column read back.
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, crate::biz::error::StoreError> {
+    serde_json::from_str(text)
+        .map_err(|error| crate::biz::error::StoreError::Backend(format!("stored JSON does not parse: {error}")))
+}
+
+/// A write transaction (see `switchyard_platform::storage::begin_write`).
 async fn begin_write(
     pool: &sqlx::AnyPool,
-    backend: switchyard_platform::storage::Backend,
+    database: switchyard_platform::storage::Backend,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>, crate::biz::error::StoreError> {
-    use switchyard_platform::storage::Backend;
-    match backend {
-        Backend::Postgres => pool.begin().await,
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-    }
-    .map_err(|error| crate::biz::error::StoreError::Backend(error.to_string()))
+    switchyard_platform::storage::begin_write(pool, database)
+        .await
+        .map_err(backend)
 }

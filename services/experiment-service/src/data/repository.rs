@@ -10,7 +10,7 @@ use switchyard_platform::{
     storage::{Backend, Database},
 };
 
-use super::{aggregation, ingestion};
+use super::{aggregation, backend, decode, ingestion};
 use crate::biz::{
     error::StoreError,
     ingest::{NewEvent, NewExposure},
@@ -35,15 +35,6 @@ impl SqlRepository {
             partitions: Default::default(),
         }
     }
-}
-
-fn backend(error: sqlx::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
-}
-
-fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|error| StoreError::Backend(format!("a stored definition does not parse: {error}")))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

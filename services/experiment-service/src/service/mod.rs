@@ -85,16 +85,19 @@ fn project_of(parent: &str) -> Result<String, Status> {
     Ok(ids("parent", parent, "projects/*")?.remove(0))
 }
 
-fn metric_name(field: &str, name: &str) -> Result<(String, String), Status> {
-    let mut parts = ids(field, name, "projects/*/metrics/*")?;
+/// (project, key) of a `projects/*/{collection}/*` name.
+fn project_and_key(field: &str, name: &str, collection: &str) -> Result<(String, String), Status> {
+    let mut parts = ids(field, name, &format!("projects/*/{collection}/*"))?;
     let key = parts.remove(1);
     Ok((parts.remove(0), key))
 }
 
+fn metric_name(field: &str, name: &str) -> Result<(String, String), Status> {
+    project_and_key(field, name, "metrics")
+}
+
 fn experiment_name(field: &str, name: &str) -> Result<(String, String), Status> {
-    let mut parts = ids(field, name, "projects/*/experiments/*")?;
-    let key = parts.remove(1);
-    Ok((parts.remove(0), key))
+    project_and_key(field, name, "experiments")
 }
 
 fn etag(field: &str, text: &str) -> Result<Option<i64>, Status> {
