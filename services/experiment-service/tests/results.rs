@@ -98,27 +98,40 @@ async fn send(service: &Service, units: &[Unit]) {
         .enumerate()
         .map(|(i, u)| json!({"id": format!("x{i}"), "experiment": "checkout", "unit": format!("u{i}"), "variant": arms[u.0], "environment": "prod"}))
         .collect();
-    let answer = post(
-        service,
-        editor,
-        "/v1/projects/shop/exposures:log",
-        json!({"exposures": exposures}),
-    )
-    .await;
-    assert_eq!(answer["stored"], 400, "{answer}");
     let before = chrono_free_iso(now_ms() - 2 * DAY_MS);
+    // A minute ahead (within the allowed skew): events sent before the exposures still
+    // happened after them.
+    let after = chrono_free_iso(now_ms() + 60_000);
     let mut events = Vec::new();
     for (i, u) in units.iter().enumerate() {
         let unit = format!("u{i}");
         if u.1 > 0.0 {
-            events.push(json!({"id": format!("p{i}"), "name": "purchase", "unit": unit}));
+            events.push(json!({"id": format!("p{i}"), "name": "purchase", "unit": unit, "time": after}));
         }
-        events.push(json!({"id": format!("r{i}"), "name": "revenue", "unit": unit, "value": u.2}));
+        events.push(json!({"id": format!("r{i}"), "name": "revenue", "unit": unit, "value": u.2, "time": after}));
         events.push(json!({"id": format!("b{i}"), "name": "revenue", "unit": unit, "value": u.3, "time": before}));
-        events.push(json!({"id": format!("i{i}"), "name": "item", "unit": unit, "value": u.4}));
-        events.push(json!({"id": format!("s{i}"), "name": "session", "unit": unit, "value": u.5}));
+        events.push(json!({"id": format!("i{i}"), "name": "item", "unit": unit, "value": u.4, "time": after}));
+        events.push(json!({"id": format!("s{i}"), "name": "session", "unit": unit, "value": u.5, "time": after}));
     }
-    for chunk in events.chunks(500) {
+    // A second conversion, last: the unit still converted once.
+    for (i, u) in units.iter().enumerate() {
+        if u.1 > 0.0 {
+            events.push(json!({"id": format!("q{i}"), "name": "purchase", "unit": format!("u{i}"), "time": after}));
+        }
+    }
+    // The first batch arrives before the exposures (its units are counted from their raw
+    // events when first exposed); the others after (they move the kept sums by themselves).
+    for (n, chunk) in events.chunks(500).enumerate() {
+        if n == 1 {
+            let answer = post(
+                service,
+                editor,
+                "/v1/projects/shop/exposures:log",
+                json!({"exposures": exposures}),
+            )
+            .await;
+            assert_eq!(answer["stored"], 400, "{answer}");
+        }
         let answer = post(
             service,
             editor,
@@ -284,7 +297,7 @@ async fn skewed_traffic_is_flagged_as_a_sample_ratio_mismatch(backend: Backend) 
         json!({"exposures": exposures}),
     )
     .await;
-    let (_, results) = service.call(&service.keys.viewer, "GET", RESULTS, "").await;
+    let results = settled_results(&service).await;
     let health = &results["health"];
     assert_eq!(health["srmDetected"], true, "{health}");
     assert!(health["srmPValue"].as_f64().unwrap() < 0.001);

@@ -1,5 +1,6 @@
-//! The read side of an experiment: who was exposed to which arm, and the results computed
-//! from the kept sums.
+//! The read side of an experiment: who was exposed to which arm (read from the units
+//! themselves, so it includes batches not yet folded), and the results computed from the kept
+//! sums (the arms' units among them).
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use super::{
     management::{Caller, Manager},
     repository::ExperimentRepository,
     results::{self, Inputs, Results, Sums},
+    unit_values::{MULTIPLE_ROW, UNITS_ROW},
 };
 
 /// Units of one phase per arm; units that saw several arms are only in `multiple`.
@@ -91,17 +93,22 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         }
         // Counted before the sums are read: a batch no longer pending here is in them.
         let pending_batches = self.repository.pending_batches(tenant, project).await?;
-        let sums: HashMap<(String, String), Sums> = self
+        let mut sums: HashMap<(String, String), Sums> = HashMap::new();
+        let mut units = Vec::new();
+        let mut multiple_exposures = 0;
+        for (metric, variant, arm) in self
             .repository
             .arm_statistics(tenant, project, key, phase.number)
             .await?
-            .into_iter()
-            .map(|(metric, variant, sums)| ((metric, variant), sums))
-            .collect();
-        let (units, multiple_exposures) = self
-            .repository
-            .exposure_counts(tenant, project, key, phase.number)
-            .await?;
+        {
+            match metric.as_str() {
+                UNITS_ROW => units.push((variant, arm.n as i64)),
+                MULTIPLE_ROW => multiple_exposures += arm.n as i64,
+                _ => {
+                    sums.insert((metric, variant), arm);
+                }
+            }
+        }
         Ok(results::compute(&Inputs {
             spec,
             phase,

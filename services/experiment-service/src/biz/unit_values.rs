@@ -1,9 +1,18 @@
 //! What one unit contributes to one metric: its value after exposure (x) and, for CUPED, before
-//! it (y); for a ratio, its numerator (x) and denominator (y). Computed from the unit's own
-//! events every time they change, so recomputing is idempotent and an event counted twice by
-//! two paths is impossible: aggregates move by the difference to what the unit gave before.
+//! it (y); for a ratio, its numerator (x) and denominator (y).
+//!
+//! A contribution is kept in two forms. The *raw* sums (conversions counted, values summed,
+//! nothing capped) are additive over disjoint sets of events, so a batch of new events moves
+//! them by [`raw_sums`] of that batch alone and no raw event is read again. The *value*
+//! ([`finish`]: a binomial is 1 once the unit converted, a capped metric is capped) is what the
+//! arm statistics sum; they move by the difference between a unit's old and new value.
 
 use super::model::{Capping, MetricDefinition, MetricKind};
+
+/// The kept row that counts a unit in its arm: the arm's units, for SRM and the results.
+pub const UNITS_ROW: &str = "$units";
+/// The kept row that counts a unit seen in several arms, left out of every metric.
+pub const MULTIPLE_ROW: &str = "$multiple";
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -50,6 +59,17 @@ pub fn contribution(
     first_exposed_ms: i64,
     phase_end_ms: Option<i64>,
 ) -> Contribution {
+    finish(plan, raw_sums(plan, events, first_exposed_ms, phase_end_ms))
+}
+
+/// The raw sums `events` give the unit: additive, so `raw_sums(a ∪ b) = raw_sums(a) +
+/// raw_sums(b)` for disjoint `a` and `b`.
+pub fn raw_sums(
+    plan: &MetricPlan,
+    events: &[UnitEvent],
+    first_exposed_ms: i64,
+    phase_end_ms: Option<i64>,
+) -> Contribution {
     match plan {
         MetricPlan::Simple(metric) => Contribution {
             x: post_value(metric, events, first_exposed_ms, phase_end_ms),
@@ -64,7 +84,50 @@ pub fn contribution(
     }
 }
 
-/// The metric's value over [first exposure, first exposure + window), cut at the phase's end.
+/// The value the arm statistics count, from the raw sums.
+pub fn finish(plan: &MetricPlan, raw: Contribution) -> Contribution {
+    match plan {
+        MetricPlan::Simple(metric) => Contribution {
+            x: finish_one(metric, raw.x),
+            y: finish_one(metric, raw.y),
+        },
+        MetricPlan::Ratio { numerator, denominator } => Contribution {
+            x: finish_one(numerator, raw.x),
+            y: finish_one(denominator, raw.y),
+        },
+    }
+}
+
+impl std::ops::Add for Contribution {
+    type Output = Contribution;
+
+    fn add(self, other: Contribution) -> Contribution {
+        Contribution {
+            x: self.x + other.x,
+            y: self.y + other.y,
+        }
+    }
+}
+
+/// Binomial: converted or not; mean: capped when the metric says so.
+fn finish_one(metric: &MetricDefinition, raw: f64) -> f64 {
+    match metric.kind {
+        MetricKind::Binomial => {
+            if raw > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        MetricKind::Mean | MetricKind::Ratio => match metric.capping {
+            Capping::Absolute(cap) => raw.min(cap),
+            // Percentile caps need every unit's value; applied at analysis time.
+            Capping::Percentile(_) | Capping::None => raw,
+        },
+    }
+}
+
+/// The metric's raw sum over [first exposure, first exposure + window), cut at the phase's end.
 fn post_value(
     metric: &MetricDefinition,
     events: &[UnitEvent],
@@ -79,33 +142,20 @@ fn post_value(
     aggregate(metric, events, first_exposed_ms, end)
 }
 
-/// The metric's value over the lookback before the first exposure (CUPED's covariate).
+/// The metric's raw sum over the lookback before the first exposure (CUPED's covariate).
 fn pre_value(metric: &MetricDefinition, events: &[UnitEvent], first_exposed_ms: i64, days: u32) -> f64 {
     let start = first_exposed_ms.saturating_sub(i64::from(days) * DAY_MS);
     aggregate(metric, events, start, first_exposed_ms)
 }
 
-/// Binomial: 1 if any event in [start, end); mean: their sum, capped when the metric says so.
+/// Binomial: how many events in [start, end); mean: their sum.
 fn aggregate(metric: &MetricDefinition, events: &[UnitEvent], start: i64, end: i64) -> f64 {
     let matching = events
         .iter()
         .filter(|event| event.name == metric.event && event.occurred_ms >= start && event.occurred_ms < end);
     match metric.kind {
-        MetricKind::Binomial => {
-            if matching.count() > 0 {
-                1.0
-            } else {
-                0.0
-            }
-        }
-        MetricKind::Mean | MetricKind::Ratio => {
-            let sum: f64 = matching.map(|event| event.value).sum();
-            match metric.capping {
-                Capping::Absolute(cap) => sum.min(cap),
-                // Percentile caps need every unit's value; applied at analysis time.
-                Capping::Percentile(_) | Capping::None => sum,
-            }
-        }
+        MetricKind::Binomial => matching.count() as f64,
+        MetricKind::Mean | MetricKind::Ratio => matching.map(|event| event.value).sum(),
     }
 }
 
@@ -193,5 +243,23 @@ mod tests {
             contribution(&plan, &events, HOUR_MS, None),
             Contribution { x: 20.0, y: 2.0 }
         );
+    }
+
+    #[test]
+    fn raw_sums_of_two_batches_finish_like_all_events_at_once() {
+        let plan = MetricPlan::Simple(metric(MetricKind::Mean, 0, Capping::Absolute(100.0), Some(14)));
+        let exposed = 1000 * HOUR_MS;
+        let first = [event(30.0, 990), event(80.0, 1001)];
+        let second = [event(50.0, 1500), event(5.0, 995)];
+        let all: Vec<UnitEvent> = first.iter().chain(&second).cloned().collect();
+        let split = raw_sums(&plan, &first, exposed, None) + raw_sums(&plan, &second, exposed, None);
+        assert_eq!(finish(&plan, split), contribution(&plan, &all, exposed, None));
+        assert_eq!(finish(&plan, split), Contribution { x: 100.0, y: 35.0 });
+
+        let binomial = MetricPlan::Simple(metric(MetricKind::Binomial, 0, Capping::None, None));
+        let twice = raw_sums(&binomial, &[event(1.0, 1001)], exposed, None)
+            + raw_sums(&binomial, &[event(1.0, 1002)], exposed, None);
+        assert_eq!(twice.x, 2.0, "raw counts conversions");
+        assert_eq!(finish(&binomial, twice).x, 1.0, "the unit converted once");
     }
 }

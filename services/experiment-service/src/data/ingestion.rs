@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use sqlx::{AnyConnection, AnyPool, Row};
 use switchyard_platform::storage::Backend;
 
-use super::backend;
+use super::{backend, encode};
 
 use crate::biz::{
     error::StoreError,
@@ -19,7 +19,7 @@ pub(super) const ROWS_PER_STATEMENT: usize = 500;
 const DAY_MS: i64 = 86_400_000;
 
 /// `($1, $2, …), ($n+1, …)` for `rows` rows of `columns` columns.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(super) fn placeholders(rows: usize, columns: usize) -> String {
     let mut out = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
@@ -114,14 +114,10 @@ pub async fn store_exposures(
         query.execute(&mut *tx).await.map_err(backend)?;
     }
     upsert_units(&mut tx, tenant, project, &fresh).await?;
-    enqueue(
-        &mut tx,
-        tenant,
-        project,
-        fresh.iter().map(|exposure| exposure.unit.as_str()),
-        now_ms,
-    )
-    .await?;
+    if !fresh.is_empty() {
+        let units = fresh.iter().map(|exposure| exposure.unit.as_str());
+        enqueue(&mut tx, tenant, project, units, &[], now_ms).await?;
+    }
     tx.commit().await.map_err(backend)?;
     Ok(stored)
 }
@@ -249,11 +245,16 @@ pub async fn store_events(
         .filter(|(_, new)| **new)
         .map(|(e, _)| e)
         .collect();
+    if fresh.is_empty() {
+        tx.commit().await.map_err(backend)?;
+        return Ok(stored);
+    }
+    let batch = enqueue(&mut tx, tenant, project, std::iter::empty(), &fresh, now_ms).await?;
     for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO metric_events (tenant, project, event_name, unit, value, occurred_ms, day, environment, \
-             event_id) VALUES {}",
-            placeholders(chunk.len(), 9)
+             event_id, batch_id) VALUES {}",
+            placeholders(chunk.len(), 10)
         );
         let mut query = sqlx::query(&sql);
         for event in chunk {
@@ -266,44 +267,43 @@ pub async fn store_events(
                 .bind(event.occurred_ms)
                 .bind(event.occurred_ms.div_euclid(DAY_MS))
                 .bind(&event.environment)
-                .bind(&event.id);
+                .bind(&event.id)
+                .bind(batch);
         }
         query.execute(&mut *tx).await.map_err(backend)?;
     }
-    enqueue(
-        &mut tx,
-        tenant,
-        project,
-        fresh.iter().map(|event| event.unit.as_str()),
-        now_ms,
-    )
-    .await?;
     tx.commit().await.map_err(backend)?;
     Ok(stored)
 }
 
-/// Leaves the touched units for the aggregator, in the batch's own transaction.
+/// Leaves the batch for the aggregator, in the batch's own transaction; returns its id.
 async fn enqueue<'a>(
     conn: &mut AnyConnection,
     tenant: &str,
     project: &str,
     units: impl Iterator<Item = &'a str>,
+    events: &[&NewEvent],
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let units: std::collections::BTreeSet<&str> = units.collect();
-    if units.is_empty() {
-        return Ok(());
-    }
-    let text = serde_json::to_string(&units).map_err(|error| StoreError::Backend(error.to_string()))?;
-    sqlx::query("INSERT INTO pending_batches (tenant, project, units, created_ms) VALUES ($1, $2, $3, $4)")
-        .bind(tenant)
-        .bind(project)
-        .bind(text)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    Ok(())
+    let events: Vec<(&str, &str, f64, i64)> = events
+        .iter()
+        .map(|event| (event.unit.as_str(), event.name.as_str(), event.value, event.occurred_ms))
+        .collect();
+    let units = encode(&units)?;
+    let events = encode(&events)?;
+    sqlx::query_scalar(
+        "INSERT INTO pending_batches (tenant, project, units, events, created_ms) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id",
+    )
+    .bind(tenant)
+    .bind(project)
+    .bind(units)
+    .bind(events)
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(backend)
 }
 
 /// Creates the day's partition of `metric_events` when missing; the name is built from an

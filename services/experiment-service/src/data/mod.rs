@@ -30,6 +30,11 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, crate::biz::e
         .map_err(|error| crate::biz::error::StoreError::Backend(format!("stored JSON does not parse: {error}")))
 }
 
+/// A JSON column written.
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, crate::biz::error::StoreError> {
+    serde_json::to_string(value).map_err(|error| crate::biz::error::StoreError::Backend(error.to_string()))
+}
+
 /// A write transaction (see `switchyard_platform::storage::begin_write`).
 async fn begin_write(
     pool: &sqlx::AnyPool,

@@ -10,7 +10,7 @@ use switchyard_platform::{
     storage::{Backend, Database},
 };
 
-use super::{aggregation, backend, decode, ingestion};
+use super::{aggregation, backend, decode, encode, ingestion};
 use crate::biz::{
     error::StoreError,
     ingest::{NewEvent, NewExposure},
@@ -35,10 +35,6 @@ impl SqlRepository {
             partitions: Default::default(),
         }
     }
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|error| StoreError::Backend(error.to_string()))
 }
 
 fn digest(text: &str) -> String {

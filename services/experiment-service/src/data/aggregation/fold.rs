@@ -1,0 +1,198 @@
+//! One project's share of a fold: which units keep their rows and move by the new events,
+//! which are recounted, and the rows they end with.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::AnyConnection;
+
+use super::{
+    Folding,
+    rows::{self, Kept, Membership, RowKey},
+};
+use crate::biz::{
+    error::StoreError,
+    model::{ExperimentDefinition, State},
+    unit_values::{
+        Contribution, MULTIPLE_ROW as MULTIPLE, MetricPlan, UNITS_ROW as UNITS, UnitEvent, finish, raw_sums,
+    },
+};
+
+/// What a fold needs to know about the experiments the units are in.
+struct Context {
+    definitions: HashMap<String, ExperimentDefinition>,
+    plans: HashMap<String, MetricPlan>,
+}
+
+impl Context {
+    /// The experiment of a membership, when the unit counts in it (the experiment exists and
+    /// is past its draft).
+    fn definition(&self, membership: &Membership) -> Option<&ExperimentDefinition> {
+        self.definitions
+            .get(&membership.experiment)
+            .filter(|definition| definition.lifecycle.state != State::Draft)
+    }
+
+    fn phase_end(definition: &ExperimentDefinition, membership: &Membership) -> Option<i64> {
+        definition
+            .lifecycle
+            .phases
+            .iter()
+            .find(|phase| phase.number == membership.phase)
+            .and_then(|phase| phase.end_ms)
+    }
+}
+
+pub async fn fold(conn: &mut AnyConnection, tenant: &str, project: &str, folding: &Folding) -> Result<(), StoreError> {
+    let units: Vec<String> = folding
+        .exposed
+        .iter()
+        .chain(folding.events.keys())
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let memberships = rows::memberships(conn, tenant, project, &units).await?;
+    if memberships.is_empty() {
+        return Ok(());
+    }
+    let mut definitions = HashMap::new();
+    for key in memberships
+        .iter()
+        .map(|m| m.experiment.as_str())
+        .collect::<BTreeSet<_>>()
+    {
+        if let Some(definition) = rows::experiment(conn, tenant, project, key).await? {
+            definitions.insert(key.to_owned(), definition);
+        }
+    }
+    let plans = rows::plans(conn, tenant, project, definitions.values()).await?;
+    let context = Context { definitions, plans };
+    let before = rows::contributions(conn, tenant, project, &units).await?;
+
+    let recount = stale_units(&context, &memberships, &before);
+    let mut after: BTreeMap<RowKey, Kept> = before
+        .iter()
+        .filter(|(key, _)| !recount.contains(&key.3))
+        .map(|(key, kept)| (key.clone(), kept.clone()))
+        .collect();
+    for membership in memberships.iter().filter(|m| !recount.contains(&m.unit)) {
+        if let Some(events) = folding.events.get(&membership.unit) {
+            add_events(&context, membership, events, &mut after);
+        }
+    }
+    if !recount.is_empty() {
+        let recount: Vec<String> = recount.into_iter().collect();
+        let events = rows::settled_events(conn, tenant, project, &recount).await?;
+        for membership in memberships.iter().filter(|m| recount.binary_search(&m.unit).is_ok()) {
+            let unit_events = events.get(&membership.unit).map_or(&[][..], Vec::as_slice);
+            recount_membership(&context, membership, unit_events, &mut after);
+        }
+    }
+    rows::apply(conn, tenant, project, &before, &after).await
+}
+
+/// Units whose kept rows do not match their memberships: new to an experiment, exposed
+/// earlier than the rows say, moved to another arm or to several, or missing a metric.
+fn stale_units(context: &Context, memberships: &[Membership], kept: &BTreeMap<RowKey, Kept>) -> BTreeSet<String> {
+    let mut stale = BTreeSet::new();
+    for membership in memberships {
+        let Some(definition) = context.definition(membership) else {
+            continue;
+        };
+        let row = |metric: &str| {
+            kept.get(&(
+                membership.experiment.clone(),
+                membership.phase,
+                metric.to_owned(),
+                membership.unit.clone(),
+            ))
+        };
+        let marker = if membership.multiple { MULTIPLE } else { UNITS };
+        let current = row(marker)
+            .is_some_and(|kept| kept.variant == membership.variant && kept.exposed_ms == membership.first_exposed_ms);
+        let complete = membership.multiple
+            || definition
+                .spec
+                .metric_keys()
+                .into_iter()
+                .filter(|metric| context.plans.contains_key(*metric))
+                .all(|metric| row(metric).is_some());
+        if !current || !complete {
+            stale.insert(membership.unit.clone());
+        }
+    }
+    stale
+}
+
+/// Moves a unit's kept rows by what `events` add.
+fn add_events(context: &Context, membership: &Membership, events: &[UnitEvent], rows: &mut BTreeMap<RowKey, Kept>) {
+    let Some(definition) = context.definition(membership) else {
+        return;
+    };
+    if membership.multiple {
+        return;
+    }
+    let phase_end = Context::phase_end(definition, membership);
+    for metric in definition.spec.metric_keys() {
+        let Some(plan) = context.plans.get(metric) else {
+            continue;
+        };
+        let added = raw_sums(plan, events, membership.first_exposed_ms, phase_end);
+        if added == Contribution::default() {
+            continue;
+        }
+        let key = (
+            membership.experiment.clone(),
+            membership.phase,
+            metric.to_owned(),
+            membership.unit.clone(),
+        );
+        if let Some(kept) = rows.get_mut(&key) {
+            kept.raw = kept.raw + added;
+            kept.value = finish(plan, kept.raw);
+        }
+    }
+}
+
+/// A unit's rows in one experiment phase, from all its settled events.
+fn recount_membership(
+    context: &Context,
+    membership: &Membership,
+    events: &[UnitEvent],
+    rows: &mut BTreeMap<RowKey, Kept>,
+) {
+    let Some(definition) = context.definition(membership) else {
+        return;
+    };
+    let mut put = |metric: &str, raw: Contribution, value: Contribution| {
+        let key = (
+            membership.experiment.clone(),
+            membership.phase,
+            metric.to_owned(),
+            membership.unit.clone(),
+        );
+        rows.insert(
+            key,
+            Kept {
+                variant: membership.variant.clone(),
+                value,
+                raw,
+                exposed_ms: membership.first_exposed_ms,
+            },
+        );
+    };
+    let one = Contribution { x: 1.0, y: 0.0 };
+    if membership.multiple {
+        put(MULTIPLE, one, one);
+        return;
+    }
+    put(UNITS, one, one);
+    let phase_end = Context::phase_end(definition, membership);
+    for metric in definition.spec.metric_keys() {
+        let Some(plan) = context.plans.get(metric) else {
+            continue;
+        };
+        let raw = raw_sums(plan, events, membership.first_exposed_ms, phase_end);
+        put(metric, raw, finish(plan, raw));
+    }
+}

@@ -1,0 +1,85 @@
+//! Folding acknowledged batches into the aggregates. Each fold takes the oldest pending
+//! batches (up to [`BATCHES_PER_FOLD`]) in one transaction and deletes them there, so a crash
+//! at any point folds every batch exactly once later.
+//!
+//! A unit whose membership is unchanged moves by what the batches' events alone add
+//! ([`crate::biz::unit_values::raw_sums`]); a unit that is new to an experiment, saw another
+//! arm, or turned out to have been exposed earlier is recounted from its raw events — leaving
+//! out events of batches still pending, which add themselves when folded. Folds are serialised
+//! (on PostgreSQL by an advisory lock, on SQLite by the write lock), which that rule needs.
+
+mod fold;
+mod rows;
+
+use std::collections::{BTreeSet, HashMap};
+
+use sqlx::{AnyPool, Row};
+use switchyard_platform::storage::Backend;
+
+use super::{backend, decode};
+use crate::biz::{error::StoreError, unit_values::UnitEvent};
+pub use rows::{arm_statistics, pending};
+
+/// Pending batches folded together: fewer, larger writes when the aggregator is behind.
+const BATCHES_PER_FOLD: i64 = 32;
+
+/// One tenant's project's share of the batches being folded.
+#[derive(Debug, Default)]
+struct Folding {
+    /// Units the batches exposed: their memberships are checked.
+    exposed: BTreeSet<String>,
+    /// The batches' new metric events, per unit.
+    events: HashMap<String, Vec<UnitEvent>>,
+}
+
+/// Folds the oldest pending batches; false when there were none.
+pub async fn fold_next(pool: &AnyPool, database: Backend) -> Result<bool, StoreError> {
+    let mut tx = super::begin_write(pool, database).await?;
+    if database == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7321, 1)")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
+    let rows = sqlx::query("SELECT id, tenant, project, units, events FROM pending_batches ORDER BY id LIMIT $1")
+        .bind(BATCHES_PER_FOLD)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    let mut projects: HashMap<(String, String), Folding> = HashMap::new();
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        ids.push(row.try_get::<i64, _>("id").map_err(backend)?);
+        let key = (
+            row.try_get("tenant").map_err(backend)?,
+            row.try_get("project").map_err(backend)?,
+        );
+        let folding = projects.entry(key).or_default();
+        let units: Vec<String> = decode(&row.try_get::<String, _>("units").map_err(backend)?)?;
+        folding.exposed.extend(units);
+        let events: Vec<(String, String, f64, i64)> = decode(&row.try_get::<String, _>("events").map_err(backend)?)?;
+        for (unit, name, value, occurred_ms) in events {
+            folding.events.entry(unit).or_default().push(UnitEvent {
+                name,
+                value,
+                occurred_ms,
+            });
+        }
+    }
+    // Deleted first, so a recount below sees only the batches still pending as pending.
+    let list = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!("DELETE FROM pending_batches WHERE id IN ({list})");
+    let mut delete = sqlx::query(&sql);
+    for id in &ids {
+        delete = delete.bind(id);
+    }
+    delete.execute(&mut *tx).await.map_err(backend)?;
+    for ((tenant, project), folding) in &projects {
+        fold::fold(&mut tx, tenant, project, folding).await?;
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(true)
+}

@@ -1,0 +1,411 @@
+//! The aggregator's reads and writes: memberships, the kept per-unit rows, settled raw events,
+//! and the arm statistics the rows sum to.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::super::{
+    backend, decode,
+    ingestion::{ROWS_PER_STATEMENT, placeholders},
+};
+use crate::biz::{
+    error::StoreError,
+    model::{ExperimentDefinition, MetricDefinition, MetricKind},
+    results::Sums,
+    unit_values::{Contribution, MetricPlan, UnitEvent},
+};
+
+/// A unit's place in one experiment phase.
+pub struct Membership {
+    pub experiment: String,
+    pub phase: u32,
+    pub unit: String,
+    pub variant: String,
+    pub first_exposed_ms: i64,
+    pub multiple: bool,
+}
+
+/// (experiment, phase, metric, unit): one kept row.
+pub type RowKey = (String, u32, String, String);
+
+/// What a unit contributes to one metric of one experiment phase, in which arm, computed for
+/// which first exposure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub variant: String,
+    pub value: Contribution,
+    pub raw: Contribution,
+    pub exposed_ms: i64,
+}
+
+/// Sums to add to one arm's statistics.
+#[derive(Debug, Default, Clone, Copy)]
+struct Delta {
+    n: i64,
+    sum_x: f64,
+    sum_x2: f64,
+    sum_y: f64,
+    sum_y2: f64,
+    sum_xy: f64,
+}
+
+impl Delta {
+    fn add(&mut self, c: Contribution, sign: f64) {
+        self.n += sign as i64;
+        self.sum_x += sign * c.x;
+        self.sum_x2 += sign * c.x * c.x;
+        self.sum_y += sign * c.y;
+        self.sum_y2 += sign * c.y * c.y;
+        self.sum_xy += sign * c.x * c.y;
+    }
+}
+
+/// Moves the arm statistics and the kept rows from `before` to `after`.
+pub async fn apply(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    before: &BTreeMap<RowKey, Kept>,
+    after: &BTreeMap<RowKey, Kept>,
+) -> Result<(), StoreError> {
+    let mut deltas: BTreeMap<(String, u32, String, String), Delta> = BTreeMap::new();
+    for (key, old) in before {
+        if after.get(key) == Some(old) {
+            continue;
+        }
+        let (experiment, phase, metric, _) = key;
+        deltas
+            .entry((experiment.clone(), *phase, metric.clone(), old.variant.clone()))
+            .or_default()
+            .add(old.value, -1.0);
+        if !after.contains_key(key) {
+            delete_row(conn, tenant, project, key).await?;
+        }
+    }
+    let mut changed = Vec::new();
+    for (key, new) in after {
+        if before.get(key) == Some(new) {
+            continue;
+        }
+        let (experiment, phase, metric, _) = key;
+        deltas
+            .entry((experiment.clone(), *phase, metric.clone(), new.variant.clone()))
+            .or_default()
+            .add(new.value, 1.0);
+        changed.push((key, new));
+    }
+    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+        upsert_rows(conn, tenant, project, chunk).await?;
+    }
+    let deltas: Vec<_> = deltas.into_iter().collect();
+    for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+        add_to_arms(conn, tenant, project, chunk).await?;
+    }
+    Ok(())
+}
+
+async fn delete_row(conn: &mut AnyConnection, tenant: &str, project: &str, key: &RowKey) -> Result<(), StoreError> {
+    let (experiment, phase, metric, unit) = key;
+    sqlx::query(
+        "DELETE FROM unit_contributions WHERE tenant = $1 AND project = $2 AND experiment_key = $3 \
+         AND phase = $4 AND metric_key = $5 AND unit = $6",
+    )
+    .bind(tenant)
+    .bind(project)
+    .bind(experiment)
+    .bind(i64::from(*phase))
+    .bind(metric)
+    .bind(unit)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+async fn upsert_rows(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    rows: &[(&RowKey, &Kept)],
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO unit_contributions (tenant, project, experiment_key, phase, metric_key, unit, variant, x, y, \
+         raw_x, raw_y, exposed_ms) VALUES {} \
+         ON CONFLICT (tenant, project, experiment_key, phase, metric_key, unit) DO UPDATE SET \
+         variant = excluded.variant, x = excluded.x, y = excluded.y, raw_x = excluded.raw_x, \
+         raw_y = excluded.raw_y, exposed_ms = excluded.exposed_ms",
+        placeholders(rows.len(), 12)
+    );
+    let mut query = sqlx::query(&sql);
+    for ((experiment, phase, metric, unit), kept) in rows {
+        query = query
+            .bind(tenant)
+            .bind(project)
+            .bind(experiment)
+            .bind(i64::from(*phase))
+            .bind(metric)
+            .bind(unit)
+            .bind(&kept.variant)
+            .bind(kept.value.x)
+            .bind(kept.value.y)
+            .bind(kept.raw.x)
+            .bind(kept.raw.y)
+            .bind(kept.exposed_ms);
+    }
+    query.execute(&mut *conn).await.map_err(backend)?;
+    Ok(())
+}
+
+async fn add_to_arms(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    deltas: &[((String, u32, String, String), Delta)],
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO arm_statistics AS s (tenant, project, experiment_key, phase, metric_key, variant, n, sum_x, \
+         sum_x2, sum_y, sum_y2, sum_xy) VALUES {} \
+         ON CONFLICT (tenant, project, experiment_key, phase, metric_key, variant) DO UPDATE SET \
+         n = s.n + excluded.n, sum_x = s.sum_x + excluded.sum_x, sum_x2 = s.sum_x2 + excluded.sum_x2, \
+         sum_y = s.sum_y + excluded.sum_y, sum_y2 = s.sum_y2 + excluded.sum_y2, sum_xy = s.sum_xy + excluded.sum_xy",
+        placeholders(deltas.len(), 12)
+    );
+    let mut query = sqlx::query(&sql);
+    for ((experiment, phase, metric, variant), delta) in deltas {
+        query = query
+            .bind(tenant)
+            .bind(project)
+            .bind(experiment)
+            .bind(i64::from(*phase))
+            .bind(metric)
+            .bind(variant)
+            .bind(delta.n)
+            .bind(delta.sum_x)
+            .bind(delta.sum_x2)
+            .bind(delta.sum_y)
+            .bind(delta.sum_y2)
+            .bind(delta.sum_xy);
+    }
+    query.execute(&mut *conn).await.map_err(backend)?;
+    Ok(())
+}
+
+fn unit_list(units: &[String], first: usize) -> String {
+    (0..units.len())
+        .map(|i| format!("${}", first + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The memberships of `units` in every experiment phase of the project.
+pub async fn memberships(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    units: &[String],
+) -> Result<Vec<Membership>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in units.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT experiment_key, CAST(phase AS BIGINT) AS phase, unit, variant, first_exposed_ms, \
+             CAST(multiple AS BIGINT) AS multiple \
+             FROM experiment_units WHERE tenant = $1 AND project = $2 AND unit IN ({})",
+            unit_list(chunk, 3)
+        );
+        let mut query = sqlx::query(&sql).bind(tenant).bind(project);
+        for unit in chunk {
+            query = query.bind(unit);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
+            out.push(Membership {
+                experiment: row.try_get("experiment_key").map_err(backend)?,
+                phase: u32::try_from(row.try_get::<i64, _>("phase").map_err(backend)?).unwrap_or(0),
+                unit: row.try_get("unit").map_err(backend)?,
+                variant: row.try_get("variant").map_err(backend)?,
+                first_exposed_ms: row.try_get("first_exposed_ms").map_err(backend)?,
+                multiple: row.try_get::<i64, _>("multiple").map_err(backend)? == 1,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn experiment(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    key: &str,
+) -> Result<Option<ExperimentDefinition>, StoreError> {
+    let text: Option<String> = sqlx::query_scalar(
+        "SELECT definition FROM experiments WHERE tenant = $1 AND project = $2 AND experiment_key = $3",
+    )
+    .bind(tenant)
+    .bind(project)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    text.as_deref().map(decode).transpose()
+}
+
+/// How to read each metric the experiments use, ratios with their parts.
+pub async fn plans<'a>(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    experiments: impl Iterator<Item = &'a ExperimentDefinition>,
+) -> Result<HashMap<String, MetricPlan>, StoreError> {
+    let rows = sqlx::query("SELECT metric_key, definition FROM metrics WHERE tenant = $1 AND project = $2")
+        .bind(tenant)
+        .bind(project)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let mut metrics: HashMap<String, MetricDefinition> = HashMap::new();
+    for row in rows {
+        let key: String = row.try_get(0).map_err(backend)?;
+        metrics.insert(key, decode(&row.try_get::<String, _>(1).map_err(backend)?)?);
+    }
+    let mut plans = HashMap::new();
+    for definition in experiments {
+        for key in definition.spec.metric_keys() {
+            let Some(metric) = metrics.get(key) else { continue };
+            let plan = match metric.kind {
+                MetricKind::Ratio => match (metrics.get(&metric.numerator), metrics.get(&metric.denominator)) {
+                    (Some(numerator), Some(denominator)) => MetricPlan::Ratio {
+                        numerator: numerator.clone(),
+                        denominator: denominator.clone(),
+                    },
+                    _ => continue,
+                },
+                _ => MetricPlan::Simple(metric.clone()),
+            };
+            plans.insert(key.to_owned(), plan);
+        }
+    }
+    Ok(plans)
+}
+
+/// The raw events of `units`, leaving out those of batches still pending (they add
+/// themselves when folded).
+pub async fn settled_events(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    units: &[String],
+) -> Result<HashMap<String, Vec<UnitEvent>>, StoreError> {
+    let mut events: HashMap<String, Vec<UnitEvent>> = HashMap::new();
+    for chunk in units.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT unit, event_name, value, occurred_ms FROM metric_events e \
+             WHERE tenant = $1 AND project = $2 AND unit IN ({}) \
+             AND NOT EXISTS (SELECT 1 FROM pending_batches p WHERE p.id = e.batch_id)",
+            unit_list(chunk, 3)
+        );
+        let mut query = sqlx::query(&sql).bind(tenant).bind(project);
+        for unit in chunk {
+            query = query.bind(unit);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
+            let unit: String = row.try_get("unit").map_err(backend)?;
+            events.entry(unit).or_default().push(UnitEvent {
+                name: row.try_get("event_name").map_err(backend)?,
+                value: row.try_get("value").map_err(backend)?,
+                occurred_ms: row.try_get("occurred_ms").map_err(backend)?,
+            });
+        }
+    }
+    Ok(events)
+}
+
+/// The kept rows of `units`.
+pub async fn contributions(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    units: &[String],
+) -> Result<BTreeMap<RowKey, Kept>, StoreError> {
+    let mut out = BTreeMap::new();
+    for chunk in units.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT experiment_key, CAST(phase AS BIGINT) AS phase, metric_key, unit, variant, x, y, raw_x, raw_y, \
+             exposed_ms FROM unit_contributions WHERE tenant = $1 AND project = $2 AND unit IN ({})",
+            unit_list(chunk, 3)
+        );
+        let mut query = sqlx::query(&sql).bind(tenant).bind(project);
+        for unit in chunk {
+            query = query.bind(unit);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
+            let key = (
+                row.try_get("experiment_key").map_err(backend)?,
+                u32::try_from(row.try_get::<i64, _>("phase").map_err(backend)?).unwrap_or(0),
+                row.try_get("metric_key").map_err(backend)?,
+                row.try_get("unit").map_err(backend)?,
+            );
+            let kept = Kept {
+                variant: row.try_get("variant").map_err(backend)?,
+                value: Contribution {
+                    x: row.try_get("x").map_err(backend)?,
+                    y: row.try_get("y").map_err(backend)?,
+                },
+                raw: Contribution {
+                    x: row.try_get("raw_x").map_err(backend)?,
+                    y: row.try_get("raw_y").map_err(backend)?,
+                },
+                exposed_ms: row.try_get("exposed_ms").map_err(backend)?,
+            };
+            out.insert(key, kept);
+        }
+    }
+    Ok(out)
+}
+
+/// The kept sums of one experiment phase.
+pub async fn arm_statistics(
+    pool: &AnyPool,
+    tenant: &str,
+    project: &str,
+    experiment: &str,
+    phase: u32,
+) -> Result<Vec<(String, String, Sums)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT metric_key, variant, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM arm_statistics \
+         WHERE tenant = $1 AND project = $2 AND experiment_key = $3 AND phase = $4",
+    )
+    .bind(tenant)
+    .bind(project)
+    .bind(experiment)
+    .bind(i64::from(phase))
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    rows.iter()
+        .map(|row| {
+            let sums = Sums {
+                n: row.try_get::<i64, _>("n").map_err(backend)? as f64,
+                sum_x: row.try_get("sum_x").map_err(backend)?,
+                sum_x2: row.try_get("sum_x2").map_err(backend)?,
+                sum_y: row.try_get("sum_y").map_err(backend)?,
+                sum_y2: row.try_get("sum_y2").map_err(backend)?,
+                sum_xy: row.try_get("sum_xy").map_err(backend)?,
+            };
+            Ok((
+                row.try_get("metric_key").map_err(backend)?,
+                row.try_get("variant").map_err(backend)?,
+                sums,
+            ))
+        })
+        .collect()
+}
+
+/// Batches of a project acknowledged but not yet folded.
+pub async fn pending(pool: &AnyPool, tenant: &str, project: &str) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM pending_batches WHERE tenant = $1 AND project = $2")
+        .bind(tenant)
+        .bind(project)
+        .fetch_one(pool)
+        .await
+        .map_err(backend)
+}
