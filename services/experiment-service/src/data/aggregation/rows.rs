@@ -39,6 +39,9 @@ pub struct Kept {
     pub exposed_ms: i64,
 }
 
+/// (experiment, phase, metric, arm): one row of the arm statistics.
+type ArmKey = (String, u32, String, String);
+
 /// Sums to add to one arm's statistics.
 #[derive(Debug, Default, Clone, Copy)]
 struct Delta {
@@ -69,7 +72,7 @@ pub async fn apply(
     before: &BTreeMap<RowKey, Kept>,
     after: &BTreeMap<RowKey, Kept>,
 ) -> Result<(), StoreError> {
-    let mut deltas: BTreeMap<(String, u32, String, String), Delta> = BTreeMap::new();
+    let mut deltas: BTreeMap<ArmKey, Delta> = BTreeMap::new();
     for (key, old) in before {
         if after.get(key) == Some(old) {
             continue;
@@ -161,7 +164,7 @@ async fn add_to_arms(
     conn: &mut AnyConnection,
     tenant: &str,
     project: &str,
-    deltas: &[((String, u32, String, String), Delta)],
+    deltas: &[(ArmKey, Delta)],
 ) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO arm_statistics AS s (tenant, project, experiment_key, phase, metric_key, variant, n, sum_x, \
