@@ -17,3 +17,13 @@ ALTER TABLE metric_events ADD COLUMN batch_id BIGINT;
 ALTER TABLE unit_contributions ADD COLUMN raw_x DOUBLE PRECISION NOT NULL DEFAULT 0;
 ALTER TABLE unit_contributions ADD COLUMN raw_y DOUBLE PRECISION NOT NULL DEFAULT 0;
 ALTER TABLE unit_contributions ADD COLUMN exposed_ms BIGINT NOT NULL DEFAULT 0;
+
+-- Lookups by unit lead with the unit: with (tenant, project, unit) a planner without fresh
+-- statistics (a new day's partition, a burst of inserts) used only tenant and project and
+-- read every row of the project.
+DROP INDEX metric_events_by_unit;
+CREATE INDEX metric_events_by_unit ON metric_events (unit, tenant, project);
+DROP INDEX experiment_units_by_unit;
+CREATE INDEX experiment_units_by_unit ON experiment_units (unit, tenant, project);
+DROP INDEX unit_contributions_by_unit;
+CREATE INDEX unit_contributions_by_unit ON unit_contributions (unit, tenant, project);

@@ -25,6 +25,7 @@ pub struct SqlRepository {
     pool: AnyPool,
     backend: Backend,
     partitions: std::sync::Arc<ingestion::DayPartitions>,
+    statistics: std::sync::Arc<aggregation::PlannerStatistics>,
 }
 
 impl SqlRepository {
@@ -33,6 +34,7 @@ impl SqlRepository {
             pool: database.pool.clone(),
             backend: database.backend,
             partitions: Default::default(),
+            statistics: Default::default(),
         }
     }
 }
@@ -401,7 +403,7 @@ impl ExperimentRepository for SqlRepository {
     }
 
     async fn fold_pending(&self) -> Result<bool, StoreError> {
-        aggregation::fold_next(&self.pool, self.backend).await
+        aggregation::fold_next(&self.pool, self.backend, &self.statistics).await
     }
 
     async fn arm_statistics(

@@ -42,7 +42,13 @@ impl Context {
     }
 }
 
-pub async fn fold(conn: &mut AnyConnection, tenant: &str, project: &str, folding: &Folding) -> Result<(), StoreError> {
+/// Folds the project's share; returns how many kept rows it wrote.
+pub async fn fold(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    folding: &Folding,
+) -> Result<usize, StoreError> {
     let units: Vec<String> = folding
         .exposed
         .iter()
@@ -53,7 +59,7 @@ pub async fn fold(conn: &mut AnyConnection, tenant: &str, project: &str, folding
         .collect();
     let memberships = rows::memberships(conn, tenant, project, &units).await?;
     if memberships.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let mut definitions = HashMap::new();
     for key in memberships

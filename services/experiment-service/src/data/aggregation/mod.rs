@@ -11,7 +11,10 @@
 mod fold;
 mod rows;
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 use sqlx::{AnyPool, Row};
 use switchyard_platform::storage::Backend;
@@ -32,8 +35,35 @@ struct Folding {
     events: HashMap<String, Vec<UnitEvent>>,
 }
 
+/// Keeps PostgreSQL's planner statistics of the per-unit tables current while they grow fast.
+/// Before autovacuum first analyses them, the planner takes `experiment_units` and
+/// `unit_contributions` for nearly empty and reads every row of a project to find 500 units;
+/// so the aggregator analyses them itself whenever it has written a quarter more rows (at
+/// least 5,000) since it last did.
+#[derive(Debug, Default)]
+pub struct PlannerStatistics {
+    written: AtomicUsize,
+    analysed_at: AtomicUsize,
+}
+
+impl PlannerStatistics {
+    async fn record(&self, pool: &AnyPool, rows: usize) -> Result<(), StoreError> {
+        let written = self.written.fetch_add(rows, Ordering::Relaxed) + rows;
+        let analysed_at = self.analysed_at.load(Ordering::Relaxed);
+        if written - analysed_at < (analysed_at / 4).max(5_000) {
+            return Ok(());
+        }
+        self.analysed_at.store(written, Ordering::Relaxed);
+        sqlx::query("ANALYZE experiment_units, unit_contributions")
+            .execute(pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
 /// Folds the oldest pending batches; false when there were none.
-pub async fn fold_next(pool: &AnyPool, database: Backend) -> Result<bool, StoreError> {
+pub async fn fold_next(pool: &AnyPool, database: Backend, statistics: &PlannerStatistics) -> Result<bool, StoreError> {
     let mut tx = super::begin_write(pool, database).await?;
     if database == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock(7321, 1)")
@@ -77,9 +107,13 @@ pub async fn fold_next(pool: &AnyPool, database: Backend) -> Result<bool, StoreE
         delete = delete.bind(id);
     }
     delete.execute(&mut *tx).await.map_err(backend)?;
+    let mut written = 0;
     for ((tenant, project), folding) in &projects {
-        fold::fold(&mut tx, tenant, project, folding).await?;
+        written += fold::fold(&mut tx, tenant, project, folding).await?;
     }
     tx.commit().await.map_err(backend)?;
+    if database == Backend::Postgres {
+        statistics.record(pool, written).await?;
+    }
     Ok(true)
 }

@@ -64,14 +64,15 @@ impl Delta {
     }
 }
 
-/// Moves the arm statistics and the kept rows from `before` to `after`.
+/// Moves the arm statistics and the kept rows from `before` to `after`; returns how many kept
+/// rows changed.
 pub async fn apply(
     conn: &mut AnyConnection,
     tenant: &str,
     project: &str,
     before: &BTreeMap<RowKey, Kept>,
     after: &BTreeMap<RowKey, Kept>,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let mut deltas: BTreeMap<ArmKey, Delta> = BTreeMap::new();
     for (key, old) in before {
         if after.get(key) == Some(old) {
@@ -105,7 +106,7 @@ pub async fn apply(
     for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
         add_to_arms(conn, tenant, project, chunk).await?;
     }
-    Ok(())
+    Ok(changed.len())
 }
 
 async fn delete_row(conn: &mut AnyConnection, tenant: &str, project: &str, key: &RowKey) -> Result<(), StoreError> {
