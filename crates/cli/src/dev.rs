@@ -69,6 +69,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .peers
         .entry("presence-service".to_owned())
         .or_insert_with(|| vec![format!("http://{}", loopback_if_unspecified(presence.grpc_addr))]);
+    let realtime = realtime_gateway::start(keys.apply(realtime, key_store), shutdown.clone()).await?;
+    // Experiments that stop themselves announce it on `$experiments:{project}`.
+    experiments
+        .peers
+        .entry("realtime-gateway".to_owned())
+        .or_insert_with(|| vec![format!("http://{}", loopback_if_unspecified(realtime.grpc_addr))]);
     let running = [
         ("config-service", config),
         ("flag-service", flags),
@@ -76,10 +82,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             "experiment-service",
             experiment_service::start(keys.apply(experiments, key_store), shutdown.clone()).await?,
         ),
-        (
-            "realtime-gateway",
-            realtime_gateway::start(keys.apply(realtime, key_store), shutdown.clone()).await?,
-        ),
+        ("realtime-gateway", realtime),
         ("presence-service", presence),
     ];
     print_banner(&running, &admin_key);

@@ -22,6 +22,9 @@ pub struct ExperimentServiceSettings {
     pub max_clock_skew_seconds: u32,
     /// `LogExposures`/`LogEvents` batches stored at once; beyond, RESOURCE_EXHAUSTED.
     pub max_batches_in_flight: usize,
+    /// How often each running experiment's guardrails and SRM are checked (seconds). A
+    /// breach stops the experiment (see `biz::guardrails`); it needs `auth.key_sync_credential`.
+    pub guardrail_check_seconds: u64,
 }
 
 impl Default for ExperimentServiceSettings {
@@ -30,6 +33,7 @@ impl Default for ExperimentServiceSettings {
             max_event_age_hours: 7 * 24,
             max_clock_skew_seconds: 300,
             max_batches_in_flight: 32,
+            guardrail_check_seconds: 60,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Wiring: the platform host, then this service's parts on top of it.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::Notify;
 
@@ -10,11 +10,12 @@ use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError};
 use crate::{
     biz::{
         aggregator,
+        guardrails::{self, GuardrailSettings},
         ingest::{IngestLimits, Ingestion},
         management::Manager,
     },
     conf::{IDENTITY, Settings},
-    data::{MIGRATIONS, exposure_bus, flags::GrpcFlags, repository::SqlRepository},
+    data::{MIGRATIONS, exposure_bus, flags::GrpcFlags, notices::RealtimeNotifier, repository::SqlRepository},
     service::ExperimentServiceApi,
 };
 
@@ -41,6 +42,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         host.shutdown.clone(),
     ));
     let manager = Arc::new(Manager::new(repository, GrpcFlags::new(host.discovery.clone())));
+    let credential = host.settings.auth.key_sync_credential.clone();
+    let guard = GuardrailSettings {
+        interval: Duration::from_secs(own.guardrail_check_seconds.max(1)),
+        credential: credential.clone(),
+    };
+    let notifier = RealtimeNotifier::new(host.discovery.clone(), credential);
+    tokio::spawn(guardrails::run(manager.clone(), notifier, guard, host.shutdown.clone()));
     let api = ExperimentServiceServer::new(ExperimentServiceApi::new(host.about.clone(), manager, ingestion))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);

@@ -252,6 +252,8 @@ fn default_namespaces() -> BTreeMap<String, NamespaceSettings> {
         ("user".to_owned(), history(100, 3_600)),
         ("$config".to_owned(), history(100, 3_600)),
         ("$flags".to_owned(), history(100, 3_600)),
+        // Experiments that stopped themselves (experiment-service publishes here).
+        ("$experiments".to_owned(), history(100, 86_400)),
         // Who is in a channel of a namespace with `presence_members` (see channel.rs).
         (PRESENCE_NAMESPACE.to_owned(), history(100, 300)),
     ])

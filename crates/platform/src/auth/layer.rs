@@ -13,7 +13,7 @@ use http::{Request, Response};
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
 
-use super::{AuthError, Authenticator, Principal};
+use super::{ACT_FOR_TENANT_HEADER, AuthError, Authenticator, Principal};
 
 /// gRPC paths that need no credentials: health, reflection, and methods a service marks
 /// public (such as `GetServiceInfo`).
@@ -68,15 +68,23 @@ impl AuthLayer {
         self.public.contains(path)
     }
 
-    /// The caller of a request to gRPC `path` with this `authorization` header: `Ok(None)`
-    /// when a public method is called without good credentials, an UNAUTHENTICATED status
-    /// when another method is. The HTTP transcoder asks this before it reads a body, so an
-    /// unauthenticated write is told 401, not what was wrong with its JSON.
-    pub fn admit(&self, path: &str, authorization: Option<&http::HeaderValue>) -> Result<Option<Principal>, Status> {
-        let resolved = match authorization.map(|value| value.to_str()) {
+    /// The caller of a request to gRPC `path` with these headers: `Ok(None)` when a public
+    /// method is called without good credentials, an UNAUTHENTICATED status when another
+    /// method is. The HTTP transcoder asks this before it reads a body, so an unauthenticated
+    /// write is told 401, not what was wrong with its JSON. The services' shared credential
+    /// with [`ACT_FOR_TENANT_HEADER`] acts for that tenant (see [`Principal::acting_for`]).
+    pub fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<Option<Principal>, Status> {
+        let resolved = match headers.get(http::header::AUTHORIZATION).map(|value| value.to_str()) {
             None => Err(AuthError::Missing),
             Some(Err(_)) => Err(AuthError::Malformed("authorization header is not ASCII".into())),
             Some(Ok(value)) => self.authenticator.authenticate(value),
+        };
+        let resolved = match (resolved, headers.get(ACT_FOR_TENANT_HEADER)) {
+            (Ok(principal), Some(tenant)) => tenant
+                .to_str()
+                .map_err(|_| AuthError::Malformed(format!("{ACT_FOR_TENANT_HEADER} is not ASCII")))
+                .and_then(|tenant| principal.acting_for(tenant)),
+            (resolved, _) => resolved,
         };
         match resolved {
             Ok(principal) => Ok(Some(principal)),
@@ -119,9 +127,7 @@ where
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let admitted = match request.extensions_mut().remove::<Admitted>() {
             Some(Admitted(principal)) => Ok(principal),
-            None => self
-                .layer
-                .admit(request.uri().path(), request.headers().get(http::header::AUTHORIZATION)),
+            None => self.layer.admit(request.uri().path(), request.headers()),
         };
         match admitted {
             Ok(Some(principal)) => {

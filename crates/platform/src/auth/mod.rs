@@ -55,6 +55,11 @@ pub struct AuthSettings {
 /// The scope a service's credential needs to follow the key store.
 pub const KEY_SYNC_SCOPE: &str = "switchyard:key-sync";
 
+/// The header with which the services' shared credential names the tenant it acts for, for
+/// work no user's request carries (an experiment stopped by its guardrail puts its flag back
+/// and announces it).
+pub const ACT_FOR_TENANT_HEADER: &str = "x-switchyard-act-for-tenant";
+
 /// A stored API key: never the key itself, only its SHA-256 hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,6 +220,28 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The services' shared credential acting for `tenant`: publisher on all of it, never
+    /// admin (it cannot manage keys), recorded as `service:for:{tenant}`. Any other principal
+    /// naming a tenant is refused.
+    pub fn acting_for(&self, tenant: &str) -> Result<Principal, AuthError> {
+        if !self.scopes.iter().any(|scope| scope == KEY_SYNC_SCOPE) {
+            return Err(AuthError::Forbidden(format!(
+                "only the services' shared credential may send {ACT_FOR_TENANT_HEADER}"
+            )));
+        }
+        check_tenant(tenant)?;
+        Ok(Principal {
+            subject: format!("service:for:{tenant}"),
+            tenant: tenant.to_owned(),
+            roles: vec![RoleBinding {
+                role: Role::Publisher,
+                resource: None,
+            }],
+            scopes: self.scopes.clone(),
+            credential: self.credential,
+        })
+    }
+
     /// Allows the call when the principal belongs to `tenant` and holds at least `role`
     /// on `resource` (a resource name such as `projects/shop`).
     pub fn authorize(&self, tenant: &str, role: Role, resource: &str) -> Result<(), AuthError> {
@@ -531,6 +558,24 @@ mod tests {
             scopes: vec![],
             credential: Credential::Jwt,
         }
+    }
+
+    #[test]
+    fn only_the_services_credential_acts_for_a_tenant_and_never_as_admin() {
+        let user = principal("acme", &["admin"]);
+        assert!(matches!(user.acting_for("globex"), Err(AuthError::Forbidden(_))));
+        let mut services = principal("switchyard-services", &[]);
+        services.scopes = vec![KEY_SYNC_SCOPE.to_owned()];
+        let acting = services.acting_for("acme").unwrap();
+        assert_eq!(acting.tenant, "acme");
+        assert!(
+            acting
+                .authorize("acme", Role::Publisher, "projects/shop/flags/f")
+                .is_ok()
+        );
+        assert!(acting.authorize("acme", Role::Admin, "projects/shop").is_err());
+        assert!(acting.authorize("globex", Role::Viewer, "projects/shop").is_err());
+        assert!(services.acting_for("Not A Tenant").is_err());
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Transcoder {
         };
         let admitted = match &self.auth {
             None => None,
-            Some(auth) => match auth.admit(&route.grpc_path(), parts.headers.get(header::AUTHORIZATION)) {
+            Some(auth) => match auth.admit(&route.grpc_path(), &parts.headers) {
                 Ok(principal) => Some(Admitted(principal)),
                 Err(status) => return status_response(&status),
             },

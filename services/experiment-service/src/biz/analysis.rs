@@ -8,6 +8,7 @@ use super::{
     error::{ExperimentError, ExperimentResult},
     flags::Flags,
     management::{Caller, Manager},
+    model::{ExperimentDefinition, Phase},
     repository::ExperimentRepository,
     results::{self, Inputs, Results, Sums},
     unit_values::{MULTIPLE_ROW, UNITS_ROW},
@@ -76,8 +77,20 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                 "the experiment has no such phase (has it started?)",
             ));
         };
-        let spec = &experiment.definition.spec;
-        let tenant = caller.tenant();
+        self.results_of(caller.tenant(), project, key, &experiment.definition, phase)
+            .await
+    }
+
+    /// Results of one phase of an experiment, for whoever may see them.
+    pub(super) async fn results_of(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+        definition: &ExperimentDefinition,
+        phase: &Phase,
+    ) -> ExperimentResult<Results> {
+        let spec = &definition.spec;
         let mut metrics = HashMap::new();
         for key in spec.metric_keys() {
             if let Some(metric) = self.repository.metric(tenant, project, key).await? {

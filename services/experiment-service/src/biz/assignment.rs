@@ -154,18 +154,34 @@ pub fn decided_rule(spec: &ExperimentSpec, decision: &Decision, original: Option
 /// The arm a unit gets: the rule above evaluated by flag-engine on a flag whose variants are
 /// the arms. `None` when the unit is not in the experiment (it gets the flag's own targeting).
 pub fn assign(spec: &ExperimentSpec, phases: &[Phase], context: &Context) -> Option<String> {
-    let rule = running_rule(spec, phases, None);
-    let variants: serde_json::Map<String, Value> = spec
-        .arms
-        .iter()
-        .map(|arm| (arm.variant.clone(), Value::String(arm.variant.clone())))
-        .chain([(OUT.to_owned(), Value::String(OUT.to_owned()))])
-        .collect();
-    let document = json!({"flags": {"experiment": {
-        "state": "ENABLED", "variants": variants, "defaultVariant": OUT, "targeting": rule}}});
-    let flags = FlagSet::from_document(&document, &Limits::default()).ok()?;
-    let resolution = flags.evaluate("experiment", &Scope { context, timestamp: 0 });
-    resolution.variant.filter(|variant| *variant != OUT).map(str::to_owned)
+    Assigner::new(spec, phases)?.assign(context)
+}
+
+/// The experiment's running rule compiled once, for assigning many units.
+pub struct Assigner {
+    flags: FlagSet,
+}
+
+impl Assigner {
+    pub fn new(spec: &ExperimentSpec, phases: &[Phase]) -> Option<Self> {
+        let rule = running_rule(spec, phases, None);
+        let variants: serde_json::Map<String, Value> = spec
+            .arms
+            .iter()
+            .map(|arm| (arm.variant.clone(), Value::String(arm.variant.clone())))
+            .chain([(OUT.to_owned(), Value::String(OUT.to_owned()))])
+            .collect();
+        let document = json!({"flags": {"experiment": {
+            "state": "ENABLED", "variants": variants, "defaultVariant": OUT, "targeting": rule}}});
+        let flags = FlagSet::from_document(&document, &Limits::default()).ok()?;
+        Some(Self { flags })
+    }
+
+    /// The unit's arm, `None` outside the experiment.
+    pub fn assign(&self, context: &Context) -> Option<String> {
+        let resolution = self.flags.evaluate("experiment", &Scope { context, timestamp: 0 });
+        resolution.variant.filter(|variant| *variant != OUT).map(str::to_owned)
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +215,7 @@ mod tests {
             secondary_metrics: vec![],
             guardrail_metrics: vec![],
             analysis: Analysis::default(),
+            notification_webhook: String::new(),
         }
     }
 

@@ -36,10 +36,19 @@ pub enum FlagsError {
     Unavailable(String),
 }
 
+/// The credentials flag-service sees: the caller's own `authorization`, and with the
+/// services' shared credential the tenant it acts for (a guardrail stop, which no request
+/// carries).
+#[derive(Debug, Clone, Copy)]
+pub struct FlagCredentials<'a> {
+    pub authorization: &'a str,
+    pub act_for_tenant: Option<&'a str>,
+}
+
 pub trait Flags: Send + Sync + 'static {
     fn read(
         &self,
-        authorization: &str,
+        credentials: FlagCredentials<'_>,
         project: &str,
         flag: &str,
     ) -> impl Future<Output = Result<FlagView, FlagsError>> + Send;
@@ -47,7 +56,7 @@ pub trait Flags: Send + Sync + 'static {
     /// Applies the change (retrying when the flag moved meanwhile); returns the flag as it was.
     fn rewrite(
         &self,
-        authorization: &str,
+        credentials: FlagCredentials<'_>,
         project: &str,
         flag: &str,
         change: &TargetingChange,

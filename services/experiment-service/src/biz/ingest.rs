@@ -12,6 +12,7 @@ use switchyard_platform::auth::Role;
 use tokio::sync::{Notify, Semaphore};
 
 use super::{
+    assignment::Assigner,
     error::{ExperimentError, ExperimentResult},
     management::Caller,
     model::{Phase, StoredExperiment},
@@ -137,13 +138,47 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
     /// Exposures flag-service reported for flags bound to an experiment (its bus topic). The
     /// id is derived from the flag set, experiment, arm and unit, so repeats count once and the
     /// first exposure's time stands. Refusals (an experiment no longer running) are dropped.
+    /// Stores exposures flag-service emitted. A flag bound to an experiment also serves units
+    /// outside it (beyond its coverage, outside its targeting) the flag's own value; those are
+    /// no exposures, so each is kept only when the experiment's own rule, evaluated by
+    /// flag-engine on the evaluation's context, puts the unit in the arm it was served.
     pub async fn ingest_flag_exposures(&self, exposures: Vec<FlagExposure>, now_ms: i64) -> ExperimentResult<usize> {
         let mut by_project: BTreeMap<(String, String), Vec<ExposureInput>> = BTreeMap::new();
+        let mut rules: HashMap<(String, String, String), Option<Assigner>> = HashMap::new();
         for exposure in exposures {
             let Some((project, environment)) = flag_set_parts(&exposure.flag_set) else {
                 continue;
             };
+            let rule_key = (exposure.tenant.clone(), project.clone(), exposure.experiment.clone());
+            if !rules.contains_key(&rule_key) {
+                let assigner = self
+                    .repository
+                    .experiment(&exposure.tenant, &project, &exposure.experiment)
+                    .await?
+                    .and_then(|stored| Assigner::new(&stored.definition.spec, &stored.definition.lifecycle.phases));
+                rules.insert(rule_key.clone(), assigner);
+            }
+            let Some(assigner) = rules.get(&rule_key).and_then(Option::as_ref) else {
+                continue;
+            };
+            let mut context = flag_engine::Context::from(exposure.context.clone());
+            context.insert(
+                "targetingKey",
+                serde_json::Value::String(exposure.targeting_key.clone()),
+            );
+            if assigner.assign(&context).as_deref() != Some(exposure.variant.as_str()) {
+                continue;
+            }
             let id = derived_id(&exposure);
+            let attributes = exposure
+                .context
+                .iter()
+                .filter(|(key, _)| key.as_str() != "targetingKey")
+                .map(|(key, value)| {
+                    let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                    (key.clone(), text)
+                })
+                .collect();
             by_project
                 .entry((exposure.tenant, project))
                 .or_default()
@@ -154,7 +189,7 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
                     variant: exposure.variant,
                     environment,
                     time_ms: Some(exposure.timestamp_ms),
-                    attributes: BTreeMap::new(),
+                    attributes,
                 });
         }
         let mut stored = 0;
@@ -336,6 +371,9 @@ pub struct FlagExposure {
     pub variant: String,
     pub targeting_key: String,
     pub timestamp_ms: i64,
+    /// The evaluation context's simple attributes.
+    #[serde(default)]
+    pub context: serde_json::Map<String, serde_json::Value>,
 }
 
 /// (project, environment) of a managed flag set; flag files have no project.

@@ -225,6 +225,7 @@ mod tests {
             secondary_metrics: vec![],
             guardrail_metrics: vec![],
             analysis: Analysis::default(),
+            notification_webhook: String::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use switchyard_platform::{
 use super::{
     error::{ExperimentError, ExperimentResult, StoreError},
     flags::Flags,
+    guardrails::GUARDRAIL_ACTOR,
     lifecycle,
     model::{
         Decision, ExperimentDefinition, ExperimentSpec, MetricDefinition, MetricKind, State, StoredExperiment,
@@ -34,6 +35,8 @@ pub struct Caller<'a> {
     /// The caller's `authorization` header, passed on to flag-service so that an experiment
     /// changes only flags its caller may change.
     pub authorization: Option<&'a str>,
+    /// The tenant the services' shared credential acts for, when that is who calls.
+    pub act_for_tenant: Option<&'a str>,
 }
 
 impl Caller<'_> {
@@ -286,6 +289,19 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         let resource = experiment_resource(project, key);
         caller.require(Role::Publisher, &resource)?;
         let current = self.experiment(caller, project, key).await?;
+        let stopped_itself = current.definition.lifecycle.state == State::Stopped
+            && current
+                .definition
+                .lifecycle
+                .decision
+                .as_ref()
+                .is_some_and(|decision| decision.actor == GUARDRAIL_ACTOR);
+        if stopped_itself && message.trim().is_empty() {
+            return Err(ExperimentError::invalid(
+                "reason",
+                "the experiment stopped itself on a guardrail or SRM; say why it may run again",
+            ));
+        }
         // Metrics and the flag may have changed since the experiment was written.
         let spec = &current.definition.spec;
         self.check_spec(caller, project, spec).await?;

@@ -3,17 +3,20 @@
 //! An experiment ([`model`]) moves through its [`lifecycle`]; [`management`] holds the use
 //! cases that check who may do what and write through the [`repository`]; [`ingest`]
 //! takes exposures and metric events in, and the [`aggregator`] folds them into per-arm
-//! sufficient statistics ([`unit_values`] says what each unit contributes).
+//! sufficient statistics ([`unit_values`] says what each unit contributes); [`guardrails`]
+//! stop a running experiment that harms, and [`notices`] say so.
 
 pub mod aggregator;
 pub mod analysis;
 pub mod assignment;
 pub mod error;
 pub mod flags;
+pub mod guardrails;
 pub mod ingest;
 pub mod lifecycle;
 pub mod management;
 pub mod model;
+pub mod notices;
 pub mod repository;
 pub mod results;
 pub mod rollout;

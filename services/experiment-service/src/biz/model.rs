@@ -263,6 +263,9 @@ pub struct ExperimentSpec {
     pub secondary_metrics: Vec<String>,
     pub guardrail_metrics: Vec<String>,
     pub analysis: Analysis,
+    /// Where to POST a notice when the experiment stops itself; empty: nowhere.
+    #[serde(default)]
+    pub notification_webhook: String,
 }
 
 /// Where an experiment is in its life.
@@ -295,6 +298,19 @@ pub struct StoredExperiment {
 /// The bucketing attribute when none is given: flagd's targeting key.
 pub const TARGETING_KEY: &str = "targetingKey";
 
+/// An `http://host[:port]/path` URL without spaces or control characters.
+fn webhook_is_valid(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    url.len() <= 2_048
+        && !host.is_empty()
+        && !host.contains('@')
+        && url.chars().all(|c| c.is_ascii_graphic())
+        && host.parse::<http::uri::Authority>().is_ok()
+}
+
 impl ExperimentSpec {
     /// Everything checkable on the experiment alone; the flag, its variants and the metrics
     /// are checked against the project.
@@ -308,6 +324,12 @@ impl ExperimentSpec {
         }
         self.environment_violations(&mut out);
         self.arm_violations(&mut out);
+        if !self.notification_webhook.is_empty() && !webhook_is_valid(&self.notification_webhook) {
+            out.push(FieldViolation::new(
+                "experiment.notification_webhook",
+                "an http:// URL with a host, at most 2,048 characters (https is not supported yet)",
+            ));
+        }
         if !(self.coverage > 0.0 && self.coverage <= 1.0) {
             out.push(FieldViolation::new(
                 "experiment.coverage",

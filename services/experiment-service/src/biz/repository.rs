@@ -97,6 +97,10 @@ pub trait ExperimentRepository: Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredExperiment>, StoreError>> + Send;
 
+    /// Every running experiment of every tenant, as (tenant, project, key): what the
+    /// guardrail check looks at.
+    fn running_experiments(&self) -> impl Future<Output = Result<Vec<(String, String, String)>, StoreError>> + Send;
+
     /// An experiment's versions, newest first, below `before`, at most `limit`.
     fn experiment_versions(
         &self,

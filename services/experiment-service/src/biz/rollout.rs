@@ -8,17 +8,21 @@ use switchyard_platform::auth::Role;
 use super::{
     assignment,
     error::{ExperimentError, ExperimentResult},
-    flags::{FlagView, Flags, TargetingChange},
+    flags::{FlagCredentials, FlagView, Flags, TargetingChange},
     management::{Caller, Manager, experiment_resource},
     model::{ExperimentSpec, State, StoredExperiment},
     repository::{Expected, ExperimentRepository},
 };
 
 /// The credentials to pass on to flag-service.
-fn authorization<'a>(caller: Caller<'a>) -> ExperimentResult<&'a str> {
-    caller
+fn authorization<'a>(caller: Caller<'a>) -> ExperimentResult<FlagCredentials<'a>> {
+    let authorization = caller
         .authorization
-        .ok_or_else(|| ExperimentError::invalid("authorization", "credentials are needed to change the flag"))
+        .ok_or_else(|| ExperimentError::invalid("authorization", "credentials are needed to change the flag"))?;
+    Ok(FlagCredentials {
+        authorization,
+        act_for_tenant: caller.act_for_tenant,
+    })
 }
 
 impl<R: ExperimentRepository, F: Flags> Manager<R, F> {

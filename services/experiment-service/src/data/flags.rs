@@ -9,7 +9,9 @@ use switchyard_platform::{
 };
 use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
 
-use crate::biz::flags::{FlagView, Flags, FlagsError, TargetingChange};
+use switchyard_platform::auth::ACT_FOR_TENANT_HEADER;
+
+use crate::biz::flags::{FlagCredentials, FlagView, Flags, FlagsError, TargetingChange};
 
 /// Attempts of one rewrite when the flag keeps moving under it.
 const ATTEMPTS: usize = 5;
@@ -35,10 +37,15 @@ impl GrpcFlags {
     }
 }
 
-fn authorized<T>(authorization: &str, message: T) -> Result<Request<T>, FlagsError> {
+fn authorized<T>(credentials: FlagCredentials<'_>, message: T) -> Result<Request<T>, FlagsError> {
+    let bad = |_| FlagsError::Refused("bad credentials".into());
     let mut request = Request::new(message);
-    let value = MetadataValue::try_from(authorization).map_err(|_| FlagsError::Refused("bad credentials".into()))?;
+    let value = MetadataValue::try_from(credentials.authorization).map_err(bad)?;
     request.metadata_mut().insert("authorization", value);
+    if let Some(tenant) = credentials.act_for_tenant {
+        let value = MetadataValue::try_from(tenant).map_err(bad)?;
+        request.metadata_mut().insert(ACT_FOR_TENANT_HEADER, value);
+    }
     Ok(request)
 }
 
@@ -75,9 +82,9 @@ fn view_of(flag: &pb::Flag) -> FlagView {
 }
 
 impl GrpcFlags {
-    async fn get(&self, authorization: &str, project: &str, flag: &str) -> Result<pb::Flag, FlagsError> {
+    async fn get(&self, credentials: FlagCredentials<'_>, project: &str, flag: &str) -> Result<pb::Flag, FlagsError> {
         let request = authorized(
-            authorization,
+            credentials,
             pb::GetFlagRequest {
                 name: format!("projects/{project}/flags/{flag}"),
             },
@@ -91,25 +98,25 @@ impl GrpcFlags {
 }
 
 impl Flags for GrpcFlags {
-    async fn read(&self, authorization: &str, project: &str, flag: &str) -> Result<FlagView, FlagsError> {
-        Ok(view_of(&self.get(authorization, project, flag).await?))
+    async fn read(&self, credentials: FlagCredentials<'_>, project: &str, flag: &str) -> Result<FlagView, FlagsError> {
+        Ok(view_of(&self.get(credentials, project, flag).await?))
     }
 
     async fn rewrite(
         &self,
-        authorization: &str,
+        credentials: FlagCredentials<'_>,
         project: &str,
         flag: &str,
         change: &TargetingChange,
     ) -> Result<FlagView, FlagsError> {
         let mut last = FlagsError::Unavailable("no attempt made".into());
         for _ in 0..ATTEMPTS {
-            let mut current = self.get(authorization, project, flag).await?;
+            let mut current = self.get(credentials, project, flag).await?;
             let before = view_of(&current);
             apply(&mut current, change);
             let etag = current.etag.clone();
             let request = authorized(
-                authorization,
+                credentials,
                 pb::UpdateFlagRequest {
                     flag: Some(current),
                     etag,

@@ -5,6 +5,7 @@ mod aggregation;
 pub mod exposure_bus;
 pub mod flags;
 mod ingestion;
+pub mod notices;
 pub mod repository;
 
 use sqlx::migrate::Migrator;

@@ -322,6 +322,26 @@ impl ExperimentRepository for SqlRepository {
         rows.iter().map(experiment_of).collect()
     }
 
+    async fn running_experiments(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, project, experiment_key FROM experiments WHERE state = $1 \
+             ORDER BY tenant, project, experiment_key",
+        )
+        .bind(State::Running.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(backend)?,
+                    row.try_get(1).map_err(backend)?,
+                    row.try_get(2).map_err(backend)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn experiment_versions(
         &self,
         tenant: &str,

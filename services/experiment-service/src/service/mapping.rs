@@ -152,6 +152,7 @@ pub fn spec_from(experiment: pb::Experiment) -> Result<ExperimentSpec, Vec<Field
         primary_metrics: experiment.primary_metrics,
         secondary_metrics: experiment.secondary_metrics,
         guardrail_metrics: experiment.guardrail_metrics,
+        notification_webhook: experiment.notification_webhook,
         analysis,
     })
 }
@@ -326,6 +327,7 @@ pub fn experiment_to(project: &str, stored: &StoredExperiment) -> pb::Experiment
         primary_metrics: spec.primary_metrics.clone(),
         secondary_metrics: spec.secondary_metrics.clone(),
         guardrail_metrics: spec.guardrail_metrics.clone(),
+        notification_webhook: spec.notification_webhook.clone(),
         analysis: Some(analysis_to(&spec.analysis)),
         state: state_to(lifecycle.state) as i32,
         phases: lifecycle.phases.iter().map(phase_to).collect(),

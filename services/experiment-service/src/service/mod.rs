@@ -13,7 +13,7 @@ use switchyard_api::{
 };
 use switchyard_platform::{
     about::About,
-    auth::Principal,
+    auth::{ACT_FOR_TENANT_HEADER, Principal},
     clock::now_ms,
     error::{FieldViolation, to_status},
     names::parse_name,
@@ -69,10 +69,16 @@ fn caller<T>(request: &Request<T>) -> Result<Caller<'_>, Status> {
         .metadata()
         .get("authorization")
         .and_then(|value| value.to_str().ok());
+    // The services' shared credential acting for a tenant passes that on too.
+    let act_for_tenant = request
+        .metadata()
+        .get(ACT_FOR_TENANT_HEADER)
+        .and_then(|value| value.to_str().ok());
     Ok(Caller {
         principal,
         request_id,
         authorization,
+        act_for_tenant,
     })
 }
 

@@ -19,6 +19,8 @@ pub struct Keys {
     pub viewer: String,
     pub sdk_server: String,
     pub other_tenant: String,
+    /// The services' shared credential (`auth.key_sync_credential` of both services).
+    pub services: String,
 }
 
 pub struct Service {
@@ -58,14 +60,31 @@ fn settings(dir: &std::path::Path) -> (Settings, Keys, Vec<ApiKeyRecord>) {
         viewer: add("acme", &["viewer"]),
         sdk_server: add("acme", &["sdk-server"]),
         other_tenant: add("other", &["admin"]),
+        services: generate_api_key("switchyard-services", &[]).plaintext,
     };
     settings.auth.api_keys = records.clone();
+    shares_the_services_credential(&mut settings.auth, &mut settings.peers, &keys.services);
+    // Guardrails are checked every second (the default is a minute).
+    settings.service.guardrail_check_seconds = 1;
     (settings, keys, records)
 }
 
-async fn flag_service(dir: &std::path::Path, keys: Vec<ApiKeyRecord>) -> FlagService {
+/// Gives a service the services' shared credential. It would follow config-service's key
+/// store with it; there is none here, so that follower finds nothing to follow and the keys
+/// in settings are the ones known.
+fn shares_the_services_credential(
+    auth: &mut switchyard_platform::auth::AuthSettings,
+    peers: &mut std::collections::BTreeMap<String, Vec<String>>,
+    credential: &str,
+) {
+    auth.key_sync_credential = Some(credential.to_owned());
+    peers.insert("config-service".to_owned(), vec!["http://127.0.0.1:9".to_owned()]);
+}
+
+async fn flag_service(dir: &std::path::Path, keys: Vec<ApiKeyRecord>, services: &str) -> FlagService {
     let mut settings = testing::local(flag_service::conf::defaults(), &dir.join("flags"));
     settings.auth.api_keys = keys;
+    shares_the_services_credential(&mut settings.auth, &mut settings.peers, services);
     let shutdown = Shutdown::new();
     let running = match flag_service::start(settings, shutdown.clone()).await {
         Ok(running) => running,
@@ -87,7 +106,7 @@ pub async fn prepared(backend: Backend) -> (Settings, Keys, FlagService, tempfil
     if let Backend::Postgres = backend {
         settings.storage.url = testing::fresh_postgres_database().await;
     }
-    let flags = flag_service(dir.path(), records).await;
+    let flags = flag_service(dir.path(), records, &keys.services).await;
     settings.peers.insert(
         "flag-service".to_owned(),
         vec![format!("http://{}", flags.running.grpc_addr)],

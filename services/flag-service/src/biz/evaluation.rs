@@ -15,7 +15,7 @@ use super::{
     access::{AccessError, Reader},
     catalog::{Catalog, View},
     selector::Selector,
-    usage::{EXPERIMENT_KEY, Exposure, Usage},
+    usage::{EXPERIMENT_KEY, Exposure, MAX_EXPOSURE_ATTRIBUTES, Usage},
 };
 
 /// The evaluation use case shared by the native, flagd and OFREP protocols.
@@ -179,6 +179,12 @@ impl Evaluator {
                 .unwrap_or_default()
                 .to_owned(),
             timestamp_ms: now_ms,
+            context: context
+                .iter()
+                .filter(|(_, value)| matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)))
+                .take(MAX_EXPOSURE_ATTRIBUTES)
+                .map(|(key, value)| (key.to_owned(), value.clone()))
+                .collect(),
         });
     }
 }

@@ -51,8 +51,10 @@ impl Caller<'_> {
     }
 }
 
-/// Attempts at a write whose project changed between validation and commit.
-const MAX_ATTEMPTS: usize = 5;
+/// Attempts at a write whose project (or flag, for a write without an etag) changed between
+/// reading and committing. Every round of contending writers lands at least one of them, so
+/// N concurrent writers need at most N attempts; 5 failed eight concurrent editors under load.
+const MAX_ATTEMPTS: usize = 32;
 /// The longest page a list returns.
 pub const MAX_PAGE: i64 = 500;
 

@@ -42,7 +42,15 @@ pub struct Exposure {
     pub variant: String,
     pub targeting_key: String,
     pub timestamp_ms: i64,
+    /// The evaluation context's attributes with string, number or boolean values (at most
+    /// [`MAX_EXPOSURE_ATTRIBUTES`]): experiment-service re-checks with them that the unit is
+    /// in the experiment (a unit outside its coverage is served the flag's own value and is
+    /// no exposure), and breaks results down by them.
+    pub context: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Attributes an exposure carries at most.
+pub const MAX_EXPOSURE_ATTRIBUTES: usize = 32;
 
 /// Where batches of exposures go (the change bus, towards experiment-service).
 pub trait ExposureSink: Send + Sync + 'static {
@@ -306,6 +314,7 @@ mod tests {
             variant: "a".into(),
             targeting_key: "u".into(),
             timestamp_ms: 0,
+            context: Default::default(),
         };
         for _ in 0..5 {
             usage.expose(exposure.clone());
