@@ -48,7 +48,9 @@ pub struct AuthSettings {
     /// every service, config-service included (which accepts it, with the
     /// `switchyard:key-sync` scope and nothing else). A `sy_` key of at least 32 characters,
     /// such as one `switchyard keys generate` prints. Without it, a service accepts only the
-    /// keys in settings. `switchyard dev` sets it.
+    /// keys in settings. `switchyard dev` sets it. With the `x-switchyard-act-for-tenant`
+    /// header it also acts for that tenant as publisher (never admin), for work no request
+    /// carries, such as an experiment stopping itself on its guardrail.
     pub key_sync_credential: Option<String>,
 }
 
