@@ -20,7 +20,10 @@
 use flag_engine::{Context, FlagSet, Limits, Scope};
 use serde_json::{Value, json};
 
-use super::model::{Decision, DecisionKind, ExperimentSpec, Phase};
+use super::{
+    layers::Exclusions,
+    model::{Decision, DecisionKind, ExperimentSpec, Phase},
+};
 
 /// Coverage buckets: coverage is kept to 1/10,000.
 pub const BUCKETS: i64 = 10_000;
@@ -97,8 +100,9 @@ fn hash_key(spec: &ExperimentSpec, purpose: &str) -> Value {
     json!({"cat": [format!("{}/{purpose}/", spec.seed), {"var": spec.bucketing_attribute}]})
 }
 
-/// Who may enter: has the bucketing attribute, and passes the rule or segment.
-fn eligibility(spec: &ExperimentSpec) -> Value {
+/// Who may enter: has the bucketing attribute, passes the rule or segment, is outside every
+/// holdout and (while the experiment runs, `layers`) inside its range of every layer.
+fn eligibility(spec: &ExperimentSpec, exclusions: &Exclusions, layers: bool) -> Value {
     let mut conditions = vec![json!({"!!": [{"var": spec.bucketing_attribute}]})];
     if let Some(rule) = &spec.targeting {
         conditions.push(rule.clone());
@@ -106,11 +110,17 @@ fn eligibility(spec: &ExperimentSpec) -> Value {
     if let Some(segment) = &spec.segment {
         conditions.push(json!({"$ref": segment}));
     }
+    conditions.extend(exclusions.conditions(layers));
     json!({"and": conditions})
 }
 
 /// The rule of a running experiment, falling back to the flag's own targeting (`original`).
-pub fn running_rule(spec: &ExperimentSpec, phases: &[Phase], original: Option<&Value>) -> Value {
+pub fn running_rule(
+    spec: &ExperimentSpec,
+    phases: &[Phase],
+    exclusions: &Exclusions,
+    original: Option<&Value>,
+) -> Value {
     let fallback = original.cloned().unwrap_or(Value::Null);
     let allocation = allocation(phases);
     if allocation.slices.is_empty() {
@@ -136,25 +146,31 @@ pub fn running_rule(spec: &ExperimentSpec, phases: &[Phase], original: Option<&V
         branches.push(json!({"fractional": arms}));
     }
     branches.push(fallback.clone());
-    json!({"if": [eligibility(spec), {"if": branches}, fallback]})
+    json!({"if": [eligibility(spec, exclusions, true), {"if": branches}, fallback]})
 }
 
 /// The rule after a decision: the shipped variant (or the control, on roll back) for every
-/// eligible unit; with no decision, the flag's own targeting again.
-pub fn decided_rule(spec: &ExperimentSpec, decision: &Decision, original: Option<&Value>) -> Option<Value> {
+/// eligible unit, in or out of its layer ranges but never in a holdout; with no decision, the
+/// flag's own targeting again.
+pub fn decided_rule(
+    spec: &ExperimentSpec,
+    exclusions: &Exclusions,
+    decision: &Decision,
+    original: Option<&Value>,
+) -> Option<Value> {
     let variant = match decision.kind {
         DecisionKind::Ship => decision.variant.clone(),
         DecisionKind::RollBack => spec.arms.first().map(|arm| arm.variant.clone())?,
         DecisionKind::NoDecision => return original.cloned(),
     };
     let fallback = original.cloned().unwrap_or(Value::Null);
-    Some(json!({"if": [eligibility(spec), variant, fallback]}))
+    Some(json!({"if": [eligibility(spec, exclusions, false), variant, fallback]}))
 }
 
 /// The arm a unit gets: the rule above evaluated by flag-engine on a flag whose variants are
 /// the arms. `None` when the unit is not in the experiment (it gets the flag's own targeting).
-pub fn assign(spec: &ExperimentSpec, phases: &[Phase], context: &Context) -> Option<String> {
-    Assigner::new(spec, phases)?.assign(context)
+pub fn assign(spec: &ExperimentSpec, phases: &[Phase], exclusions: &Exclusions, context: &Context) -> Option<String> {
+    Assigner::new(spec, phases, exclusions)?.assign(context)
 }
 
 /// The experiment's running rule compiled once, for assigning many units.
@@ -163,8 +179,8 @@ pub struct Assigner {
 }
 
 impl Assigner {
-    pub fn new(spec: &ExperimentSpec, phases: &[Phase]) -> Option<Self> {
-        let rule = running_rule(spec, phases, None);
+    pub fn new(spec: &ExperimentSpec, phases: &[Phase], exclusions: &Exclusions) -> Option<Self> {
+        let rule = running_rule(spec, phases, exclusions, None);
         let variants: serde_json::Map<String, Value> = spec
             .arms
             .iter()
@@ -216,6 +232,7 @@ mod tests {
             guardrail_metrics: vec![],
             analysis: Analysis::default(),
             notification_webhook: String::new(),
+            layers: vec![],
         }
     }
 
@@ -246,7 +263,7 @@ mod tests {
             .map(|i| {
                 let mut context = Context::new();
                 context.insert("targetingKey", Value::String(format!("user-{i}")));
-                assign(&spec, phases, &context)
+                assign(&spec, phases, &Exclusions::default(), &context)
             })
             .collect()
     }
@@ -319,10 +336,10 @@ mod tests {
         let phases = [phase(1, 1.0, [1.0, 1.0], false)];
         let mut context = Context::new();
         context.insert("country", json!("BD"));
-        assert_eq!(assign(&spec, &phases, &context), None, "no targeting key");
+        assert_eq!(assign(&spec, &phases, &Exclusions::default(), &context), None, "no targeting key");
         context.insert("targetingKey", json!("user-1"));
-        assert!(assign(&spec, &phases, &context).is_some());
+        assert!(assign(&spec, &phases, &Exclusions::default(), &context).is_some());
         context.insert("country", json!("IN"));
-        assert_eq!(assign(&spec, &phases, &context), None);
+        assert_eq!(assign(&spec, &phases, &Exclusions::default(), &context), None);
     }
 }

@@ -155,7 +155,13 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
                     .repository
                     .experiment(&exposure.tenant, &project, &exposure.experiment)
                     .await?
-                    .and_then(|stored| Assigner::new(&stored.definition.spec, &stored.definition.lifecycle.phases));
+                    .and_then(|stored| {
+                        Assigner::new(
+                            &stored.definition.spec,
+                            &stored.definition.lifecycle.phases,
+                            &stored.definition.lifecycle.exclusions,
+                        )
+                    });
                 rules.insert(rule_key.clone(), assigner);
             }
             let Some(assigner) = rules.get(&rule_key).and_then(Option::as_ref) else {

@@ -29,6 +29,7 @@ pub fn draft(spec: ExperimentSpec) -> ExperimentDefinition {
             phases: Vec::new(),
             decision: None,
             original_targeting: Default::default(),
+            exclusions: Default::default(),
         },
     }
 }
@@ -165,6 +166,9 @@ fn check_frozen(old: &ExperimentSpec, new: &ExperimentSpec) -> Result<(), Lifecy
     if old.bucketing_attribute != new.bucketing_attribute || old.seed != new.seed {
         return frozen("experiment.seed", "a different hash would move every unit");
     }
+    if old.layers != new.layers {
+        return frozen("experiment.layers", "another range would move units in or out");
+    }
     Ok(())
 }
 
@@ -226,6 +230,7 @@ mod tests {
             guardrail_metrics: vec![],
             analysis: Analysis::default(),
             notification_webhook: String::new(),
+            layers: vec![],
         }
     }
 

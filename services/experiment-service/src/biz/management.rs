@@ -48,7 +48,7 @@ impl Caller<'_> {
         Ok(self.principal.authorize(&self.principal.tenant, role, resource)?)
     }
 
-    fn context(&self, project: &str, action: &'static str, message: &str) -> WriteContext {
+    pub(super) fn context(&self, project: &str, action: &'static str, message: &str) -> WriteContext {
         WriteContext {
             tenant: self.principal.tenant.clone(),
             project: project.to_owned(),
@@ -308,6 +308,7 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         let flag = self.flag_for(caller, project, spec).await?;
         let mut next = lifecycle::start(&current.definition, now_ms(), message)?;
         if next.lifecycle.original_targeting.is_empty() {
+            next.lifecycle.exclusions = self.resolve_exclusions(caller.tenant(), project, key, spec).await?;
             next.lifecycle.original_targeting = spec
                 .environments
                 .iter()

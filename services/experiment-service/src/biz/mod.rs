@@ -13,6 +13,8 @@ pub mod error;
 pub mod flags;
 pub mod guardrails;
 pub mod ingest;
+pub mod layering;
+pub mod layers;
 pub mod lifecycle;
 pub mod management;
 pub mod model;

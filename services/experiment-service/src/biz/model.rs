@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_platform::{error::FieldViolation, names::check_id};
 
-const MAX_TEXT: usize = 4_000;
-const MAX_SHORT: usize = 256;
+use super::layers::{Exclusions, LayerRange, range_violations};
+
+pub(super) const MAX_TEXT: usize = 4_000;
+pub(super) const MAX_SHORT: usize = 256;
 const MAX_ENVIRONMENTS: usize = 16;
 pub const MAX_ARMS: usize = 20;
 const MAX_METRICS: usize = 50;
@@ -266,6 +268,9 @@ pub struct ExperimentSpec {
     /// Where to POST a notice when the experiment stops itself; empty: nowhere.
     #[serde(default)]
     pub notification_webhook: String,
+    /// The ranges it takes in layers.
+    #[serde(default)]
+    pub layers: Vec<LayerRange>,
 }
 
 /// Where an experiment is in its life.
@@ -278,6 +283,9 @@ pub struct Lifecycle {
     /// outside the experiment keep getting, and what the flag returns to after it.
     #[serde(default)]
     pub original_targeting: std::collections::BTreeMap<String, Option<Value>>,
+    /// The layer ranges and holdouts it leaves alone, resolved when it first started.
+    #[serde(default)]
+    pub exclusions: Exclusions,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,6 +332,7 @@ impl ExperimentSpec {
         }
         self.environment_violations(&mut out);
         self.arm_violations(&mut out);
+        range_violations(&self.layers, &mut out);
         if !self.notification_webhook.is_empty() && !webhook_is_valid(&self.notification_webhook) {
             out.push(FieldViolation::new(
                 "experiment.notification_webhook",
@@ -477,7 +486,7 @@ fn analysis_violations(analysis: &Analysis, out: &mut Vec<FieldViolation>) {
     }
 }
 
-fn text(out: &mut Vec<FieldViolation>, field: &str, value: &str, max: usize) {
+pub(super) fn text(out: &mut Vec<FieldViolation>, field: &str, value: &str, max: usize) {
     if value.len() > max {
         out.push(FieldViolation::new(field, format!("at most {max} bytes")));
     }

@@ -7,6 +7,7 @@ use std::{collections::HashSet, future::Future};
 use super::{
     error::StoreError,
     ingest::{NewEvent, NewExposure},
+    layers::{Holdout, Layer},
     model::{ExperimentDefinition, MetricDefinition, State, StoredExperiment, StoredMetric},
     results::Sums,
 };
@@ -96,6 +97,38 @@ pub trait ExperimentRepository: Send + Sync + 'static {
         after: Option<&str>,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredExperiment>, StoreError>> + Send;
+
+    /// Creates a layer (`Exists` when the key is taken), audited.
+    fn create_layer(
+        &self,
+        context: &WriteContext,
+        key: &str,
+        layer: &Layer,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A project's layers, by key, with when each was created.
+    fn layers(
+        &self,
+        tenant: &str,
+        project: &str,
+    ) -> impl Future<Output = Result<Vec<(String, Layer, i64)>, StoreError>> + Send;
+
+    /// Creates a holdout (`Exists` when the key is taken), audited.
+    fn create_holdout(
+        &self,
+        context: &WriteContext,
+        key: &str,
+        holdout: &Holdout,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A project's holdouts, by key, with when each was created.
+    fn holdouts(
+        &self,
+        tenant: &str,
+        project: &str,
+    ) -> impl Future<Output = Result<Vec<(String, Holdout, i64)>, StoreError>> + Send;
 
     /// Every running experiment of every tenant, as (tenant, project, key): what the
     /// guardrail check looks at.

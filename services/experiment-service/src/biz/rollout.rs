@@ -70,7 +70,12 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                     .environments
                     .iter()
                     .map(|environment| {
-                        let rule = assignment::running_rule(spec, &lifecycle.phases, original(environment).as_ref());
+                        let rule = assignment::running_rule(
+                            spec,
+                            &lifecycle.phases,
+                            &lifecycle.exclusions,
+                            original(environment).as_ref(),
+                        );
                         (environment.clone(), Some(rule).filter(|rule| !rule.is_null()))
                     })
                     .collect();
@@ -81,7 +86,12 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                     .environments
                     .iter()
                     .map(|environment| {
-                        let rule = assignment::decided_rule(spec, decision, original(environment).as_ref());
+                        let rule = assignment::decided_rule(
+                            spec,
+                            &lifecycle.exclusions,
+                            decision,
+                            original(environment).as_ref(),
+                        );
                         (environment.clone(), rule)
                     })
                     .collect();
@@ -149,7 +159,12 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         let (State::Running, Some(phase)) = (lifecycle.state, lifecycle.phases.last()) else {
             return Ok(None);
         };
-        let arm = assignment::assign(&experiment.definition.spec, &lifecycle.phases, context);
+        let arm = assignment::assign(
+            &experiment.definition.spec,
+            &lifecycle.phases,
+            &lifecycle.exclusions,
+            context,
+        );
         Ok(arm.map(|arm| (arm, phase.number)))
     }
 }

@@ -14,6 +14,7 @@ use super::{aggregation, backend, decode, encode, ingestion};
 use crate::biz::{
     error::StoreError,
     ingest::{NewEvent, NewExposure},
+    layers::{Holdout, Layer},
     model::{ExperimentDefinition, MetricDefinition, MetricKind, State, StoredExperiment, StoredMetric},
     repository::{Expected, ExperimentRepository, ExperimentVersion, WriteContext},
     results::Sums,
@@ -62,6 +63,63 @@ const EXPERIMENTS: Table = Table {
     key_column: "experiment_key",
     collection: "experiments",
 };
+
+const LAYERS: Table = Table {
+    name: "layers",
+    key_column: "layer_key",
+    collection: "layers",
+};
+
+const HOLDOUTS: Table = Table {
+    name: "holdouts",
+    key_column: "holdout_key",
+    collection: "holdouts",
+};
+
+/// Creates a row of a create-only table (layers, holdouts), audited.
+async fn create_once(
+    repository: &SqlRepository,
+    table: &Table,
+    context: &WriteContext,
+    key: &str,
+    text: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut tx = super::begin_write(&repository.pool, repository.backend).await?;
+    check_current(&mut tx, table, context, key, Expected::Absent).await?;
+    upsert(&mut tx, table, context, key, None, text, None, now_ms).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(())
+}
+
+/// Every row of a create-only table in a project: (key, definition, created).
+async fn all_of<T: serde::de::DeserializeOwned>(
+    repository: &SqlRepository,
+    table: &Table,
+    tenant: &str,
+    project: &str,
+) -> Result<Vec<(String, T, i64)>, StoreError> {
+    let sql = format!(
+        "SELECT {key}, definition, created_ms FROM {name} WHERE tenant = $1 AND project = $2 ORDER BY {key}",
+        key = table.key_column,
+        name = table.name
+    );
+    let rows = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(project)
+        .fetch_all(&repository.pool)
+        .await
+        .map_err(backend)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0).map_err(backend)?,
+                decode(&row.try_get::<String, _>(1).map_err(backend)?)?,
+                row.try_get(2).map_err(backend)?,
+            ))
+        })
+        .collect()
+}
 
 /// The current (definition, version) of a row, if any, checked against what the write expects.
 async fn check_current(
@@ -320,6 +378,34 @@ impl ExperimentRepository for SqlRepository {
         .await
         .map_err(backend)?;
         rows.iter().map(experiment_of).collect()
+    }
+
+    async fn create_layer(
+        &self,
+        context: &WriteContext,
+        key: &str,
+        layer: &Layer,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        create_once(self, &LAYERS, context, key, &encode(layer)?, now_ms).await
+    }
+
+    async fn layers(&self, tenant: &str, project: &str) -> Result<Vec<(String, Layer, i64)>, StoreError> {
+        all_of(self, &LAYERS, tenant, project).await
+    }
+
+    async fn create_holdout(
+        &self,
+        context: &WriteContext,
+        key: &str,
+        holdout: &Holdout,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        create_once(self, &HOLDOUTS, context, key, &encode(holdout)?, now_ms).await
+    }
+
+    async fn holdouts(&self, tenant: &str, project: &str) -> Result<Vec<(String, Holdout, i64)>, StoreError> {
+        all_of(self, &HOLDOUTS, tenant, project).await
     }
 
     async fn running_experiments(&self) -> Result<Vec<(String, String, String)>, StoreError> {

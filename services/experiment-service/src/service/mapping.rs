@@ -120,6 +120,7 @@ pub fn metric_to(project: &str, stored: &StoredMetric) -> pb::Metric {
 pub fn spec_from(experiment: pb::Experiment) -> Result<ExperimentSpec, Vec<FieldViolation>> {
     let mut violations = Vec::new();
     let analysis = analysis_from(experiment.analysis.unwrap_or_default(), &mut violations);
+    let layers = super::layers::ranges_from(experiment.layers, &mut violations);
     if !violations.is_empty() {
         return Err(violations);
     }
@@ -153,6 +154,7 @@ pub fn spec_from(experiment: pb::Experiment) -> Result<ExperimentSpec, Vec<Field
         secondary_metrics: experiment.secondary_metrics,
         guardrail_metrics: experiment.guardrail_metrics,
         notification_webhook: experiment.notification_webhook,
+        layers,
         analysis,
     })
 }
@@ -328,6 +330,17 @@ pub fn experiment_to(project: &str, stored: &StoredExperiment) -> pb::Experiment
         secondary_metrics: spec.secondary_metrics.clone(),
         guardrail_metrics: spec.guardrail_metrics.clone(),
         notification_webhook: spec.notification_webhook.clone(),
+        layers: spec
+            .layers
+            .iter()
+            .map(|range| super::layers::range_to(range, ""))
+            .collect(),
+        holdouts: lifecycle
+            .exclusions
+            .holdouts
+            .iter()
+            .map(|holdout| format!("projects/{project}/holdouts/{}", holdout.holdout))
+            .collect(),
         analysis: Some(analysis_to(&spec.analysis)),
         state: state_to(lifecycle.state) as i32,
         phases: lifecycle.phases.iter().map(phase_to).collect(),

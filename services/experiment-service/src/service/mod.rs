@@ -2,6 +2,7 @@
 //! statuses, nothing else.
 
 mod ingest;
+mod layers;
 mod mapping;
 mod results;
 
@@ -118,6 +119,73 @@ impl ExperimentService for ExperimentServiceApi {
     ) -> Result<Response<ServiceInfo>, Status> {
         let info = self.about.service_info().await.map_err(|error| to_status(&error))?;
         Ok(Response::new(info))
+    }
+
+    async fn create_layer(&self, request: Request<pb::CreateLayerRequest>) -> Result<Response<pb::Layer>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let project = project_of(&message.parent)?;
+        let layer = layers::layer_from(message.layer.clone().unwrap_or_default());
+        let view = self
+            .manager
+            .create_layer(caller, &project, &message.layer_id, layer)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(layers::layer_to(&project, &view)))
+    }
+
+    async fn get_layer(&self, request: Request<pb::GetLayerRequest>) -> Result<Response<pb::Layer>, Status> {
+        let caller = caller(&request)?;
+        let (project, key) = project_and_key("name", &request.get_ref().name, "layers")?;
+        let view = self.manager.layer(caller, &project, &key).await.map_err(status)?;
+        Ok(Response::new(layers::layer_to(&project, &view)))
+    }
+
+    async fn list_layers(
+        &self,
+        request: Request<pb::ListLayersRequest>,
+    ) -> Result<Response<pb::ListLayersResponse>, Status> {
+        let caller = caller(&request)?;
+        let project = project_of(&request.get_ref().parent)?;
+        let views = self.manager.layers(caller, &project).await.map_err(status)?;
+        Ok(Response::new(pb::ListLayersResponse {
+            layers: views.iter().map(|view| layers::layer_to(&project, view)).collect(),
+        }))
+    }
+
+    async fn create_holdout(
+        &self,
+        request: Request<pb::CreateHoldoutRequest>,
+    ) -> Result<Response<pb::Holdout>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let project = project_of(&message.parent)?;
+        let holdout = layers::holdout_from(message.holdout.clone().unwrap_or_default());
+        let view = self
+            .manager
+            .create_holdout(caller, &project, &message.holdout_id, holdout)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(layers::holdout_to(&project, &view)))
+    }
+
+    async fn get_holdout(&self, request: Request<pb::GetHoldoutRequest>) -> Result<Response<pb::Holdout>, Status> {
+        let caller = caller(&request)?;
+        let (project, key) = project_and_key("name", &request.get_ref().name, "holdouts")?;
+        let view = self.manager.holdout(caller, &project, &key).await.map_err(status)?;
+        Ok(Response::new(layers::holdout_to(&project, &view)))
+    }
+
+    async fn list_holdouts(
+        &self,
+        request: Request<pb::ListHoldoutsRequest>,
+    ) -> Result<Response<pb::ListHoldoutsResponse>, Status> {
+        let caller = caller(&request)?;
+        let project = project_of(&request.get_ref().parent)?;
+        let views = self.manager.holdouts(caller, &project).await.map_err(status)?;
+        Ok(Response::new(pb::ListHoldoutsResponse {
+            holdouts: views.iter().map(|view| layers::holdout_to(&project, view)).collect(),
+        }))
     }
 
     async fn create_metric(&self, request: Request<pb::CreateMetricRequest>) -> Result<Response<pb::Metric>, Status> {
