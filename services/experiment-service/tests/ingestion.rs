@@ -273,7 +273,96 @@ async fn concurrent_batches_all_land(backend: Backend) {
     }
 }
 
+/// POSTs an NDJSON body to the streaming form of LogEvents.
+async fn stream_ndjson(service: &Service, lines: &[String]) -> (u16, Value) {
+    let url = format!("http://{}/v1/projects/shop/events:stream", service.running.http_addr);
+    let response = switchyard_platform::testing::http_as(
+        "POST",
+        &url,
+        Some(&service.keys.editor),
+        &[("content-type", "application/x-ndjson")],
+        lines.join("\n"),
+    )
+    .await;
+    (response.status, response.json())
+}
+
+async fn events_stream_in_as_ndjson_and_over_grpc(backend: Backend) {
+    use switchyard_api::experiments::v1::{self as pb, experiment_service_client::ExperimentServiceClient};
+
+    let service = service(backend).await;
+    running_experiment(&service).await;
+    // 1,200 events, one per line; the 701st names an event no metric uses.
+    let lines: Vec<String> = (0..1_200)
+        .map(|i| {
+            let name = if i == 700 { "nobody-measures-this" } else { "purchase" };
+            json!({"id": format!("n{i}"), "name": name, "unit": format!("user-{i}")}).to_string()
+        })
+        .collect();
+    let (status, answer) = stream_ndjson(&service, &lines).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["stored"], 1_199, "{answer}");
+    assert_eq!(
+        answer["rejected"][0]["index"], 700,
+        "positions count across the stream: {answer}"
+    );
+    // Replayed, every event is a duplicate.
+    let (_, again) = stream_ndjson(&service, &lines).await;
+    assert_eq!(again["duplicates"], 1_199, "{again}");
+    // A malformed line refuses the whole body before anything is stored, naming the line.
+    let mut broken = vec![json!({"id": "fresh-1", "name": "purchase", "unit": "u"}).to_string()];
+    broken.push("{\"id\": \"fresh-2\", \"name\": ".to_owned());
+    let (status, answer) = stream_ndjson(&service, &broken).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["message"].as_str().unwrap().starts_with("line 2"), "{answer}");
+    let (_, replay) = stream_ndjson(&service, &broken[..1]).await;
+    assert_eq!(replay["stored"], 1, "the first line was not stored before: {replay}");
+
+    // gRPC client streaming: three messages, one event or several each.
+    let event = |id: &str| pb::Event {
+        id: id.to_owned(),
+        name: "purchase".to_owned(),
+        unit: format!("unit-{id}"),
+        ..Default::default()
+    };
+    let messages = vec![
+        pb::StreamEventsRequest {
+            parent: "projects/shop".into(),
+            event: Some(event("g1")),
+            events: vec![],
+        },
+        pb::StreamEventsRequest {
+            parent: "projects/shop".into(),
+            event: None,
+            events: vec![event("g2"), event("g3")],
+        },
+    ];
+    let mut request = tonic::Request::new(futures::stream::iter(messages));
+    let bearer = format!("Bearer {}", service.keys.editor).parse().unwrap();
+    request.metadata_mut().insert("authorization", bearer);
+    let answer = ExperimentServiceClient::new(service.grpc())
+        .stream_events(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.stored, 3, "{answer:?}");
+    // A viewer may not write events.
+    let mut request = tonic::Request::new(futures::stream::iter(vec![pb::StreamEventsRequest {
+        parent: "projects/shop".into(),
+        event: Some(event("g4")),
+        events: vec![],
+    }]));
+    let bearer = format!("Bearer {}", service.keys.viewer).parse().unwrap();
+    request.metadata_mut().insert("authorization", bearer);
+    let refused = ExperimentServiceClient::new(service.grpc())
+        .stream_events(request)
+        .await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::PermissionDenied);
+    service.stop().await;
+}
+
 on_both_backends!(
+    events_stream_in_as_ndjson_and_over_grpc,
     concurrent_batches_all_land,
     exposures_count_each_unit_once_and_set_apart_units_in_two_arms,
     bad_exposures_are_refused_one_by_one,

@@ -110,12 +110,12 @@ impl Transcoder {
                 return error_response(StatusCode::PAYLOAD_TOO_LARGE, &Status::resource_exhausted(message));
             }
         };
-        let message = match request::build(route, &bindings, parts.uri.query(), &body) {
-            Ok(message) => message,
-            Err(error) => return status_response(&invalid_argument(&error)),
+        let messages = match messages(route, &bindings, &parts.headers, parts.uri.query(), &body) {
+            Ok(messages) => messages,
+            Err(status) => return status_response(&status),
         };
         let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-        let mut grpc_request = grpc_request(route, &parts.headers, remote, &message);
+        let mut grpc_request = grpc_request(route, &parts.headers, remote, &messages);
         if let Some(admitted) = admitted {
             grpc_request.extensions_mut().insert(admitted);
         }
@@ -138,6 +138,41 @@ impl Transcoder {
     }
 }
 
+/// The request's messages: one, or for a client-streaming method sent as NDJSON
+/// (`application/x-ndjson`), one per non-blank line, each with the path's bindings.
+fn messages(
+    route: &Route,
+    bindings: &[template::Binding],
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<DynamicMessage>, Status> {
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/x-ndjson"));
+    if !(ndjson && route.method.is_client_streaming()) {
+        return request::build(route, bindings, query, body)
+            .map(|message| vec![message])
+            .map_err(|error| invalid_argument(&error));
+    }
+    body.split(|byte| *byte == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|(index, line)| {
+            request::build(route, bindings, query, line).map_err(|error| {
+                let mut status = invalid_argument(&error);
+                status = Status::with_details(
+                    status.code(),
+                    format!("line {}: {}", index + 1, status.message()),
+                    status.details().to_vec().into(),
+                );
+                status
+            })
+        })
+        .collect()
+}
+
 fn invalid_argument(error: &request::RequestError) -> Status {
     let mut details = tonic_types::ErrorDetails::new();
     details.add_bad_request_violation(error.field(), error.to_string());
@@ -148,9 +183,12 @@ fn grpc_request(
     route: &Route,
     headers: &HeaderMap,
     remote: Option<SocketAddr>,
-    message: &DynamicMessage,
+    messages: &[DynamicMessage],
 ) -> http::Request<GrpcBody> {
-    let payload = frame::encode(&message.encode_to_vec());
+    let payload: Bytes = messages
+        .iter()
+        .flat_map(|message| frame::encode(&message.encode_to_vec()))
+        .collect();
     let mut request = http::Request::new(GrpcBody::new(http_body_util::Full::new(payload)));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = route.grpc_path().parse().unwrap_or_default();

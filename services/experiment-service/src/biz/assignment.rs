@@ -336,7 +336,11 @@ mod tests {
         let phases = [phase(1, 1.0, [1.0, 1.0], false)];
         let mut context = Context::new();
         context.insert("country", json!("BD"));
-        assert_eq!(assign(&spec, &phases, &Exclusions::default(), &context), None, "no targeting key");
+        assert_eq!(
+            assign(&spec, &phases, &Exclusions::default(), &context),
+            None,
+            "no targeting key"
+        );
         context.insert("targetingKey", json!("user-1"));
         assert!(assign(&spec, &phases, &Exclusions::default(), &context).is_some());
         context.insert("country", json!("IN"));

@@ -3,15 +3,20 @@
 use std::time::Duration;
 
 use switchyard_api::experiments::v1 as pb;
-use switchyard_platform::proto_json::timestamp_ms;
-use tonic::Status;
+use switchyard_platform::{auth::Principal, clock::now_ms, error::FieldViolation, proto_json::timestamp_ms};
+use tonic::{Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::{EventIngestion, invalid, project_of};
 use crate::biz::{
     analysis::ExposureCounts,
     error::ExperimentError,
     ingest::{BatchOutcome, EventInput, ExposureInput},
+    management::Caller,
 };
+
+/// Events of a stream stored together.
+const STREAM_BATCH: usize = 500;
 
 /// How long a client told to back off should wait before retrying.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -54,6 +59,66 @@ pub fn outcome_to(outcome: BatchOutcome) -> pb::LogResponse {
             })
             .collect(),
     }
+}
+
+/// Stores a stream of events in batches as they arrive; the answer counts the whole stream.
+pub async fn stream_events(
+    ingestion: &EventIngestion,
+    principal: &Principal,
+    mut stream: Streaming<pb::StreamEventsRequest>,
+) -> Result<pb::LogResponse, Status> {
+    let caller = Caller {
+        principal,
+        request_id: None,
+        authorization: None,
+        act_for_tenant: None,
+    };
+    let mut project: Option<String> = None;
+    let mut pending: Vec<EventInput> = Vec::new();
+    let mut total = BatchOutcome::default();
+    while let Some(message) = stream.message().await? {
+        let named = project_of(&message.parent)?;
+        match &project {
+            None => project = Some(named),
+            Some(first) if *first != named => {
+                let why = "every message of a stream names the same project";
+                return Err(invalid(vec![FieldViolation::new("parent", why)]));
+            }
+            Some(_) => {}
+        }
+        pending.extend(message.event.into_iter().chain(message.events).map(event_from));
+        while pending.len() >= STREAM_BATCH {
+            let batch: Vec<EventInput> = pending.drain(..STREAM_BATCH).collect();
+            store(ingestion, caller, project.as_deref(), batch, &mut total).await?;
+        }
+    }
+    if !pending.is_empty() {
+        store(ingestion, caller, project.as_deref(), pending, &mut total).await?;
+    }
+    Ok(outcome_to(total))
+}
+
+/// Stores one batch of a stream and adds its outcome, its positions moved past what came before.
+async fn store(
+    ingestion: &EventIngestion,
+    caller: Caller<'_>,
+    project: Option<&str>,
+    batch: Vec<EventInput>,
+    total: &mut BatchOutcome,
+) -> Result<(), Status> {
+    let Some(project) = project else { return Ok(()) };
+    let offset = total.stored + total.duplicates + total.rejected.len();
+    let outcome = ingestion
+        .log_events(caller, project, batch, now_ms())
+        .await
+        .map_err(status)?;
+    total.stored += outcome.stored;
+    total.duplicates += outcome.duplicates;
+    total.rejected.extend(outcome.rejected.into_iter().map(|mut rejection| {
+        rejection.index += offset;
+        rejection
+    }));
+    Ok(())
 }
 
 pub fn counts_to(counts: ExposureCounts) -> pb::ExposureCounts {

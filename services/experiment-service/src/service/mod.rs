@@ -440,6 +440,15 @@ impl ExperimentService for ExperimentServiceApi {
         Ok(Response::new(ingest::outcome_to(outcome)))
     }
 
+    async fn stream_events(
+        &self,
+        request: Request<tonic::Streaming<pb::StreamEventsRequest>>,
+    ) -> Result<Response<pb::LogResponse>, Status> {
+        let principal = Principal::of(&request).map_err(|error| status(error.into()))?.clone();
+        let answer = ingest::stream_events(&self.ingestion, &principal, request.into_inner()).await?;
+        Ok(Response::new(answer))
+    }
+
     async fn get_exposure_counts(
         &self,
         request: Request<pb::GetExposureCountsRequest>,
