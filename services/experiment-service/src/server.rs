@@ -34,7 +34,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     };
     let stored = Arc::new(Notify::new());
     let ingestion = Arc::new(Ingestion::new(repository.clone(), limits, stored.clone()));
-    tokio::spawn(aggregator::run(repository.clone(), stored, host.shutdown.clone()));
+    let (folded, folds) = tokio::sync::watch::channel(0);
+    tokio::spawn(aggregator::run(
+        repository.clone(),
+        stored,
+        folded,
+        host.shutdown.clone(),
+    ));
     let exposures = exposure_bus::subscribe(&host.bus).await?;
     tokio::spawn(follow_flag_exposures(
         exposures,
@@ -49,7 +55,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     };
     let notifier = RealtimeNotifier::new(host.discovery.clone(), credential);
     tokio::spawn(guardrails::run(manager.clone(), notifier, guard, host.shutdown.clone()));
-    let api = ExperimentServiceServer::new(ExperimentServiceApi::new(host.about.clone(), manager, ingestion))
+    let api = ExperimentServiceServer::new(ExperimentServiceApi::new(host.about.clone(), manager, ingestion, folds))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let services = PUBLIC

@@ -310,7 +310,46 @@ async fn skewed_traffic_is_flagged_as_a_sample_ratio_mismatch(backend: Backend) 
     service.stop().await;
 }
 
+async fn watching_results_sees_them_change_as_events_arrive(backend: Backend) {
+    use switchyard_api::experiments::v1::{GetResultsRequest, experiment_service_client::ExperimentServiceClient};
+
+    let service = service(backend).await;
+    setup(&service, false).await;
+    let mut request = tonic::Request::new(GetResultsRequest {
+        name: "projects/shop/experiments/checkout".into(),
+        phase: 0,
+    });
+    let bearer = format!("Bearer {}", service.keys.viewer).parse().unwrap();
+    request.metadata_mut().insert("authorization", bearer);
+    let mut client = ExperimentServiceClient::new(service.grpc());
+    let mut stream = client.watch_results(request).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(first.arms.iter().all(|arm| arm.units == 0), "{first:?}");
+
+    let units = units();
+    send(&service, &units).await;
+    // Each message is a change; they end at every unit counted and nothing pending.
+    loop {
+        let results = stream.message().await.unwrap().expect("the stream stays open");
+        let counted: i64 = results.arms.iter().map(|arm| arm.units).sum();
+        if counted == units.len() as i64 && results.pending_batches == 0 {
+            break;
+        }
+    }
+    // Someone else's experiment, or a viewer of another tenant, is refused at once.
+    let mut request = tonic::Request::new(GetResultsRequest {
+        name: "projects/shop/experiments/checkout".into(),
+        phase: 0,
+    });
+    let bearer = format!("Bearer {}", service.keys.other_tenant).parse().unwrap();
+    request.metadata_mut().insert("authorization", bearer);
+    let refused = client.watch_results(request).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::NotFound);
+    service.stop().await;
+}
+
 on_both_backends!(
+    watching_results_sees_them_change_as_events_arrive,
     results_agree_with_a_recount_from_the_raw_data,
     skewed_traffic_is_flagged_as_a_sample_ratio_mismatch,
 );

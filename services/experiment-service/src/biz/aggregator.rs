@@ -1,10 +1,11 @@
 //! Keeps the aggregates up to date: after each acknowledged batch (and on a slow tick, for
-//! batches another replica acknowledged or a crash left behind) it folds every pending batch.
+//! batches another replica acknowledged or a crash left behind) it folds every pending batch,
+//! and counts its folds on `folded` so result watchers know when to look again.
 
 use std::{sync::Arc, time::Duration};
 
 use switchyard_platform::Shutdown;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::repository::ExperimentRepository;
 
@@ -14,10 +15,18 @@ const TICK: Duration = Duration::from_millis(250);
 const BACKOFF: Duration = Duration::from_secs(1);
 
 /// Folds pending batches until `shutdown`; `wake` is notified by ingestion.
-pub async fn run<R: ExperimentRepository>(repository: R, wake: Arc<Notify>, shutdown: Shutdown) {
+pub async fn run<R: ExperimentRepository>(
+    repository: R,
+    wake: Arc<Notify>,
+    folded: watch::Sender<u64>,
+    shutdown: Shutdown,
+) {
     loop {
         match repository.fold_pending().await {
-            Ok(true) => continue,
+            Ok(true) => {
+                folded.send_modify(|folds| *folds += 1);
+                continue;
+            }
             Ok(false) => {}
             Err(error) => {
                 tracing::warn!(%error, "folding a batch into the aggregates failed; retrying");

@@ -5,6 +5,7 @@ mod ingest;
 mod layers;
 mod mapping;
 mod results;
+mod watch;
 
 use std::sync::Arc;
 
@@ -40,14 +41,22 @@ pub struct ExperimentServiceApi {
     about: About,
     manager: Arc<ExperimentManager>,
     ingestion: Arc<EventIngestion>,
+    /// The aggregator's fold count: result watchers look again when it moves.
+    folds: tokio::sync::watch::Receiver<u64>,
 }
 
 impl ExperimentServiceApi {
-    pub fn new(about: About, manager: Arc<ExperimentManager>, ingestion: Arc<EventIngestion>) -> Self {
+    pub fn new(
+        about: About,
+        manager: Arc<ExperimentManager>,
+        ingestion: Arc<EventIngestion>,
+        folds: tokio::sync::watch::Receiver<u64>,
+    ) -> Self {
         Self {
             about,
             manager,
             ingestion,
+            folds,
         }
     }
 }
@@ -105,6 +114,16 @@ fn metric_name(field: &str, name: &str) -> Result<(String, String), Status> {
 
 fn experiment_name(field: &str, name: &str) -> Result<(String, String), Status> {
     project_and_key(field, name, "experiments")
+}
+
+/// A requested phase: 0 means the latest.
+fn phase_of(phase: i32) -> Result<Option<u32>, Status> {
+    match phase {
+        0 => Ok(None),
+        number => u32::try_from(number)
+            .map(Some)
+            .map_err(|_| invalid(vec![FieldViolation::new("phase", "0 (the latest) or a phase number")])),
+    }
 }
 
 fn etag(field: &str, text: &str) -> Result<Option<i64>, Status> {
@@ -467,19 +486,39 @@ impl ExperimentService for ExperimentServiceApi {
         let caller = caller(&request)?;
         let message = request.get_ref();
         let (project, key) = experiment_name("name", &message.name)?;
-        let phase = match message.phase {
-            0 => None,
-            number => Some(
-                u32::try_from(number)
-                    .map_err(|_| invalid(vec![FieldViolation::new("phase", "0 (the latest) or a phase number")]))?,
-            ),
-        };
+        let phase = phase_of(message.phase)?;
         let results = self
             .manager
             .results(caller, &project, &key, phase)
             .await
             .map_err(status)?;
         Ok(Response::new(results::results_to(&project, &key, &results)))
+    }
+
+    type WatchResultsStream = watch::ResultsStream;
+
+    async fn watch_results(
+        &self,
+        request: Request<pb::GetResultsRequest>,
+    ) -> Result<Response<Self::WatchResultsStream>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref();
+        let (project, key) = experiment_name("name", &message.name)?;
+        let phase = phase_of(message.phase)?;
+        // The first results answer the call itself: a wrong name or role fails it.
+        let first = self
+            .manager
+            .results(caller, &project, &key, phase)
+            .await
+            .map_err(status)?;
+        let target = watch::Target {
+            principal: caller.principal.clone(),
+            project,
+            key,
+            phase,
+        };
+        let stream = watch::results(self.manager.clone(), target, first, self.folds.clone());
+        Ok(Response::new(stream))
     }
 
     async fn assign(&self, request: Request<pb::AssignRequest>) -> Result<Response<pb::AssignResponse>, Status> {
