@@ -283,6 +283,46 @@ async fn results_agree_with_a_recount_from_the_raw_data(backend: Backend) {
     }
 }
 
+async fn changing_a_metric_rebuilds_its_sums_from_the_raw_events(backend: Backend) {
+    let service = service(backend).await;
+    setup(&service, false).await;
+    let units = units();
+    send(&service, &units).await;
+    settled_results(&service).await;
+    // Revenue capped at 20 per unit from now on: the kept sums are recounted.
+    let capped = json!({"metric": {"type": "METRIC_TYPE_MEAN", "event": "revenue", "cuped": {"enabled": true},
+        "capping": {"type": "CAPPING_TYPE_ABSOLUTE", "value": 20.0}}});
+    let (status, answer) = service
+        .call(
+            &service.keys.editor,
+            "PUT",
+            "/v1/projects/shop/metrics/revenue",
+            &capped.to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = loop {
+        let results = settled_results(&service).await;
+        if results["rebuild"].is_null() {
+            break results;
+        }
+        let progress = &results["rebuild"];
+        assert!(
+            progress["unitsDone"].as_str().unwrap_or("0").parse::<i64>().unwrap() <= 400,
+            "{progress}"
+        );
+    };
+    let revenue = &results["metrics"][1];
+    assert_eq!(revenue["metric"], "revenue");
+    for (arm, result) in revenue["arms"].as_array().unwrap().iter().enumerate() {
+        let values: Vec<f64> = units.iter().filter(|u| u.0 == arm).map(|u| u.2.min(20.0)).collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let got = result["mean"].as_f64().unwrap();
+        assert!(close(got, mean), "arm {arm}: mean {got} vs capped {mean}");
+    }
+    service.stop().await;
+}
+
 async fn skewed_traffic_is_flagged_as_a_sample_ratio_mismatch(backend: Backend) {
     let service = service(backend).await;
     setup(&service, false).await;
@@ -349,6 +389,7 @@ async fn watching_results_sees_them_change_as_events_arrive(backend: Backend) {
 }
 
 on_both_backends!(
+    changing_a_metric_rebuilds_its_sums_from_the_raw_events,
     watching_results_sees_them_change_as_events_arrive,
     results_agree_with_a_recount_from_the_raw_data,
     skewed_traffic_is_flagged_as_a_sample_ratio_mismatch,

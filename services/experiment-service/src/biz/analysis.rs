@@ -122,7 +122,8 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                 }
             }
         }
-        Ok(results::compute(&Inputs {
+        let rebuild = self.repository.rebuild_progress(tenant, project, key).await?;
+        let mut results = results::compute(&Inputs {
             spec,
             phase,
             metrics: &metrics,
@@ -130,6 +131,8 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
             units: &units,
             multiple_exposures,
             pending_batches,
-        }))
+        });
+        results.rebuild = rebuild;
+        Ok(results)
     }
 }

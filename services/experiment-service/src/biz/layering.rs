@@ -258,7 +258,11 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
     }
 
     /// Every running or stopped experiment of the project.
-    async fn started_experiments(&self, tenant: &str, project: &str) -> Result<Vec<StoredExperiment>, StoreError> {
+    pub(super) async fn started_experiments(
+        &self,
+        tenant: &str,
+        project: &str,
+    ) -> Result<Vec<StoredExperiment>, StoreError> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {

@@ -113,7 +113,7 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         let now = now_ms();
         let version = self
             .repository
-            .write_metric(&context, key, Expected::Absent, &definition, now)
+            .write_metric(&context, key, Expected::Absent, &definition, &[], now)
             .await?;
         Ok(StoredMetric {
             key: key.to_owned(),
@@ -147,9 +147,10 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         let context = caller.context(project, "metrics.update", "");
         let now = now_ms();
         let expected = expected_version(etag, current.version);
+        let rebuild = self.experiments_using(caller.tenant(), project, key).await?;
         let version = self
             .repository
-            .write_metric(&context, key, expected, &definition, now)
+            .write_metric(&context, key, expected, &definition, &rebuild, now)
             .await?;
         Ok(StoredMetric {
             key: key.to_owned(),

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod management;
 pub mod model;
 pub mod notices;
+pub mod rebuilds;
 pub mod repository;
 pub mod results;
 pub mod rollout;

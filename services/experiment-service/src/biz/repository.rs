@@ -45,15 +45,25 @@ pub struct ExperimentVersion {
 }
 
 pub trait ExperimentRepository: Send + Sync + 'static {
-    /// Creates or replaces a metric; returns its new version.
+    /// Creates or replaces a metric and, in the same transaction, asks for the kept sums of
+    /// experiments `rebuild` to be recounted from raw events; returns the metric's new version.
     fn write_metric(
         &self,
         context: &WriteContext,
         key: &str,
         expected: Expected,
         definition: &MetricDefinition,
+        rebuild: &[String],
         now_ms: i64,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// How far the rebuild of an experiment's sums is: (units done, units in all), while one runs.
+    fn rebuild_progress(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+    ) -> impl Future<Output = Result<Option<(i64, i64)>, StoreError>> + Send;
 
     fn metric(
         &self,

@@ -90,6 +90,8 @@ pub struct Health {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Results {
+    /// (units done, units in all) while the sums are rebuilt after a metric changed.
+    pub rebuild: Option<(i64, i64)>,
     pub phase: u32,
     /// Units per arm, control first.
     pub units: Vec<(String, i64)>,
@@ -150,6 +152,7 @@ pub fn compute(inputs: &Inputs<'_>) -> Results {
     let weights: Vec<f64> = inputs.phase.arms.iter().map(|arm| arm.weight).collect();
     let srm = srm_p_value(&observed, &weights);
     Results {
+        rebuild: None,
         phase: inputs.phase.number,
         health: Health {
             srm_p_value: srm,

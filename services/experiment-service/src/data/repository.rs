@@ -254,14 +254,27 @@ impl ExperimentRepository for SqlRepository {
         key: &str,
         expected: Expected,
         definition: &MetricDefinition,
+        rebuild: &[String],
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let text = encode(definition)?;
         let mut tx = super::begin_write(&self.pool, self.backend).await?;
         let before = check_current(&mut tx, &METRICS, context, key, expected).await?;
         let version = upsert(&mut tx, &METRICS, context, key, before.as_ref(), &text, None, now_ms).await?;
+        for experiment in rebuild {
+            aggregation::request_rebuild(&mut tx, &context.tenant, &context.project, experiment, now_ms).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(version)
+    }
+
+    async fn rebuild_progress(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        aggregation::rebuild_progress(&self.pool, tenant, project, experiment).await
     }
 
     async fn metric(&self, tenant: &str, project: &str, key: &str) -> Result<Option<StoredMetric>, StoreError> {
@@ -509,7 +522,10 @@ impl ExperimentRepository for SqlRepository {
     }
 
     async fn fold_pending(&self) -> Result<bool, StoreError> {
-        aggregation::fold_next(&self.pool, self.backend, &self.statistics).await
+        // A chunk of a rebuild after each fold: neither starves the other.
+        let folded = aggregation::fold_next(&self.pool, self.backend, &self.statistics).await?;
+        let rebuilt = aggregation::rebuild_next(&self.pool, self.backend, &self.statistics).await?;
+        Ok(folded || rebuilt)
     }
 
     async fn arm_statistics(

@@ -71,6 +71,10 @@ pub fn results_to(project: &str, key: &str, results: &Results) -> pb::Results {
             guardrails_failing: health.guardrails_failing.clone(),
         }),
         compute_time: timestamp(now_ms()),
+        rebuild: results.rebuild.map(|(units_done, units_total)| pb::RebuildProgress {
+            units_done,
+            units_total,
+        }),
         pending_batches: results.pending_batches,
     }
 }

@@ -53,6 +53,7 @@ pub async fn fold(
         .exposed
         .iter()
         .chain(folding.events.keys())
+        .chain(&folding.recount)
         .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -75,7 +76,8 @@ pub async fn fold(
     let context = Context { definitions, plans };
     let before = rows::contributions(conn, tenant, project, &units).await?;
 
-    let recount = stale_units(&context, &memberships, &before);
+    let mut recount = stale_units(&context, &memberships, &before);
+    recount.extend(folding.recount.iter().cloned());
     let mut after: BTreeMap<RowKey, Kept> = before
         .iter()
         .filter(|(key, _)| !recount.contains(&key.3))

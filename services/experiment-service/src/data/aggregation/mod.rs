@@ -9,6 +9,7 @@
 //! (on PostgreSQL by an advisory lock, on SQLite by the write lock), which that rule needs.
 
 mod fold;
+mod rebuild;
 mod rows;
 
 use std::{
@@ -21,6 +22,7 @@ use switchyard_platform::storage::Backend;
 
 use super::{backend, decode};
 use crate::biz::{error::StoreError, unit_values::UnitEvent};
+pub use rebuild::{rebuild_next, rebuild_progress, request_rebuild};
 pub use rows::{arm_statistics, pending};
 
 /// Pending batches folded together: fewer, larger writes when the aggregator is behind.
@@ -33,6 +35,19 @@ struct Folding {
     exposed: BTreeSet<String>,
     /// The batches' new metric events, per unit.
     events: HashMap<String, Vec<UnitEvent>>,
+    /// Units to recount from raw events whatever their rows say (a rebuild).
+    recount: BTreeSet<String>,
+}
+
+/// Serialises folds across replicas (on SQLite the write transaction already does).
+async fn lock_folds(conn: &mut sqlx::AnyConnection, database: Backend) -> Result<(), StoreError> {
+    if database == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7321, 1)")
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// Keeps PostgreSQL's planner statistics of the per-unit tables current while they grow fast.
@@ -47,7 +62,7 @@ pub struct PlannerStatistics {
 }
 
 impl PlannerStatistics {
-    async fn record(&self, pool: &AnyPool, rows: usize) -> Result<(), StoreError> {
+    pub(super) async fn record(&self, pool: &AnyPool, rows: usize) -> Result<(), StoreError> {
         let written = self.written.fetch_add(rows, Ordering::Relaxed) + rows;
         let analysed_at = self.analysed_at.load(Ordering::Relaxed);
         if written - analysed_at < (analysed_at / 4).max(5_000) {
@@ -65,12 +80,7 @@ impl PlannerStatistics {
 /// Folds the oldest pending batches; false when there were none.
 pub async fn fold_next(pool: &AnyPool, database: Backend, statistics: &PlannerStatistics) -> Result<bool, StoreError> {
     let mut tx = super::begin_write(pool, database).await?;
-    if database == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7321, 1)")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-    }
+    lock_folds(&mut tx, database).await?;
     let rows = sqlx::query("SELECT id, tenant, project, units, events FROM pending_batches ORDER BY id LIMIT $1")
         .bind(BATCHES_PER_FOLD)
         .fetch_all(&mut *tx)
