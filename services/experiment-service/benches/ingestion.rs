@@ -51,7 +51,10 @@ async fn main() {
             seconds: 60,
         }
     };
-    let service = support::service(support::Backend::Postgres).await;
+    let (mut settings, keys, flags, dir) = support::prepared(support::Backend::Postgres).await;
+    // The generators and Assign callers share a few keys: no per-key rate limit here.
+    settings.limits.per_principal_rps = 10_000_000;
+    let service = support::start(settings, keys, flags, dir).await;
     let keys = service.keys.clone();
     service.create_flag("checkout", &["control", "treatment"]).await;
     for (id, metric) in [
@@ -228,6 +231,81 @@ async fn main() {
         scale.units
     );
 
+    // Rebuild: revenue gets a cap, and every unit's sums are recounted from raw events.
+    let capped = json!({"metric": {"type": "METRIC_TYPE_MEAN", "event": "revenue", "cuped": {"enabled": true},
+        "capping": {"type": "CAPPING_TYPE_ABSOLUTE", "value": 20.0}}});
+    let rebuild_began = Instant::now();
+    let (status, _) = service
+        .call(
+            &keys.editor,
+            "PUT",
+            "/v1/projects/shop/metrics/revenue",
+            &capped.to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let rebuild_done = loop {
+        let (_, results) = service.call(&keys.viewer, "GET", results_path, "").await;
+        if results["rebuild"].is_null() && results["pendingBatches"] == "0" {
+            break true;
+        }
+        if rebuild_began.elapsed() > Duration::from_secs(300) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let rebuild_seconds = rebuild_began.elapsed().as_secs_f64();
+    println!(
+        "rebuild of {} units × 2 metrics after a metric change: {rebuild_seconds:.1} s (finished: {rebuild_done})",
+        scale.units
+    );
+
+    // Assign: ASSIGNERS concurrent gRPC callers for ASSIGN_SECONDS.
+    const ASSIGNERS: usize = 4;
+    const ASSIGN_SECONDS: u64 = 5;
+    let assign_began = Instant::now();
+    let mut tasks = Vec::new();
+    for caller in 0..ASSIGNERS {
+        let mut client = client.clone();
+        let key = keys.sdk_server.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = caller;
+            while assign_began.elapsed() < Duration::from_secs(ASSIGN_SECONDS) {
+                let mut context = pbjson_types::Struct::default();
+                context.fields.insert(
+                    "targetingKey".into(),
+                    pbjson_types::Value {
+                        kind: Some(pbjson_types::value::Kind::StringValue(format!("u{n}"))),
+                    },
+                );
+                let request = authed(
+                    &key,
+                    pb::AssignRequest {
+                        name: "projects/shop/experiments/checkout".into(),
+                        context: Some(context),
+                    },
+                );
+                let started = Instant::now();
+                client.assign(request).await.unwrap();
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                n += ASSIGNERS;
+            }
+            latencies
+        }));
+    }
+    let mut assign_latencies = Vec::new();
+    for task in tasks {
+        assign_latencies.extend(task.await.unwrap());
+    }
+    let assign_elapsed = assign_began.elapsed().as_secs_f64();
+    assign_latencies.sort_by(f64::total_cmp);
+    let assigns_per_second = assign_latencies.len() as f64 / assign_elapsed;
+    let (assign_p50, assign_p99) = (percentile(&assign_latencies, 0.5), percentile(&assign_latencies, 0.99));
+    println!(
+        "Assign: {assigns_per_second:.0} calls/s with {ASSIGNERS} callers, p50 {assign_p50:.2} ms, p99 {assign_p99:.2} ms"
+    );
+
     let document = json!({
         "what": "experiment-service on PostgreSQL (fresh database), release build, generator in the same process over gRPC",
         "machine": testing::machine(),
@@ -253,6 +331,20 @@ async fn main() {
             "p50_ms": (p50 * 1000.0).round() / 1000.0,
             "p99_ms": (p99 * 1000.0).round() / 1000.0,
             "target_p99_ms": 50,
+        },
+        "rebuild": {
+            "units": scale.units,
+            "metrics_recounted": 2,
+            "seconds": (rebuild_seconds * 10.0).round() / 10.0,
+            "finished": rebuild_done,
+            "target_seconds": 60,
+        },
+        "assign": {
+            "callers": ASSIGNERS,
+            "seconds": (assign_elapsed * 10.0).round() / 10.0,
+            "calls_per_second": assigns_per_second.round(),
+            "p50_ms": (assign_p50 * 1000.0).round() / 1000.0,
+            "p99_ms": (assign_p99 * 1000.0).round() / 1000.0,
         },
     });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results/experiment-service.json");

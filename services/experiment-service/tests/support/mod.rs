@@ -129,7 +129,8 @@ pub async fn restart(previous: Service) -> Service {
     start(settings, keys, flags, dir).await
 }
 
-async fn start(settings: Settings, keys: Keys, flags: FlagService, dir: tempfile::TempDir) -> Service {
+/// Starts experiment-service with `settings` (from [`prepared`], adjusted).
+pub async fn start(settings: Settings, keys: Keys, flags: FlagService, dir: tempfile::TempDir) -> Service {
     let shutdown = Shutdown::new();
     let running = match experiment_service::start(settings.clone(), shutdown.clone()).await {
         Ok(running) => running,
