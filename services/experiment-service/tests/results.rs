@@ -35,6 +35,11 @@ async fn setup(service: &Service, sequential: bool) {
             "items-per-session",
             json!({"type": "METRIC_TYPE_RATIO", "numerator": "items", "denominator": "sessions"}),
         ),
+        (
+            "revenue-p90",
+            json!({"type": "METRIC_TYPE_MEAN", "event": "revenue",
+                   "capping": {"type": "CAPPING_TYPE_PERCENTILE", "value": 0.9}}),
+        ),
     ] {
         post(
             service,
@@ -47,7 +52,7 @@ async fn setup(service: &Service, sequential: bool) {
     let experiment = json!({"experimentId": "checkout", "experiment": {
         "flag": "checkout", "environments": ["prod"],
         "arms": [{"variant": "control", "weight": 1}, {"variant": "treatment", "weight": 1}],
-        "primaryMetrics": ["purchase", "revenue"], "secondaryMetrics": ["items-per-session"],
+        "primaryMetrics": ["purchase", "revenue"], "secondaryMetrics": ["items-per-session", "revenue-p90"],
         "analysis": {"sequential": sequential, "multipleTesting": "MULTIPLE_TESTING_NONE"}}});
     post(service, editor, "/v1/projects/shop/experiments", experiment).await;
     post(
@@ -274,6 +279,18 @@ async fn results_agree_with_a_recount_from_the_raw_data(backend: Backend) {
             assert!(close(got("pValue"), p), "{name} p {} vs {p}", got("pValue"));
         }
         assert_eq!(results["metrics"][1]["cuped"], true);
+        // Revenue winsorized at the 90th percentile of all units' values.
+        let mut pooled: Vec<f64> = units.iter().map(|u| u.2).collect();
+        pooled.sort_by(f64::total_cmp);
+        let cap = pooled[(0.9 * (pooled.len() - 1) as f64).floor() as usize];
+        let winsorized = &results["metrics"][3];
+        assert_eq!(winsorized["metric"], "revenue-p90");
+        for (arm, result) in winsorized["arms"].as_array().unwrap().iter().enumerate() {
+            let values: Vec<f64> = units.iter().filter(|u| u.0 == arm).map(|u| u.2.min(cap)).collect();
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let got = result["mean"].as_f64().unwrap();
+            assert!(close(got, mean), "arm {arm}: {got} vs winsorized {mean} (cap {cap})");
+        }
         let health = &results["health"];
         let srm = srm_p_value(&[200.0, 200.0], &[1.0, 1.0]);
         assert!(close(health["srmPValue"].as_f64().unwrap(), srm));

@@ -81,10 +81,13 @@ impl Default for KeyDirectory {
 
 impl KeyDirectory {
     /// Replaces the whole state, as of `revision`; wakes whoever follows changes only when
-    /// something changed.
+    /// something changed. A snapshot older than the one held is ignored: two reloads racing
+    /// (a write's own and a replica's announcement) must not put a key just created out of
+    /// sight again.
     pub fn replace(&self, revision: u64, access: Access) {
         let mut current = self.access.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if **current == access && *self.revision.borrow() == revision {
+        let held = *self.revision.borrow();
+        if revision < held || (**current == access && held == revision) {
             return;
         }
         *current = Arc::new(access);

@@ -8,7 +8,7 @@ use super::{
     error::{ExperimentError, ExperimentResult},
     flags::Flags,
     management::{Caller, Manager},
-    model::{ExperimentDefinition, Phase},
+    model::{Capping, ExperimentDefinition, MetricKind, Phase},
     repository::ExperimentRepository,
     results::{self, Inputs, Results, Sums},
     unit_values::{MULTIPLE_ROW, UNITS_ROW},
@@ -104,8 +104,10 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                 metrics.insert(key.to_owned(), metric.definition);
             }
         }
-        // Counted before the sums are read: a batch no longer pending here is in them.
+        // Counted before the sums are read: a batch no longer pending here, or a rebuild no
+        // longer running, is in them.
         let pending_batches = self.repository.pending_batches(tenant, project).await?;
+        let rebuild = self.repository.rebuild_progress(tenant, project, key).await?;
         let mut sums: HashMap<(String, String), Sums> = HashMap::new();
         let mut units = Vec::new();
         let mut multiple_exposures = 0;
@@ -122,7 +124,24 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                 }
             }
         }
-        let rebuild = self.repository.rebuild_progress(tenant, project, key).await?;
+        // Percentile caps depend on every unit's value: those metrics' sums are taken over
+        // the per-unit values, capped, instead of the running sums.
+        for (metric_key, metric) in &metrics {
+            let Capping::Percentile(percentile) = metric.capping else {
+                continue;
+            };
+            if metric.kind == MetricKind::Ratio || !spec.metric_keys().contains(&metric_key.as_str()) {
+                continue;
+            }
+            let cap_y = metric.cuped_lookback_days.is_some();
+            let capped = self
+                .repository
+                .winsorized_statistics(tenant, project, key, phase.number, metric_key, percentile, cap_y)
+                .await?;
+            for (variant, arm) in capped {
+                sums.insert((metric_key.clone(), variant), arm);
+            }
+        }
         let mut results = results::compute(&Inputs {
             spec,
             phase,

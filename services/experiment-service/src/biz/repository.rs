@@ -201,6 +201,20 @@ pub trait ExperimentRepository: Send + Sync + 'static {
         phase: u32,
     ) -> impl Future<Output = Result<Vec<(String, String, Sums)>, StoreError>> + Send;
 
+    /// The sums of one metric of a phase with each unit's value (x, and y when `cap_y`) capped
+    /// at the `percentile` of all units' values (winsorized), read from the per-unit rows:
+    /// (variant, sums). The cap is the value at rank ⌊p·(n−1)⌋ of the sorted values.
+    fn winsorized_statistics(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+        phase: u32,
+        metric: &str,
+        percentile: f64,
+        cap_y: bool,
+    ) -> impl Future<Output = Result<Vec<(String, Sums)>, StoreError>> + Send;
+
     /// Batches of a project acknowledged but not yet in the aggregates.
     fn pending_batches(&self, tenant: &str, project: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }

@@ -121,7 +121,7 @@ fn finish_one(metric: &MetricDefinition, raw: f64) -> f64 {
         }
         MetricKind::Mean | MetricKind::Ratio => match metric.capping {
             Capping::Absolute(cap) => raw.min(cap),
-            // Percentile caps need every unit's value; applied at analysis time.
+            // Percentile caps need every unit's value: results apply them (biz::analysis).
             Capping::Percentile(_) | Capping::None => raw,
         },
     }

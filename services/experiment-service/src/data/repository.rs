@@ -538,6 +538,26 @@ impl ExperimentRepository for SqlRepository {
         aggregation::arm_statistics(&self.pool, tenant, project, experiment, phase).await
     }
 
+    async fn winsorized_statistics(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+        phase: u32,
+        metric: &str,
+        percentile: f64,
+        cap_y: bool,
+    ) -> Result<Vec<(String, Sums)>, StoreError> {
+        let scope = aggregation::MetricScope {
+            tenant,
+            project,
+            experiment,
+            phase,
+            metric,
+        };
+        aggregation::winsorized_statistics(&self.pool, &scope, percentile, cap_y).await
+    }
+
     async fn pending_batches(&self, tenant: &str, project: &str) -> Result<i64, StoreError> {
         aggregation::pending(&self.pool, tenant, project).await
     }

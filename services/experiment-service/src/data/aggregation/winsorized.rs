@@ -1,0 +1,106 @@
+//! Percentile capping (winsorization), which no running sum can keep: the cap depends on every
+//! unit's value. It is computed at results time from the per-unit rows of the one metric (never
+//! from raw events): the cap is the value at rank ⌊p·(n−1)⌋ of the sorted values, then each arm's
+//! sums are taken over the capped values, in the database.
+
+use sqlx::{AnyPool, Row};
+
+use crate::{
+    biz::{error::StoreError, results::Sums},
+    data::backend,
+};
+
+/// Which per-unit rows: one metric of one experiment phase.
+pub struct MetricScope<'a> {
+    pub tenant: &'a str,
+    pub project: &'a str,
+    pub experiment: &'a str,
+    pub phase: u32,
+    pub metric: &'a str,
+}
+
+const WHERE: &str = "tenant = $1 AND project = $2 AND experiment_key = $3 AND phase = $4 AND metric_key = $5";
+
+/// The value at rank ⌊p·(n−1)⌋ of `column`, if any unit has one.
+async fn cap_of(
+    pool: &AnyPool,
+    scope: &MetricScope<'_>,
+    column: &str,
+    percentile: f64,
+) -> Result<Option<f64>, StoreError> {
+    let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM unit_contributions WHERE {WHERE}"))
+        .bind(scope.tenant)
+        .bind(scope.project)
+        .bind(scope.experiment)
+        .bind(i64::from(scope.phase))
+        .bind(scope.metric)
+        .fetch_one(pool)
+        .await
+        .map_err(backend)?;
+    if count == 0 {
+        return Ok(None);
+    }
+    let rank = (percentile * (count - 1) as f64).floor() as i64;
+    let sql = format!("SELECT {column} FROM unit_contributions WHERE {WHERE} ORDER BY {column} LIMIT 1 OFFSET $6");
+    sqlx::query_scalar(&sql)
+        .bind(scope.tenant)
+        .bind(scope.project)
+        .bind(scope.experiment)
+        .bind(i64::from(scope.phase))
+        .bind(scope.metric)
+        .bind(rank)
+        .fetch_optional(pool)
+        .await
+        .map_err(backend)
+}
+
+pub async fn winsorized_statistics(
+    pool: &AnyPool,
+    scope: &MetricScope<'_>,
+    percentile: f64,
+    cap_y: bool,
+) -> Result<Vec<(String, Sums)>, StoreError> {
+    let Some(cap_x) = cap_of(pool, scope, "x", percentile).await? else {
+        return Ok(Vec::new());
+    };
+    let cap_y = if cap_y {
+        cap_of(pool, scope, "y", percentile).await?
+    } else {
+        None
+    };
+    let capped = |column: &str, slot: usize| format!("(CASE WHEN {column} > ${slot} THEN ${slot} ELSE {column} END)");
+    let x = capped("x", 6);
+    let y = if cap_y.is_some() {
+        capped("y", 7)
+    } else {
+        "y".to_owned()
+    };
+    let sql = format!(
+        "SELECT variant, COUNT(*) AS n, SUM({x}) AS sx, SUM({x} * {x}) AS sxx, SUM({y}) AS sy, \
+         SUM({y} * {y}) AS syy, SUM({x} * {y}) AS sxy FROM unit_contributions WHERE {WHERE} GROUP BY variant"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(scope.tenant)
+        .bind(scope.project)
+        .bind(scope.experiment)
+        .bind(i64::from(scope.phase))
+        .bind(scope.metric)
+        .bind(cap_x);
+    if let Some(cap) = cap_y {
+        query = query.bind(cap);
+    }
+    let rows = query.fetch_all(pool).await.map_err(backend)?;
+    rows.iter()
+        .map(|row| {
+            let sums = Sums {
+                n: row.try_get::<i64, _>("n").map_err(backend)? as f64,
+                sum_x: row.try_get("sx").map_err(backend)?,
+                sum_x2: row.try_get("sxx").map_err(backend)?,
+                sum_y: row.try_get("sy").map_err(backend)?,
+                sum_y2: row.try_get("syy").map_err(backend)?,
+                sum_xy: row.try_get("sxy").map_err(backend)?,
+            };
+            Ok((row.try_get("variant").map_err(backend)?, sums))
+        })
+        .collect()
+}
