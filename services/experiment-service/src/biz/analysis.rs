@@ -9,7 +9,7 @@ use super::{
     flags::Flags,
     management::{Caller, Manager},
     model::{Capping, ExperimentDefinition, MetricKind, Phase},
-    repository::ExperimentRepository,
+    repository::{ExperimentRepository, PhaseMetric},
     results::{self, Inputs, Results, Sums},
     unit_values::{MULTIPLE_ROW, UNITS_ROW},
 };
@@ -134,10 +134,14 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                 continue;
             }
             let cap_y = metric.cuped_lookback_days.is_some();
-            let capped = self
-                .repository
-                .winsorized_statistics(tenant, project, key, phase.number, metric_key, percentile, cap_y)
-                .await?;
+            let scope = PhaseMetric {
+                tenant,
+                project,
+                experiment: key,
+                phase: phase.number,
+                metric: metric_key,
+            };
+            let capped = self.repository.winsorized_statistics(&scope, percentile, cap_y).await?;
             for (variant, arm) in capped {
                 sums.insert((metric_key.clone(), variant), arm);
             }

@@ -33,6 +33,16 @@ pub struct WriteContext {
     pub action: &'static str,
 }
 
+/// One metric of one phase of an experiment.
+#[derive(Debug, Clone, Copy)]
+pub struct PhaseMetric<'a> {
+    pub tenant: &'a str,
+    pub project: &'a str,
+    pub experiment: &'a str,
+    pub phase: u32,
+    pub metric: &'a str,
+}
+
 /// One entry of an experiment's history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentVersion {
@@ -206,11 +216,7 @@ pub trait ExperimentRepository: Send + Sync + 'static {
     /// (variant, sums). The cap is the value at rank ⌊p·(n−1)⌋ of the sorted values.
     fn winsorized_statistics(
         &self,
-        tenant: &str,
-        project: &str,
-        experiment: &str,
-        phase: u32,
-        metric: &str,
+        scope: &PhaseMetric<'_>,
         percentile: f64,
         cap_y: bool,
     ) -> impl Future<Output = Result<Vec<(String, Sums)>, StoreError>> + Send;

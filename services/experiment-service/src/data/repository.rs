@@ -16,7 +16,7 @@ use crate::biz::{
     ingest::{NewEvent, NewExposure},
     layers::{Holdout, Layer},
     model::{ExperimentDefinition, MetricDefinition, MetricKind, State, StoredExperiment, StoredMetric},
-    repository::{Expected, ExperimentRepository, ExperimentVersion, WriteContext},
+    repository::{Expected, ExperimentRepository, ExperimentVersion, PhaseMetric, WriteContext},
     results::Sums,
 };
 
@@ -540,22 +540,11 @@ impl ExperimentRepository for SqlRepository {
 
     async fn winsorized_statistics(
         &self,
-        tenant: &str,
-        project: &str,
-        experiment: &str,
-        phase: u32,
-        metric: &str,
+        scope: &PhaseMetric<'_>,
         percentile: f64,
         cap_y: bool,
     ) -> Result<Vec<(String, Sums)>, StoreError> {
-        let scope = aggregation::MetricScope {
-            tenant,
-            project,
-            experiment,
-            phase,
-            metric,
-        };
-        aggregation::winsorized_statistics(&self.pool, &scope, percentile, cap_y).await
+        aggregation::winsorized_statistics(&self.pool, scope, percentile, cap_y).await
     }
 
     async fn pending_batches(&self, tenant: &str, project: &str) -> Result<i64, StoreError> {

@@ -25,7 +25,7 @@ use super::{backend, decode};
 use crate::biz::{error::StoreError, unit_values::UnitEvent};
 pub use rebuild::{rebuild_next, rebuild_progress, request_rebuild};
 pub use rows::{arm_statistics, pending};
-pub use winsorized::{MetricScope, winsorized_statistics};
+pub use winsorized::winsorized_statistics;
 
 /// Pending batches folded together: fewer, larger writes when the aggregator is behind.
 const BATCHES_PER_FOLD: i64 = 32;

@@ -6,25 +6,16 @@
 use sqlx::{AnyPool, Row};
 
 use crate::{
-    biz::{error::StoreError, results::Sums},
+    biz::{error::StoreError, repository::PhaseMetric, results::Sums},
     data::backend,
 };
-
-/// Which per-unit rows: one metric of one experiment phase.
-pub struct MetricScope<'a> {
-    pub tenant: &'a str,
-    pub project: &'a str,
-    pub experiment: &'a str,
-    pub phase: u32,
-    pub metric: &'a str,
-}
 
 const WHERE: &str = "tenant = $1 AND project = $2 AND experiment_key = $3 AND phase = $4 AND metric_key = $5";
 
 /// The value at rank ⌊p·(n−1)⌋ of `column`, if any unit has one.
 async fn cap_of(
     pool: &AnyPool,
-    scope: &MetricScope<'_>,
+    scope: &PhaseMetric<'_>,
     column: &str,
     percentile: f64,
 ) -> Result<Option<f64>, StoreError> {
@@ -56,7 +47,7 @@ async fn cap_of(
 
 pub async fn winsorized_statistics(
     pool: &AnyPool,
-    scope: &MetricScope<'_>,
+    scope: &PhaseMetric<'_>,
     percentile: f64,
     cap_y: bool,
 ) -> Result<Vec<(String, Sums)>, StoreError> {
