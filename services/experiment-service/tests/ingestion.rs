@@ -315,6 +315,13 @@ async fn events_stream_in_as_ndjson_and_over_grpc(backend: Backend) {
     let (status, answer) = stream_ndjson(&service, &broken).await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer["message"].as_str().unwrap().starts_with("line 2"), "{answer}");
+    // A line that is no event at all (JSON null) is refused; an empty object is an event
+    // refused on its own ("id is required").
+    let (status, answer) = stream_ndjson(&service, &["null".to_owned()]).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = stream_ndjson(&service, &["{}".to_owned()]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rejected"][0]["reason"], "id is required", "{answer}");
     let (_, replay) = stream_ndjson(&service, &broken[..1]).await;
     assert_eq!(replay["stored"], 1, "the first line was not stored before: {replay}");
 

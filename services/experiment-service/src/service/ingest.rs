@@ -86,6 +86,10 @@ pub async fn stream_events(
             }
             Some(_) => {}
         }
+        if message.event.is_none() && message.events.is_empty() {
+            let why = "each message carries an event (one NDJSON line) or events";
+            return Err(invalid(vec![FieldViolation::new("event", why)]));
+        }
         pending.extend(message.event.into_iter().chain(message.events).map(event_from));
         while pending.len() >= STREAM_BATCH {
             let batch: Vec<EventInput> = pending.drain(..STREAM_BATCH).collect();
