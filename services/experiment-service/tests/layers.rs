@@ -238,6 +238,28 @@ async fn bad_layers_and_holdouts_are_refused(backend: Backend) {
     let (status, answer) = start(&service, "e").await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer.to_string().contains("no layer `nowhere`"), "{answer}");
+    // A second running experiment on the flag of a running one is refused.
+    let first = json!({"experimentId": "first", "experiment": {"flag": "checkout", "environments": ["prod"],
+        "arms": [{"variant": "control", "weight": 1}, {"variant": "treatment", "weight": 1}]}});
+    assert_eq!(
+        post(&service, editor, "/v1/projects/shop/experiments", first).await.0,
+        200
+    );
+    let second = json!({"experimentId": "second", "experiment": {"flag": "checkout", "environments": ["prod"],
+        "arms": [{"variant": "control", "weight": 1}, {"variant": "treatment", "weight": 1}]}});
+    assert_eq!(
+        post(&service, editor, "/v1/projects/shop/experiments", second).await.0,
+        200
+    );
+    assert_eq!(start(&service, "first").await.0, 200);
+    let (status, answer) = start(&service, "second").await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer
+            .to_string()
+            .contains("experiment `first` runs on flag `checkout`"),
+        "{answer}"
+    );
     service.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! The use cases of layers and holdouts: defining them (editors), reading them with the ranges
 //! experiments hold (viewers), and resolving what an experiment excludes when it first starts
-//! — where a range that overlaps another started experiment's in the same layer is refused.
+//! — where a range that overlaps another started experiment's in the same layer is refused,
+//! and so is a second running experiment on the same flag.
 
 use switchyard_platform::{auth::Role, clock::now_ms, error::FieldViolation, names::check_id};
 
@@ -255,6 +256,43 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
             layers: resolved,
             holdouts,
         })
+    }
+
+    /// Refuses to start an experiment on a flag another running experiment holds in one of
+    /// the same environments: the second rule would overwrite the first in the flag. (Layers
+    /// split units between experiments on different flags.)
+    pub(super) async fn check_flag_is_free(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+        spec: &ExperimentSpec,
+    ) -> ExperimentResult<()> {
+        let holder = self
+            .started_experiments(tenant, project)
+            .await?
+            .into_iter()
+            .find(|other| {
+                other.key != key
+                    && other.definition.lifecycle.state == State::Running
+                    && other.definition.spec.flag == spec.flag
+                    && other
+                        .definition
+                        .spec
+                        .environments
+                        .iter()
+                        .any(|environment| spec.environments.contains(environment))
+            });
+        match holder {
+            Some(other) => Err(ExperimentError::invalid(
+                "experiment.flag",
+                format!(
+                    "experiment `{}` runs on flag `{}` in the same environments; stop it first",
+                    other.key, spec.flag
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Every running or stopped experiment of the project.

@@ -308,6 +308,7 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         self.check_spec(caller, project, spec).await?;
         let flag = self.flag_for(caller, project, spec).await?;
         let mut next = lifecycle::start(&current.definition, now_ms(), message)?;
+        self.check_flag_is_free(caller.tenant(), project, key, spec).await?;
         if next.lifecycle.original_targeting.is_empty() {
             next.lifecycle.exclusions = self.resolve_exclusions(caller.tenant(), project, key, spec).await?;
             next.lifecycle.original_targeting = spec
