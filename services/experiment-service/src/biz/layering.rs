@@ -35,10 +35,6 @@ pub struct HoldoutView {
 /// The most held out: beyond half, the experiments would be the minority.
 const MAX_HOLDOUT_BUCKETS: i64 = 5_000;
 
-fn attribute_violations(out: &mut Vec<FieldViolation>, field: &str, attribute: &str) {
-    text(out, field, attribute, MAX_SHORT);
-}
-
 /// Defaults an empty attribute to `targetingKey` and an empty seed to the key.
 fn defaulted(attribute: &mut String, seed: &mut String, key: &str) {
     if attribute.is_empty() {
@@ -69,7 +65,12 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         }
         text(&mut out, "layer.display_name", &layer.display_name, MAX_SHORT);
         text(&mut out, "layer.description", &layer.description, MAX_TEXT);
-        attribute_violations(&mut out, "layer.bucketing_attribute", &layer.bucketing_attribute);
+        text(
+            &mut out,
+            "layer.bucketing_attribute",
+            &layer.bucketing_attribute,
+            MAX_SHORT,
+        );
         text(&mut out, "layer.seed", &layer.seed, MAX_SHORT);
         if !out.is_empty() {
             return Err(ExperimentError::Invalid(out));
@@ -138,7 +139,12 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         }
         text(&mut out, "holdout.display_name", &holdout.display_name, MAX_SHORT);
         text(&mut out, "holdout.description", &holdout.description, MAX_TEXT);
-        attribute_violations(&mut out, "holdout.bucketing_attribute", &holdout.bucketing_attribute);
+        text(
+            &mut out,
+            "holdout.bucketing_attribute",
+            &holdout.bucketing_attribute,
+            MAX_SHORT,
+        );
         text(&mut out, "holdout.seed", &holdout.seed, MAX_SHORT);
         if !(1..=MAX_HOLDOUT_BUCKETS).contains(&holdout.buckets) {
             out.push(FieldViolation::new(
@@ -196,14 +202,10 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         project: &str,
         key: &str,
         spec: &ExperimentSpec,
+        started: &[StoredExperiment],
     ) -> ExperimentResult<Exclusions> {
         let layers = self.repository.layers(tenant, project).await?;
-        let others: Vec<StoredExperiment> = self
-            .started_experiments(tenant, project)
-            .await?
-            .into_iter()
-            .filter(|experiment| experiment.key != key)
-            .collect();
+        let others: Vec<&StoredExperiment> = started.iter().filter(|experiment| experiment.key != key).collect();
         let mut out = Vec::new();
         let mut resolved = Vec::new();
         for (index, range) in spec.layers.iter().enumerate() {
@@ -261,28 +263,22 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
     /// Refuses to start an experiment on a flag another running experiment holds in one of
     /// the same environments: the second rule would overwrite the first in the flag. (Layers
     /// split units between experiments on different flags.)
-    pub(super) async fn check_flag_is_free(
-        &self,
-        tenant: &str,
-        project: &str,
+    pub(super) fn check_flag_is_free(
         key: &str,
         spec: &ExperimentSpec,
+        started: &[StoredExperiment],
     ) -> ExperimentResult<()> {
-        let holder = self
-            .started_experiments(tenant, project)
-            .await?
-            .into_iter()
-            .find(|other| {
-                other.key != key
-                    && other.definition.lifecycle.state == State::Running
-                    && other.definition.spec.flag == spec.flag
-                    && other
-                        .definition
-                        .spec
-                        .environments
-                        .iter()
-                        .any(|environment| spec.environments.contains(environment))
-            });
+        let holder = started.iter().find(|other| {
+            other.key != key
+                && other.definition.lifecycle.state == State::Running
+                && other.definition.spec.flag == spec.flag
+                && other
+                    .definition
+                    .spec
+                    .environments
+                    .iter()
+                    .any(|environment| spec.environments.contains(environment))
+        });
         match holder {
             Some(other) => Err(ExperimentError::invalid(
                 "experiment.flag",
@@ -295,7 +291,7 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         }
     }
 
-    /// Every running or stopped experiment of the project.
+    /// Every running or stopped experiment of the project (what `started` means above).
     pub(super) async fn started_experiments(
         &self,
         tenant: &str,

@@ -308,9 +308,12 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         self.check_spec(caller, project, spec).await?;
         let flag = self.flag_for(caller, project, spec).await?;
         let mut next = lifecycle::start(&current.definition, now_ms(), message)?;
-        self.check_flag_is_free(caller.tenant(), project, key, spec).await?;
+        let started = self.started_experiments(caller.tenant(), project).await?;
+        Self::check_flag_is_free(key, spec, &started)?;
         if next.lifecycle.original_targeting.is_empty() {
-            next.lifecycle.exclusions = self.resolve_exclusions(caller.tenant(), project, key, spec).await?;
+            next.lifecycle.exclusions = self
+                .resolve_exclusions(caller.tenant(), project, key, spec, &started)
+                .await?;
             next.lifecycle.original_targeting = spec
                 .environments
                 .iter()

@@ -66,6 +66,15 @@ pub async fn rebuild_next(
     database: Backend,
     statistics: &PlannerStatistics,
 ) -> Result<bool, StoreError> {
+    // Checked first without the write lock: this runs after every fold, and there is seldom
+    // a rebuild.
+    let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rebuilds LIMIT 1")
+        .fetch_optional(pool)
+        .await
+        .map_err(backend)?;
+    if any.is_none() {
+        return Ok(false);
+    }
     let mut tx = begin_write(pool, database).await?;
     lock_folds(&mut tx, database).await?;
     let row =
