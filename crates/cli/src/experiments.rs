@@ -50,7 +50,15 @@ pub enum ExperimentsCommand {
     /// Stops an experiment with a decision: `--ship VARIANT`, `--roll-back` or neither.
     Stop(StopArgs),
     /// Results of the latest phase: per metric and arm, against the control.
-    Results(ChangeArgs),
+    Results(ResultsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    id: String,
+    /// Also per value of this dimension (one of the experiment's `--dimension`s).
+    #[arg(long = "by")]
+    dimension: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +118,9 @@ pub struct CreateArgs {
     secondary: Vec<String>,
     #[arg(long = "guardrail")]
     guardrail: Vec<String>,
+    /// An exposure attribute results can be broken down by (up to 3).
+    #[arg(long = "dimension")]
+    dimensions: Vec<String>,
     #[arg(long, default_value = "")]
     hypothesis: String,
     /// Always-valid p-values (safe to read every day).
@@ -232,7 +243,7 @@ pub async fn run(args: ExperimentsArgs) -> anyhow::Result<()> {
                 .into_inner();
             show(&stopped, output, || println!("{} stopped", stopped.name))
         }
-        ExperimentsCommand::Results(change) => results(&mut client, project, &change.id, output).await,
+        ExperimentsCommand::Results(args) => results(&mut client, project, &args, output).await,
     }
 }
 
@@ -309,6 +320,7 @@ fn experiment_of(args: &CreateArgs) -> anyhow::Result<pb::Experiment> {
         primary_metrics: args.primary.clone(),
         secondary_metrics: args.secondary.clone(),
         guardrail_metrics: args.guardrail.clone(),
+        dimensions: args.dimensions.clone(),
         analysis: Some(pb::Analysis {
             engine: if args.bayesian {
                 pb::StatsEngine::Bayesian
@@ -351,7 +363,8 @@ async fn list(client: &mut Client, project: &str, output: Output) -> anyhow::Res
     })
 }
 
-async fn results(client: &mut Client, project: &str, id: &str, output: Output) -> anyhow::Result<()> {
+async fn results(client: &mut Client, project: &str, args: &ResultsArgs, output: Output) -> anyhow::Result<()> {
+    let id = &args.id;
     let experiment = client
         .get_experiment(pb::GetExperimentRequest {
             name: name(project, id),
@@ -366,6 +379,7 @@ async fn results(client: &mut Client, project: &str, id: &str, output: Output) -
         .get_results(pb::GetResultsRequest {
             name: name(project, id),
             phase: 0,
+            dimension: args.dimension.clone().unwrap_or_default(),
         })
         .await
         .map_err(|status| failure(&status))?
@@ -375,8 +389,28 @@ async fn results(client: &mut Client, project: &str, id: &str, output: Output) -
 
 /// Effects print as percentages when relative (the default), as differences when absolute.
 fn print_results(results: &pb::Results, absolute: bool) {
+    print_metrics(&results.metrics, absolute);
+    print_health(results);
+    let Some(breakdown) = &results.breakdown else {
+        return;
+    };
+    for slice in &breakdown.slices {
+        let label = match pb::SliceKind::try_from(slice.kind) {
+            Ok(pb::SliceKind::Missing) => "(none)".to_owned(),
+            Ok(pb::SliceKind::Other) => "(other)".to_owned(),
+            _ => slice.value.clone(),
+        };
+        println!(
+            "\n{} = {label} · sample ratio p {:.4}",
+            breakdown.dimension, slice.srm_p_value
+        );
+        print_metrics(&slice.metrics, absolute);
+    }
+}
+
+fn print_metrics(metrics: &[pb::MetricResult], absolute: bool) {
     let mut rows = Vec::new();
-    for metric in &results.metrics {
+    for metric in metrics {
         for arm in &metric.arms {
             let mut row = vec![
                 format!("{} ({})", metric.metric, metric.role),
@@ -410,6 +444,9 @@ fn print_results(results: &pb::Results, absolute: bool) {
         &["METRIC", "ARM", "UNITS", "MEAN", "EFFECT", "INTERVAL", "VERDICT"],
         &rows,
     );
+}
+
+fn print_health(results: &pb::Results) {
     if let Some(health) = &results.health {
         let srm = if health.srm_detected { "MISMATCH" } else { "ok" };
         println!(

@@ -216,6 +216,7 @@ async fn main() {
             pb::GetResultsRequest {
                 name: "projects/shop/experiments/checkout".into(),
                 phase: 0,
+                dimension: String::new(),
             },
         );
         let started = Instant::now();

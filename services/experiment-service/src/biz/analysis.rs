@@ -5,12 +5,14 @@
 use std::collections::HashMap;
 
 use super::{
+    breakdown::PhaseScope,
     error::{ExperimentError, ExperimentResult},
     flags::Flags,
     management::{Caller, Manager},
-    model::{Capping, ExperimentDefinition, MetricKind, Phase},
+    model::{Capping, ExperimentDefinition, ExperimentSpec, MetricDefinition, MetricKind, Phase},
     repository::{ExperimentRepository, PhaseMetric},
-    results::{self, Inputs, Results, Sums},
+    results::{self, Inputs, Results},
+    sums::Sums,
     unit_values::{MULTIPLE_ROW, UNITS_ROW},
 };
 
@@ -57,13 +59,15 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         })
     }
 
-    /// Results of a phase (the latest when `phase` is `None`), from the kept sums.
+    /// Results of a phase (the latest when `phase` is `None`), from the kept sums; broken
+    /// down by `dimension` (one of the experiment's) when given.
     pub async fn results(
         &self,
         caller: Caller<'_>,
         project: &str,
         key: &str,
         phase: Option<u32>,
+        dimension: Option<&str>,
     ) -> ExperimentResult<Results> {
         let experiment = self.experiment(caller, project, key).await?;
         let phases = &experiment.definition.lifecycle.phases;
@@ -77,20 +81,38 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                 "the experiment has no such phase (has it started?)",
             ));
         };
-        self.results_of(caller.tenant(), project, key, &experiment.definition, phase)
-            .await
+        let spec = &experiment.definition.spec;
+        if let Some(dimension) = dimension
+            && !spec.dimensions.iter().any(|known| known == dimension)
+        {
+            return Err(ExperimentError::invalid(
+                "dimension",
+                "not one of the experiment's dimensions (set `dimensions` on the experiment)",
+            ));
+        }
+        let mut results = self
+            .results_of(caller.tenant(), project, key, &experiment.definition, phase)
+            .await?;
+        if let Some(dimension) = dimension {
+            let metrics = self.metric_definitions(caller.tenant(), project, spec).await?;
+            let scope = PhaseScope {
+                tenant: caller.tenant(),
+                project,
+                experiment: key,
+                phase,
+            };
+            results.breakdown = Some(self.breakdown(&scope, spec, &metrics, dimension).await?);
+        }
+        Ok(results)
     }
 
-    /// Results of one phase of an experiment, for whoever may see them.
-    pub(super) async fn results_of(
+    /// The experiment's metrics and their ratios' parts, by key.
+    pub(super) async fn metric_definitions(
         &self,
         tenant: &str,
         project: &str,
-        key: &str,
-        definition: &ExperimentDefinition,
-        phase: &Phase,
-    ) -> ExperimentResult<Results> {
-        let spec = &definition.spec;
+        spec: &ExperimentSpec,
+    ) -> ExperimentResult<HashMap<String, MetricDefinition>> {
         let mut metrics = HashMap::new();
         for key in spec.metric_keys() {
             if let Some(metric) = self.repository.metric(tenant, project, key).await? {
@@ -104,6 +126,20 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                 metrics.insert(key.to_owned(), metric.definition);
             }
         }
+        Ok(metrics)
+    }
+
+    /// Results of one phase of an experiment, for whoever may see them.
+    pub(super) async fn results_of(
+        &self,
+        tenant: &str,
+        project: &str,
+        key: &str,
+        definition: &ExperimentDefinition,
+        phase: &Phase,
+    ) -> ExperimentResult<Results> {
+        let spec = &definition.spec;
+        let metrics = self.metric_definitions(tenant, project, spec).await?;
         // Counted before the sums are read: a batch no longer pending here, or a rebuild no
         // longer running, is in them.
         let pending_batches = self.repository.pending_batches(tenant, project).await?;

@@ -233,6 +233,7 @@ mod tests {
             analysis: Analysis::default(),
             notification_webhook: String::new(),
             layers: vec![],
+            dimensions: vec![],
         }
     }
 

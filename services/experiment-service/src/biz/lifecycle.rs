@@ -231,6 +231,7 @@ mod tests {
             analysis: Analysis::default(),
             notification_webhook: String::new(),
             layers: vec![],
+            dimensions: vec![],
         }
     }
 

@@ -453,9 +453,14 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
     ) -> ExperimentResult<StoredExperiment> {
         let context = caller.context(project, action, message);
         let now = now_ms();
+        // Sums kept under other metrics or dimensions are recounted from the raw events.
+        let rebuild = current.is_some_and(|current| {
+            current.definition.lifecycle.state != State::Draft
+                && definition.spec.analysis_changed(&current.definition.spec)
+        });
         let version = self
             .repository
-            .write_experiment(&context, key, expected, &definition, now)
+            .write_experiment(&context, key, expected, &definition, rebuild, now)
             .await
             .map_err(|error| match error {
                 StoreError::Exists(_) => StoreError::Exists(experiment_resource(project, key)),

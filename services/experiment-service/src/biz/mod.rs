@@ -3,12 +3,15 @@
 //! An experiment ([`model`]) moves through its [`lifecycle`]; [`management`] holds the use
 //! cases that check who may do what and write through the [`repository`]; [`ingest`]
 //! takes exposures and metric events in, and the [`aggregator`] folds them into per-arm
-//! sufficient statistics ([`unit_values`] says what each unit contributes); [`guardrails`]
+//! sufficient statistics ([`unit_values`] says what each unit contributes), split by
+//! [`dimensions`] when asked; [`guardrails`]
 //! stop a running experiment that harms, and [`notices`] say so.
 
 pub mod aggregator;
 pub mod analysis;
 pub mod assignment;
+pub mod breakdown;
+pub mod dimensions;
 pub mod error;
 pub mod flags;
 pub mod guardrails;
@@ -23,4 +26,5 @@ pub mod rebuilds;
 pub mod repository;
 pub mod results;
 pub mod rollout;
+pub mod sums;
 pub mod unit_values;

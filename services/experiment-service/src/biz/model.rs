@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_platform::{error::FieldViolation, names::check_id};
 
-use super::layers::{Exclusions, LayerRange, range_violations};
+use super::{
+    dimensions::MAX_DIMENSIONS,
+    layers::{Exclusions, LayerRange, range_violations},
+};
 
 pub(super) const MAX_TEXT: usize = 4_000;
 pub(super) const MAX_SHORT: usize = 256;
@@ -19,6 +22,8 @@ const MAX_TARGETING_BYTES: usize = 64 * 1024;
 const MAX_WINDOW_HOURS: u32 = 24 * 366;
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 14;
 const MAX_LOOKBACK_DAYS: u32 = 180;
+/// Exposures keep attribute names up to this long.
+const MAX_DIMENSION_NAME: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -271,6 +276,10 @@ pub struct ExperimentSpec {
     /// The ranges it takes in layers.
     #[serde(default)]
     pub layers: Vec<LayerRange>,
+    /// Exposure attributes the results can be broken down by (at most
+    /// [`MAX_DIMENSIONS`](super::dimensions::MAX_DIMENSIONS)).
+    #[serde(default)]
+    pub dimensions: Vec<String>,
 }
 
 /// Where an experiment is in its life.
@@ -373,6 +382,7 @@ impl ExperimentSpec {
         );
         text(&mut out, "experiment.seed", &self.seed, MAX_SHORT);
         self.metric_violations(&mut out);
+        self.dimension_violations(&mut out);
         analysis_violations(&self.analysis, &mut out);
         out
     }
@@ -440,6 +450,33 @@ impl ExperimentSpec {
                 }
             }
         }
+    }
+
+    fn dimension_violations(&self, out: &mut Vec<FieldViolation>) {
+        if self.dimensions.len() > MAX_DIMENSIONS {
+            out.push(FieldViolation::new(
+                "experiment.dimensions",
+                format!("at most {MAX_DIMENSIONS} exposure attributes"),
+            ));
+        }
+        for (index, dimension) in self.dimensions.iter().enumerate() {
+            let field = format!("experiment.dimensions[{index}]");
+            if dimension.is_empty() || dimension.len() > MAX_DIMENSION_NAME || dimension.chars().any(char::is_control) {
+                out.push(FieldViolation::new(
+                    &field,
+                    format!("an exposure attribute name: 1 to {MAX_DIMENSION_NAME} bytes, no control characters"),
+                ));
+            }
+            if self.dimensions[..index].contains(dimension) {
+                out.push(FieldViolation::new(&field, "listed twice"));
+            }
+        }
+    }
+
+    /// Whether the kept sums of an experiment that ran under `old` must be recounted for this
+    /// spec: it counts other metrics or splits by other dimensions.
+    pub fn analysis_changed(&self, old: &ExperimentSpec) -> bool {
+        self.metric_keys() != old.metric_keys() || self.dimensions != old.dimensions
     }
 
     /// Every metric key the experiment names, once each.

@@ -9,7 +9,7 @@ use super::{
     ingest::{NewEvent, NewExposure},
     layers::{Holdout, Layer},
     model::{ExperimentDefinition, MetricDefinition, State, StoredExperiment, StoredMetric},
-    results::Sums,
+    sums::Sums,
 };
 
 /// What a write expects to find, for optimistic concurrency.
@@ -91,13 +91,15 @@ pub trait ExperimentRepository: Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredMetric>, StoreError>> + Send;
 
-    /// Creates or replaces an experiment, with a history row; returns its new version.
+    /// Creates or replaces an experiment, with a history row and, when `rebuild`, a request in
+    /// the same transaction to recount its kept sums from raw events; returns its new version.
     fn write_experiment(
         &self,
         context: &WriteContext,
         key: &str,
         expected: Expected,
         definition: &ExperimentDefinition,
+        rebuild: bool,
         now_ms: i64,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
@@ -220,6 +222,23 @@ pub trait ExperimentRepository: Send + Sync + 'static {
         percentile: f64,
         cap_y: bool,
     ) -> impl Future<Output = Result<Vec<(String, Sums)>, StoreError>> + Send;
+
+    /// The kept sums of one dimension of a phase: (stored slice, metric, variant, sums).
+    fn dimension_statistics(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+        phase: u32,
+        dimension: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String, String, Sums)>, StoreError>> + Send;
+
+    /// Every unit's (stored slice in `dimension`, variant, x, y) for one metric of a phase.
+    fn unit_values_by_slice(
+        &self,
+        scope: &PhaseMetric<'_>,
+        dimension: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String, f64, f64)>, StoreError>> + Send;
 
     /// Batches of a project acknowledged but not yet in the aggregates.
     fn pending_batches(&self, tenant: &str, project: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;

@@ -12,25 +12,16 @@ use switchyard_stats::{
     sequential_t_test, srm_p_value, welch_t_test,
 };
 
-use super::model::{
-    Analysis, Difference, Engine, ExperimentSpec, MetricDefinition, MetricKind, MultipleTesting, Phase,
+use super::{
+    dimensions::Slice,
+    model::{Analysis, Difference, Engine, ExperimentSpec, MetricDefinition, MetricKind, MultipleTesting, Phase},
+    sums::Sums,
 };
 
 /// Below this many units in an arm, results are flagged as not yet trustworthy.
 pub const MIN_UNITS_PER_ARM: i64 = 100;
 /// A Bayesian result is called when the chance to win passes this (or falls below 1 - it).
 const WINNING_CHANCE: f64 = 0.95;
-
-/// The kept sums of one (metric, arm): n, Σx, Σx², Σy, Σy², Σxy.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Sums {
-    pub n: f64,
-    pub sum_x: f64,
-    pub sum_x2: f64,
-    pub sum_y: f64,
-    pub sum_y2: f64,
-    pub sum_xy: f64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -99,6 +90,25 @@ pub struct Results {
     pub health: Health,
     /// Batches acknowledged but not yet in these figures (0: up to date).
     pub pending_batches: i64,
+    /// The results per slice of a dimension, when asked for.
+    pub breakdown: Option<Breakdown>,
+}
+
+/// Results split by the slices of one dimension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breakdown {
+    pub dimension: String,
+    pub slices: Vec<SliceResult>,
+}
+
+/// One slice analysed on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceResult {
+    pub slice: Slice,
+    /// Units per arm, control first.
+    pub units: Vec<(String, i64)>,
+    pub metrics: Vec<MetricResult>,
+    pub srm_p_value: f64,
 }
 
 /// What results are computed from.
@@ -164,6 +174,7 @@ pub fn compute(inputs: &Inputs<'_>) -> Results {
         units,
         metrics,
         pending_batches: inputs.pending_batches,
+        breakdown: None,
     }
 }
 

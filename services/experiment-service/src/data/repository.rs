@@ -17,7 +17,7 @@ use crate::biz::{
     layers::{Holdout, Layer},
     model::{ExperimentDefinition, MetricDefinition, MetricKind, State, StoredExperiment, StoredMetric},
     repository::{Expected, ExperimentRepository, ExperimentVersion, PhaseMetric, WriteContext},
-    results::Sums,
+    sums::Sums,
 };
 
 /// The repository on a migrated pool.
@@ -318,6 +318,7 @@ impl ExperimentRepository for SqlRepository {
         key: &str,
         expected: Expected,
         definition: &ExperimentDefinition,
+        rebuild: bool,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let text = encode(definition)?;
@@ -351,6 +352,9 @@ impl ExperimentRepository for SqlRepository {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if rebuild {
+            aggregation::request_rebuild(&mut tx, &context.tenant, &context.project, key, now_ms).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(version)
     }
@@ -545,6 +549,25 @@ impl ExperimentRepository for SqlRepository {
         cap_y: bool,
     ) -> Result<Vec<(String, Sums)>, StoreError> {
         aggregation::winsorized_statistics(&self.pool, scope, percentile, cap_y).await
+    }
+
+    async fn dimension_statistics(
+        &self,
+        tenant: &str,
+        project: &str,
+        experiment: &str,
+        phase: u32,
+        dimension: &str,
+    ) -> Result<Vec<(String, String, String, Sums)>, StoreError> {
+        aggregation::dimension_statistics(&self.pool, tenant, project, experiment, phase, dimension).await
+    }
+
+    async fn unit_values_by_slice(
+        &self,
+        scope: &PhaseMetric<'_>,
+        dimension: &str,
+    ) -> Result<Vec<(String, String, f64, f64)>, StoreError> {
+        aggregation::unit_values_by_slice(&self.pool, scope, dimension).await
     }
 
     async fn pending_batches(&self, tenant: &str, project: &str) -> Result<i64, StoreError> {

@@ -155,6 +155,7 @@ pub fn spec_from(experiment: pb::Experiment) -> Result<ExperimentSpec, Vec<Field
         guardrail_metrics: experiment.guardrail_metrics,
         notification_webhook: experiment.notification_webhook,
         layers,
+        dimensions: experiment.dimensions,
         analysis,
     })
 }
@@ -330,6 +331,7 @@ pub fn experiment_to(project: &str, stored: &StoredExperiment) -> pb::Experiment
         secondary_metrics: spec.secondary_metrics.clone(),
         guardrail_metrics: spec.guardrail_metrics.clone(),
         notification_webhook: spec.notification_webhook.clone(),
+        dimensions: spec.dimensions.clone(),
         layers: spec
             .layers
             .iter()

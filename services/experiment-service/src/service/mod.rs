@@ -487,9 +487,10 @@ impl ExperimentService for ExperimentServiceApi {
         let message = request.get_ref();
         let (project, key) = experiment_name("name", &message.name)?;
         let phase = phase_of(message.phase)?;
+        let dimension = (!message.dimension.is_empty()).then_some(message.dimension.as_str());
         let results = self
             .manager
-            .results(caller, &project, &key, phase)
+            .results(caller, &project, &key, phase, dimension)
             .await
             .map_err(status)?;
         Ok(Response::new(results::results_to(&project, &key, &results)))
@@ -506,9 +507,10 @@ impl ExperimentService for ExperimentServiceApi {
         let (project, key) = experiment_name("name", &message.name)?;
         let phase = phase_of(message.phase)?;
         // The first results answer the call itself: a wrong name or role fails it.
+        let dimension = (!message.dimension.is_empty()).then(|| message.dimension.clone());
         let first = self
             .manager
-            .results(caller, &project, &key, phase)
+            .results(caller, &project, &key, phase, dimension.as_deref())
             .await
             .map_err(status)?;
         let target = watch::Target {
@@ -516,6 +518,7 @@ impl ExperimentService for ExperimentServiceApi {
             project,
             key,
             phase,
+            dimension,
         };
         let stream = watch::results(self.manager.clone(), target, first, self.folds.clone());
         Ok(Response::new(stream))

@@ -4,8 +4,9 @@ use switchyard_api::experiments::v1 as pb;
 use switchyard_platform::{clock::now_ms, proto_json::timestamp};
 
 use crate::biz::{
+    dimensions::Slice,
     model::MetricKind,
-    results::{ArmResult, Comparison, MetricResult, Results},
+    results::{ArmResult, Breakdown, Comparison, MetricResult, Results, SliceResult},
 };
 
 fn comparison_to(comparison: &Comparison) -> pb::Comparison {
@@ -47,21 +48,47 @@ fn metric_to(metric: &MetricResult) -> pb::MetricResult {
     }
 }
 
+/// Units per arm, as arms without figures.
+fn units_to(units: &[(String, i64)]) -> Vec<pb::ArmResult> {
+    units
+        .iter()
+        .map(|(variant, units)| pb::ArmResult {
+            variant: variant.clone(),
+            units: *units,
+            mean: 0.0,
+            comparison: None,
+        })
+        .collect()
+}
+
+fn slice_to(slice: &SliceResult) -> pb::SliceResult {
+    let (value, kind) = match &slice.slice {
+        Slice::Value(value) => (value.clone(), pb::SliceKind::Value),
+        Slice::Missing => (String::new(), pb::SliceKind::Missing),
+        Slice::Other => (String::new(), pb::SliceKind::Other),
+    };
+    pb::SliceResult {
+        value,
+        kind: kind as i32,
+        arms: units_to(&slice.units),
+        metrics: slice.metrics.iter().map(metric_to).collect(),
+        srm_p_value: slice.srm_p_value,
+    }
+}
+
+fn breakdown_to(breakdown: &Breakdown) -> pb::Breakdown {
+    pb::Breakdown {
+        dimension: breakdown.dimension.clone(),
+        slices: breakdown.slices.iter().map(slice_to).collect(),
+    }
+}
+
 pub fn results_to(project: &str, key: &str, results: &Results) -> pb::Results {
     let health = &results.health;
     pb::Results {
         experiment: format!("projects/{project}/experiments/{key}"),
         phase: i32::try_from(results.phase).unwrap_or(i32::MAX),
-        arms: results
-            .units
-            .iter()
-            .map(|(variant, units)| pb::ArmResult {
-                variant: variant.clone(),
-                units: *units,
-                mean: 0.0,
-                comparison: None,
-            })
-            .collect(),
+        arms: units_to(&results.units),
         metrics: results.metrics.iter().map(metric_to).collect(),
         health: Some(pb::HealthChecks {
             srm_p_value: health.srm_p_value,
@@ -76,5 +103,6 @@ pub fn results_to(project: &str, key: &str, results: &Results) -> pb::Results {
             units_total,
         }),
         pending_batches: results.pending_batches,
+        breakdown: results.breakdown.as_ref().map(breakdown_to),
     }
 }

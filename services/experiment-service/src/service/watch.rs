@@ -25,6 +25,7 @@ pub struct Target {
     pub project: String,
     pub key: String,
     pub phase: Option<u32>,
+    pub dimension: Option<String>,
 }
 
 pub fn results(
@@ -56,7 +57,13 @@ pub fn results(
                 act_for_tenant: None,
             };
             let next = match manager
-                .results(caller, &target.project, &target.key, target.phase)
+                .results(
+                    caller,
+                    &target.project,
+                    &target.key,
+                    target.phase,
+                    target.dimension.as_deref(),
+                )
                 .await
             {
                 Ok(next) => next,

@@ -8,8 +8,10 @@ use sqlx::AnyConnection;
 use super::{
     Folding,
     rows::{self, Kept, Membership, RowKey},
+    slices,
 };
 use crate::biz::{
+    dimensions::{Segment, Segmenter},
     error::StoreError,
     model::{ExperimentDefinition, State},
     unit_values::{
@@ -21,6 +23,8 @@ use crate::biz::{
 struct Context {
     definitions: HashMap<String, ExperimentDefinition>,
     plans: HashMap<String, MetricPlan>,
+    /// (experiment, phase, unit) → the unit's slices, for experiments with dimensions.
+    segments: HashMap<(String, u32, String), Segment>,
 }
 
 impl Context {
@@ -30,6 +34,13 @@ impl Context {
         self.definitions
             .get(&membership.experiment)
             .filter(|definition| definition.lifecycle.state != State::Draft)
+    }
+
+    fn segment(&self, membership: &Membership) -> Segment {
+        self.segments
+            .get(&(membership.experiment.clone(), membership.phase, membership.unit.clone()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn phase_end(definition: &ExperimentDefinition, membership: &Membership) -> Option<i64> {
@@ -73,7 +84,12 @@ pub async fn fold(
         }
     }
     let plans = rows::plans(conn, tenant, project, definitions.values()).await?;
-    let context = Context { definitions, plans };
+    let mut context = Context {
+        definitions,
+        plans,
+        segments: HashMap::new(),
+    };
+    context.segments = segments(conn, tenant, project, &context, &memberships).await?;
     let before = rows::contributions(conn, tenant, project, &units).await?;
 
     let mut recount = stale_units(&context, &memberships, &before);
@@ -99,8 +115,41 @@ pub async fn fold(
     rows::apply(conn, tenant, project, &before, &after).await
 }
 
+/// Each membership's slices in its experiment's dimensions, starting from the slices each
+/// phase already keeps (so the cap on distinct values holds across folds).
+async fn segments(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    context: &Context,
+    memberships: &[Membership],
+) -> Result<HashMap<(String, u32, String), Segment>, StoreError> {
+    let mut segmenters: HashMap<(String, u32), Segmenter> = HashMap::new();
+    let mut out = HashMap::new();
+    for membership in memberships {
+        let Some(definition) = context.definition(membership) else {
+            continue;
+        };
+        if definition.spec.dimensions.is_empty() {
+            continue;
+        }
+        let phase = (membership.experiment.clone(), membership.phase);
+        if !segmenters.contains_key(&phase) {
+            let kept = slices::kept_slices(conn, tenant, project, &membership.experiment, membership.phase).await?;
+            segmenters.insert(phase.clone(), Segmenter::new(kept));
+        }
+        let Some(segmenter) = segmenters.get_mut(&phase) else {
+            continue;
+        };
+        let segment = segmenter.segment(&definition.spec.dimensions, &membership.attributes);
+        out.insert((phase.0, phase.1, membership.unit.clone()), segment);
+    }
+    Ok(out)
+}
+
 /// Units whose kept rows do not match their memberships: new to an experiment, exposed
-/// earlier than the rows say, moved to another arm or to several, or missing a metric.
+/// earlier than the rows say, moved to another arm or to several, in other slices, or missing
+/// a metric.
 fn stale_units(context: &Context, memberships: &[Membership], kept: &BTreeMap<RowKey, Kept>) -> BTreeSet<String> {
     let mut stale = BTreeSet::new();
     for membership in memberships {
@@ -116,8 +165,11 @@ fn stale_units(context: &Context, memberships: &[Membership], kept: &BTreeMap<Ro
             ))
         };
         let marker = if membership.multiple { MULTIPLE } else { UNITS };
-        let current = row(marker)
-            .is_some_and(|kept| kept.variant == membership.variant && kept.exposed_ms == membership.first_exposed_ms);
+        let current = row(marker).is_some_and(|kept| {
+            kept.variant == membership.variant
+                && kept.exposed_ms == membership.first_exposed_ms
+                && kept.segment == context.segment(membership)
+        });
         let complete = membership.multiple
             || definition
                 .spec
@@ -172,6 +224,7 @@ fn recount_membership(
     let Some(definition) = context.definition(membership) else {
         return;
     };
+    let segment = context.segment(membership);
     let mut put = |metric: &str, raw: Contribution, value: Contribution| {
         let key = (
             membership.experiment.clone(),
@@ -186,6 +239,7 @@ fn recount_membership(
                 value,
                 raw,
                 exposed_ms: membership.first_exposed_ms,
+                segment: segment.clone(),
             },
         );
     };

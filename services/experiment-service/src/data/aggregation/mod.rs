@@ -11,6 +11,7 @@
 mod fold;
 mod rebuild;
 mod rows;
+mod slices;
 mod winsorized;
 
 use std::{
@@ -25,6 +26,7 @@ use super::{backend, decode};
 use crate::biz::{error::StoreError, unit_values::UnitEvent};
 pub use rebuild::{rebuild_next, rebuild_progress, request_rebuild};
 pub use rows::{arm_statistics, pending};
+pub use slices::{dimension_statistics, unit_values_by_slice};
 pub use winsorized::winsorized_statistics;
 
 /// Pending batches folded together: fewer, larger writes when the aggregator is behind.

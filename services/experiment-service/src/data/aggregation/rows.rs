@@ -5,14 +5,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::super::{
-    backend, decode,
-    ingestion::{ROWS_PER_STATEMENT, placeholders},
+use super::{
+    super::{
+        backend, decode, encode,
+        ingestion::{ROWS_PER_STATEMENT, placeholders},
+    },
+    slices::{self, SliceDeltas},
 };
 use crate::biz::{
+    dimensions::Segment,
     error::StoreError,
     model::{ExperimentDefinition, MetricDefinition, MetricKind},
-    results::Sums,
+    sums::Sums,
     unit_values::{Contribution, MetricPlan, UnitEvent},
 };
 
@@ -24,6 +28,8 @@ pub struct Membership {
     pub variant: String,
     pub first_exposed_ms: i64,
     pub multiple: bool,
+    /// The attributes of its first exposure.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// (experiment, phase, metric, unit): one kept row.
@@ -37,24 +43,26 @@ pub struct Kept {
     pub value: Contribution,
     pub raw: Contribution,
     pub exposed_ms: i64,
+    /// The unit's slices in the experiment's dimensions.
+    pub segment: Segment,
 }
 
 /// (experiment, phase, metric, arm): one row of the arm statistics.
 type ArmKey = (String, u32, String, String);
 
-/// Sums to add to one arm's statistics.
+/// Sums to add to one arm's (or slice's) statistics.
 #[derive(Debug, Default, Clone, Copy)]
-struct Delta {
-    n: i64,
-    sum_x: f64,
-    sum_x2: f64,
-    sum_y: f64,
-    sum_y2: f64,
-    sum_xy: f64,
+pub(super) struct Delta {
+    pub(super) n: i64,
+    pub(super) sum_x: f64,
+    pub(super) sum_x2: f64,
+    pub(super) sum_y: f64,
+    pub(super) sum_y2: f64,
+    pub(super) sum_xy: f64,
 }
 
 impl Delta {
-    fn add(&mut self, c: Contribution, sign: f64) {
+    pub(super) fn add(&mut self, c: Contribution, sign: f64) {
         self.n += sign as i64;
         self.sum_x += sign * c.x;
         self.sum_x2 += sign * c.x * c.x;
@@ -74,6 +82,7 @@ pub async fn apply(
     after: &BTreeMap<RowKey, Kept>,
 ) -> Result<usize, StoreError> {
     let mut deltas: BTreeMap<ArmKey, Delta> = BTreeMap::new();
+    let mut slice_deltas = SliceDeltas::new();
     for (key, old) in before {
         if after.get(key) == Some(old) {
             continue;
@@ -83,6 +92,7 @@ pub async fn apply(
             .entry((experiment.clone(), *phase, metric.clone(), old.variant.clone()))
             .or_default()
             .add(old.value, -1.0);
+        slices::record(&mut slice_deltas, key, old, -1.0);
         if !after.contains_key(key) {
             delete_row(conn, tenant, project, key).await?;
         }
@@ -97,6 +107,7 @@ pub async fn apply(
             .entry((experiment.clone(), *phase, metric.clone(), new.variant.clone()))
             .or_default()
             .add(new.value, 1.0);
+        slices::record(&mut slice_deltas, key, new, 1.0);
         changed.push((key, new));
     }
     for chunk in changed.chunks(ROWS_PER_STATEMENT) {
@@ -106,6 +117,7 @@ pub async fn apply(
     for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
         add_to_arms(conn, tenant, project, chunk).await?;
     }
+    slices::apply(conn, tenant, project, slice_deltas).await?;
     Ok(changed.len())
 }
 
@@ -135,11 +147,11 @@ async fn upsert_rows(
 ) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO unit_contributions (tenant, project, experiment_key, phase, metric_key, unit, variant, x, y, \
-         raw_x, raw_y, exposed_ms) VALUES {} \
+         raw_x, raw_y, exposed_ms, segment) VALUES {} \
          ON CONFLICT (tenant, project, experiment_key, phase, metric_key, unit) DO UPDATE SET \
          variant = excluded.variant, x = excluded.x, y = excluded.y, raw_x = excluded.raw_x, \
-         raw_y = excluded.raw_y, exposed_ms = excluded.exposed_ms",
-        placeholders(rows.len(), 12)
+         raw_y = excluded.raw_y, exposed_ms = excluded.exposed_ms, segment = excluded.segment",
+        placeholders(rows.len(), 13)
     );
     let mut query = sqlx::query(&sql);
     for ((experiment, phase, metric, unit), kept) in rows {
@@ -155,7 +167,8 @@ async fn upsert_rows(
             .bind(kept.value.y)
             .bind(kept.raw.x)
             .bind(kept.raw.y)
-            .bind(kept.exposed_ms);
+            .bind(kept.exposed_ms)
+            .bind(encode(&kept.segment)?);
     }
     query.execute(&mut *conn).await.map_err(backend)?;
     Ok(())
@@ -213,7 +226,7 @@ pub async fn memberships(
     for chunk in units.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT experiment_key, CAST(phase AS BIGINT) AS phase, unit, variant, first_exposed_ms, \
-             CAST(multiple AS BIGINT) AS multiple \
+             CAST(multiple AS BIGINT) AS multiple, attributes \
              FROM experiment_units WHERE tenant = $1 AND project = $2 AND unit IN ({})",
             unit_list(chunk, 3)
         );
@@ -229,6 +242,7 @@ pub async fn memberships(
                 variant: row.try_get("variant").map_err(backend)?,
                 first_exposed_ms: row.try_get("first_exposed_ms").map_err(backend)?,
                 multiple: row.try_get::<i64, _>("multiple").map_err(backend)? == 1,
+                attributes: decode(&row.try_get::<String, _>("attributes").map_err(backend)?)?,
             });
         }
     }
@@ -334,7 +348,7 @@ pub async fn contributions(
     for chunk in units.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT experiment_key, CAST(phase AS BIGINT) AS phase, metric_key, unit, variant, x, y, raw_x, raw_y, \
-             exposed_ms FROM unit_contributions WHERE tenant = $1 AND project = $2 AND unit IN ({})",
+             exposed_ms, segment FROM unit_contributions WHERE tenant = $1 AND project = $2 AND unit IN ({})",
             unit_list(chunk, 3)
         );
         let mut query = sqlx::query(&sql).bind(tenant).bind(project);
@@ -359,6 +373,7 @@ pub async fn contributions(
                     y: row.try_get("raw_y").map_err(backend)?,
                 },
                 exposed_ms: row.try_get("exposed_ms").map_err(backend)?,
+                segment: decode(&row.try_get::<String, _>("segment").map_err(backend)?)?,
             };
             out.insert(key, kept);
         }

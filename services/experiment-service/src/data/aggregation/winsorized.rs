@@ -6,7 +6,7 @@
 use sqlx::{AnyPool, Row};
 
 use crate::{
-    biz::{error::StoreError, repository::PhaseMetric, results::Sums},
+    biz::{error::StoreError, repository::PhaseMetric, sums::Sums},
     data::backend,
 };
 
