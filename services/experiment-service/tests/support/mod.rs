@@ -18,6 +18,9 @@ pub struct Keys {
     pub editor: String,
     pub viewer: String,
     pub sdk_server: String,
+    /// An SDK server key bound to `projects/shop/environments/prod` (what a flagd provider
+    /// sends as its selector).
+    pub sdk_prod: String,
     pub other_tenant: String,
     /// The services' shared credential (`auth.key_sync_credential` of both services).
     pub services: String,
@@ -59,6 +62,7 @@ fn settings(dir: &std::path::Path) -> (Settings, Keys, Vec<ApiKeyRecord>) {
         editor: add("acme", &["editor"]),
         viewer: add("acme", &["viewer"]),
         sdk_server: add("acme", &["sdk-server"]),
+        sdk_prod: add("acme", &["sdk-server:projects/shop/environments/prod"]),
         other_tenant: add("other", &["admin"]),
         services: generate_api_key("switchyard-services", &[]).plaintext,
     };
@@ -84,6 +88,8 @@ fn shares_the_services_credential(
 async fn flag_service(dir: &std::path::Path, keys: Vec<ApiKeyRecord>, services: &str) -> FlagService {
     let mut settings = testing::local(flag_service::conf::defaults(), &dir.join("flags"));
     settings.auth.api_keys = keys;
+    // Providers in these tests evaluate thousands of units as one principal.
+    settings.limits.per_principal_rps = 1_000_000;
     shares_the_services_credential(&mut settings.auth, &mut settings.peers, services);
     let shutdown = Shutdown::new();
     let running = match flag_service::start(settings, shutdown.clone()).await {
