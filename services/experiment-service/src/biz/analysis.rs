@@ -8,6 +8,7 @@ use super::{
     breakdown::PhaseScope,
     error::{ExperimentError, ExperimentResult},
     flags::Flags,
+    holdout_comparison,
     management::{Caller, Manager},
     model::{Capping, ExperimentDefinition, ExperimentSpec, MetricDefinition, MetricKind, Phase},
     repository::{ExperimentRepository, PhaseMetric},
@@ -104,6 +105,18 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
             results.breakdown = Some(self.breakdown(&scope, spec, &metrics, dimension).await?);
         }
         Ok(results)
+    }
+
+    /// A holdout's own comparison (held-out units against the rest), from the kept sums.
+    pub async fn holdout_results(&self, caller: Caller<'_>, project: &str, key: &str) -> ExperimentResult<Results> {
+        let view = self.holdout(caller, project, key).await?;
+        let definition = holdout_comparison::definition(&view.holdout, view.created_ms);
+        let Some(phase) = definition.lifecycle.phases.first() else {
+            return Err(ExperimentError::invalid("name", "the holdout has no comparison"));
+        };
+        let analysis_key = holdout_comparison::comparison_key(key);
+        self.results_of(caller.tenant(), project, &analysis_key, &definition, phase)
+            .await
     }
 
     /// The experiment's metrics and their ratios' parts, by key.

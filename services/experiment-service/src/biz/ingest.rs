@@ -14,8 +14,10 @@ use tokio::sync::{Notify, Semaphore};
 use super::{
     assignment::Assigner,
     error::{ExperimentError, ExperimentResult},
+    holdout_comparison::{arm_of, comparison_key},
+    layers::ResolvedHoldout,
     management::Caller,
-    model::{Phase, StoredExperiment},
+    model::{Phase, StoredExperiment, TARGETING_KEY},
     repository::ExperimentRepository,
 };
 
@@ -135,48 +137,40 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
         self.store_exposures(caller.tenant(), project, exposures, now_ms).await
     }
 
-    /// Exposures flag-service reported for flags bound to an experiment (its bus topic). The
-    /// id is derived from the flag set, experiment, arm and unit, so repeats count once and the
-    /// first exposure's time stands. Refusals (an experiment no longer running) are dropped.
-    /// Stores exposures flag-service emitted. A flag bound to an experiment also serves units
-    /// outside it (beyond its coverage, outside its targeting) the flag's own value; those are
-    /// no exposures, so each is kept only when the experiment's own rule, evaluated by
-    /// flag-engine on the evaluation's context, puts the unit in the arm it was served.
+    /// Stores exposures flag-service reported for flags bound to an experiment (its bus
+    /// topic). The id is derived from the flag set, experiment, arm and unit, so repeats count
+    /// once and the first exposure's time stands; refusals (an experiment no longer running)
+    /// are dropped. A flag bound to an experiment also serves units outside it (beyond its
+    /// coverage, outside its targeting, held out) the flag's own value; those are no exposures,
+    /// so each is kept only when the experiment's own rule, evaluated by flag-engine on the
+    /// evaluation's context, puts the unit in the arm it was served. Every unit evaluated also
+    /// enters the comparison of each holdout the experiment leaves alone, held out or not.
     pub async fn ingest_flag_exposures(&self, exposures: Vec<FlagExposure>, now_ms: i64) -> ExperimentResult<usize> {
-        let mut by_project: BTreeMap<(String, String), Vec<ExposureInput>> = BTreeMap::new();
-        let mut rules: HashMap<(String, String, String), Option<Assigner>> = HashMap::new();
+        let mut by_project: BTreeMap<(String, String), (Vec<ExposureInput>, Vec<NewExposure>)> = BTreeMap::new();
+        let mut rules: HashMap<(String, String, String), Option<ExposureRule>> = HashMap::new();
         for exposure in exposures {
             let Some((project, environment)) = flag_set_parts(&exposure.flag_set) else {
                 continue;
             };
             let rule_key = (exposure.tenant.clone(), project.clone(), exposure.experiment.clone());
             if !rules.contains_key(&rule_key) {
-                let assigner = self
+                let rule = self
                     .repository
                     .experiment(&exposure.tenant, &project, &exposure.experiment)
                     .await?
                     .and_then(|stored| {
-                        Assigner::new(
-                            &stored.definition.spec,
-                            &stored.definition.lifecycle.phases,
-                            &stored.definition.lifecycle.exclusions,
-                        )
+                        let lifecycle = &stored.definition.lifecycle;
+                        let assigner =
+                            Assigner::new(&stored.definition.spec, &lifecycle.phases, &lifecycle.exclusions)?;
+                        Some((assigner, lifecycle.exclusions.holdouts.clone()))
                     });
-                rules.insert(rule_key.clone(), assigner);
+                rules.insert(rule_key.clone(), rule);
             }
-            let Some(assigner) = rules.get(&rule_key).and_then(Option::as_ref) else {
+            let Some((assigner, holdouts)) = rules.get(&rule_key).and_then(Option::as_ref) else {
                 continue;
             };
-            let mut context = flag_engine::Context::from(exposure.context.clone());
-            context.insert(
-                "targetingKey",
-                serde_json::Value::String(exposure.targeting_key.clone()),
-            );
-            if assigner.assign(&context).as_deref() != Some(exposure.variant.as_str()) {
-                continue;
-            }
             let id = derived_id(&exposure);
-            let attributes = exposure
+            let attributes: BTreeMap<String, String> = exposure
                 .context
                 .iter()
                 .filter(|(key, _)| key.as_str() != "targetingKey")
@@ -185,26 +179,50 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
                     (key.clone(), text)
                 })
                 .collect();
-            by_project
-                .entry((exposure.tenant, project))
-                .or_default()
-                .push(ExposureInput {
-                    id,
-                    experiment: exposure.experiment,
-                    unit: exposure.targeting_key,
-                    variant: exposure.variant,
-                    environment,
-                    time_ms: Some(exposure.timestamp_ms),
-                    attributes,
-                });
+            let (inputs, derived) = by_project.entry((exposure.tenant.clone(), project)).or_default();
+            if let Ok(time) = self.check_time(Some(exposure.timestamp_ms), now_ms) {
+                derived.extend(holdout_exposures(
+                    &exposure,
+                    holdouts,
+                    &id,
+                    &environment,
+                    time,
+                    &attributes,
+                ));
+            }
+            let mut context = flag_engine::Context::from(exposure.context.clone());
+            context.insert(
+                "targetingKey",
+                serde_json::Value::String(exposure.targeting_key.clone()),
+            );
+            if assigner.assign(&context).as_deref() != Some(exposure.variant.as_str()) {
+                continue;
+            }
+            inputs.push(ExposureInput {
+                id,
+                experiment: exposure.experiment,
+                unit: exposure.targeting_key,
+                variant: exposure.variant,
+                environment,
+                time_ms: Some(exposure.timestamp_ms),
+                attributes,
+            });
         }
         let mut stored = 0;
-        for ((tenant, project), inputs) in by_project {
+        for ((tenant, project), (inputs, derived)) in by_project {
             for chunk in inputs.chunks(MAX_BATCH) {
                 stored += self
                     .store_exposures(&tenant, &project, chunk.to_vec(), now_ms)
                     .await?
                     .stored;
+            }
+            for chunk in derived.chunks(MAX_BATCH) {
+                let new = self
+                    .repository
+                    .store_exposures(&tenant, &project, chunk, now_ms)
+                    .await?;
+                stored += new.iter().filter(|new| **new).count();
+                self.stored.notify_one();
             }
         }
         Ok(stored)
@@ -389,6 +407,45 @@ fn flag_set_parts(flag_set: &str) -> Option<(String, String)> {
 }
 
 /// One id per (flag set, experiment, arm, unit): a unit's repeated exposures count once.
+/// The unit's place in the comparison of each holdout (its arm by the holdout's own hash of
+/// the holdout's attribute), with an id derived from the exposure's.
+fn holdout_exposures(
+    exposure: &FlagExposure,
+    holdouts: &[ResolvedHoldout],
+    id: &str,
+    environment: &str,
+    time: i64,
+    attributes: &BTreeMap<String, String>,
+) -> Vec<NewExposure> {
+    let attributes = serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned());
+    holdouts
+        .iter()
+        .filter_map(|holdout| {
+            let value = if holdout.attribute == TARGETING_KEY {
+                exposure.targeting_key.clone()
+            } else {
+                let value = exposure.context.get(&holdout.attribute)?;
+                value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+            };
+            let key = comparison_key(&holdout.holdout);
+            Some(NewExposure {
+                id: format!("{id}|{key}"),
+                variant: arm_of(holdout, &value).to_owned(),
+                experiment: key,
+                phase: 1,
+                unit: value,
+                environment: environment.to_owned(),
+                exposed_ms: time,
+                attributes: attributes.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What a flag exposure is checked against: the experiment's rule, and the holdouts it leaves
+/// alone.
+type ExposureRule = (Assigner, Vec<ResolvedHoldout>);
+
 fn derived_id(exposure: &FlagExposure) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();

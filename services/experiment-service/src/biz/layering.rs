@@ -34,6 +34,8 @@ pub struct HoldoutView {
 
 /// The most held out: beyond half, the experiments would be the minority.
 const MAX_HOLDOUT_BUCKETS: i64 = 5_000;
+/// Metrics a holdout's own comparison measures.
+const MAX_HOLDOUT_METRICS: usize = 20;
 
 /// Defaults an empty attribute to `targetingKey` and an empty seed to the key.
 fn defaulted(attribute: &mut String, seed: &mut String, key: &str) {
@@ -157,6 +159,8 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                 out.push(violation);
             }
         }
+        self.holdout_metric_violations(caller.tenant(), project, &holdout.metrics, &mut out)
+            .await?;
         if !out.is_empty() {
             return Err(ExperimentError::Invalid(out));
         }
@@ -169,6 +173,34 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
             holdout,
             created_ms: now,
         })
+    }
+
+    /// A holdout measures up to [`MAX_HOLDOUT_METRICS`] metrics of its project, each once.
+    async fn holdout_metric_violations(
+        &self,
+        tenant: &str,
+        project: &str,
+        metrics: &[String],
+        out: &mut Vec<FieldViolation>,
+    ) -> ExperimentResult<()> {
+        if metrics.len() > MAX_HOLDOUT_METRICS {
+            out.push(FieldViolation::new(
+                "holdout.metrics",
+                format!("at most {MAX_HOLDOUT_METRICS}"),
+            ));
+            return Ok(());
+        }
+        for (index, metric) in metrics.iter().enumerate() {
+            let field = format!("holdout.metrics[{index}]");
+            if let Err(violation) = check_id(&field, metric) {
+                out.push(violation);
+            } else if metrics[..index].contains(metric) {
+                out.push(FieldViolation::new(field, "listed twice"));
+            } else if self.repository.metric(tenant, project, metric).await?.is_none() {
+                out.push(FieldViolation::new(field, "no metric of this project has this key"));
+            }
+        }
+        Ok(())
     }
 
     pub async fn holdout(&self, caller: Caller<'_>, project: &str, key: &str) -> ExperimentResult<HoldoutView> {

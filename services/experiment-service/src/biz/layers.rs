@@ -37,6 +37,9 @@ pub struct Holdout {
     pub seed: String,
     /// Empty: every environment.
     pub environments: Vec<String>,
+    /// What its own comparison (held-out units against the rest) measures.
+    #[serde(default)]
+    pub metrics: Vec<String>,
 }
 
 impl Holdout {

@@ -15,6 +15,7 @@ pub mod dimensions;
 pub mod error;
 pub mod flags;
 pub mod guardrails;
+pub mod holdout_comparison;
 pub mod ingest;
 pub mod layering;
 pub mod layers;

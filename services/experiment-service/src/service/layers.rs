@@ -81,6 +81,7 @@ pub fn holdout_from(holdout: pb::Holdout) -> Holdout {
         bucketing_attribute: holdout.bucketing_attribute,
         seed: holdout.seed,
         environments: holdout.environments,
+        metrics: holdout.metrics,
     }
 }
 
@@ -94,5 +95,6 @@ pub fn holdout_to(project: &str, view: &HoldoutView) -> pb::Holdout {
         seed: view.holdout.seed.clone(),
         environments: view.holdout.environments.clone(),
         create_time: timestamp(view.created_ms),
+        metrics: view.holdout.metrics.clone(),
     }
 }

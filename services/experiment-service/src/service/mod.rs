@@ -195,6 +195,22 @@ impl ExperimentService for ExperimentServiceApi {
         Ok(Response::new(layers::holdout_to(&project, &view)))
     }
 
+    async fn get_holdout_results(
+        &self,
+        request: Request<pb::GetHoldoutResultsRequest>,
+    ) -> Result<Response<pb::Results>, Status> {
+        let caller = caller(&request)?;
+        let (project, key) = project_and_key("name", &request.get_ref().name, "holdouts")?;
+        let results = self
+            .manager
+            .holdout_results(caller, &project, &key)
+            .await
+            .map_err(status)?;
+        let mut answer = results::results_to(&project, &key, &results);
+        answer.experiment = format!("projects/{project}/holdouts/{key}");
+        Ok(Response::new(answer))
+    }
+
     async fn list_holdouts(
         &self,
         request: Request<pb::ListHoldoutsRequest>,

@@ -15,6 +15,8 @@ use super::{
 use crate::biz::{
     dimensions::Segment,
     error::StoreError,
+    holdout_comparison,
+    layers::Holdout,
     model::{ExperimentDefinition, MetricDefinition, MetricKind},
     sums::Sums,
     unit_values::{Contribution, MetricPlan, UnitEvent},
@@ -249,12 +251,17 @@ pub async fn memberships(
     Ok(out)
 }
 
+/// The definition an experiment's rows are counted by; for a holdout's comparison, the
+/// definition it is analysed as.
 pub async fn experiment(
     conn: &mut AnyConnection,
     tenant: &str,
     project: &str,
     key: &str,
 ) -> Result<Option<ExperimentDefinition>, StoreError> {
+    if let Some(holdout) = holdout_comparison::holdout_of(key) {
+        return holdout_definition(conn, tenant, project, holdout).await;
+    }
     let text: Option<String> = sqlx::query_scalar(
         "SELECT definition FROM experiments WHERE tenant = $1 AND project = $2 AND experiment_key = $3",
     )
@@ -265,6 +272,27 @@ pub async fn experiment(
     .await
     .map_err(backend)?;
     text.as_deref().map(decode).transpose()
+}
+
+async fn holdout_definition(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    key: &str,
+) -> Result<Option<ExperimentDefinition>, StoreError> {
+    let row = sqlx::query(
+        "SELECT definition, created_ms FROM holdouts WHERE tenant = $1 AND project = $2 AND holdout_key = $3",
+    )
+    .bind(tenant)
+    .bind(project)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let Some(row) = row else { return Ok(None) };
+    let holdout: Holdout = decode(&row.try_get::<String, _>(0).map_err(backend)?)?;
+    let created_ms: i64 = row.try_get(1).map_err(backend)?;
+    Ok(Some(holdout_comparison::definition(&holdout, created_ms)))
 }
 
 /// How to read each metric the experiments use, ratios with their parts.
