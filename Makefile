@@ -73,10 +73,11 @@ bench-presence:
 	./scripts/ensure-backing-services.sh
 	$(CARGO) bench -p presence-service --bench presence
 
-## bench-experiments: experiment-service LogEvents ingestion into PostgreSQL (events/s, batches of 500), aggregation lag and GetResults p99 (bench/results/experiment-service.json); EXPERIMENT_BENCH_QUICK=1 for a short run
+## bench-experiments: experiment-service LogEvents ingestion into PostgreSQL (events/s, batches of 500), aggregation lag, GetResults p99, rebuild and Assign (bench/results/experiment-service.json); then 1M units × 3 arms × 5 metrics (GetResults p99, rebuild) and propagation of a start to 200 flagd providers (experiment-service-scale.json); EXPERIMENT_BENCH_QUICK=1 for a short run
 bench-experiments:
 	./scripts/ensure-backing-services.sh
 	$(CARGO) bench -p experiment-service --bench ingestion
+	$(CARGO) bench -p experiment-service --bench scale
 
 ## fuzz: flag-engine's cargo-fuzz targets, FUZZ_SECONDS each (default 30); installs cargo-fuzz if missing, fails on any crash, timeout or oom
 fuzz:
