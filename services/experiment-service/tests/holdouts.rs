@@ -125,7 +125,7 @@ async fn a_holdout_compares_its_units_with_the_rest(backend: Backend) {
     .await;
 
     // A guard against hanging if exposures never arrive, not a timing assertion.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
     let results = loop {
         let (status, results) = service.call(&service.keys.viewer, "GET", RESULTS, "").await;
         assert_eq!(status, 200, "{results}");
@@ -153,6 +153,24 @@ async fn a_holdout_compares_its_units_with_the_rest(backend: Backend) {
     );
     // A 20% holdout with 20% of the units: no sample ratio mismatch.
     assert_eq!(results["health"]["srmDetected"], false, "{results}");
+
+    // The metric now counts another event: the comparison is recounted from raw events.
+    let redefined = json!({"metric": {"type": "METRIC_TYPE_BINOMIAL", "event": "refund"}}).to_string();
+    let (status, answer) = service
+        .call(editor, "PUT", "/v1/projects/shop/metrics/purchase", &redefined)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = loop {
+        let (_, results) = service.call(&service.keys.viewer, "GET", RESULTS, "").await;
+        if results["rebuild"].is_null() && results["pendingBatches"] == "0" {
+            break results;
+        }
+        assert!(std::time::Instant::now() < deadline, "{results}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let purchase = &results["metrics"][0];
+    assert_eq!(purchase["arms"][0]["mean"], 0.0, "nobody refunded: {purchase}");
+    assert_eq!(purchase["arms"][1]["mean"], 0.0, "nobody refunded: {purchase}");
 
     let (status, _) = service.call(&service.keys.other_tenant, "GET", RESULTS, "").await;
     assert_eq!(status, 404);

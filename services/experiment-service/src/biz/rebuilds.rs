@@ -1,41 +1,71 @@
 //! Rebuilding kept sums after a metric changes. The sums were computed with the old
-//! definition; the experiments that use the metric (directly, or as a part of a ratio) are
-//! recounted from raw events in the background — asked for in the metric's own write
-//! transaction, worked through by the aggregator in chunks, with the progress in results.
+//! definition; the experiments that use the metric (directly, or as a part of a ratio), and
+//! the holdout comparisons that measure it, are recounted from raw events in the background —
+//! asked for in the metric's own write transaction, worked through by the aggregator in
+//! chunks, with the progress in results.
+
+use std::collections::HashMap;
 
 use super::{
-    error::ExperimentResult, flags::Flags, management::Manager, model::MetricKind, repository::ExperimentRepository,
+    error::ExperimentResult,
+    flags::Flags,
+    holdout_comparison::comparison_key,
+    management::Manager,
+    model::{MetricDefinition, MetricKind},
+    repository::ExperimentRepository,
 };
 
 impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
-    /// The started experiments whose sums depend on metric `key`.
+    /// The analysis keys (started experiments, holdout comparisons) whose sums depend on metric
+    /// `key`.
     pub(super) async fn experiments_using(
         &self,
         tenant: &str,
         project: &str,
         key: &str,
     ) -> ExperimentResult<Vec<String>> {
+        let mut analyses: Vec<(String, Vec<String>)> = self
+            .started_experiments(tenant, project)
+            .await?
+            .into_iter()
+            .map(|experiment| {
+                let metrics = experiment
+                    .definition
+                    .spec
+                    .metric_keys()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                (experiment.key, metrics)
+            })
+            .collect();
+        for (holdout, definition, _) in self.repository.holdouts(tenant, project).await? {
+            analyses.push((comparison_key(&holdout), definition.metrics));
+        }
+        let mut metrics: HashMap<String, Option<MetricDefinition>> = HashMap::new();
         let mut using = Vec::new();
-        for experiment in self.started_experiments(tenant, project).await? {
+        for (analysis, keys) in analyses {
             let mut depends = false;
-            for metric in experiment.definition.spec.metric_keys() {
+            for metric in &keys {
                 if metric == key {
                     depends = true;
                     break;
                 }
-                let Some(stored) = self.repository.metric(tenant, project, metric).await? else {
-                    continue;
-                };
-                let definition = &stored.definition;
-                if definition.kind == MetricKind::Ratio
-                    && (definition.numerator == key || definition.denominator == key)
-                {
+                if !metrics.contains_key(metric) {
+                    let stored = self.repository.metric(tenant, project, metric).await?;
+                    metrics.insert(metric.clone(), stored.map(|stored| stored.definition));
+                }
+                let ratio_of_it = metrics.get(metric).and_then(Option::as_ref).is_some_and(|definition| {
+                    definition.kind == MetricKind::Ratio
+                        && (definition.numerator == key || definition.denominator == key)
+                });
+                if ratio_of_it {
                     depends = true;
                     break;
                 }
             }
             if depends {
-                using.push(experiment.key);
+                using.push(analysis);
             }
         }
         Ok(using)
