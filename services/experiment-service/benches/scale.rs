@@ -207,7 +207,7 @@ fn events_of(i: usize, now: i64) -> Vec<pb::Event> {
         event("s", "session", (1 + i % 4) as f64, now),
         event("i", "item", (i % 7) as f64, now),
     ];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         events.push(event("p", "purchase", 1.0, now));
     }
     events
