@@ -352,6 +352,45 @@ async fn changing_a_metric_rebuilds_its_sums_from_the_raw_events(backend: Backen
         let got = result["mean"].as_f64().unwrap();
         assert!(close(got, mean), "arm {arm}: mean {got} vs capped {mean}");
     }
+    // Only revenue was recounted; the other metrics are as they were.
+    let (effect, ..) = expected(&units, 0, false);
+    let purchase = results["metrics"][0]["arms"][1]["comparison"]["effect"]
+        .as_f64()
+        .unwrap();
+    assert!(close(purchase, effect), "purchase effect {purchase} vs {effect}");
+
+    // A ratio's part changes (sessions capped at 2 per unit): the ratio is recounted too.
+    let capped = json!({"metric": {"type": "METRIC_TYPE_MEAN", "event": "session",
+        "capping": {"type": "CAPPING_TYPE_ABSOLUTE", "value": 2.0}}});
+    let (status, answer) = service
+        .call(
+            &service.keys.editor,
+            "PUT",
+            "/v1/projects/shop/metrics/sessions",
+            &capped.to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = loop {
+        let results = settled_results(&service).await;
+        if results["rebuild"].is_null() {
+            break results;
+        }
+    };
+    let capped_sessions: Vec<Unit> = units.iter().map(|u| (u.0, u.1, u.2, u.3, u.4, u.5.min(2.0))).collect();
+    let (effect, lower, upper, p) = expected(&capped_sessions, 2, false);
+    let ratio = &results["metrics"][2];
+    assert_eq!(ratio["metric"], "items-per-session");
+    let comparison = &ratio["arms"][1]["comparison"];
+    for (field, want) in [
+        ("effect", effect),
+        ("ciLower", lower),
+        ("ciUpper", upper),
+        ("pValue", p),
+    ] {
+        let ours = comparison[field].as_f64().unwrap_or(0.0);
+        assert!(close(ours, want), "ratio {field}: {ours} vs {want}");
+    }
     service.stop().await;
 }
 

@@ -1,8 +1,8 @@
 //! Rebuilding kept sums after a metric changes. The sums were computed with the old
 //! definition; the experiments that use the metric (directly, or as a part of a ratio), and
 //! the holdout comparisons that measure it, are recounted from raw events in the background —
-//! asked for in the metric's own write transaction, worked through by the aggregator in
-//! chunks, with the progress in results.
+//! only the metrics that depend on it, asked for in the metric's own write transaction, worked
+//! through by the aggregator in chunks, with the progress in results.
 
 use std::collections::HashMap;
 
@@ -12,18 +12,18 @@ use super::{
     holdout_comparison::comparison_key,
     management::Manager,
     model::{MetricDefinition, MetricKind},
-    repository::ExperimentRepository,
+    repository::{ExperimentRepository, RebuildRequest},
 };
 
 impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
-    /// The analysis keys (started experiments, holdout comparisons) whose sums depend on metric
-    /// `key`.
+    /// The analyses (started experiments, holdout comparisons) whose sums depend on metric
+    /// `key`, each with its metrics to recount: `key` itself and the ratios built on it.
     pub(super) async fn experiments_using(
         &self,
         tenant: &str,
         project: &str,
         key: &str,
-    ) -> ExperimentResult<Vec<String>> {
+    ) -> ExperimentResult<Vec<RebuildRequest>> {
         let mut analyses: Vec<(String, Vec<String>)> = self
             .started_experiments(tenant, project)
             .await?
@@ -45,27 +45,25 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         let mut metrics: HashMap<String, Option<MetricDefinition>> = HashMap::new();
         let mut using = Vec::new();
         for (analysis, keys) in analyses {
-            let mut depends = false;
-            for metric in &keys {
-                if metric == key {
-                    depends = true;
-                    break;
-                }
-                if !metrics.contains_key(metric) {
-                    let stored = self.repository.metric(tenant, project, metric).await?;
+            let mut depending = Vec::new();
+            for metric in keys {
+                if !metrics.contains_key(&metric) {
+                    let stored = self.repository.metric(tenant, project, &metric).await?;
                     metrics.insert(metric.clone(), stored.map(|stored| stored.definition));
                 }
-                let ratio_of_it = metrics.get(metric).and_then(Option::as_ref).is_some_and(|definition| {
+                let ratio_of_it = metrics.get(&metric).and_then(Option::as_ref).is_some_and(|definition| {
                     definition.kind == MetricKind::Ratio
                         && (definition.numerator == key || definition.denominator == key)
                 });
-                if ratio_of_it {
-                    depends = true;
-                    break;
+                if metric == key || ratio_of_it {
+                    depending.push(metric);
                 }
             }
-            if depends {
-                using.push(analysis);
+            if !depending.is_empty() {
+                using.push(RebuildRequest {
+                    analysis,
+                    metrics: depending,
+                });
             }
         }
         Ok(using)

@@ -33,6 +33,14 @@ pub struct WriteContext {
     pub action: &'static str,
 }
 
+/// Kept sums to recount from raw events: of an analysis (an experiment, or a holdout's
+/// comparison key), the `metrics` that changed (every metric when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildRequest {
+    pub analysis: String,
+    pub metrics: Vec<String>,
+}
+
 /// One metric of one phase of an experiment.
 #[derive(Debug, Clone, Copy)]
 pub struct PhaseMetric<'a> {
@@ -55,15 +63,15 @@ pub struct ExperimentVersion {
 }
 
 pub trait ExperimentRepository: Send + Sync + 'static {
-    /// Creates or replaces a metric and, in the same transaction, asks for the kept sums of
-    /// experiments `rebuild` to be recounted from raw events; returns the metric's new version.
+    /// Creates or replaces a metric and, in the same transaction, asks for the kept sums that
+    /// `rebuild` names to be recounted from raw events; returns the metric's new version.
     fn write_metric(
         &self,
         context: &WriteContext,
         key: &str,
         expected: Expected,
         definition: &MetricDefinition,
-        rebuild: &[String],
+        rebuild: &[RebuildRequest],
         now_ms: i64,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
 

@@ -16,7 +16,7 @@ use crate::biz::{
     ingest::{NewEvent, NewExposure},
     layers::{Holdout, Layer},
     model::{ExperimentDefinition, MetricDefinition, MetricKind, State, StoredExperiment, StoredMetric},
-    repository::{Expected, ExperimentRepository, ExperimentVersion, PhaseMetric, WriteContext},
+    repository::{Expected, ExperimentRepository, ExperimentVersion, PhaseMetric, RebuildRequest, WriteContext},
     sums::Sums,
 };
 
@@ -254,15 +254,23 @@ impl ExperimentRepository for SqlRepository {
         key: &str,
         expected: Expected,
         definition: &MetricDefinition,
-        rebuild: &[String],
+        rebuild: &[RebuildRequest],
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let text = encode(definition)?;
         let mut tx = super::begin_write(&self.pool, self.backend).await?;
         let before = check_current(&mut tx, &METRICS, context, key, expected).await?;
         let version = upsert(&mut tx, &METRICS, context, key, before.as_ref(), &text, None, now_ms).await?;
-        for experiment in rebuild {
-            aggregation::request_rebuild(&mut tx, &context.tenant, &context.project, experiment, now_ms).await?;
+        for request in rebuild {
+            aggregation::request_rebuild(
+                &mut tx,
+                &context.tenant,
+                &context.project,
+                &request.analysis,
+                &request.metrics,
+                now_ms,
+            )
+            .await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(version)
@@ -353,7 +361,7 @@ impl ExperimentRepository for SqlRepository {
         .await
         .map_err(backend)?;
         if rebuild {
-            aggregation::request_rebuild(&mut tx, &context.tenant, &context.project, key, now_ms).await?;
+            aggregation::request_rebuild(&mut tx, &context.tenant, &context.project, key, &[], now_ms).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(version)

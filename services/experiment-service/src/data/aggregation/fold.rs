@@ -7,7 +7,7 @@ use sqlx::AnyConnection;
 
 use super::{
     Folding,
-    rows::{self, Kept, Membership, RowKey},
+    rows::{self, Kept, Membership, Only, RowKey},
     slices,
 };
 use crate::biz::{
@@ -73,6 +73,103 @@ pub async fn fold(
     if memberships.is_empty() {
         return Ok(0);
     }
+    let context = context_of(conn, tenant, project, &memberships).await?;
+    let before = rows::contributions(conn, tenant, project, &units, None).await?;
+
+    let mut recount = stale_units(&context, &memberships, &before);
+    recount.extend(folding.recount.iter().cloned());
+    let mut after: BTreeMap<RowKey, Kept> = before
+        .iter()
+        .filter(|(key, _)| !recount.contains(&key.3))
+        .map(|(key, kept)| (key.clone(), kept.clone()))
+        .collect();
+    for membership in memberships.iter().filter(|m| !recount.contains(&m.unit)) {
+        if let Some(events) = folding.events.get(&membership.unit) {
+            add_events(&context, membership, events, &mut after);
+        }
+    }
+    if !recount.is_empty() {
+        let recount: Vec<String> = recount.into_iter().collect();
+        let events = rows::settled_events(conn, tenant, project, &recount, &[]).await?;
+        for membership in memberships.iter().filter(|m| recount.binary_search(&m.unit).is_ok()) {
+            let unit_events = events.get(&membership.unit).map_or(&[][..], Vec::as_slice);
+            recount_membership(&context, membership, unit_events, &mut after);
+        }
+    }
+    rows::apply(conn, tenant, project, &before, &after).await
+}
+
+/// Recounts the metrics of `only` in its experiment for `units`, from their settled raw events
+/// of those metrics alone, leaving every other kept row as it is (a rebuild after a metric
+/// changed: nothing else of the units changed); returns how many kept rows it wrote.
+pub async fn recount_only(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    units: &[String],
+    only: &Only,
+) -> Result<usize, StoreError> {
+    let memberships: Vec<Membership> = rows::memberships(conn, tenant, project, units)
+        .await?
+        .into_iter()
+        .filter(|membership| membership.experiment == only.experiment)
+        .collect();
+    if memberships.is_empty() {
+        return Ok(0);
+    }
+    let context = context_of(conn, tenant, project, &memberships).await?;
+    let names: Vec<&str> = only
+        .metrics
+        .iter()
+        .filter_map(|metric| context.plans.get(metric))
+        .flat_map(MetricPlan::events)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let before = rows::contributions(conn, tenant, project, units, Some(only)).await?;
+    let events = if names.is_empty() {
+        HashMap::new()
+    } else {
+        rows::settled_events(conn, tenant, project, units, &names).await?
+    };
+    let mut after = BTreeMap::new();
+    for membership in memberships.iter().filter(|membership| !membership.multiple) {
+        let Some(definition) = context.definition(membership) else {
+            continue;
+        };
+        let unit_events = events.get(&membership.unit).map_or(&[][..], Vec::as_slice);
+        let phase_end = Context::phase_end(definition, membership);
+        for metric in &only.metrics {
+            let Some(plan) = context.plans.get(metric) else {
+                continue;
+            };
+            let raw = raw_sums(plan, unit_events, membership.first_exposed_ms, phase_end);
+            let key = (
+                membership.experiment.clone(),
+                membership.phase,
+                metric.clone(),
+                membership.unit.clone(),
+            );
+            let kept = Kept {
+                variant: membership.variant.clone(),
+                value: finish(plan, raw),
+                raw,
+                exposed_ms: membership.first_exposed_ms,
+                segment: context.segment(membership),
+            };
+            after.insert(key, kept);
+        }
+    }
+    rows::apply(conn, tenant, project, &before, &after).await
+}
+
+/// The definitions, metric plans and segments the memberships are counted by.
+async fn context_of(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    project: &str,
+    memberships: &[Membership],
+) -> Result<Context, StoreError> {
     let mut definitions = HashMap::new();
     for key in memberships
         .iter()
@@ -89,30 +186,8 @@ pub async fn fold(
         plans,
         segments: HashMap::new(),
     };
-    context.segments = segments(conn, tenant, project, &context, &memberships).await?;
-    let before = rows::contributions(conn, tenant, project, &units).await?;
-
-    let mut recount = stale_units(&context, &memberships, &before);
-    recount.extend(folding.recount.iter().cloned());
-    let mut after: BTreeMap<RowKey, Kept> = before
-        .iter()
-        .filter(|(key, _)| !recount.contains(&key.3))
-        .map(|(key, kept)| (key.clone(), kept.clone()))
-        .collect();
-    for membership in memberships.iter().filter(|m| !recount.contains(&m.unit)) {
-        if let Some(events) = folding.events.get(&membership.unit) {
-            add_events(&context, membership, events, &mut after);
-        }
-    }
-    if !recount.is_empty() {
-        let recount: Vec<String> = recount.into_iter().collect();
-        let events = rows::settled_events(conn, tenant, project, &recount).await?;
-        for membership in memberships.iter().filter(|m| recount.binary_search(&m.unit).is_ok()) {
-            let unit_events = events.get(&membership.unit).map_or(&[][..], Vec::as_slice);
-            recount_membership(&context, membership, unit_events, &mut after);
-        }
-    }
-    rows::apply(conn, tenant, project, &before, &after).await
+    context.segments = segments(conn, tenant, project, &context, memberships).await?;
+    Ok(context)
 }
 
 /// Each membership's slices in its experiment's dimensions, starting from the slices each

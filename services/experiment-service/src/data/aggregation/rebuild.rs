@@ -7,34 +7,43 @@ use std::collections::BTreeSet;
 use sqlx::{AnyConnection, AnyPool, Row};
 use switchyard_platform::storage::Backend;
 
-use super::{Folding, PlannerStatistics, fold, lock_folds};
+use super::{Folding, PlannerStatistics, fold, lock_folds, rows::Only};
 use crate::{
     biz::error::StoreError,
-    data::{backend, begin_write},
+    data::{backend, begin_write, decode, encode},
 };
 
 /// Units recounted per transaction.
 const UNITS_PER_CHUNK: i64 = 2_000;
 
-/// Asks for the experiment's sums to be recounted (again from the first unit, if one runs).
+/// Asks for the experiment's sums of `metrics` (every metric when empty) to be recounted —
+/// again from the first unit if one runs, then of every metric unless both ask for the same.
 pub async fn request_rebuild(
     conn: &mut AnyConnection,
     tenant: &str,
     project: &str,
     experiment: &str,
+    metrics: &[String],
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    let metrics = if metrics.is_empty() {
+        String::new()
+    } else {
+        encode(&metrics.iter().collect::<BTreeSet<_>>())?
+    };
     sqlx::query(
-        "INSERT INTO rebuilds (tenant, project, experiment_key, next_unit, done, total, requested_ms) \
-         SELECT $1, $2, $3, '', 0, COUNT(DISTINCT unit), $4 FROM experiment_units \
+        "INSERT INTO rebuilds (tenant, project, experiment_key, next_unit, done, total, requested_ms, metrics) \
+         SELECT $1, $2, $3, '', 0, COUNT(DISTINCT unit), $4, $5 FROM experiment_units \
          WHERE tenant = $1 AND project = $2 AND experiment_key = $3 \
          ON CONFLICT (tenant, project, experiment_key) DO UPDATE SET next_unit = '', done = 0, \
-         total = excluded.total, requested_ms = excluded.requested_ms",
+         total = excluded.total, requested_ms = excluded.requested_ms, \
+         metrics = CASE WHEN rebuilds.metrics = excluded.metrics THEN excluded.metrics ELSE '' END",
     )
     .bind(tenant)
     .bind(project)
     .bind(experiment)
     .bind(now_ms)
+    .bind(metrics)
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
@@ -77,16 +86,18 @@ pub async fn rebuild_next(
     }
     let mut tx = begin_write(pool, database).await?;
     lock_folds(&mut tx, database).await?;
-    let row =
-        sqlx::query("SELECT tenant, project, experiment_key, next_unit FROM rebuilds ORDER BY requested_ms LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+    let row = sqlx::query(
+        "SELECT tenant, project, experiment_key, next_unit, metrics FROM rebuilds ORDER BY requested_ms LIMIT 1",
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?;
     let Some(row) = row else { return Ok(false) };
     let tenant: String = row.try_get(0).map_err(backend)?;
     let project: String = row.try_get(1).map_err(backend)?;
     let experiment: String = row.try_get(2).map_err(backend)?;
     let next: String = row.try_get(3).map_err(backend)?;
+    let metrics: String = row.try_get(4).map_err(backend)?;
     let units: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT unit FROM experiment_units WHERE tenant = $1 AND project = $2 AND experiment_key = $3 \
          AND unit > $4 ORDER BY unit LIMIT $5",
@@ -99,11 +110,19 @@ pub async fn rebuild_next(
     .fetch_all(&mut *tx)
     .await
     .map_err(backend)?;
-    let folding = Folding {
-        recount: units.iter().cloned().collect::<BTreeSet<_>>(),
-        ..Folding::default()
+    let written = if metrics.is_empty() {
+        let folding = Folding {
+            recount: units.iter().cloned().collect::<BTreeSet<_>>(),
+            ..Folding::default()
+        };
+        fold::fold(&mut tx, &tenant, &project, &folding).await?
+    } else {
+        let only = Only {
+            experiment: experiment.clone(),
+            metrics: decode(&metrics)?,
+        };
+        fold::recount_only(&mut tx, &tenant, &project, &units, &only).await?
     };
-    let written = fold::fold(&mut tx, &tenant, &project, &folding).await?;
     let finished = (units.len() as i64) < UNITS_PER_CHUNK;
     let query = if finished {
         sqlx::query("DELETE FROM rebuilds WHERE tenant = $1 AND project = $2 AND experiment_key = $3")

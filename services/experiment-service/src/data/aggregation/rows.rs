@@ -211,10 +211,22 @@ async fn add_to_arms(
 }
 
 fn unit_list(units: &[String], first: usize) -> String {
-    (0..units.len())
+    placeholder_list(units.len(), first)
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn placeholder_list(count: usize, first: usize) -> String {
+    (0..count)
         .map(|i| format!("${}", first + i))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A recount of some metrics of one experiment only (a rebuild after those metrics changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Only {
+    pub experiment: String,
+    pub metrics: Vec<String>,
 }
 
 /// The memberships of `units` in every experiment phase of the project.
@@ -333,25 +345,37 @@ pub async fn plans<'a>(
     Ok(plans)
 }
 
-/// The raw events of `units`, leaving out those of batches still pending (they add
-/// themselves when folded).
+/// The raw events of `units` (only those named `names`, unless empty), leaving out those of
+/// batches still pending (they add themselves when folded).
 pub async fn settled_events(
     conn: &mut AnyConnection,
     tenant: &str,
     project: &str,
     units: &[String],
+    names: &[&str],
 ) -> Result<HashMap<String, Vec<UnitEvent>>, StoreError> {
     let mut events: HashMap<String, Vec<UnitEvent>> = HashMap::new();
     for chunk in units.chunks(ROWS_PER_STATEMENT) {
+        let named = if names.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND event_name IN ({})",
+                placeholder_list(names.len(), 3 + chunk.len())
+            )
+        };
         let sql = format!(
             "SELECT unit, event_name, value, occurred_ms FROM metric_events e \
-             WHERE tenant = $1 AND project = $2 AND unit IN ({}) \
+             WHERE tenant = $1 AND project = $2 AND unit IN ({}){named} \
              AND NOT EXISTS (SELECT 1 FROM pending_batches p WHERE p.id = e.batch_id)",
             unit_list(chunk, 3)
         );
         let mut query = sqlx::query(&sql).bind(tenant).bind(project);
         for unit in chunk {
             query = query.bind(unit);
+        }
+        for name in names {
+            query = query.bind(*name);
         }
         for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
             let unit: String = row.try_get("unit").map_err(backend)?;
@@ -365,23 +389,37 @@ pub async fn settled_events(
     Ok(events)
 }
 
-/// The kept rows of `units`.
+/// The kept rows of `units`; with `only`, just those of its experiment and metrics.
 pub async fn contributions(
     conn: &mut AnyConnection,
     tenant: &str,
     project: &str,
     units: &[String],
+    only: Option<&Only>,
 ) -> Result<BTreeMap<RowKey, Kept>, StoreError> {
     let mut out = BTreeMap::new();
     for chunk in units.chunks(ROWS_PER_STATEMENT) {
+        let limited = only.map_or_else(String::new, |only| {
+            let first = 3 + chunk.len();
+            format!(
+                " AND experiment_key = ${first} AND metric_key IN ({})",
+                placeholder_list(only.metrics.len(), first + 1)
+            )
+        });
         let sql = format!(
             "SELECT experiment_key, CAST(phase AS BIGINT) AS phase, metric_key, unit, variant, x, y, raw_x, raw_y, \
-             exposed_ms, segment FROM unit_contributions WHERE tenant = $1 AND project = $2 AND unit IN ({})",
+             exposed_ms, segment FROM unit_contributions WHERE tenant = $1 AND project = $2 AND unit IN ({}){limited}",
             unit_list(chunk, 3)
         );
         let mut query = sqlx::query(&sql).bind(tenant).bind(project);
         for unit in chunk {
             query = query.bind(unit);
+        }
+        if let Some(only) = only {
+            query = query.bind(&only.experiment);
+            for metric in &only.metrics {
+                query = query.bind(metric);
+            }
         }
         for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
             let key = (
