@@ -27,3 +27,7 @@ ALTER TABLE unit_contributions
     ALTER COLUMN experiment_key TYPE TEXT COLLATE "C",
     ALTER COLUMN metric_key TYPE TEXT COLLATE "C",
     ALTER COLUMN unit TYPE TEXT COLLATE "C";
+
+-- A rebuild in progress walks units in key order from `next_unit`, which was saved under the
+-- old order: it starts again from the first unit rather than skip any.
+UPDATE rebuilds SET next_unit = '', done = 0;

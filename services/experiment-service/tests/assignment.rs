@@ -35,11 +35,16 @@ async fn start_experiment(service: &Service, coverage: f64) -> Value {
 
 /// OFREP from flag-service for one unit: (variant, flag metadata).
 async fn ofrep(service: &Service, unit: &str) -> (String, Value) {
+    ofrep_with(service, json!({"targetingKey": unit})).await
+}
+
+/// OFREP from flag-service for an evaluation context: (variant, flag metadata).
+async fn ofrep_with(service: &Service, context: Value) -> (String, Value) {
     let url = format!(
         "http://{}/ofrep/v1/evaluate/flags/checkout-button",
         service.flags.running.http_addr
     );
-    let body = json!({"context": {"targetingKey": unit}}).to_string();
+    let body = json!({"context": context}).to_string();
     let headers = [
         ("flagd-selector", "projects/shop/environments/prod"),
         ("content-type", "application/json"),
@@ -200,7 +205,13 @@ async fn evaluating_the_flag_records_exposures(backend: Backend) {
     let mut expected = std::collections::BTreeMap::<String, i64>::new();
     for i in 0..200 {
         let unit = format!("user-{i}");
-        let (variant, _) = ofrep(&service, &unit).await;
+        // A rich context (25 attributes, more than an exposure keeps) still makes an exposure.
+        let mut context = serde_json::Map::new();
+        context.insert("targetingKey".into(), json!(unit));
+        for a in 0..25 {
+            context.insert(format!("a{a:02}"), json!(a));
+        }
+        let (variant, _) = ofrep_with(&service, Value::Object(context)).await;
         // Twice: a unit's repeated evaluations are one exposure.
         ofrep(&service, &unit).await;
         *expected.entry(variant).or_default() += 1;

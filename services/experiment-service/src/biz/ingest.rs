@@ -170,15 +170,7 @@ impl<R: ExperimentRepository + Clone> Ingestion<R> {
                 continue;
             };
             let id = derived_id(&exposure);
-            let attributes: BTreeMap<String, String> = exposure
-                .context
-                .iter()
-                .filter(|(key, _)| key.as_str() != "targetingKey")
-                .map(|(key, value)| {
-                    let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
-                    (key.clone(), text)
-                })
-                .collect();
+            let attributes = kept_attributes(&exposure.context);
             let (inputs, derived) = by_project.entry((exposure.tenant.clone(), project)).or_default();
             if let Ok(time) = self.check_time(Some(exposure.timestamp_ms), now_ms) {
                 derived.extend(holdout_exposures(
@@ -407,8 +399,10 @@ fn flag_set_parts(flag_set: &str) -> Option<(String, String)> {
 }
 
 /// One id per (flag set, experiment, arm, unit): a unit's repeated exposures count once.
-/// The unit's place in the comparison of each holdout (its arm by the holdout's own hash of
-/// the holdout's attribute), with an id derived from the exposure's.
+/// The unit's place in the comparison of each holdout, with an id derived from the
+/// exposure's. The unit is the evaluation's targeting key, as for the experiment's own
+/// exposures (metric events name it); its arm is the holdout's own hash of the holdout's
+/// attribute. A unit the experiment's exposures would refuse (empty, too long) is left out.
 fn holdout_exposures(
     exposure: &FlagExposure,
     holdouts: &[ResolvedHoldout],
@@ -417,6 +411,9 @@ fn holdout_exposures(
     time: i64,
     attributes: &BTreeMap<String, String>,
 ) -> Vec<NewExposure> {
+    if check_text("unit", &exposure.targeting_key, MAX_UNIT).is_err() {
+        return Vec::new();
+    }
     let attributes = serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned());
     holdouts
         .iter()
@@ -433,7 +430,7 @@ fn holdout_exposures(
                 variant: arm_of(holdout, &value).to_owned(),
                 experiment: key,
                 phase: 1,
-                unit: value,
+                unit: exposure.targeting_key.clone(),
                 environment: environment.to_owned(),
                 exposed_ms: time,
                 attributes: attributes.clone(),
@@ -445,6 +442,25 @@ fn holdout_exposures(
 /// What a flag exposure is checked against: the experiment's rule, and the holdouts it leaves
 /// alone.
 type ExposureRule = (Assigner, Vec<ResolvedHoldout>);
+
+/// The evaluation context's attributes an exposure keeps: values as text (numbers and
+/// booleans as JSON), the first [`MAX_ATTRIBUTES`] by name that fit the exposures' limits —
+/// flag-service sends up to 32, and an exposure is never refused for its context.
+fn kept_attributes(context: &serde_json::Map<String, serde_json::Value>) -> BTreeMap<String, String> {
+    context
+        .iter()
+        .filter(|(key, _)| key.as_str() != TARGETING_KEY)
+        .map(|(key, value)| {
+            let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+            (key.clone(), text)
+        })
+        .filter(|(key, text)| {
+            check_text("attribute name", key, MAX_ATTRIBUTE).is_ok()
+                && check_text_allow_empty("attribute value", text, MAX_ATTRIBUTE).is_ok()
+        })
+        .take(MAX_ATTRIBUTES)
+        .collect()
+}
 
 fn derived_id(exposure: &FlagExposure) -> String {
     use sha2::{Digest, Sha256};

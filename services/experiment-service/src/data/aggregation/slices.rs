@@ -12,7 +12,7 @@ use super::{
     },
     rows::{Delta, Kept, RowKey},
 };
-use crate::biz::{dimensions::Segment, error::StoreError, repository::PhaseMetric, sums::Sums, unit_values::UNITS_ROW};
+use crate::biz::{dimensions::Segment, error::StoreError, repository::PhaseMetric, sums::Sums};
 
 /// (experiment, phase, dimension, slice, metric, arm): one row of the slice statistics.
 type SliceKey = (String, u32, String, String, String, String);
@@ -77,7 +77,8 @@ pub async fn apply(
     Ok(())
 }
 
-/// The (dimension, slice) pairs an experiment phase already keeps.
+/// The (dimension, slice) pairs an experiment phase already keeps, whichever rows hold them
+/// (units seen in several arms too), so a kept value stays kept.
 pub async fn kept_slices(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -87,13 +88,12 @@ pub async fn kept_slices(
 ) -> Result<Vec<(String, String)>, StoreError> {
     let rows = sqlx::query(
         "SELECT DISTINCT dimension, slice FROM dimension_statistics WHERE tenant = $1 AND project = $2 \
-         AND experiment_key = $3 AND phase = $4 AND metric_key = $5",
+         AND experiment_key = $3 AND phase = $4",
     )
     .bind(tenant)
     .bind(project)
     .bind(experiment)
     .bind(i64::from(phase))
-    .bind(UNITS_ROW)
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
