@@ -3,6 +3,8 @@
 //! role in tenant `acme`, an SDK server key, and an admin of tenant `other`, known to both.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod recount;
+
 use experiment_service::conf::{Settings, defaults};
 use serde_json::Value;
 use switchyard_platform::{
