@@ -11,9 +11,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::{authed, percentile};
 use switchyard_api::experiments::v1::{self as pb, experiment_service_client::ExperimentServiceClient};
 use switchyard_platform::testing;
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic::transport::Channel;
 
 const BATCH: usize = 500;
 const GENERATORS: usize = 4;
@@ -23,18 +24,6 @@ const RESULT_CALLS: usize = 1_000;
 struct Scale {
     units: usize,
     seconds: u64,
-}
-
-fn authed<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    let value = MetadataValue::try_from(format!("Bearer {key}")).unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 #[tokio::main]

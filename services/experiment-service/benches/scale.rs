@@ -18,12 +18,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::{authed, percentile, recount::now_ms};
 use switchyard_api::{
     experiments::v1::{self as pb, experiment_service_client::ExperimentServiceClient},
     flagd::sync::v1::{SyncFlagsRequest, flag_sync_service_client::FlagSyncServiceClient},
 };
 use switchyard_platform::testing;
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic::transport::Channel;
 
 const PROVIDERS: usize = 200;
 const BATCH: usize = 500;
@@ -33,28 +34,9 @@ const RESULT_CALLS: usize = 1_000;
 const DAY_MS: i64 = 86_400_000;
 const ARMS: [&str; 3] = ["control", "one-click", "express"];
 
-fn authed<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    let value = MetadataValue::try_from(format!("Bearer {key}")).unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 fn rounded(value: f64, places: i32) -> f64 {
     let scale = 10f64.powi(places);
     (value * scale).round() / scale
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn timestamp(ms: i64) -> pbjson_types::Timestamp {

@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{
-    Backend,
+    Backend, Service,
     recount::{RESULTS, Unit, close, expected, post, send, settled_results, setup, units},
     service,
 };
@@ -65,6 +65,27 @@ async fn results_agree_with_a_recount_from_the_raw_data(backend: Backend) {
     }
 }
 
+/// Replaces metric `key`, then waits for the results once its rebuild has finished (the
+/// progress never counts more units than there are).
+async fn redefine(service: &Service, key: &str, metric: Value) -> Value {
+    let path = format!("/v1/projects/shop/metrics/{key}");
+    let (status, answer) = service
+        .call(&service.keys.editor, "PUT", &path, &metric.to_string())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    loop {
+        let results = settled_results(service).await;
+        if results["rebuild"].is_null() {
+            return results;
+        }
+        let progress = &results["rebuild"];
+        assert!(
+            progress["unitsDone"].as_str().unwrap_or("0").parse::<i64>().unwrap() <= 400,
+            "{progress}"
+        );
+    }
+}
+
 async fn changing_a_metric_rebuilds_its_sums_from_the_raw_events(backend: Backend) {
     let service = service(backend).await;
     setup(&service, false).await;
@@ -74,26 +95,7 @@ async fn changing_a_metric_rebuilds_its_sums_from_the_raw_events(backend: Backen
     // Revenue capped at 20 per unit from now on: the kept sums are recounted.
     let capped = json!({"metric": {"type": "METRIC_TYPE_MEAN", "event": "revenue", "cuped": {"enabled": true},
         "capping": {"type": "CAPPING_TYPE_ABSOLUTE", "value": 20.0}}});
-    let (status, answer) = service
-        .call(
-            &service.keys.editor,
-            "PUT",
-            "/v1/projects/shop/metrics/revenue",
-            &capped.to_string(),
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    let results = loop {
-        let results = settled_results(&service).await;
-        if results["rebuild"].is_null() {
-            break results;
-        }
-        let progress = &results["rebuild"];
-        assert!(
-            progress["unitsDone"].as_str().unwrap_or("0").parse::<i64>().unwrap() <= 400,
-            "{progress}"
-        );
-    };
+    let results = redefine(&service, "revenue", capped).await;
     let revenue = &results["metrics"][1];
     assert_eq!(revenue["metric"], "revenue");
     for (arm, result) in revenue["arms"].as_array().unwrap().iter().enumerate() {
@@ -112,21 +114,7 @@ async fn changing_a_metric_rebuilds_its_sums_from_the_raw_events(backend: Backen
     // A ratio's part changes (sessions capped at 2 per unit): the ratio is recounted too.
     let capped = json!({"metric": {"type": "METRIC_TYPE_MEAN", "event": "session",
         "capping": {"type": "CAPPING_TYPE_ABSOLUTE", "value": 2.0}}});
-    let (status, answer) = service
-        .call(
-            &service.keys.editor,
-            "PUT",
-            "/v1/projects/shop/metrics/sessions",
-            &capped.to_string(),
-        )
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    let results = loop {
-        let results = settled_results(&service).await;
-        if results["rebuild"].is_null() {
-            break results;
-        }
-    };
+    let results = redefine(&service, "sessions", capped).await;
     let capped_sessions: Vec<Unit> = units.iter().map(|u| (u.0, u.1, u.2, u.3, u.4, u.5.min(2.0))).collect();
     let (effect, lower, upper, p) = expected(&capped_sessions, 2, false);
     let ratio = &results["metrics"][2];

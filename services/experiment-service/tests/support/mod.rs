@@ -227,6 +227,20 @@ impl Service {
     }
 }
 
+/// A gRPC request carrying `key` as its bearer credential.
+pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = tonic::metadata::MetadataValue::try_from(format!("Bearer {key}")).unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// The value at quantile `p` of `sorted` (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
 /// The field violations of an error body, as (field, description).
 pub fn violations(body: &Value) -> Vec<(String, String)> {
     body["details"]

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
 
 use super::{
     super::{
@@ -468,14 +468,7 @@ pub async fn arm_statistics(
     .map_err(backend)?;
     rows.iter()
         .map(|row| {
-            let sums = Sums {
-                n: row.try_get::<i64, _>("n").map_err(backend)? as f64,
-                sum_x: row.try_get("sum_x").map_err(backend)?,
-                sum_x2: row.try_get("sum_x2").map_err(backend)?,
-                sum_y: row.try_get("sum_y").map_err(backend)?,
-                sum_y2: row.try_get("sum_y2").map_err(backend)?,
-                sum_xy: row.try_get("sum_xy").map_err(backend)?,
-            };
+            let sums = sums_of(row)?;
             Ok((
                 row.try_get("metric_key").map_err(backend)?,
                 row.try_get("variant").map_err(backend)?,
@@ -483,6 +476,18 @@ pub async fn arm_statistics(
             ))
         })
         .collect()
+}
+
+/// The sums of a statistics row (`n`, `sum_x`, … columns).
+pub(super) fn sums_of(row: &AnyRow) -> Result<Sums, StoreError> {
+    Ok(Sums {
+        n: row.try_get::<i64, _>("n").map_err(backend)? as f64,
+        sum_x: row.try_get("sum_x").map_err(backend)?,
+        sum_x2: row.try_get("sum_x2").map_err(backend)?,
+        sum_y: row.try_get("sum_y").map_err(backend)?,
+        sum_y2: row.try_get("sum_y2").map_err(backend)?,
+        sum_xy: row.try_get("sum_xy").map_err(backend)?,
+    })
 }
 
 /// Batches of a project acknowledged but not yet folded.

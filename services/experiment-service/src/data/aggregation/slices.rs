@@ -10,7 +10,7 @@ use super::{
         backend, decode,
         ingestion::{ROWS_PER_STATEMENT, placeholders},
     },
-    rows::{Delta, Kept, RowKey},
+    rows::{Delta, Kept, RowKey, sums_of},
 };
 use crate::biz::{dimensions::Segment, error::StoreError, repository::PhaseMetric, sums::Sums};
 
@@ -125,14 +125,7 @@ pub async fn dimension_statistics(
     .map_err(backend)?;
     rows.iter()
         .map(|row| {
-            let sums = Sums {
-                n: row.try_get::<i64, _>("n").map_err(backend)? as f64,
-                sum_x: row.try_get("sum_x").map_err(backend)?,
-                sum_x2: row.try_get("sum_x2").map_err(backend)?,
-                sum_y: row.try_get("sum_y").map_err(backend)?,
-                sum_y2: row.try_get("sum_y2").map_err(backend)?,
-                sum_xy: row.try_get("sum_xy").map_err(backend)?,
-            };
+            let sums = sums_of(row)?;
             Ok((
                 row.try_get("slice").map_err(backend)?,
                 row.try_get("metric_key").map_err(backend)?,
