@@ -10,7 +10,7 @@ use super::{
     flags::Flags,
     holdout_comparison,
     management::{Caller, Manager},
-    model::{Capping, ExperimentDefinition, ExperimentSpec, MetricDefinition, MetricKind, Phase},
+    model::{ExperimentDefinition, ExperimentSpec, MetricDefinition},
     repository::{ExperimentRepository, PhaseMetric},
     results::{self, Inputs, Results},
     sums::Sums,
@@ -91,20 +91,13 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
                 "not one of the experiment's dimensions (set `dimensions` on the experiment)",
             ));
         }
-        let mut results = self
-            .results_of(caller.tenant(), project, key, &experiment.definition, phase)
-            .await?;
-        if let Some(dimension) = dimension {
-            let metrics = self.metric_definitions(caller.tenant(), project, spec).await?;
-            let scope = PhaseScope {
-                tenant: caller.tenant(),
-                project,
-                experiment: key,
-                phase,
-            };
-            results.breakdown = Some(self.breakdown(&scope, spec, &metrics, dimension).await?);
-        }
-        Ok(results)
+        let scope = PhaseScope {
+            tenant: caller.tenant(),
+            project,
+            experiment: key,
+            phase,
+        };
+        self.results_of(&scope, &experiment.definition, dimension).await
     }
 
     /// A holdout's own comparison (held-out units against the rest), from the kept sums.
@@ -115,8 +108,13 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
             return Err(ExperimentError::invalid("name", "the holdout has no comparison"));
         };
         let analysis_key = holdout_comparison::comparison_key(key);
-        self.results_of(caller.tenant(), project, &analysis_key, &definition, phase)
-            .await
+        let scope = PhaseScope {
+            tenant: caller.tenant(),
+            project,
+            experiment: &analysis_key,
+            phase,
+        };
+        self.results_of(&scope, &definition, None).await
     }
 
     /// The experiment's metrics and their ratios' parts, by key.
@@ -142,15 +140,20 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         Ok(metrics)
     }
 
-    /// Results of one phase of an experiment, for whoever may see them.
+    /// Results of one phase of an experiment, for whoever may see them; broken down by
+    /// `dimension` when given.
     pub(super) async fn results_of(
         &self,
-        tenant: &str,
-        project: &str,
-        key: &str,
+        scope: &PhaseScope<'_>,
         definition: &ExperimentDefinition,
-        phase: &Phase,
+        dimension: Option<&str>,
     ) -> ExperimentResult<Results> {
+        let PhaseScope {
+            tenant,
+            project,
+            experiment: key,
+            phase,
+        } = *scope;
         let spec = &definition.spec;
         let metrics = self.metric_definitions(tenant, project, spec).await?;
         // Counted before the sums are read: a batch no longer pending here, or a rebuild no
@@ -175,14 +178,7 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         }
         // Percentile caps depend on every unit's value: those metrics' sums are taken over
         // the per-unit values, capped, instead of the running sums.
-        for (metric_key, metric) in &metrics {
-            let Capping::Percentile(percentile) = metric.capping else {
-                continue;
-            };
-            if metric.kind == MetricKind::Ratio || !spec.metric_keys().contains(&metric_key.as_str()) {
-                continue;
-            }
-            let cap_y = metric.cuped_lookback_days.is_some();
+        for (metric_key, percentile, cap_y) in spec.percentile_capped(&metrics) {
             let scope = PhaseMetric {
                 tenant,
                 project,
@@ -192,7 +188,7 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
             };
             let capped = self.repository.winsorized_statistics(&scope, percentile, cap_y).await?;
             for (variant, arm) in capped {
-                sums.insert((metric_key.clone(), variant), arm);
+                sums.insert((metric_key.to_owned(), variant), arm);
             }
         }
         let mut results = results::compute(&Inputs {
@@ -205,6 +201,9 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
             pending_batches,
         });
         results.rebuild = rebuild;
+        if let Some(dimension) = dimension {
+            results.breakdown = Some(self.breakdown(scope, spec, &metrics, dimension).await?);
+        }
         Ok(results)
     }
 }

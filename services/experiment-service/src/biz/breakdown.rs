@@ -8,13 +8,14 @@ use super::{
     error::ExperimentResult,
     flags::Flags,
     management::Manager,
-    model::{Capping, ExperimentSpec, MetricDefinition, MetricKind, Phase},
+    model::{ExperimentSpec, MetricDefinition, Phase},
     repository::{ExperimentRepository, PhaseMetric},
     results::{self, Breakdown, Inputs, SliceResult},
     unit_values::{MULTIPLE_ROW, UNITS_ROW},
 };
 
-/// One phase of one experiment of a tenant's project.
+/// One phase of one experiment (or holdout comparison) of a tenant's project.
+#[derive(Debug, Clone, Copy)]
 pub struct PhaseScope<'a> {
     pub tenant: &'a str,
     pub project: &'a str,
@@ -67,13 +68,7 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         dimension: &str,
         slices: &mut BTreeMap<Slice, SliceSums>,
     ) -> ExperimentResult<()> {
-        for (key, metric) in metrics {
-            let Capping::Percentile(percentile) = metric.capping else {
-                continue;
-            };
-            if metric.kind == MetricKind::Ratio || !spec.metric_keys().contains(&key.as_str()) {
-                continue;
-            }
+        for (key, percentile, cap_y) in spec.percentile_capped(metrics) {
             let unit_scope = PhaseMetric {
                 tenant: scope.tenant,
                 project: scope.project,
@@ -85,12 +80,11 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
             for sums in slices.values_mut() {
                 sums.retain(|(metric, _), _| metric != key);
             }
-            let cap_y = metric.cuped_lookback_days.is_some();
             for ((stored, variant), sums) in winsorized_slices(values, percentile, cap_y) {
                 slices
                     .entry(Slice::from_stored(&stored))
                     .or_default()
-                    .insert((key.clone(), variant), sums);
+                    .insert((key.to_owned(), variant), sums);
             }
         }
         Ok(())

@@ -18,6 +18,7 @@ use switchyard_platform::{
 };
 
 use super::{
+    breakdown::PhaseScope,
     error::{ExperimentError, ExperimentResult, StoreError},
     flags::Flags,
     management::{Caller, Manager},
@@ -146,7 +147,13 @@ impl<R: ExperimentRepository, F: Flags> Manager<R, F> {
         if definition.lifecycle.state != State::Running {
             return Ok(false);
         }
-        let results = self.results_of(tenant, project, key, definition, phase).await?;
+        let scope = PhaseScope {
+            tenant,
+            project,
+            experiment: key,
+            phase,
+        };
+        let results = self.results_of(&scope, definition, None).await?;
         let Some((cause, reason)) = breach(&results) else {
             return Ok(false);
         };

@@ -479,6 +479,26 @@ impl ExperimentSpec {
         self.metric_keys() != old.metric_keys() || self.dimensions != old.dimensions
     }
 
+    /// The experiment's metrics capped at a percentile of all units' values, which no running
+    /// sum can hold: (key, percentile, whether the CUPED pre-period value is capped too).
+    /// Ratios are left out (their parts are not capped).
+    pub fn percentile_capped<'a>(
+        &self,
+        metrics: &'a std::collections::HashMap<String, MetricDefinition>,
+    ) -> Vec<(&'a str, f64, bool)> {
+        let used = self.metric_keys();
+        metrics
+            .iter()
+            .filter(|(key, metric)| metric.kind != MetricKind::Ratio && used.contains(&key.as_str()))
+            .filter_map(|(key, metric)| match metric.capping {
+                Capping::Percentile(percentile) => {
+                    Some((key.as_str(), percentile, metric.cuped_lookback_days.is_some()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every metric key the experiment names, once each.
     pub fn metric_keys(&self) -> Vec<&str> {
         let mut keys: Vec<&str> = Vec::new();

@@ -93,7 +93,7 @@ pub async fn fold(
         let events = rows::settled_events(conn, tenant, project, &recount, &[]).await?;
         for membership in memberships.iter().filter(|m| recount.binary_search(&m.unit).is_ok()) {
             let unit_events = events.get(&membership.unit).map_or(&[][..], Vec::as_slice);
-            recount_membership(&context, membership, unit_events, &mut after);
+            recount_membership(&context, membership, unit_events, None, &mut after);
         }
     }
     rows::apply(conn, tenant, project, &before, &after).await
@@ -133,32 +133,9 @@ pub async fn recount_only(
         rows::settled_events(conn, tenant, project, units, &names).await?
     };
     let mut after = BTreeMap::new();
-    for membership in memberships.iter().filter(|membership| !membership.multiple) {
-        let Some(definition) = context.definition(membership) else {
-            continue;
-        };
+    for membership in &memberships {
         let unit_events = events.get(&membership.unit).map_or(&[][..], Vec::as_slice);
-        let phase_end = Context::phase_end(definition, membership);
-        for metric in &only.metrics {
-            let Some(plan) = context.plans.get(metric) else {
-                continue;
-            };
-            let raw = raw_sums(plan, unit_events, membership.first_exposed_ms, phase_end);
-            let key = (
-                membership.experiment.clone(),
-                membership.phase,
-                metric.clone(),
-                membership.unit.clone(),
-            );
-            let kept = Kept {
-                variant: membership.variant.clone(),
-                value: finish(plan, raw),
-                raw,
-                exposed_ms: membership.first_exposed_ms,
-                segment: context.segment(membership),
-            };
-            after.insert(key, kept);
-        }
+        recount_membership(&context, membership, unit_events, Some(&only.metrics), &mut after);
     }
     rows::apply(conn, tenant, project, &before, &after).await
 }
@@ -289,11 +266,13 @@ fn add_events(context: &Context, membership: &Membership, events: &[UnitEvent], 
     }
 }
 
-/// A unit's rows in one experiment phase, from all its settled events.
+/// A unit's rows in one experiment phase, from all its settled events; with `only`, just the
+/// rows of those metrics (its marker rows, and a unit seen in several arms, are left as kept).
 fn recount_membership(
     context: &Context,
     membership: &Membership,
     events: &[UnitEvent],
+    only: Option<&[String]>,
     rows: &mut BTreeMap<RowKey, Kept>,
 ) {
     let Some(definition) = context.definition(membership) else {
@@ -319,13 +298,18 @@ fn recount_membership(
         );
     };
     let one = Contribution { x: 1.0, y: 0.0 };
-    if membership.multiple {
-        put(MULTIPLE, one, one);
-        return;
+    match (only, membership.multiple) {
+        (Some(_), true) => return,
+        (Some(_), false) => {}
+        (None, true) => {
+            put(MULTIPLE, one, one);
+            return;
+        }
+        (None, false) => put(UNITS, one, one),
     }
-    put(UNITS, one, one);
     let phase_end = Context::phase_end(definition, membership);
-    for metric in definition.spec.metric_keys() {
+    let recounted = |metric: &&str| only.is_none_or(|only| only.iter().any(|key| key == metric));
+    for metric in definition.spec.metric_keys().into_iter().filter(recounted) {
         let Some(plan) = context.plans.get(metric) else {
             continue;
         };

@@ -3,7 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
+use sqlx::{
+    Any, AnyConnection, AnyPool, Row,
+    any::{AnyArguments, AnyRow},
+    query::Query,
+};
 
 use super::{
     super::{
@@ -52,6 +56,12 @@ pub struct Kept {
 /// (experiment, phase, metric, arm): one row of the arm statistics.
 type ArmKey = (String, u32, String, String);
 
+/// The `ON CONFLICT … DO UPDATE SET` of a statistics table aliased `s`: the new row's sums
+/// are added to the kept ones.
+pub(super) const ADD_SUMS: &str = "n = s.n + excluded.n, sum_x = s.sum_x + excluded.sum_x, \
+     sum_x2 = s.sum_x2 + excluded.sum_x2, sum_y = s.sum_y + excluded.sum_y, \
+     sum_y2 = s.sum_y2 + excluded.sum_y2, sum_xy = s.sum_xy + excluded.sum_xy";
+
 /// Sums to add to one arm's (or slice's) statistics.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Delta {
@@ -64,6 +74,17 @@ pub(super) struct Delta {
 }
 
 impl Delta {
+    /// Binds n, Σx, Σx², Σy, Σy², Σxy, in that order.
+    pub(super) fn bind_to<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> Query<'q, Any, AnyArguments<'q>> {
+        query
+            .bind(self.n)
+            .bind(self.sum_x)
+            .bind(self.sum_x2)
+            .bind(self.sum_y)
+            .bind(self.sum_y2)
+            .bind(self.sum_xy)
+    }
+
     pub(super) fn add(&mut self, c: Contribution, sign: f64) {
         self.n += sign as i64;
         self.sum_x += sign * c.x;
@@ -185,9 +206,7 @@ async fn add_to_arms(
     let sql = format!(
         "INSERT INTO arm_statistics AS s (tenant, project, experiment_key, phase, metric_key, variant, n, sum_x, \
          sum_x2, sum_y, sum_y2, sum_xy) VALUES {} \
-         ON CONFLICT (tenant, project, experiment_key, phase, metric_key, variant) DO UPDATE SET \
-         n = s.n + excluded.n, sum_x = s.sum_x + excluded.sum_x, sum_x2 = s.sum_x2 + excluded.sum_x2, \
-         sum_y = s.sum_y + excluded.sum_y, sum_y2 = s.sum_y2 + excluded.sum_y2, sum_xy = s.sum_xy + excluded.sum_xy",
+         ON CONFLICT (tenant, project, experiment_key, phase, metric_key, variant) DO UPDATE SET {ADD_SUMS}",
         placeholders(deltas.len(), 12)
     );
     let mut query = sqlx::query(&sql);
@@ -198,13 +217,8 @@ async fn add_to_arms(
             .bind(experiment)
             .bind(i64::from(*phase))
             .bind(metric)
-            .bind(variant)
-            .bind(delta.n)
-            .bind(delta.sum_x)
-            .bind(delta.sum_x2)
-            .bind(delta.sum_y)
-            .bind(delta.sum_y2)
-            .bind(delta.sum_xy);
+            .bind(variant);
+        query = delta.bind_to(query);
     }
     query.execute(&mut *conn).await.map_err(backend)?;
     Ok(())

@@ -10,7 +10,7 @@ use super::{
         backend, decode,
         ingestion::{ROWS_PER_STATEMENT, placeholders},
     },
-    rows::{Delta, Kept, RowKey, sums_of},
+    rows::{ADD_SUMS, Delta, Kept, RowKey, sums_of},
 };
 use crate::biz::{dimensions::Segment, error::StoreError, repository::PhaseMetric, sums::Sums};
 
@@ -49,9 +49,7 @@ pub async fn apply(
             "INSERT INTO dimension_statistics AS s (tenant, project, experiment_key, phase, dimension, slice, \
              metric_key, variant, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy) VALUES {} \
              ON CONFLICT (tenant, project, experiment_key, phase, dimension, slice, metric_key, variant) \
-             DO UPDATE SET n = s.n + excluded.n, sum_x = s.sum_x + excluded.sum_x, \
-             sum_x2 = s.sum_x2 + excluded.sum_x2, sum_y = s.sum_y + excluded.sum_y, \
-             sum_y2 = s.sum_y2 + excluded.sum_y2, sum_xy = s.sum_xy + excluded.sum_xy",
+             DO UPDATE SET {ADD_SUMS}",
             placeholders(chunk.len(), 14)
         );
         let mut query = sqlx::query(&sql);
@@ -64,13 +62,8 @@ pub async fn apply(
                 .bind(dimension)
                 .bind(slice)
                 .bind(metric)
-                .bind(variant)
-                .bind(delta.n)
-                .bind(delta.sum_x)
-                .bind(delta.sum_x2)
-                .bind(delta.sum_y)
-                .bind(delta.sum_y2)
-                .bind(delta.sum_xy);
+                .bind(variant);
+            query = delta.bind_to(query);
         }
         query.execute(&mut *conn).await.map_err(backend)?;
     }

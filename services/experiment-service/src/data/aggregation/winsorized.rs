@@ -5,6 +5,8 @@
 
 use sqlx::{AnyPool, Row};
 
+use super::rows::sums_of;
+
 use crate::{
     biz::{error::StoreError, repository::PhaseMetric, sums::Sums},
     data::backend,
@@ -67,8 +69,8 @@ pub async fn winsorized_statistics(
         "y".to_owned()
     };
     let sql = format!(
-        "SELECT variant, COUNT(*) AS n, SUM({x}) AS sx, SUM({x} * {x}) AS sxx, SUM({y}) AS sy, \
-         SUM({y} * {y}) AS syy, SUM({x} * {y}) AS sxy FROM unit_contributions WHERE {WHERE} GROUP BY variant"
+        "SELECT variant, COUNT(*) AS n, SUM({x}) AS sum_x, SUM({x} * {x}) AS sum_x2, SUM({y}) AS sum_y, \
+         SUM({y} * {y}) AS sum_y2, SUM({x} * {y}) AS sum_xy FROM unit_contributions WHERE {WHERE} GROUP BY variant"
     );
     let mut query = sqlx::query(&sql)
         .bind(scope.tenant)
@@ -82,16 +84,6 @@ pub async fn winsorized_statistics(
     }
     let rows = query.fetch_all(pool).await.map_err(backend)?;
     rows.iter()
-        .map(|row| {
-            let sums = Sums {
-                n: row.try_get::<i64, _>("n").map_err(backend)? as f64,
-                sum_x: row.try_get("sx").map_err(backend)?,
-                sum_x2: row.try_get("sxx").map_err(backend)?,
-                sum_y: row.try_get("sy").map_err(backend)?,
-                sum_y2: row.try_get("syy").map_err(backend)?,
-                sum_xy: row.try_get("sxy").map_err(backend)?,
-            };
-            Ok((row.try_get("variant").map_err(backend)?, sums))
-        })
+        .map(|row| Ok((row.try_get("variant").map_err(backend)?, sums_of(row)?)))
         .collect()
 }
