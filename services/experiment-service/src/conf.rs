@@ -16,7 +16,9 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExperimentServiceSettings {
-    /// Exposures and events older than this (by their own time) are refused.
+    /// Exposures and events older than this (by their own time) are refused. Their ids are
+    /// remembered this long plus `max_clock_skew_seconds` after they arrive, so a replay is
+    /// counted once or refused as too old (see `biz::id_retention`).
     pub max_event_age_hours: u32,
     /// Exposures and events this far ahead of the server's clock are refused.
     pub max_clock_skew_seconds: u32,

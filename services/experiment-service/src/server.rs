@@ -11,6 +11,7 @@ use crate::{
     biz::{
         aggregator,
         guardrails::{self, GuardrailSettings},
+        id_retention,
         ingest::{IngestLimits, Ingestion},
         management::Manager,
     },
@@ -41,6 +42,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         folded,
         host.shutdown.clone(),
     ));
+    tokio::spawn(id_retention::run(repository.clone(), limits, host.shutdown.clone()));
     let exposures = exposure_bus::subscribe(&host.bus).await?;
     tokio::spawn(follow_flag_exposures(
         exposures,

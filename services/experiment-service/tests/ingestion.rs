@@ -368,7 +368,73 @@ async fn events_stream_in_as_ndjson_and_over_grpc(backend: Backend) {
     service.stop().await;
 }
 
+/// Ids are remembered for the event age limit plus the clock skew after they arrive (a replay
+/// is counted once until then, and refused as too old after), per tenant, then forgotten.
+async fn ids_are_remembered_for_their_window_per_tenant_then_forgotten(backend: Backend) {
+    use experiment_service::biz::{
+        id_retention::forget_before, ingest::IngestLimits, repository::ExperimentRepository,
+    };
+
+    let service = service(backend).await;
+    running_experiment(&service).await;
+    let events: Vec<Value> = (0..3)
+        .map(|i| json!({"id": format!("kept-{i}"), "name": "purchase", "unit": format!("user-{i}")}))
+        .collect();
+    let (_, outcome) = log(&service, EVENTS, "events", events.clone()).await;
+    assert_eq!(outcome["stored"], 3, "{outcome}");
+
+    let url = service.settings.storage_url("experiment-service");
+    let database = switchyard_platform::storage::Database::connect(
+        &url,
+        2,
+        std::time::Duration::from_secs(10),
+        &experiment_service::data::MIGRATIONS,
+    )
+    .await
+    .unwrap();
+    let repository = experiment_service::data::repository::SqlRepository::new(&database);
+    let own = &service.settings.service;
+    let limits = IngestLimits {
+        max_age_ms: i64::from(own.max_event_age_hours) * 3_600_000,
+        max_skew_ms: i64::from(own.max_clock_skew_seconds) * 1_000,
+        max_in_flight: 1,
+    };
+    let now = switchyard_platform::clock::now_ms();
+    assert_eq!(
+        repository.forget_ids(forget_before(&limits, now)).await.unwrap(),
+        0,
+        "ids received just now are inside the window"
+    );
+    let (_, replay) = log(&service, EVENTS, "events", events.clone()).await;
+    assert_eq!(replay["duplicates"], 3, "{replay}");
+
+    // Another tenant's events with the same ids are its own.
+    let other = experiment_service::biz::ingest::NewEvent {
+        id: "kept-0".into(),
+        name: "purchase".into(),
+        unit: "user-0".into(),
+        value: 1.0,
+        occurred_ms: now,
+        environment: String::new(),
+    };
+    let stored = repository
+        .store_events("other", "shop", std::slice::from_ref(&other), now)
+        .await
+        .unwrap();
+    assert_eq!(stored, [true]);
+    let stored = repository.store_events("other", "shop", &[other], now).await.unwrap();
+    assert_eq!(stored, [false]);
+
+    // Once the window has passed (seen from a clock one window ahead), every id is forgotten.
+    let later = now + limits.max_age_ms + limits.max_skew_ms + 1;
+    assert_eq!(repository.forget_ids(forget_before(&limits, later)).await.unwrap(), 4);
+    let (_, replay) = log(&service, EVENTS, "events", events).await;
+    assert_eq!(replay["stored"], 3, "a forgotten id is new again: {replay}");
+    service.stop().await;
+}
+
 on_both_backends!(
+    ids_are_remembered_for_their_window_per_tenant_then_forgotten,
     events_stream_in_as_ndjson_and_over_grpc,
     concurrent_batches_all_land,
     exposures_count_each_unit_once_and_set_apart_units_in_two_arms,

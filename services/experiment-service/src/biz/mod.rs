@@ -16,6 +16,7 @@ pub mod error;
 pub mod flags;
 pub mod guardrails;
 pub mod holdout_comparison;
+pub mod id_retention;
 pub mod ingest;
 pub mod layering;
 pub mod layers;

@@ -200,6 +200,9 @@ pub trait ExperimentRepository: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
+    /// Forgets the ids of exposures and events received before `before_ms`; how many.
+    fn forget_ids(&self, before_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Units per arm of one phase (single-arm units only), and units that saw several arms.
     fn exposure_counts(
         &self,

@@ -38,36 +38,59 @@ pub(super) fn placeholders(rows: usize, columns: usize) -> String {
     out
 }
 
-/// Records the ids; returns those that were not there yet.
+/// An id's key in `ingested_ids`: tenant, kind and id joined by U+001F (see migration 0012).
+fn id_key(tenant: &str, kind: &str, id: &str) -> String {
+    format!("{tenant}\u{1f}{kind}\u{1f}{id}")
+}
+
+/// Records the ids; per id, whether it is the first of its id in the batch and new to the store.
 async fn claim_ids(
     conn: &mut AnyConnection,
     tenant: &str,
     kind: &str,
     ids: &[&str],
     now_ms: i64,
-) -> Result<HashSet<String>, StoreError> {
-    let mut new = HashSet::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+) -> Result<Vec<bool>, StoreError> {
+    let keys: Vec<String> = ids.iter().map(|id| id_key(tenant, kind, id)).collect();
+    let mut new = HashSet::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO ingested_ids (tenant, kind, event_id, received_ms) VALUES {} \
-             ON CONFLICT DO NOTHING RETURNING event_id",
-            placeholders(chunk.len(), 4)
+            "INSERT INTO ingested_ids (id_key, received_ms) VALUES {} ON CONFLICT DO NOTHING RETURNING id_key",
+            placeholders(chunk.len(), 2)
         );
         let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(tenant).bind(kind).bind(*id).bind(now_ms);
+        for key in chunk {
+            query = query.bind(key).bind(now_ms);
         }
         for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
             new.insert(row.try_get::<String, _>(0).map_err(backend)?);
         }
     }
-    Ok(new)
+    // A key stays in `new` only for its first occurrence in the batch.
+    Ok(keys.into_iter().map(|key| new.remove(&key)).collect())
 }
 
-/// Whether each item is the first of its id in the batch and new to the store.
-fn novelty<'a>(ids: impl Iterator<Item = &'a str>, new: &HashSet<String>) -> Vec<bool> {
-    let mut seen = HashSet::new();
-    ids.map(|id| new.contains(id) && seen.insert(id.to_owned())).collect()
+/// Forgets the ids received before `before_ms`, a bounded number per statement so no
+/// transaction holds many rows; returns how many it forgot.
+pub async fn forget_ids(pool: &AnyPool, before_ms: i64) -> Result<u64, StoreError> {
+    const PER_STATEMENT: i64 = 10_000;
+    let mut forgotten = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM ingested_ids WHERE id_key IN \
+             (SELECT id_key FROM ingested_ids WHERE received_ms < $1 LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(PER_STATEMENT)
+        .execute(pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        forgotten += deleted;
+        if deleted < PER_STATEMENT.unsigned_abs() {
+            return Ok(forgotten);
+        }
+    }
 }
 
 pub async fn store_exposures(
@@ -83,8 +106,7 @@ pub async fn store_exposures(
     }
     let mut tx = super::begin_write(pool, database).await?;
     let ids: Vec<&str> = exposures.iter().map(|exposure| exposure.id.as_str()).collect();
-    let new = claim_ids(&mut tx, tenant, "exposure", &ids, now_ms).await?;
-    let stored = novelty(ids.iter().copied(), &new);
+    let stored = claim_ids(&mut tx, tenant, "exposure", &ids, now_ms).await?;
     let fresh: Vec<&NewExposure> = exposures
         .iter()
         .zip(&stored)
@@ -237,8 +259,7 @@ pub async fn store_events(
     }
     let mut tx = super::begin_write(pool, database).await?;
     let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
-    let new = claim_ids(&mut tx, tenant, "event", &ids, now_ms).await?;
-    let stored = novelty(ids.iter().copied(), &new);
+    let stored = claim_ids(&mut tx, tenant, "event", &ids, now_ms).await?;
     let fresh: Vec<&NewEvent> = events
         .iter()
         .zip(&stored)

@@ -523,6 +523,10 @@ impl ExperimentRepository for SqlRepository {
         .await
     }
 
+    async fn forget_ids(&self, before_ms: i64) -> Result<u64, StoreError> {
+        ingestion::forget_ids(&self.pool, before_ms).await
+    }
+
     async fn exposure_counts(
         &self,
         tenant: &str,
