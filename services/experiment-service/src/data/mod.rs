@@ -47,14 +47,14 @@ async fn begin_write(
     pool: &sqlx::AnyPool,
     database: switchyard_platform::storage::Backend,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>, crate::biz::error::StoreError> {
-    let mut tx = switchyard_platform::storage::begin_write(pool, database)
-        .await
-        .map_err(backend)?;
-    if database == switchyard_platform::storage::Backend::Postgres {
-        sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+    match database {
+        switchyard_platform::storage::Backend::Postgres => {
+            pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+                .await
+        }
+        switchyard_platform::storage::Backend::Sqlite => {
+            switchyard_platform::storage::begin_write(pool, database).await
+        }
     }
-    Ok(tx)
+    .map_err(backend)
 }
