@@ -17,7 +17,7 @@ use switchyard_platform::testing;
 use tonic::transport::Channel;
 
 const BATCH: usize = 500;
-const GENERATORS: usize = 4;
+const GENERATORS: usize = 8;
 const WARM_UP_CALLS: usize = 20;
 const RESULT_CALLS: usize = 1_000;
 
