@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use switchyard_platform::{ServiceIdentity, settings::SettingsError};
 
+use crate::biz::ingest::IngestLimits;
+
 /// Name, settings key and default ports (HTTP 8017, gRPC 9017).
 pub const IDENTITY: ServiceIdentity = ServiceIdentity {
     name: "experiment-service",
@@ -36,6 +38,17 @@ impl Default for ExperimentServiceSettings {
             max_clock_skew_seconds: 300,
             max_batches_in_flight: 32,
             guardrail_check_seconds: 60,
+        }
+    }
+}
+
+impl ExperimentServiceSettings {
+    /// The bounds ingestion enforces, in the units it counts in.
+    pub fn ingest_limits(&self) -> IngestLimits {
+        IngestLimits {
+            max_age_ms: i64::from(self.max_event_age_hours) * 3_600_000,
+            max_skew_ms: i64::from(self.max_clock_skew_seconds) * 1_000,
+            max_in_flight: self.max_batches_in_flight,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::{
         aggregator,
         guardrails::{self, GuardrailSettings},
         id_retention,
-        ingest::{IngestLimits, Ingestion},
+        ingest::Ingestion,
         management::Manager,
     },
     conf::{IDENTITY, Settings},
@@ -28,11 +28,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let max_message = host.settings.limits.max_request_bytes;
     let repository = SqlRepository::new(&host.database);
     let own = &host.settings.service;
-    let limits = IngestLimits {
-        max_age_ms: i64::from(own.max_event_age_hours) * 3_600_000,
-        max_skew_ms: i64::from(own.max_clock_skew_seconds) * 1_000,
-        max_in_flight: own.max_batches_in_flight,
-    };
+    let limits = own.ingest_limits();
     let stored = Arc::new(Notify::new());
     let ingestion = Arc::new(Ingestion::new(repository.clone(), limits, stored.clone()));
     let (folded, folds) = tokio::sync::watch::channel(0);

@@ -371,9 +371,7 @@ async fn events_stream_in_as_ndjson_and_over_grpc(backend: Backend) {
 /// Ids are remembered for the event age limit plus the clock skew after they arrive (a replay
 /// is counted once until then, and refused as too old after), per tenant, then forgotten.
 async fn ids_are_remembered_for_their_window_per_tenant_then_forgotten(backend: Backend) {
-    use experiment_service::biz::{
-        id_retention::forget_before, ingest::IngestLimits, repository::ExperimentRepository,
-    };
+    use experiment_service::biz::{id_retention::forget_before, repository::ExperimentRepository};
 
     let service = service(backend).await;
     running_experiment(&service).await;
@@ -393,12 +391,7 @@ async fn ids_are_remembered_for_their_window_per_tenant_then_forgotten(backend: 
     .await
     .unwrap();
     let repository = experiment_service::data::repository::SqlRepository::new(&database);
-    let own = &service.settings.service;
-    let limits = IngestLimits {
-        max_age_ms: i64::from(own.max_event_age_hours) * 3_600_000,
-        max_skew_ms: i64::from(own.max_clock_skew_seconds) * 1_000,
-        max_in_flight: 1,
-    };
+    let limits = service.settings.service.ingest_limits();
     let now = switchyard_platform::clock::now_ms();
     assert_eq!(
         repository.forget_ids(forget_before(&limits, now)).await.unwrap(),

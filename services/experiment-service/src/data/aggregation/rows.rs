@@ -172,8 +172,9 @@ async fn delete_row(conn: &mut AnyConnection, tenant: &str, project: &str, key: 
 
 /// Rows that exist are rewritten by an UPDATE joined to their new values: INSERT … ON
 /// CONFLICT DO UPDATE probes the key, fails the insert, then updates — half as much again of
-/// the database's time for the same 16,000 rows (folds ran 68 → 76 batches a second). `{}` is the VALUES list; its columns are those
-/// [`write_rows`] binds, named column1… by both backends.
+/// the database's time for the same 16,000 rows (folds ran 68 → 76 batches a second). `{}`
+/// is the VALUES list; its columns are those [`write_rows`] binds, named column1… by both
+/// backends.
 const UPDATE_ROWS: &str = "UPDATE unit_contributions AS u SET variant = v.column7, x = v.column8, \
      y = v.column9, raw_x = v.column10, raw_y = v.column11, exposed_ms = v.column12, segment = v.column13 \
      FROM (VALUES {}) AS v WHERE u.tenant = v.column1 AND u.project = v.column2 \
