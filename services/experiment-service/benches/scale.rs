@@ -18,7 +18,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{authed, percentile, recount::now_ms};
+use support::{
+    authed, percentile,
+    recount::{metric_of_each_kind, now_ms},
+};
 use switchyard_api::{
     experiments::v1::{self as pb, experiment_service_client::ExperimentServiceClient},
     flagd::sync::v1::{SyncFlagsRequest, flag_sync_service_client::FlagSyncServiceClient},
@@ -50,19 +53,7 @@ fn timestamp(ms: i64) -> pbjson_types::Timestamp {
 async fn define(service: &support::Service) {
     let keys = &service.keys;
     service.create_flag("checkout", &ARMS).await;
-    for (id, metric) in [
-        ("purchase", json!({"type": "METRIC_TYPE_BINOMIAL", "event": "purchase"})),
-        (
-            "revenue",
-            json!({"type": "METRIC_TYPE_MEAN", "event": "revenue", "cuped": {"enabled": true}}),
-        ),
-        ("items", json!({"type": "METRIC_TYPE_MEAN", "event": "item"})),
-        ("sessions", json!({"type": "METRIC_TYPE_MEAN", "event": "session"})),
-        (
-            "items-per-session",
-            json!({"type": "METRIC_TYPE_RATIO", "numerator": "items", "denominator": "sessions"}),
-        ),
-    ] {
+    for (id, metric) in metric_of_each_kind() {
         let body = json!({"metricId": id, "metric": metric}).to_string();
         let (status, answer) = service
             .call(&keys.editor, "POST", "/v1/projects/shop/metrics", &body)

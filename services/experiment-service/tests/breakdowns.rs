@@ -9,7 +9,7 @@ mod support;
 use serde_json::{Value, json};
 use support::{
     Backend,
-    recount::{COUNTRIES, RESULTS, Unit, close, expected, send, settled_results, setup, units},
+    recount::{COUNTRIES, RESULTS, Unit, assert_comparison, close, expected, send, settled_results, setup, units},
     service,
 };
 
@@ -47,17 +47,8 @@ async fn results_broken_down_by_a_dimension_agree_with_a_recount(backend: Backen
             let count = mine.iter().filter(|u| u.0 == arm).count();
             assert_eq!(got["arms"][arm]["units"], count.to_string(), "{country}: {got}");
         }
-        let (effect, lower, upper, p) = expected(&mine, 0, false);
         let comparison = &got["metrics"][0]["arms"][1]["comparison"];
-        for (field, want) in [
-            ("effect", effect),
-            ("ciLower", lower),
-            ("ciUpper", upper),
-            ("pValue", p),
-        ] {
-            let ours = comparison[field].as_f64().unwrap_or(0.0);
-            assert!(close(ours, want), "{country} purchase {field}: {ours} vs {want}");
-        }
+        assert_comparison(comparison, expected(&mine, 0, false), &format!("{country} purchase"));
         let winsorized = &got["metrics"][3];
         assert_eq!(winsorized["metric"], "revenue-p90");
         for arm in 0..2 {
@@ -74,14 +65,8 @@ async fn results_broken_down_by_a_dimension_agree_with_a_recount(backend: Backen
     assert_eq!(counted, (0..units.len()).filter(|i| i % 7 == 6).count() as i64);
 
     // Not a dimension of the experiment: refused, naming the field.
-    let (status, answer) = service
-        .call(
-            &service.keys.viewer,
-            "GET",
-            &format!("{RESULTS}?dimension=platform"),
-            "",
-        )
-        .await;
+    let by_platform = format!("{RESULTS}?dimension=platform");
+    let (status, answer) = service.call(&service.keys.viewer, "GET", &by_platform, "").await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer.to_string().contains("dimension"), "{answer}");
 
@@ -104,14 +89,7 @@ async fn results_broken_down_by_a_dimension_agree_with_a_recount(backend: Backen
     assert_eq!(status, 200, "{answer}");
     let results = loop {
         settled_results(&service).await;
-        let (status, results) = service
-            .call(
-                &service.keys.viewer,
-                "GET",
-                &format!("{RESULTS}?dimension=platform"),
-                "",
-            )
-            .await;
+        let (status, results) = service.call(&service.keys.viewer, "GET", &by_platform, "").await;
         assert_eq!(status, 200, "{results}");
         if results["rebuild"].is_null() {
             break results;

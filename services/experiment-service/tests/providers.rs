@@ -10,17 +10,15 @@ mod support;
 
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
-use support::{Backend, Service, prepared, start};
+use support::{
+    Backend, Service, prepared,
+    recount::{create_and_start, post},
+    start,
+};
 use switchyard_platform::testing;
 
 const UNITS: usize = 10_000;
 const COUNTRIES: [&str; 4] = ["BD", "IN", "PK", "NP"];
-
-async fn post(service: &Service, key: &str, path: &str, body: Value) -> Value {
-    let (status, answer) = service.call(key, "POST", path, &body.to_string()).await;
-    assert_eq!(status, 200, "{path}: {answer}");
-    answer
-}
 
 /// A 10% holdout, and experiment `checkout` on [0.2, 0.9) of layer `page`: units from BD and
 /// IN, 80% of them, split 1:1:2.
@@ -49,14 +47,7 @@ async fn running_experiment(service: &Service) {
         "arms": [{"variant": "control", "weight": 1}, {"variant": "one-click", "weight": 1},
                  {"variant": "express", "weight": 2}],
         "layers": [{"layer": "page", "start": 0.2, "end": 0.9}]}});
-    post(service, editor, "/v1/projects/shop/experiments", body).await;
-    post(
-        service,
-        &service.keys.publisher,
-        "/v1/projects/shop/experiments/checkout:start",
-        json!({}),
-    )
-    .await;
+    create_and_start(service, body).await;
 }
 
 /// Waits until flag-service evaluates the flag with the experiment bound (its evaluation

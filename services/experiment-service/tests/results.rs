@@ -8,7 +8,7 @@ mod support;
 use serde_json::{Value, json};
 use support::{
     Backend, Service,
-    recount::{RESULTS, Unit, close, expected, post, send, settled_results, setup, units},
+    recount::{RESULTS, Unit, assert_comparison, close, expected, post, send, settled_results, setup, units},
     service,
 };
 use switchyard_stats::srm_p_value;
@@ -24,24 +24,7 @@ async fn results_agree_with_a_recount_from_the_raw_data(backend: Backend) {
             let metric = &results["metrics"][index];
             assert_eq!(metric["metric"], *name);
             let comparison = &metric["arms"][1]["comparison"];
-            let (effect, lower, upper, p) = expected(&units, index, sequential);
-            let got = |field: &str| comparison[field].as_f64().unwrap_or(0.0);
-            assert!(
-                close(got("effect"), effect),
-                "{name} effect {} vs {effect}",
-                got("effect")
-            );
-            assert!(
-                close(got("ciLower"), lower),
-                "{name} lower {} vs {lower}",
-                got("ciLower")
-            );
-            assert!(
-                close(got("ciUpper"), upper),
-                "{name} upper {} vs {upper}",
-                got("ciUpper")
-            );
-            assert!(close(got("pValue"), p), "{name} p {} vs {p}", got("pValue"));
+            assert_comparison(comparison, expected(&units, index, sequential), name);
         }
         assert_eq!(results["metrics"][1]["cuped"], true);
         // Revenue winsorized at the 90th percentile of all units' values.
@@ -116,19 +99,13 @@ async fn changing_a_metric_rebuilds_its_sums_from_the_raw_events(backend: Backen
         "capping": {"type": "CAPPING_TYPE_ABSOLUTE", "value": 2.0}}});
     let results = redefine(&service, "sessions", capped).await;
     let capped_sessions: Vec<Unit> = units.iter().map(|u| (u.0, u.1, u.2, u.3, u.4, u.5.min(2.0))).collect();
-    let (effect, lower, upper, p) = expected(&capped_sessions, 2, false);
     let ratio = &results["metrics"][2];
     assert_eq!(ratio["metric"], "items-per-session");
-    let comparison = &ratio["arms"][1]["comparison"];
-    for (field, want) in [
-        ("effect", effect),
-        ("ciLower", lower),
-        ("ciUpper", upper),
-        ("pValue", p),
-    ] {
-        let ours = comparison[field].as_f64().unwrap_or(0.0);
-        assert!(close(ours, want), "ratio {field}: {ours} vs {want}");
-    }
+    assert_comparison(
+        &ratio["arms"][1]["comparison"],
+        expected(&capped_sessions, 2, false),
+        "ratio",
+    );
     service.stop().await;
 }
 

@@ -19,10 +19,10 @@ pub async fn post(service: &Service, key: &str, path: &str, body: Value) -> Valu
     answer
 }
 
-pub async fn setup(service: &Service, sequential: bool) {
-    let editor = &service.keys.editor;
-    service.create_flag("checkout", &["control", "treatment"]).await;
-    for (id, metric) in [
+/// A metric of each kind on the events [`send`] emits: binomial, mean with CUPED, two means
+/// and their ratio (the results tests, and the scale bench).
+pub fn metric_of_each_kind() -> Vec<(&'static str, Value)> {
+    vec![
         ("purchase", json!({"type": "METRIC_TYPE_BINOMIAL", "event": "purchase"})),
         (
             "revenue",
@@ -34,12 +34,29 @@ pub async fn setup(service: &Service, sequential: bool) {
             "items-per-session",
             json!({"type": "METRIC_TYPE_RATIO", "numerator": "items", "denominator": "sessions"}),
         ),
-        (
-            "revenue-p90",
-            json!({"type": "METRIC_TYPE_MEAN", "event": "revenue",
-                   "capping": {"type": "CAPPING_TYPE_PERCENTILE", "value": 0.9}}),
-        ),
-    ] {
+    ]
+}
+
+/// Creates the experiment (a `CreateExperiment` body) and starts it; the start's answer.
+pub async fn create_and_start(service: &Service, experiment: Value) -> Value {
+    let key = experiment["experimentId"].as_str().unwrap_or_default().to_owned();
+    post(
+        service,
+        &service.keys.editor,
+        "/v1/projects/shop/experiments",
+        experiment,
+    )
+    .await;
+    let start = format!("/v1/projects/shop/experiments/{key}:start");
+    post(service, &service.keys.publisher, &start, json!({})).await
+}
+
+pub async fn setup(service: &Service, sequential: bool) {
+    let editor = &service.keys.editor;
+    service.create_flag("checkout", &["control", "treatment"]).await;
+    let p90 = json!({"type": "METRIC_TYPE_MEAN", "event": "revenue",
+                     "capping": {"type": "CAPPING_TYPE_PERCENTILE", "value": 0.9}});
+    for (id, metric) in metric_of_each_kind().into_iter().chain([("revenue-p90", p90)]) {
         post(
             service,
             editor,
@@ -54,14 +71,7 @@ pub async fn setup(service: &Service, sequential: bool) {
         "primaryMetrics": ["purchase", "revenue"], "secondaryMetrics": ["items-per-session", "revenue-p90"],
         "dimensions": ["country"],
         "analysis": {"sequential": sequential, "multipleTesting": "MULTIPLE_TESTING_NONE"}}});
-    post(service, editor, "/v1/projects/shop/experiments", experiment).await;
-    post(
-        service,
-        &service.keys.publisher,
-        "/v1/projects/shop/experiments/checkout:start",
-        json!({}),
-    )
-    .await;
+    create_and_start(service, experiment).await;
 }
 
 /// A deterministic pseudo-random stream (no clock, no global state).
@@ -206,6 +216,21 @@ pub async fn settled_results(service: &Service) -> Value {
 
 pub fn close(ours: f64, theirs: f64) -> bool {
     (ours - theirs).abs() <= 1e-9 * theirs.abs().max(1e-12)
+}
+
+/// Asserts a comparison's effect, confidence interval and p-value are `want`'s (as
+/// [`expected`] gives them), to [`close`].
+pub fn assert_comparison(comparison: &Value, want: (f64, f64, f64, f64), label: &str) {
+    let (effect, lower, upper, p) = want;
+    for (field, want) in [
+        ("effect", effect),
+        ("ciLower", lower),
+        ("ciUpper", upper),
+        ("pValue", p),
+    ] {
+        let ours = comparison[field].as_f64().unwrap_or(0.0);
+        assert!(close(ours, want), "{label} {field}: {ours} vs {want}");
+    }
 }
 
 pub fn sums(
