@@ -36,6 +36,42 @@ pub struct ConfigServiceSettings {
     /// Consul KV at `<prefix>/<tenant>/<project>/<environment>/<config>` as resolved JSON,
     /// secret values masked. Go services keep reading Consul KV as they do today.
     pub consul_kv_prefix: Option<String>,
+    /// Progressive delivery (`[service.deployments]`).
+    pub deployments: DeploymentSettings,
+}
+
+/// How deployments are driven.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeploymentSettings {
+    /// How long after completion a deployment can still be reverted at once, in hours.
+    pub revert_window_hours: u32,
+    /// How long a replica's lease on the deployments it drives lasts without renewal, in
+    /// milliseconds: after a crash, another replica takes over within this.
+    pub lease_ms: u64,
+    /// How often each replica's driver looks at its deployments, in milliseconds.
+    pub tick_ms: u64,
+}
+
+impl Default for DeploymentSettings {
+    fn default() -> Self {
+        DeploymentSettings {
+            revert_window_hours: 72,
+            lease_ms: 3000,
+            tick_ms: 200,
+        }
+    }
+}
+
+impl DeploymentSettings {
+    /// The domain's view of these settings.
+    pub fn to_domain(&self) -> crate::biz::deployments::DeploymentSettings {
+        crate::biz::deployments::DeploymentSettings {
+            revert_window_ms: i64::from(self.revert_window_hours) * 3_600_000,
+            lease_ms: i64::try_from(self.lease_ms.clamp(100, 600_000)).unwrap_or(3000),
+            tick_ms: self.tick_ms.clamp(10, 60_000),
+        }
+    }
 }
 
 impl Default for ConfigServiceSettings {
@@ -47,6 +83,7 @@ impl Default for ConfigServiceSettings {
             recent_changes: 1024,
             resync_interval_ms: 2000,
             consul_kv_prefix: None,
+            deployments: DeploymentSettings::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 use base64::Engine as _;
 use switchyard_api::config::v1::{
     api_key_service_server::ApiKeyServiceServer, config_service_server::ConfigServiceServer,
+    delivery_service_server::DeliveryServiceServer,
 };
 use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError, discovery::ConsulClient};
 
@@ -12,14 +13,15 @@ use crate::{
     biz::{
         api_keys::ApiKeys,
         delivery::Delivery,
+        deployments::Deployments,
         keystore::Keystore,
         mirror::Mirror,
         secrets::Keyring,
         store::{ConfigStore, StoreLimits},
     },
     conf::{ConfigServiceSettings, IDENTITY, Settings},
-    data::{MIGRATIONS, SqlRepository, consul_kv::ConsulKv},
-    service::{ApiKeyServiceApi, ConfigServiceApi},
+    data::{MIGRATIONS, SqlRepository, consul_kv::ConsulKv, prometheus::PrometheusHttp},
+    service::{ApiKeyServiceApi, ConfigServiceApi, DeliveryServiceApi},
 };
 
 /// `GetServiceInfo` answers without credentials, like a version endpoint.
@@ -57,7 +59,21 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     if let Err(error) = api_keys.reload().await {
         tracing::warn!(%error, "loading API keys; retrying at the next resync");
     }
-    let store = Arc::new(ConfigStore::new(repository, keystore, delivery, StoreLimits::default()));
+    let store = Arc::new(ConfigStore::new(
+        repository.clone(),
+        keystore,
+        delivery,
+        StoreLimits::default(),
+    ));
+    let deployments = Arc::new(Deployments::new(
+        store.clone(),
+        repository,
+        Arc::new(PrometheusHttp::default()),
+        own.deployments.to_domain(),
+    ));
+    // Each replica's driver leases deployments under its own id.
+    let driver = format!("{}-{}", host.about.instance_id, uuid::Uuid::new_v4().simple());
+    tokio::spawn(deployments.clone().drive(driver, host.shutdown.clone()));
     tokio::spawn(
         api_keys
             .clone()
@@ -74,8 +90,14 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(max_message);
     let keys = ApiKeyServiceServer::new(ApiKeyServiceApi::new(api_keys, host.shutdown.clone()));
+    let delivery_api = DeliveryServiceServer::new(DeliveryServiceApi::new(deployments, host.shutdown.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
     let services = PUBLIC.iter().fold(
-        GrpcServices::new().with_service(api).with_service(keys),
+        GrpcServices::new()
+            .with_service(api)
+            .with_service(keys)
+            .with_service(delivery_api),
         |services, path| services.public(path),
     );
     host.serve(services).await

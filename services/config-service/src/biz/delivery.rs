@@ -21,6 +21,7 @@ use switchyard_platform::bus::ChangeBus;
 use tokio::sync::{Mutex, watch};
 
 use super::{
+    deployments::strategy::{FULL, client_bucket},
     error::{ConfigError, ConfigResult},
     model::{EnvKey, Fetch, Served, now_ms},
     repository::{Repository, StoreError},
@@ -43,10 +44,39 @@ pub struct Entry {
     pub redacted: Value,
     /// `redacted` as compact JSON text (the string itself for plain-text configs), rendered once.
     pub text: String,
+    /// While a deployment runs: the release it moves clients to, and which clients get it.
+    pub candidate: Option<Candidate>,
+}
+
+/// The other side of a config under deployment.
+#[derive(Debug)]
+pub struct Candidate {
+    pub entry: Arc<Entry>,
+    /// Parts per million of clients.
+    pub share: u32,
+    pub seed: String,
 }
 
 impl Entry {
-    fn new(env: &EnvKey, served: Served) -> Arc<Entry> {
+    fn new(env: &EnvKey, mut served: Served) -> Arc<Entry> {
+        let candidate = served.rollout.take().map(|rollout| {
+            let side = Served {
+                config: served.config.clone(),
+                revision: served.revision,
+                release: rollout.release,
+                format: rollout.format,
+                resolved: rollout.resolved,
+                content_hash: rollout.content_hash,
+                secret_paths: rollout.secret_paths,
+                created_ms: served.created_ms,
+                rollout: None,
+            };
+            Candidate {
+                entry: Entry::new(env, side),
+                share: rollout.share,
+                seed: rollout.seed,
+            }
+        });
         let mut redacted = served.resolved.clone();
         secrets::redact(&mut redacted, &served.secret_paths);
         let text = super::document::delivered_text(served.format, &redacted);
@@ -56,7 +86,27 @@ impl Entry {
             served,
             redacted,
             text,
+            candidate,
         })
+    }
+
+    /// What the client called `client_id` is served: the candidate when a deployment's share
+    /// covers its bucket, this entry otherwise. A client without an id keeps this entry until
+    /// the deployment reaches everyone.
+    pub fn for_client(self: &Arc<Entry>, client_id: &str) -> Arc<Entry> {
+        match &self.candidate {
+            Some(candidate) if candidate.covers(client_id) => candidate.entry.clone(),
+            _ => self.clone(),
+        }
+    }
+}
+
+impl Candidate {
+    fn covers(&self, client_id: &str) -> bool {
+        if self.share >= FULL {
+            return true;
+        }
+        !client_id.is_empty() && client_bucket(&self.seed, client_id) < self.share
     }
 }
 

@@ -119,6 +119,24 @@ pub struct Served {
     pub content_hash: String,
     pub secret_paths: Vec<String>,
     pub created_ms: i64,
+    /// Set while a deployment moves the config to another release.
+    pub rollout: Option<Box<Rollout>>,
+}
+
+/// A config under deployment: clients whose bucket (their id hashed with `seed`) falls below
+/// `share` get the candidate release; the others keep the served one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    pub deployment: i64,
+    /// Parts per million of clients.
+    pub share: u32,
+    pub seed: String,
+    pub release: i64,
+    pub format: Format,
+    /// Secret values sealed.
+    pub resolved: Value,
+    pub content_hash: String,
+    pub secret_paths: Vec<String>,
 }
 
 /// What a resolution was computed from: `config` in `env` was served at `revision` (0 when

@@ -47,14 +47,14 @@ pub struct Resolved {
 
 /// What a config publishes: its own texts (as stored, possibly sealed) and bases.
 #[derive(Debug, Clone)]
-struct Source {
-    format: Format,
-    content: String,
-    overlay: String,
-    extends: Vec<String>,
+pub(super) struct Source {
+    pub(super) format: Format,
+    pub(super) content: String,
+    pub(super) overlay: String,
+    pub(super) extends: Vec<String>,
     /// Paths already known to be secret (from the draft or the release being copied): kept
     /// secret even when the schema used now no longer marks them.
-    secret_paths: Vec<String>,
+    pub(super) secret_paths: Vec<String>,
 }
 
 /// A published config as a caller sees it.
@@ -108,27 +108,69 @@ pub struct Subscription {
     pub client: ClientId,
 }
 
-/// Who is fetching, for client tracking.
+/// What one watch stream last sent of each config: a change that leaves this client on the
+/// same document (a deployment's share grew, but not over this client) is not sent again.
+#[derive(Debug, Default)]
+struct Held {
+    hashes: HashMap<String, String>,
+}
+
+impl Held {
+    fn drop_unchanged(&mut self, batch: &mut WatchBatch) {
+        if batch.snapshot {
+            self.hashes.clear();
+        }
+        let hashes = &mut self.hashes;
+        batch.configs.retain(|presented| {
+            let served = &presented.entry.served;
+            let unchanged = !batch.snapshot && hashes.get(&served.config) == Some(&served.content_hash);
+            hashes.insert(served.config.clone(), served.content_hash.clone());
+            !unchanged
+        });
+    }
+}
+
+/// Who is fetching, for client tracking and for deployments.
 #[derive(Debug, Clone, Default)]
 pub struct ClientId {
     pub service: String,
     pub instance: String,
+    /// The stable id a deployment buckets the client by; the instance when empty.
+    pub id: String,
+}
+
+impl ClientId {
+    /// The id a deployment's share is decided on.
+    pub fn bucket_key(&self) -> &str {
+        if self.id.is_empty() { &self.instance } else { &self.id }
+    }
 }
 
 /// The resource a publication into `env` of `config` is authorised against.
-fn published_resource(env: &EnvKey, config: &str) -> String {
+pub(super) fn published_resource(env: &EnvKey, config: &str) -> String {
     format!("{}/configs/{config}", env.resource())
 }
 
-fn release_name(env: &EnvKey, config: &str, number: i64) -> String {
+pub(super) fn release_name(env: &EnvKey, config: &str, number: i64) -> String {
     format!("{}/configs/{config}/releases/{number}", env.resource())
+}
+
+fn under_deployment(name: &str) -> ConfigError {
+    ConfigError::FailedPrecondition(format!(
+        "{name} is being deployed progressively: stop or promote its deployment before publishing it again"
+    ))
 }
 
 /// Validates a resolved document. Messages that could quote a secret value are replaced:
 /// the schema library quotes the offending value (or the whole object around it), and a
 /// rule that fails to evaluate quotes its operands. A rule's own message is the author's.
 /// The checks run on the blocking pool within a time limit (see [`validation::check`]).
-async fn validate(schema: Option<&Value>, rules: &[Rule], resolved: &Resolved, prefix: &str) -> ConfigResult<()> {
+pub(super) async fn validate(
+    schema: Option<&Value>,
+    rules: &[Rule],
+    resolved: &Resolved,
+    prefix: &str,
+) -> ConfigResult<()> {
     let document = Arc::new(resolved.document.clone());
     let violations = validation::check(schema.cloned(), rules.to_vec(), document)
         .await
@@ -188,7 +230,7 @@ fn mask_inside(path: &str, value: Value, secret_paths: &[String]) -> Value {
 impl<R: Repository> ConfigStore<R> {
     /// Resolves a config's texts (in clear) in `env`. `fresh` holds bases re-resolved in the
     /// same operation, which take precedence over what is served.
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         env: &EnvKey,
         variables: &BTreeMap<String, String>,
@@ -284,7 +326,7 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Seals a resolved document for storage and describes it as a resolution.
-    async fn resolution(
+    pub(super) async fn resolution(
         &self,
         env: &EnvKey,
         config: &str,
@@ -428,7 +470,7 @@ impl<R: Repository> ConfigStore<R> {
 
     /// The draft a publication copies. Publishing rights on the target (checked by the caller)
     /// include reading what is published, so no separate read right on the draft is needed.
-    async fn draft_for_publisher(
+    pub(super) async fn draft_for_publisher(
         &self,
         tenant: &str,
         project: &str,
@@ -506,6 +548,10 @@ impl<R: Repository> ConfigStore<R> {
             config: config.to_owned(),
         };
         let cascade = self.cascade(caller, env, &me, &resolved).await?;
+        self.refuse_under_deployment(env, config).await?;
+        for (dependent_env, resolution) in &cascade {
+            self.refuse_under_deployment(dependent_env, &resolution.config).await?;
+        }
         let first = self.resolution(env, config, 0, source.format, &resolved).await?;
         let release = Release {
             env: env.clone(),
@@ -714,7 +760,17 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// The environment behind an env key (of the key's tenant).
-    async fn environment_of(&self, env: &EnvKey) -> ConfigResult<Environment> {
+    /// Refuses to change what `config` serves while a deployment moves it to another release:
+    /// the deployment decides what its clients get until it completes or is stopped.
+    async fn refuse_under_deployment(&self, env: &EnvKey, config: &str) -> ConfigResult<()> {
+        match self.delivery.current(env, config).await {
+            Ok(entry) if entry.candidate.is_some() => Err(under_deployment(&entry.name)),
+            Ok(_) | Err(ConfigError::NotFound(_)) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    pub(super) async fn environment_of(&self, env: &EnvKey) -> ConfigResult<Environment> {
         self.repository
             .environment(&env.tenant, &env.project, &env.environment)
             .await?
@@ -732,6 +788,9 @@ impl<R: Repository> ConfigStore<R> {
     ) -> ConfigResult<Vec<Resolution>> {
         let env = EnvKey::new(caller.tenant(), project, environment);
         let snapshot = self.delivery.snapshot(&env).await?;
+        if let Some(entry) = snapshot.entries.iter().find(|entry| entry.candidate.is_some()) {
+            return Err(under_deployment(&entry.name));
+        }
         let mut pending: Vec<String> = snapshot
             .entries
             .iter()
@@ -793,7 +852,11 @@ impl<R: Repository> ConfigStore<R> {
         if reveal {
             caller.require_reveal(&resource)?;
         }
-        let entry = self.delivery.current(env, config).await?;
+        let entry = self
+            .delivery
+            .current(env, config)
+            .await?
+            .for_client(client.bucket_key());
         self.record(env, &entry, client);
         self.present(&Arc::new(env.clone()), entry, reveal).await
     }
@@ -846,7 +909,12 @@ impl<R: Repository> ConfigStore<R> {
     }
 
     /// Opens or masks a release's texts and resolved document.
-    async fn release_view(&self, caller: Caller<'_>, release: Release, reveal: bool) -> ConfigResult<ReleaseView> {
+    pub(super) async fn release_view(
+        &self,
+        caller: Caller<'_>,
+        release: Release,
+        reveal: bool,
+    ) -> ConfigResult<ReleaseView> {
         if reveal {
             caller.require_reveal(&published_resource(&release.env, &release.config))?;
         }
@@ -1070,6 +1138,7 @@ impl<R: Repository> ConfigStore<R> {
             if !only.is_empty() && !only.contains(&entry.served.config) {
                 continue;
             }
+            let entry = entry.for_client(subscription.client.bucket_key());
             self.record(env, &entry, &subscription.client);
             configs.push(self.present(env, entry, subscription.reveal).await?);
         }
@@ -1096,10 +1165,17 @@ impl<R: Repository> ConfigStore<R> {
         let store = self.clone();
         let subscription = Arc::new(subscription);
         let env = Arc::new(subscription.env.clone());
+        let held = Arc::new(std::sync::Mutex::new(Held::default()));
         Ok(batches
             .then(move |batch| {
-                let (store, env, subscription) = (store.clone(), env.clone(), subscription.clone());
-                async move { store.present_batch(&env, batch?, &subscription).await }
+                let (store, env, subscription, held) = (store.clone(), env.clone(), subscription.clone(), held.clone());
+                async move {
+                    let mut batch = store.present_batch(&env, batch?, &subscription).await?;
+                    held.lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .drop_unchanged(&mut batch);
+                    Ok(batch)
+                }
             })
             .filter(|batch| {
                 let keep = match batch {

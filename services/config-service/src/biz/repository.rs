@@ -130,6 +130,10 @@ pub trait Repository: Send + Sync + 'static {
         publication: &Publication,
         audit: &[AuditEntry],
     ) -> impl Future<Output = StoreResult<(Option<Release>, Vec<Served>)>> + Send;
+    /// Inserts a release (numbered by the store) that is not served: `revision` stays 0 until
+    /// a deployment completes it.
+    fn stage_release(&self, release: &Release, audit: &AuditEntry)
+    -> impl Future<Output = StoreResult<Release>> + Send;
     fn release(
         &self,
         env: &EnvKey,

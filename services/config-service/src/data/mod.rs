@@ -4,6 +4,8 @@
 
 mod api_keys;
 pub mod consul_kv;
+mod deployments;
+pub mod prometheus;
 mod rows;
 
 use sqlx::{AnyConnection, AnyPool, Row, migrate::Migrator};
@@ -177,7 +179,7 @@ async fn insert_release(conn: &mut AnyConnection, release: &Release) -> StoreRes
 async fn insert_served(conn: &mut AnyConnection, env: &EnvKey, served: &Served) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO changes (tenant, project, environment, revision, config, release, format, resolved, \
-         content_hash, secret_paths, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         content_hash, secret_paths, created_ms, rollout) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&env.tenant)
     .bind(&env.project)
@@ -190,6 +192,7 @@ async fn insert_served(conn: &mut AnyConnection, env: &EnvKey, served: &Served) 
     .bind(&served.content_hash)
     .bind(json(&served.secret_paths))
     .bind(served.created_ms)
+    .bind(rows::rollout_text(served.rollout.as_deref()))
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
@@ -246,6 +249,22 @@ async fn next_revision(conn: &mut AnyConnection, env: &EnvKey) -> StoreResult<i6
     row.try_get(0).map_err(backend)
 }
 
+/// Locks the environment row (serialising writes into it) without taking a revision.
+async fn lock_environment(conn: &mut AnyConnection, env: &EnvKey) -> StoreResult<()> {
+    let updated =
+        sqlx::query("UPDATE environments SET revision = revision WHERE tenant = $1 AND project = $2 AND id = $3")
+            .bind(&env.tenant)
+            .bind(&env.project)
+            .bind(&env.environment)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::Missing);
+    }
+    Ok(())
+}
+
 /// Change-log pruning runs once per this many revisions: the log may exceed `retain` by as
 /// much, and no publication pays for a delete every time.
 const PRUNE_EVERY: i64 = 64;
@@ -281,6 +300,22 @@ async fn prune_changes(conn: &mut AnyConnection, env: &EnvKey, latest: i64, reta
     Ok(())
 }
 
+/// The number the config's next release in `env` gets (the caller holds the environment lock
+/// or accepts a unique-key conflict).
+async fn next_release_number(conn: &mut AnyConnection, env: &EnvKey, config: &str) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(MAX(number), 0) + 1 FROM releases \
+             WHERE tenant = $1 AND project = $2 AND environment = $3 AND config = $4",
+    )
+    .bind(&env.tenant)
+    .bind(&env.project)
+    .bind(&env.environment)
+    .bind(config)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(backend)
+}
+
 /// Writes a publication inside the caller's transaction: each resolution takes the
 /// environment's next revision (the first locks the environment row, after which the
 /// preconditions are checked), the release (if any) is numbered, then the audit entries.
@@ -306,17 +341,7 @@ async fn write_publication(
         if position == 0
             && let Some(release) = &publication.release
         {
-            let number: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(number), 0) + 1 FROM releases \
-                     WHERE tenant = $1 AND project = $2 AND environment = $3 AND config = $4",
-            )
-            .bind(&env.tenant)
-            .bind(&env.project)
-            .bind(&env.environment)
-            .bind(&release.config)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
+            let number = next_release_number(&mut *tx, env, &release.config).await?;
             let numbered = Release {
                 number,
                 revision,
@@ -336,6 +361,7 @@ async fn write_publication(
             content_hash: resolution.content_hash.clone(),
             secret_paths: resolution.secret_paths.clone(),
             created_ms,
+            rollout: None,
         };
         insert_served(&mut *tx, env, &row).await?;
         served.push(row);
@@ -598,6 +624,23 @@ impl Repository for SqlRepository {
         let written = write_publication(&mut tx, publication, audit).await?;
         tx.commit().await.map_err(backend)?;
         Ok(written)
+    }
+
+    async fn stage_release(&self, release: &Release, audit: &AuditEntry) -> StoreResult<Release> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Taking the environment row lock numbers staged releases in line with publications.
+        lock_environment(&mut tx, &release.env).await?;
+        let number = next_release_number(&mut tx, &release.env, &release.config).await?;
+        let numbered = Release {
+            number,
+            revision: 0,
+            created_ms: now_ms(),
+            ..release.clone()
+        };
+        insert_release(&mut tx, &numbered).await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(numbered)
     }
 
     async fn release(&self, env: &EnvKey, config: &str, number: i64) -> StoreResult<Option<Release>> {

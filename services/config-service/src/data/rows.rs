@@ -1,13 +1,14 @@
 //! Row ↔ domain conversions and the small upserts that both backends write the same way.
 //! JSON columns are text; a column that does not parse is reported as a backend error.
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::backend;
 use crate::biz::{
     document::Format,
-    model::{ConfigDraft, EnvKey, Environment, Fetch, Release, Served, StoredDataKey},
+    model::{ConfigDraft, EnvKey, Environment, Fetch, Release, Rollout, Served, StoredDataKey},
     repository::{StoreError, StoreResult},
 };
 
@@ -22,7 +23,7 @@ pub const RELEASE_COLUMNS: &str = "project, environment, config, number, author,
                                    imported_author, imported_ms";
 
 pub const SERVED_COLUMNS: &str =
-    "c.config, c.revision, c.release, c.format, c.resolved, c.content_hash, c.secret_paths, c.created_ms";
+    "c.config, c.revision, c.release, c.format, c.resolved, c.content_hash, c.secret_paths, c.created_ms, c.rollout";
 
 /// Serialises a value for a JSON text column.
 pub fn json<T: Serialize>(value: &T) -> String {
@@ -112,7 +113,57 @@ pub fn served_of(row: &AnyRow) -> StoreResult<Served> {
         content_hash: column(row, "content_hash")?,
         secret_paths: json_column(row, "secret_paths")?,
         created_ms: column(row, "created_ms")?,
+        rollout: rollout_column(row)?,
     })
+}
+
+/// The `rollout` column as stored: the candidate side of a config under deployment.
+#[derive(Debug, Serialize, Deserialize)]
+struct RolloutRow {
+    deployment: i64,
+    share: u32,
+    seed: String,
+    release: i64,
+    format: String,
+    resolved: Value,
+    content_hash: String,
+    secret_paths: Vec<String>,
+}
+
+/// The `rollout` column's text for a served row (NULL without one).
+pub fn rollout_text(rollout: Option<&Rollout>) -> Option<String> {
+    rollout.map(|rollout| {
+        json(&RolloutRow {
+            deployment: rollout.deployment,
+            share: rollout.share,
+            seed: rollout.seed.clone(),
+            release: rollout.release,
+            format: rollout.format.name().to_owned(),
+            resolved: rollout.resolved.clone(),
+            content_hash: rollout.content_hash.clone(),
+            secret_paths: rollout.secret_paths.clone(),
+        })
+    })
+}
+
+fn rollout_column(row: &AnyRow) -> StoreResult<Option<Box<Rollout>>> {
+    let Some(text) = column::<Option<String>>(row, "rollout")? else {
+        return Ok(None);
+    };
+    let stored: RolloutRow =
+        serde_json::from_str(&text).map_err(|error| StoreError::Backend(format!("column rollout: {error}")))?;
+    let format = Format::from_name(&stored.format)
+        .ok_or_else(|| StoreError::Backend(format!("unknown format `{}`", stored.format)))?;
+    Ok(Some(Box::new(Rollout {
+        deployment: stored.deployment,
+        share: stored.share,
+        seed: stored.seed,
+        release: stored.release,
+        format,
+        resolved: stored.resolved,
+        content_hash: stored.content_hash,
+        secret_paths: stored.secret_paths,
+    })))
 }
 
 pub fn data_key_of(row: &AnyRow) -> StoreResult<StoredDataKey> {

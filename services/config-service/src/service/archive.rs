@@ -167,6 +167,7 @@ pub fn from_proto(archive: pb::ProjectArchive) -> ConfigResult<Archive> {
                 content_hash: row.content_hash,
                 secret_paths: row.secret_paths,
                 created_ms: 0,
+                rollout: None,
             },
         })
         .collect();

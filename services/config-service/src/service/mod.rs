@@ -4,6 +4,8 @@
 mod api_keys;
 mod archive;
 mod convert;
+mod deliveries;
+mod delivery_convert;
 mod encoded;
 mod figures;
 mod requests;
@@ -38,6 +40,7 @@ use crate::{
 };
 
 pub use api_keys::ApiKeyServiceApi;
+pub use deliveries::DeliveryServiceApi;
 use requests::{
     audit_filter, client_of, diff_side, draft_ref, env_key, environment_update, next_token, numeric_position,
     page_size, position, published, release_ref, spec_of, subscription,
@@ -334,7 +337,7 @@ impl ConfigService for ConfigServiceApi {
         let caller = caller(&request)?;
         let body = request.get_ref();
         let (env, config) = published(&caller, "name", &body.name).map_err(status)?;
-        let client = client_of(&body.client_service, &body.client_instance);
+        let client = client_of(&body.client_service, &body.client_instance, &body.client_id).map_err(status)?;
         let presented = self
             .store
             .get(caller, &env, &config, body.reveal_secrets, &client)
@@ -465,19 +468,13 @@ impl ConfigService for ConfigServiceApi {
         let env = env_key(&caller, "parent", &body.parent).map_err(status)?;
         let since = i64::try_from(body.since_revision)
             .map_err(|_| status(ConfigError::invalid("since_revision", "too large")))?;
+        let client = client_of(&body.client_service, &body.client_instance, &body.client_id).map_err(status)?;
         let batches = self
             .store
             .clone()
             .watch(
                 caller,
-                subscription(
-                    env,
-                    since,
-                    &body.configs,
-                    body.reveal_secrets,
-                    &body.client_service,
-                    &body.client_instance,
-                ),
+                subscription(env, since, &body.configs, body.reveal_secrets, client),
             )
             .await
             .map_err(status)?;
@@ -506,14 +503,8 @@ impl ConfigService for ConfigServiceApi {
             text => parse_duration(text)
                 .ok_or_else(|| status(ConfigError::invalid("wait", "a duration such as 30s or 500ms")))?,
         };
-        let subscription = subscription(
-            env,
-            since,
-            &body.configs,
-            body.reveal_secrets,
-            &body.client_service,
-            &body.client_instance,
-        );
+        let client = client_of(&body.client_service, &body.client_instance, &body.client_id).map_err(status)?;
+        let subscription = subscription(env, since, &body.configs, body.reveal_secrets, client);
         let poll = self.store.poll(caller, &subscription, wait);
         let batch = tokio::select! {
             batch = poll => batch.map_err(status)?,

@@ -8,6 +8,7 @@ use crate::biz::{
     catalog::ConfigSpec,
     environments::EnvironmentUpdate,
     error::{ConfigError, ConfigResult},
+    input::check_length,
     model::EnvKey,
     names::parse,
     publishing::{ClientId, DiffSide, Subscription},
@@ -158,11 +159,19 @@ pub(super) fn audit_filter(request: &pb::ListAuditRecordsRequest) -> ConfigResul
     })
 }
 
-pub(super) fn client_of(service: &str, instance: &str) -> ClientId {
-    ClientId {
+/// The longest `client_id`, in characters.
+const MAX_CLIENT_ID: usize = 256;
+
+pub(super) fn client_of(service: &str, instance: &str, id: &str) -> ConfigResult<ClientId> {
+    check_length("client_id", id, MAX_CLIENT_ID)?;
+    if id.chars().any(char::is_control) {
+        return Err(ConfigError::invalid("client_id", "no control characters"));
+    }
+    Ok(ClientId {
         service: service.to_owned(),
         instance: instance.to_owned(),
-    }
+        id: id.to_owned(),
+    })
 }
 
 pub(super) fn subscription(
@@ -170,14 +179,13 @@ pub(super) fn subscription(
     since: i64,
     configs: &[String],
     reveal: bool,
-    service: &str,
-    instance: &str,
+    client: ClientId,
 ) -> Subscription {
     Subscription {
         env,
         since,
         configs: configs.to_vec(),
         reveal,
-        client: client_of(service, instance),
+        client,
     }
 }

@@ -1,0 +1,142 @@
+//! The driver: every replica runs one, and each deployment is driven by exactly one of them.
+//!
+//! A driver leases the deployments that need driving (queued or active) and whose lease has
+//! expired, renews its leases on every tick, and moves each deployment along its schedule:
+//! start it when its target is free, run the gates that are due, advance when a step's hold is
+//! over. Every move is a transition that the store applies only if the deployment is still at
+//! the revision the move was computed from *and* this driver still holds the lease. So when a
+//! driver dies (kill -9) mid-step, either its transition committed (the next driver continues
+//! after it) or it did not (the next driver makes it): no step is skipped or made twice. The
+//! schedule is wall-clock times stored with the deployment, so a takeover never restarts a
+//! step's hold or a bake.
+
+use std::{sync::Arc, time::Duration};
+
+use switchyard_platform::Shutdown;
+
+use super::{
+    Deployments,
+    machine::{self, DRIVER},
+    model::{Deployment, State},
+    repository::DeploymentRepository,
+};
+use crate::biz::{
+    error::{ConfigError, ConfigResult},
+    model::now_ms,
+    repository::{Repository, StoreError},
+};
+
+/// Deployments one driver leases per tick.
+const CLAIM_BATCH: i64 = 100;
+
+impl<R: Repository + DeploymentRepository> Deployments<R> {
+    /// Drives deployments as `owner` until shutdown, then hands its leases back so another
+    /// replica takes over at once.
+    pub async fn drive(self: Arc<Self>, owner: String, shutdown: Shutdown) {
+        let tick = Duration::from_millis(self.settings.tick_ms.max(10));
+        loop {
+            self.drive_once(&owner).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(tick) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+        if let Err(error) = self.repository.release_leases(&owner).await {
+            tracing::warn!(%error, "handing back deployment leases failed; they expire on their own");
+        }
+    }
+
+    /// One pass: lease (or renew), then move every leased deployment as far as it may go now.
+    pub async fn drive_once(&self, owner: &str) {
+        let now = now_ms();
+        let claimed = match self
+            .repository
+            .claim(owner, now, now + self.settings.lease_ms, CLAIM_BATCH)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "leasing deployments failed; retrying at the next tick");
+                return;
+            }
+        };
+        for deployment in claimed {
+            let name = deployment.resource();
+            match self.move_along(owner, deployment).await {
+                Ok(()) => {}
+                Err(ConfigError::Conflict(_)) => {
+                    tracing::debug!(deployment = %name, "moved on elsewhere (an operation or a new driver)");
+                }
+                Err(error) => tracing::warn!(deployment = %name, %error, "driving a deployment failed"),
+            }
+        }
+    }
+
+    async fn move_along(&self, owner: &str, deployment: Deployment) -> ConfigResult<()> {
+        match deployment.state {
+            State::Queued => self.dequeue(owner, deployment).await,
+            State::Validating => self.begin(owner, deployment).await,
+            State::Deploying | State::Baking => self.check_and_advance(owner, deployment).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// QUEUED → VALIDATING when no other deployment of the target is active, then on.
+    async fn dequeue(&self, owner: &str, before: Deployment) -> ConfigResult<()> {
+        let mut after = before.clone();
+        let events = machine::dequeue(&mut after, now_ms());
+        match self.write(&before, &mut after, &events, Some(owner), &[]).await {
+            Ok(()) => self.begin(owner, after).await,
+            Err(ConfigError::Storage(StoreError::Duplicate)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// VALIDATING → the first step: the release clients have now becomes the one the others
+    /// keep, and the first share is served.
+    async fn begin(&self, owner: &str, before: Deployment) -> ConfigResult<()> {
+        let mut after = before.clone();
+        let now = now_ms();
+        let current = self.delivery.current(&before.env, &before.target).await?;
+        after.previous = current.served.release;
+        let events = if after.previous == after.version {
+            let reason = format!("release {} is already what clients are served", after.version);
+            machine::refuse(&mut after, now, DRIVER, &reason)
+        } else {
+            let starter = before.created_by.clone();
+            machine::start(&mut after, now, &starter)
+        };
+        self.write(&before, &mut after, &events, Some(owner), &[]).await?;
+        if after.state.is_active() {
+            return self.check_and_advance(owner, after).await;
+        }
+        Ok(())
+    }
+
+    /// Runs the gates that are due, then advances when the step may end.
+    async fn check_and_advance(&self, owner: &str, mut before: Deployment) -> ConfigResult<()> {
+        let now = now_ms();
+        let due = machine::gates_due(&before, now);
+        if !due.is_empty() {
+            let mut after = before.clone();
+            let mut events = Vec::new();
+            for index in due {
+                let outcome = self.probe(&before, index).await;
+                events.extend(machine::record_check(&mut after, index, &outcome, now_ms()));
+                if !matches!(after.state, State::Deploying | State::Baking) {
+                    break;
+                }
+            }
+            self.write(&before, &mut after, &events, Some(owner), &[]).await?;
+            before = after;
+        }
+        let now = now_ms();
+        if !machine::may_advance(&before, now) {
+            return Ok(());
+        }
+        let mut after = before.clone();
+        let events = machine::advance(&mut after, now);
+        self.write(&before, &mut after, &events, Some(owner), &[]).await
+    }
+}
