@@ -1,6 +1,8 @@
 //! A config-service on loopback with API keys for each role, and a gRPC client for each.
 #![allow(dead_code)]
 
+pub mod deploy;
+
 use config_service::conf::{Settings, defaults};
 use switchyard_api::config::v1::{self as pb, config_service_client::ConfigServiceClient};
 use switchyard_platform::{Running, Shutdown, auth::generate_api_key, testing};
