@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) answer before the tests
 # run: starts them when they are installed but stopped, installs them from Debian's
-# packages when they are missing. Safe to run any number of times.
+# packages when they are missing. Installs Prometheus too (the deployment health-gate tests
+# start their own on loopback). Safe to run any number of times.
 set -euo pipefail
 
 need_root() { if [ "$(id -u)" -ne 0 ]; then echo "sudo"; fi; }
@@ -49,4 +50,15 @@ if ! redis_up; then
   wait_for Redis redis_up
 fi
 
-echo "PostgreSQL and Redis are up"
+if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
+  # Only the server: the exporters it recommends are not needed.
+  if command -v apt-get >/dev/null 2>&1; then
+    $(need_root) apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq --no-install-recommends prometheus
+  else
+    echo "cannot install prometheus: no apt-get on this machine" >&2
+    exit 1
+  fi
+fi
+
+echo "PostgreSQL and Redis are up; Prometheus is installed"

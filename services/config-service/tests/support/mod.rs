@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod deploy;
+pub mod prometheus;
 
 use config_service::conf::{Settings, defaults};
 use switchyard_api::config::v1::{self as pb, config_service_client::ConfigServiceClient};
