@@ -125,7 +125,11 @@ async fn bad_deployments_are_refused_and_nothing_is_deployed() {
     let publisher = service.keys.publisher.clone();
     let cases: Vec<(pb::Deployment, Code, &str)> = vec![
         (deployment("", vec![]), Code::InvalidArgument, "strategy"),
-        (deployment("NoSuchStrategy", vec![]), Code::NotFound, "strategies/NoSuchStrategy"),
+        (
+            deployment("NoSuchStrategy", vec![]),
+            Code::NotFound,
+            "strategies/NoSuchStrategy",
+        ),
         (
             deployment("AllAtOnce", vec![gate(10, "result < 1", "http://127.0.0.1:9")]),
             Code::InvalidArgument,
@@ -197,7 +201,11 @@ async fn bad_deployments_are_refused_and_nothing_is_deployed() {
         .await
         .unwrap()
         .into_inner();
-    assert!(listed.deployments.is_empty(), "nothing was deployed: {:?}", listed.deployments);
+    assert!(
+        listed.deployments.is_empty(),
+        "nothing was deployed: {:?}",
+        listed.deployments
+    );
     let releases = service
         .client()
         .list_releases(authed(
@@ -210,7 +218,11 @@ async fn bad_deployments_are_refused_and_nothing_is_deployed() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(releases.releases.len(), 1, "no release was staged by a refused deployment");
+    assert_eq!(
+        releases.releases.len(),
+        1,
+        "no release was staged by a refused deployment"
+    );
 }
 
 #[tokio::test]
@@ -231,7 +243,10 @@ async fn a_base_config_is_never_deployed_progressively() {
         .into_inner();
     draft.extends = vec!["checkout".into()];
     client
-        .update_config(authed(&service.keys.editor, pb::UpdateConfigRequest { config: Some(draft) }))
+        .update_config(authed(
+            &service.keys.editor,
+            pb::UpdateConfigRequest { config: Some(draft) },
+        ))
         .await
         .unwrap();
     let refused = try_deploy(&service, &service.keys.publisher, deployment("AllAtOnce", vec![]))
@@ -250,7 +265,12 @@ async fn another_tenant_sees_and_changes_nothing() {
     let other = service.keys.other_tenant.clone();
     let mut client = delivery(&service);
     let read = client
-        .get_deployment(authed(&other, pb::GetDeploymentRequest { name: created.name.clone() }))
+        .get_deployment(authed(
+            &other,
+            pb::GetDeploymentRequest {
+                name: created.name.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(read.code(), Code::NotFound);
