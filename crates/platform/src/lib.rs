@@ -4,6 +4,7 @@
 //! graceful shutdown — lives here, once.
 
 pub mod about;
+pub mod announce;
 pub mod audit;
 pub mod auth;
 pub mod bus;
