@@ -11,7 +11,9 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use switchyard_api::realtime::v1::{PublishRequest, publish_request::Payload, realtime_service_client::RealtimeServiceClient};
+use switchyard_api::realtime::v1::{
+    PublishRequest, publish_request::Payload, realtime_service_client::RealtimeServiceClient,
+};
 use tonic::{Request, metadata::MetadataValue};
 
 use crate::{auth::ACT_FOR_TENANT_HEADER, discovery::Discovery, proto_json::to_proto_value};
@@ -43,6 +45,12 @@ impl Announcer {
             credential,
             http: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// Whether channel publications can be sent at all: the credential is set and discovery
+    /// knows a realtime-gateway. Without either, callers skip the channel instead of retrying.
+    pub fn publishes(&self) -> bool {
+        self.credential.is_some() && self.discovery.channel("realtime-gateway").is_ok()
     }
 
     /// Publishes `body` on `channel` of `tenant`; the gateway keeps one publication per

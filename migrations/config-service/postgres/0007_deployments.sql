@@ -43,6 +43,14 @@ CREATE TABLE deployments (
     updated_ms      BIGINT NOT NULL,
     ended_ms        BIGINT NOT NULL,
     revision        BIGINT NOT NULL,
+    -- Asked before the first step; may refuse the deployment.
+    pre_start_webhook TEXT NOT NULL,
+    -- Told of every event (JSON array of URLs), as is the channel $deployments:{project}.
+    webhooks        TEXT   NOT NULL,
+    -- The last event written, and the last one announced: the driver announces the events in
+    -- between (at least once, in order) and then moves `notified_sequence` on.
+    event_sequence    BIGINT NOT NULL DEFAULT 0,
+    notified_sequence BIGINT NOT NULL DEFAULT 0,
     lease_owner     TEXT   NOT NULL DEFAULT '',
     lease_until_ms  BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, project, environment, number)
@@ -52,9 +60,10 @@ CREATE TABLE deployments (
 CREATE UNIQUE INDEX deployments_one_active ON deployments (tenant, project, environment, kind, target)
     WHERE state IN ('VALIDATING', 'DEPLOYING', 'PAUSED', 'BAKING', 'ROLLING_BACK');
 
--- What the drivers scan for: deployments that still need driving.
+-- What the drivers scan for: deployments that still need driving or announcing.
 CREATE INDEX deployments_driven ON deployments (lease_until_ms)
-    WHERE state IN ('QUEUED', 'VALIDATING', 'DEPLOYING', 'PAUSED', 'BAKING', 'ROLLING_BACK');
+    WHERE state IN ('QUEUED', 'VALIDATING', 'DEPLOYING', 'PAUSED', 'BAKING', 'ROLLING_BACK')
+       OR notified_sequence < event_sequence;
 
 CREATE TABLE deployment_events (
     tenant      TEXT   NOT NULL,

@@ -7,7 +7,9 @@ use switchyard_api::config::v1::{
     api_key_service_server::ApiKeyServiceServer, config_service_server::ConfigServiceServer,
     delivery_service_server::DeliveryServiceServer,
 };
-use switchyard_platform::{GrpcServices, Host, Running, Shutdown, StartError, discovery::ConsulClient};
+use switchyard_platform::{
+    GrpcServices, Host, Running, Shutdown, StartError, announce::Announcer, discovery::ConsulClient,
+};
 
 use crate::{
     biz::{
@@ -20,7 +22,7 @@ use crate::{
         store::{ConfigStore, StoreLimits},
     },
     conf::{ConfigServiceSettings, IDENTITY, Settings},
-    data::{MIGRATIONS, SqlRepository, consul_kv::ConsulKv, prometheus::PrometheusHttp},
+    data::{MIGRATIONS, SqlRepository, consul_kv::ConsulKv, hooks::AnnouncerHooks, prometheus::PrometheusHttp},
     service::{ApiKeyServiceApi, ConfigServiceApi, DeliveryServiceApi},
 };
 
@@ -69,6 +71,10 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
         store.clone(),
         repository,
         Arc::new(PrometheusHttp::default()),
+        Arc::new(AnnouncerHooks::new(Announcer::new(
+            host.discovery.clone(),
+            host.settings.auth.key_sync_credential.clone(),
+        ))),
         own.deployments.to_domain(),
     ));
     // Each replica's driver leases deployments under its own id.

@@ -254,6 +254,8 @@ fn default_namespaces() -> BTreeMap<String, NamespaceSettings> {
         ("$flags".to_owned(), history(100, 3_600)),
         // Experiments that stopped themselves (experiment-service publishes here).
         ("$experiments".to_owned(), history(100, 86_400)),
+        // Every event of every deployment of a project (config-service publishes here).
+        ("$deployments".to_owned(), history(500, 86_400)),
         // Who is in a channel of a namespace with `presence_members` (see channel.rs).
         (PRESENCE_NAMESPACE.to_owned(), history(100, 300)),
     ])

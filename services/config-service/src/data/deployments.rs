@@ -18,12 +18,19 @@ use crate::biz::{
     repository::{StoreError, StoreResult},
 };
 
+/// The columns a deployment is inserted with.
 const DEPLOYMENT_COLUMNS: &str = "project, environment, number, kind, target, version, previous, strategy, gates, \
      seed, state, step, share, step_started_ms, due_ms, paused_left_ms, reason, tallies, description, created_by, \
-     created_ms, updated_ms, ended_ms, revision";
+     created_ms, updated_ms, ended_ms, revision, pre_start_webhook, webhooks";
 
-/// The states a driver looks after, as SQL.
-const DRIVEN: &str = "('QUEUED', 'VALIDATING', 'DEPLOYING', 'PAUSED', 'BAKING', 'ROLLING_BACK')";
+/// The columns a deployment is read with: the inserted ones and the announcement cursor.
+const READ_COLUMNS: &str = "project, environment, number, kind, target, version, previous, strategy, gates, \
+     seed, state, step, share, step_started_ms, due_ms, paused_left_ms, reason, tallies, description, created_by, \
+     created_ms, updated_ms, ended_ms, revision, pre_start_webhook, webhooks, event_sequence, notified_sequence";
+
+/// What a driver looks after, as SQL: deployments still moving, and events not announced yet.
+const NEEDS_DRIVER: &str = "(state IN ('QUEUED', 'VALIDATING', 'DEPLOYING', 'PAUSED', 'BAKING', 'ROLLING_BACK') \
+     OR notified_sequence < event_sequence)";
 
 fn deployment_of(tenant: &str, row: &AnyRow) -> StoreResult<Deployment> {
     let project: String = column(row, "project")?;
@@ -55,6 +62,10 @@ fn deployment_of(tenant: &str, row: &AnyRow) -> StoreResult<Deployment> {
         updated_ms: column(row, "updated_ms")?,
         ended_ms: column(row, "ended_ms")?,
         revision: column(row, "revision")?,
+        pre_start_webhook: column(row, "pre_start_webhook")?,
+        webhooks: json_column(row, "webhooks")?,
+        event_sequence: column(row, "event_sequence")?,
+        notified_sequence: column(row, "notified_sequence")?,
     })
 }
 
@@ -109,6 +120,18 @@ async fn insert_events(conn: &mut AnyConnection, deployment: &Deployment, events
         .await
         .map_err(backend)?;
     }
+    sqlx::query(
+        "UPDATE deployments SET event_sequence = $5 \
+         WHERE tenant = $1 AND project = $2 AND environment = $3 AND number = $4",
+    )
+    .bind(&env.tenant)
+    .bind(&env.project)
+    .bind(&env.environment)
+    .bind(deployment.number)
+    .bind(last + events.len() as i64)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
     Ok(())
 }
 
@@ -363,7 +386,7 @@ impl DeploymentRepository for SqlRepository {
         let d = &stored;
         sqlx::query(&format!(
             "INSERT INTO deployments (tenant, {DEPLOYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
         ))
         .bind(&env.tenant)
         .bind(&env.project)
@@ -390,6 +413,8 @@ impl DeploymentRepository for SqlRepository {
         .bind(d.updated_ms)
         .bind(d.ended_ms)
         .bind(d.revision)
+        .bind(&d.pre_start_webhook)
+        .bind(json(&d.webhooks))
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -408,7 +433,7 @@ impl DeploymentRepository for SqlRepository {
 
     async fn deployment(&self, env: &EnvKey, number: i64) -> StoreResult<Option<Deployment>> {
         let sql = format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments \
+            "SELECT {READ_COLUMNS} FROM deployments \
              WHERE tenant = $1 AND project = $2 AND environment = $3 AND number = $4"
         );
         let row = sqlx::query(&sql)
@@ -430,7 +455,7 @@ impl DeploymentRepository for SqlRepository {
             .unwrap_or(("", ""));
         let before = if filter.before > 0 { filter.before } else { i64::MAX };
         let sql = format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments \
+            "SELECT {READ_COLUMNS} FROM deployments \
              WHERE tenant = $1 AND project = $2 AND environment = $3 AND number < $4 \
              AND ($5 = '' OR (kind = $5 AND target = $6)) ORDER BY number DESC LIMIT $7"
         );
@@ -499,11 +524,11 @@ impl DeploymentRepository for SqlRepository {
     async fn claim(&self, owner: &str, now_ms: i64, until_ms: i64, limit: i64) -> StoreResult<Vec<Deployment>> {
         let sql = format!(
             "UPDATE deployments SET lease_owner = $1, lease_until_ms = $2 \
-             WHERE state IN {DRIVEN} AND (lease_until_ms < $3 OR lease_owner = $1) \
+             WHERE {NEEDS_DRIVER} AND (lease_until_ms < $3 OR lease_owner = $1) \
              AND (tenant, project, environment, number) IN (SELECT tenant, project, environment, number \
-                 FROM deployments WHERE state IN {DRIVEN} AND (lease_until_ms < $3 OR lease_owner = $1) \
+                 FROM deployments WHERE {NEEDS_DRIVER} AND (lease_until_ms < $3 OR lease_owner = $1) \
                  ORDER BY lease_until_ms LIMIT $4) \
-             RETURNING tenant, {DEPLOYMENT_COLUMNS}"
+             RETURNING tenant, {READ_COLUMNS}"
         );
         let rows = sqlx::query(&sql)
             .bind(owner)
@@ -519,6 +544,43 @@ impl DeploymentRepository for SqlRepository {
                 deployment_of(&tenant, row)
             })
             .collect()
+    }
+
+    async fn pending_announcements(&self, owner: &str, limit: i64) -> StoreResult<Vec<Deployment>> {
+        let sql = format!(
+            "SELECT tenant, {READ_COLUMNS} FROM deployments \
+             WHERE lease_owner = $1 AND notified_sequence < event_sequence ORDER BY updated_ms LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let tenant: String = row.try_get("tenant").map_err(backend)?;
+                deployment_of(&tenant, row)
+            })
+            .collect()
+    }
+
+    async fn mark_notified(&self, deployment: &Deployment, sequence: i64, owner: &str) -> StoreResult<()> {
+        let env = &deployment.env;
+        sqlx::query(
+            "UPDATE deployments SET notified_sequence = $5 WHERE tenant = $1 AND project = $2 AND environment = $3 \
+             AND number = $4 AND notified_sequence < $5 AND lease_owner = $6",
+        )
+        .bind(&env.tenant)
+        .bind(&env.project)
+        .bind(&env.environment)
+        .bind(deployment.number)
+        .bind(sequence)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn release_leases(&self, owner: &str) -> StoreResult<()> {

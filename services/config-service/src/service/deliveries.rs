@@ -190,6 +190,8 @@ impl DeliveryService for DeliveryServiceApi {
             gates,
             description: message.description,
             seed: message.seed,
+            pre_start_webhook: message.pre_start_webhook,
+            webhooks: message.notification_webhooks,
         };
         let deployment = self.deployments.create(caller, request).await.map_err(status)?;
         Ok(Response::new(convert::deployment(&deployment)))

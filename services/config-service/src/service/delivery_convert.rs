@@ -214,6 +214,8 @@ pub fn deployment(deployment: &Deployment) -> pb::Deployment {
             .then(|| timestamp(deployment.ended_ms))
             .flatten(),
         etag: deployment.revision.to_string(),
+        pre_start_webhook: deployment.pre_start_webhook.clone(),
+        notification_webhooks: deployment.webhooks.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod deploy;
 pub mod prometheus;
+pub mod webhook;
 
 use config_service::conf::{Settings, defaults};
 use switchyard_api::config::v1::{self as pb, config_service_client::ConfigServiceClient};

@@ -44,7 +44,10 @@ impl Notifier for RealtimeNotifier {
         };
         let channel = format!("$experiments:{}", notice.project);
         let key = format!("{}@{}", notice.experiment, notice.version);
-        let published = retried(ATTEMPTS, BACKOFF, || self.announcer.publish(tenant, &channel, &key, &body)).await;
+        let published = retried(ATTEMPTS, BACKOFF, || {
+            self.announcer.publish(tenant, &channel, &key, &body)
+        })
+        .await;
         log_failure("publishing the notice to $experiments", notice, published);
         if !notice.webhook.is_empty() {
             let posted = retried(ATTEMPTS, BACKOFF, || self.announcer.post(&notice.webhook, &body)).await;

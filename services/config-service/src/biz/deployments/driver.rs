@@ -15,7 +15,7 @@ use std::{sync::Arc, time::Duration};
 use switchyard_platform::Shutdown;
 
 use super::{
-    Deployments,
+    Deployments, hooks,
     machine::{self, DRIVER},
     model::{Deployment, State},
     repository::DeploymentRepository,
@@ -28,11 +28,14 @@ use crate::biz::{
 
 /// Deployments one driver leases per tick.
 const CLAIM_BATCH: i64 = 100;
+/// Events announced per deployment per tick.
+const ANNOUNCE_BATCH: i64 = 100;
 
 impl<R: Repository + DeploymentRepository> Deployments<R> {
     /// Drives deployments as `owner` until shutdown, then hands its leases back so another
     /// replica takes over at once.
     pub async fn drive(self: Arc<Self>, owner: String, shutdown: Shutdown) {
+        tokio::spawn(self.clone().announce(owner.clone(), shutdown.clone()));
         let tick = Duration::from_millis(self.settings.tick_ms.max(10));
         loop {
             self.drive_once(&owner).await;
@@ -73,6 +76,51 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
         }
     }
 
+    /// Announces, as `owner`, the events of its leased deployments that were not announced
+    /// yet, until shutdown. It runs beside the schedule, so a slow webhook delays announcements,
+    /// never a step or a rollback.
+    async fn announce(self: Arc<Self>, owner: String, shutdown: Shutdown) {
+        let tick = Duration::from_millis(self.settings.tick_ms.max(10));
+        loop {
+            match self.repository.pending_announcements(&owner, CLAIM_BATCH).await {
+                Ok(pending) => {
+                    for deployment in pending {
+                        if let Err(error) = self.announce_pending(&owner, &deployment).await {
+                            let name = deployment.resource();
+                            tracing::warn!(deployment = %name, %error, "announcing deployment events failed; retrying");
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "listing deployment events to announce failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+
+    /// Announces a deployment's events not announced yet, in order, then records how far it got.
+    async fn announce_pending(&self, owner: &str, deployment: &Deployment) -> ConfigResult<()> {
+        let (env, number) = (&deployment.env, deployment.number);
+        let events = self
+            .repository
+            .events(env, number, deployment.notified_sequence, ANNOUNCE_BATCH)
+            .await?;
+        let channel = hooks::channel(&env.project);
+        for event in &events {
+            let body = hooks::notice(deployment, event);
+            let key = format!("{}#{}", deployment.resource(), event.sequence);
+            self.hooks
+                .announce(&env.tenant, &channel, &key, &body, &deployment.webhooks)
+                .await;
+        }
+        if let Some(last) = events.last() {
+            self.repository.mark_notified(deployment, last.sequence, owner).await?;
+        }
+        Ok(())
+    }
+
     async fn move_along(&self, owner: &str, deployment: Deployment) -> ConfigResult<()> {
         match deployment.state {
             State::Queued => self.dequeue(owner, deployment).await,
@@ -97,12 +145,21 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
     /// keep, and the first share is served.
     async fn begin(&self, owner: &str, before: Deployment) -> ConfigResult<()> {
         let mut after = before.clone();
-        let now = now_ms();
         let current = self.delivery.current(&before.env, &before.target).await?;
         after.previous = current.served.release;
-        let events = if after.previous == after.version {
+        let refusal = if after.previous == after.version {
             let reason = format!("release {} is already what clients are served", after.version);
-            machine::refuse(&mut after, now, DRIVER, &reason)
+            Some((DRIVER, reason))
+        } else if before.pre_start_webhook.is_empty() {
+            None
+        } else {
+            let request = hooks::pre_start_request(&after);
+            let answer = self.hooks.ask(&before.pre_start_webhook, &request).await;
+            hooks::verdict(answer).map(|reason| ("webhook:pre-start", reason))
+        };
+        let now = now_ms();
+        let events = if let Some((actor, reason)) = refusal {
+            machine::refuse(&mut after, now, actor, &reason)
         } else {
             let starter = before.created_by.clone();
             machine::start(&mut after, now, &starter)

@@ -34,6 +34,10 @@ fn deployment(strategy: Strategy, gates: Vec<Gate>) -> Deployment {
         updated_ms: 0,
         ended_ms: 0,
         revision: 1,
+        pre_start_webhook: String::new(),
+        webhooks: Vec::new(),
+        event_sequence: 0,
+        notified_sequence: 0,
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod driver;
 pub mod gates;
+pub mod hooks;
 pub mod machine;
 pub mod model;
 pub mod probe;
@@ -23,6 +24,7 @@ use tokio::sync::Notify;
 
 use self::{
     gates::{Gate, HealthCounts, Tally},
+    hooks::Hooks,
     model::{Deployment, Event, EventKind, State, TargetKind},
     probe::MetricsSource,
     repository::{DeploymentFilter, DeploymentRepository, Serving, Transition},
@@ -71,6 +73,10 @@ pub struct NewDeployment {
     pub description: String,
     /// Empty for a random one.
     pub seed: String,
+    /// Asked before the first step; empty for none.
+    pub pre_start_webhook: String,
+    /// Told of every event.
+    pub webhooks: Vec<String>,
 }
 
 /// An operation on a running deployment.
@@ -89,6 +95,7 @@ pub struct Deployments<R> {
     repository: Arc<R>,
     delivery: Arc<Delivery<R>>,
     metrics: Arc<dyn MetricsSource>,
+    hooks: Arc<dyn Hooks>,
     settings: DeploymentSettings,
     /// Wakes the local driver when a deployment was created or changed.
     wake: Arc<Notify>,
@@ -101,6 +108,7 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
         store: Arc<ConfigStore<R>>,
         repository: Arc<R>,
         metrics: Arc<dyn MetricsSource>,
+        hooks: Arc<dyn Hooks>,
         settings: DeploymentSettings,
     ) -> Self {
         Deployments {
@@ -108,6 +116,7 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
             store,
             repository,
             metrics,
+            hooks,
             settings,
             wake: Arc::default(),
         }
@@ -143,6 +152,18 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
                     "gate names must be unique",
                 ));
             }
+        }
+        if !request.pre_start_webhook.is_empty() {
+            hooks::check_url("pre_start_webhook", &request.pre_start_webhook)?;
+        }
+        if request.webhooks.len() > hooks::MAX_WEBHOOKS {
+            return Err(ConfigError::invalid(
+                "notification_webhooks",
+                format!("at most {} webhooks", hooks::MAX_WEBHOOKS),
+            ));
+        }
+        for (index, url) in request.webhooks.iter().enumerate() {
+            hooks::check_url(&format!("notification_webhooks[{index}]"), url)?;
         }
         let strategy = self
             .resolve_strategy(caller, &request.env.project, &request.strategy)
@@ -202,6 +223,10 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
             updated_ms: now,
             ended_ms: 0,
             revision: 1,
+            pre_start_webhook: request.pre_start_webhook,
+            webhooks: request.webhooks,
+            event_sequence: 0,
+            notified_sequence: 0,
         };
         let detail = format!("release {release} with {}", deployment.strategy.id);
         let events = vec![Event::new(

@@ -138,6 +138,13 @@ pub struct Deployment {
     pub ended_ms: i64,
     /// Bumped by every transition: the optimistic-concurrency token and the etag.
     pub revision: i64,
+    /// Asked before the first step; may refuse the deployment. Empty for none.
+    pub pre_start_webhook: String,
+    /// Told of every event.
+    pub webhooks: Vec<String>,
+    /// The last event written and the last one announced (set by the store).
+    pub event_sequence: i64,
+    pub notified_sequence: i64,
 }
 
 impl Deployment {

@@ -126,6 +126,19 @@ pub trait DeploymentRepository: Send + Sync + 'static {
         until_ms: i64,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<Deployment>>> + Send;
+    /// Deployments leased to `owner` with events not announced yet.
+    fn pending_announcements(
+        &self,
+        owner: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<Deployment>>> + Send;
+    /// Records that the events up to `sequence` were announced (by the lease holder `owner`).
+    fn mark_notified(
+        &self,
+        deployment: &Deployment,
+        sequence: i64,
+        owner: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Gives up `owner`'s leases (a clean shutdown), so another replica takes over at once.
     fn release_leases(&self, owner: &str) -> impl Future<Output = StoreResult<()>> + Send;
 
