@@ -10,6 +10,7 @@ pub use switchyard_platform::json::diff;
 pub mod document;
 pub mod environments;
 pub mod error;
+pub mod governance;
 pub mod input;
 pub use switchyard_platform::json::path as json_path;
 pub mod keystore;
