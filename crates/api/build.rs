@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "switchyard/config/v1/config_service.proto",
     "switchyard/config/v1/api_keys.proto",
     "switchyard/config/v1/delivery.proto",
+    "switchyard/config/v1/governance.proto",
     "switchyard/flags/v1/flag_service.proto",
     "switchyard/experiments/v1/experiment_service.proto",
     "switchyard/realtime/v1/realtime_service.proto",

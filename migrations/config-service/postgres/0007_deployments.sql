@@ -47,6 +47,8 @@ CREATE TABLE deployments (
     pre_start_webhook TEXT NOT NULL,
     -- Told of every event (JSON array of URLs), as is the channel $deployments:{project}.
     webhooks        TEXT   NOT NULL,
+    -- 1 when it was created by breaking the glass: freeze windows do not hold it.
+    break_glass     BIGINT NOT NULL DEFAULT 0,
     -- The last event written, and the last one announced: the driver announces the events in
     -- between (at least once, in order) and then moves `notified_sequence` on.
     event_sequence    BIGINT NOT NULL DEFAULT 0,

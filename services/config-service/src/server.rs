@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use base64::Engine as _;
 use switchyard_api::config::v1::{
     api_key_service_server::ApiKeyServiceServer, config_service_server::ConfigServiceServer,
-    delivery_service_server::DeliveryServiceServer,
+    delivery_service_server::DeliveryServiceServer, governance_service_server::GovernanceServiceServer,
 };
 use switchyard_platform::{
     GrpcServices, Host, Running, Shutdown, StartError, announce::Announcer, discovery::ConsulClient,
@@ -16,14 +16,16 @@ use crate::{
         api_keys::ApiKeys,
         delivery::Delivery,
         deployments::Deployments,
+        governance::Governance,
         keystore::Keystore,
         mirror::Mirror,
         secrets::Keyring,
         store::{ConfigStore, StoreLimits},
+        webhooks::Hooks,
     },
     conf::{ConfigServiceSettings, IDENTITY, Settings},
     data::{MIGRATIONS, SqlRepository, consul_kv::ConsulKv, hooks::AnnouncerHooks, prometheus::PrometheusHttp},
-    service::{ApiKeyServiceApi, ConfigServiceApi, DeliveryServiceApi},
+    service::{ApiKeyServiceApi, ConfigServiceApi, DeliveryServiceApi, GovernanceServiceApi},
 };
 
 /// `GetServiceInfo` answers without credentials, like a version endpoint.
@@ -61,20 +63,23 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     if let Err(error) = api_keys.reload().await {
         tracing::warn!(%error, "loading API keys; retrying at the next resync");
     }
+    let hooks: Arc<dyn Hooks> = Arc::new(AnnouncerHooks::new(Announcer::new(
+        host.discovery.clone(),
+        host.settings.auth.key_sync_credential.clone(),
+    )));
+    let governance = Arc::new(Governance::new(repository.clone(), hooks.clone()));
     let store = Arc::new(ConfigStore::new(
         repository.clone(),
         keystore,
         delivery,
+        governance.clone(),
         StoreLimits::default(),
     ));
     let deployments = Arc::new(Deployments::new(
         store.clone(),
         repository,
         Arc::new(PrometheusHttp::default()),
-        Arc::new(AnnouncerHooks::new(Announcer::new(
-            host.discovery.clone(),
-            host.settings.auth.key_sync_credential.clone(),
-        ))),
+        hooks,
         own.deployments.to_domain(),
     ));
     // Each replica's driver leases deployments under its own id.
@@ -99,11 +104,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let delivery_api = DeliveryServiceServer::new(DeliveryServiceApi::new(deployments, host.shutdown.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    let governance_api = GovernanceServiceServer::new(GovernanceServiceApi::new(governance));
     let services = PUBLIC.iter().fold(
         GrpcServices::new()
             .with_service(api)
             .with_service(keys)
-            .with_service(delivery_api),
+            .with_service(delivery_api)
+            .with_service(governance_api),
         |services, path| services.public(path),
     );
     host.serve(services).await

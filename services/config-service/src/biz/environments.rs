@@ -95,6 +95,16 @@ impl<R: Repository> ConfigStore<R> {
         }
         let version = parse_etag(etag)?;
         let current = self.environment(caller, project, id).await?;
+        if update
+            .variables
+            .as_ref()
+            .is_some_and(|variables| *variables != current.variables)
+        {
+            let env = super::model::EnvKey::new(caller.tenant(), project, id);
+            self.admission
+                .admit(caller, &env, "environment.update", &resource)
+                .await?;
+        }
         if version != current.version {
             return Err(ConfigError::Conflict(resource));
         }

@@ -25,3 +25,4 @@ pub mod secrets;
 pub mod staging;
 pub mod store;
 pub mod validation;
+pub mod webhooks;

@@ -498,6 +498,8 @@ impl<R: Repository> ConfigStore<R> {
         message: &str,
         origin: String,
     ) -> ConfigResult<ReleaseView> {
+        let resource = published_resource(env, config);
+        self.admission.admit(caller, env, "config.publish", &resource).await?;
         let mut attempt = 1;
         loop {
             let outcome = self

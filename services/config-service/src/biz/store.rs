@@ -13,7 +13,9 @@ use switchyard_platform::{
     auth::{Principal, Role},
 };
 
-use super::{delivery::Delivery, error::ConfigResult, keystore::Keystore, repository::Repository};
+use super::{
+    delivery::Delivery, error::ConfigResult, governance::Admission, keystore::Keystore, repository::Repository,
+};
 
 /// The scope that lets a non-admin caller read secret values in clear.
 pub const REVEAL_SCOPE: &str = "secrets:reveal";
@@ -23,6 +25,8 @@ pub const REVEAL_SCOPE: &str = "secrets:reveal";
 pub struct Caller<'a> {
     pub principal: &'a Principal,
     pub request_id: Option<&'a str>,
+    /// Why the caller overrides a freeze window (the `x-switchyard-break-glass` header).
+    pub break_glass: Option<&'a str>,
 }
 
 impl Caller<'_> {
@@ -86,6 +90,8 @@ pub struct ConfigStore<R> {
     pub(super) keystore: Arc<Keystore<R>>,
     pub(super) delivery: Arc<Delivery<R>>,
     pub(super) limits: StoreLimits,
+    /// Whether a change may happen now (freeze windows).
+    pub(super) admission: Arc<dyn Admission>,
     /// Signalled when an environment's evaluation access changes (made public or private),
     /// so the key store republishes it to every service.
     pub(super) access_changed: Arc<Notify>,
@@ -96,12 +102,14 @@ impl<R: Repository> ConfigStore<R> {
         repository: Arc<R>,
         keystore: Arc<Keystore<R>>,
         delivery: Arc<Delivery<R>>,
+        admission: Arc<dyn Admission>,
         limits: StoreLimits,
     ) -> Self {
         ConfigStore {
             repository,
             keystore,
             delivery,
+            admission,
             limits,
             access_changed: Arc::default(),
         }
@@ -114,6 +122,10 @@ impl<R: Repository> ConfigStore<R> {
 
     pub fn delivery(&self) -> &Arc<Delivery<R>> {
         &self.delivery
+    }
+
+    pub fn admission(&self) -> &Arc<dyn Admission> {
+        &self.admission
     }
 
     /// A requested page size, bounded: the default when 0 or negative, at most the maximum.

@@ -21,12 +21,13 @@ use crate::biz::{
 /// The columns a deployment is inserted with.
 const DEPLOYMENT_COLUMNS: &str = "project, environment, number, kind, target, version, previous, strategy, gates, \
      seed, state, step, share, step_started_ms, due_ms, paused_left_ms, reason, tallies, description, created_by, \
-     created_ms, updated_ms, ended_ms, revision, pre_start_webhook, webhooks";
+     created_ms, updated_ms, ended_ms, revision, pre_start_webhook, webhooks, break_glass";
 
 /// The columns a deployment is read with: the inserted ones and the announcement cursor.
 const READ_COLUMNS: &str = "project, environment, number, kind, target, version, previous, strategy, gates, \
      seed, state, step, share, step_started_ms, due_ms, paused_left_ms, reason, tallies, description, created_by, \
-     created_ms, updated_ms, ended_ms, revision, pre_start_webhook, webhooks, event_sequence, notified_sequence";
+     created_ms, updated_ms, ended_ms, revision, pre_start_webhook, webhooks, break_glass, event_sequence, \
+     notified_sequence";
 
 /// What a driver looks after, as SQL: deployments still moving, and events not announced yet.
 const NEEDS_DRIVER: &str = "(state IN ('QUEUED', 'VALIDATING', 'DEPLOYING', 'PAUSED', 'BAKING', 'ROLLING_BACK') \
@@ -64,6 +65,7 @@ fn deployment_of(tenant: &str, row: &AnyRow) -> StoreResult<Deployment> {
         revision: column(row, "revision")?,
         pre_start_webhook: column(row, "pre_start_webhook")?,
         webhooks: json_column(row, "webhooks")?,
+        break_glass: column::<i64>(row, "break_glass")? != 0,
         event_sequence: column(row, "event_sequence")?,
         notified_sequence: column(row, "notified_sequence")?,
     })
@@ -386,7 +388,7 @@ impl DeploymentRepository for SqlRepository {
         let d = &stored;
         sqlx::query(&format!(
             "INSERT INTO deployments (tenant, {DEPLOYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
         ))
         .bind(&env.tenant)
         .bind(&env.project)
@@ -415,6 +417,7 @@ impl DeploymentRepository for SqlRepository {
         .bind(d.revision)
         .bind(&d.pre_start_webhook)
         .bind(json(&d.webhooks))
+        .bind(i64::from(d.break_glass))
         .execute(&mut *tx)
         .await
         .map_err(backend)?;

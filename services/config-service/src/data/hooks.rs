@@ -1,5 +1,4 @@
-//! Deployment hooks on the platform's announcer: the pre-start webhook call, and each event
-//! published on `$deployments:{project}` and POSTed to the deployment's webhooks.
+//! The domain's webhooks and announcements on the platform's announcer.
 
 use std::time::Duration;
 
@@ -7,7 +6,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use switchyard_platform::announce::{Announcer, retried};
 
-use crate::biz::deployments::hooks::{HookAnswer, Hooks};
+use crate::biz::webhooks::{HookAnswer, Hooks};
 
 const ATTEMPTS: u32 = 3;
 const BACKOFF: Duration = Duration::from_millis(300);
@@ -46,12 +45,12 @@ impl Hooks for AnnouncerHooks {
             if self.announcer.publishes() {
                 let published = retried(ATTEMPTS, BACKOFF, || self.announcer.publish(tenant, channel, key, body)).await;
                 if let Err(error) = published {
-                    tracing::warn!(%error, %channel, "publishing a deployment event failed");
+                    tracing::warn!(%error, %channel, "publishing an announcement failed");
                 }
             }
             for url in webhooks {
                 if let Err(error) = retried(ATTEMPTS, BACKOFF, || self.announcer.post(url, body)).await {
-                    tracing::warn!(%error, %url, "posting a deployment event to its webhook failed");
+                    tracing::warn!(%error, %url, "posting an announcement to a webhook failed");
                 }
             }
         })

@@ -5,6 +5,7 @@
 mod api_keys;
 pub mod consul_kv;
 mod deployments;
+mod governance;
 pub mod hooks;
 pub mod prometheus;
 mod rows;

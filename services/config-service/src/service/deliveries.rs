@@ -378,6 +378,7 @@ impl DeploymentWatch {
         let caller = Caller {
             principal: &self.principal,
             request_id: None,
+            break_glass: None,
         };
         let current = match self.known.take() {
             Some(current) => current,

@@ -8,6 +8,7 @@ mod deliveries;
 mod delivery_convert;
 mod encoded;
 mod figures;
+mod governance;
 mod requests;
 
 use std::{pin::Pin, sync::Arc};
@@ -41,6 +42,7 @@ use crate::{
 
 pub use api_keys::ApiKeyServiceApi;
 pub use deliveries::DeliveryServiceApi;
+pub use governance::GovernanceServiceApi;
 use requests::{
     audit_filter, client_of, diff_side, draft_ref, env_key, environment_update, next_token, numeric_position,
     page_size, position, published, release_ref, spec_of, subscription,
@@ -74,14 +76,33 @@ fn status<E: Classify>(error: E) -> Status {
     to_status(&error)
 }
 
-/// The authenticated caller and the request id to attribute changes to.
+/// The header in which a principal with the `emergency` scope gives its reason for overriding a
+/// freeze window (gRPC metadata, or the HTTP header of the same name).
+pub const BREAK_GLASS_HEADER: &str = "x-switchyard-break-glass";
+
+/// The authenticated caller, the request id to attribute changes to, and a break-glass reason.
 fn caller<T>(request: &Request<T>) -> Result<Caller<'_>, Status> {
     let principal = Principal::of(request).map_err(status)?;
     let request_id = request
         .metadata()
         .get("x-request-id")
         .and_then(|value| value.to_str().ok());
-    Ok(Caller { principal, request_id })
+    let break_glass = request
+        .metadata()
+        .get(BREAK_GLASS_HEADER)
+        .map(|value| value.to_str())
+        .transpose()
+        .map_err(|_| {
+            status(ConfigError::invalid(
+                BREAK_GLASS_HEADER,
+                "a reason in visible ASCII (HTTP header rules)",
+            ))
+        })?;
+    Ok(Caller {
+        principal,
+        request_id,
+        break_glass,
+    })
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;

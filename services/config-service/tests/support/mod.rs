@@ -23,6 +23,8 @@ pub struct Keys {
     pub other_tenant: String,
     /// Editor of `projects/shop` only.
     pub shop_editor: String,
+    /// A publisher with the `emergency` scope: may break the glass of a freeze window.
+    pub emergency: String,
 }
 
 pub struct Service {
@@ -50,6 +52,7 @@ pub fn settings_with_keys(dir: &std::path::Path) -> (Settings, Keys) {
         revealer: add("acme", &["viewer"], &["secrets:reveal"]),
         other_tenant: add("other", &["admin"], &[]),
         shop_editor: add("acme", &["editor:projects/shop"], &[]),
+        emergency: add("acme", &["publisher"], &["emergency"]),
     };
     settings.service.resync_interval_ms = 200;
     (settings, keys)

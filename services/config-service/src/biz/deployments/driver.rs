@@ -22,6 +22,7 @@ use super::{
 };
 use crate::biz::{
     error::{ConfigError, ConfigResult},
+    governance::freeze::DuringFreeze,
     model::now_ms,
     repository::{Repository, StoreError},
 };
@@ -144,6 +145,9 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
     /// VALIDATING → the first step: the release clients have now becomes the one the others
     /// keep, and the first share is served.
     async fn begin(&self, owner: &str, before: Deployment) -> ConfigResult<()> {
+        if self.held_by_freeze(owner, &before).await? {
+            return Ok(());
+        }
         let mut after = before.clone();
         let current = self.delivery.current(&before.env, &before.target).await?;
         after.previous = current.served.release;
@@ -189,11 +193,41 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
             before = after;
         }
         let now = now_ms();
-        if !machine::may_advance(&before, now) {
+        if !machine::may_advance(&before, now) || self.held_by_freeze(owner, &before).await? {
             return Ok(());
         }
         let mut after = before.clone();
         let events = machine::advance(&mut after, now);
         self.write(&before, &mut after, &events, Some(owner), &[]).await
+    }
+
+    /// Whether a freeze window open over the deployment's environment keeps it from moving on:
+    /// it waits (a `hold` window) or is paused for a human (a `pause` window). Gates keep
+    /// running and rollbacks still happen; a deployment created by breaking the glass is not
+    /// held.
+    async fn held_by_freeze(&self, owner: &str, deployment: &Deployment) -> ConfigResult<bool> {
+        if deployment.break_glass {
+            return Ok(false);
+        }
+        let open = self.store.admission().open_windows(&deployment.env).await?;
+        let Some((window, opening)) = open.first() else {
+            return Ok(false);
+        };
+        let pausing = open.iter().find(|(window, _)| window.during == DuringFreeze::Pause);
+        let mut after = deployment.clone();
+        let events = match (pausing, deployment.state) {
+            (Some((window, opening)), State::Deploying | State::Baking) => {
+                let reason = format!("paused by {}", window.describe(*opening));
+                machine::pause(&mut after, now_ms(), &format!("freeze:{}", window.id), &reason)?
+            }
+            _ => {
+                let reason = format!("held by {}", window.describe(*opening));
+                machine::hold(&mut after, now_ms(), &format!("freeze:{}", window.id), &reason)
+            }
+        };
+        if !events.is_empty() {
+            self.write(deployment, &mut after, &events, Some(owner), &[]).await?;
+        }
+        Ok(true)
     }
 }

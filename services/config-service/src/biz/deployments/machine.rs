@@ -36,6 +36,7 @@ fn enter_step(deployment: &mut Deployment, index: i64, now: i64, actor: &str, ev
     };
     deployment.step = index;
     deployment.step_started_ms = now;
+    deployment.reason.clear();
     reset_runs(deployment);
     let grew = step.share != deployment.share;
     deployment.share = step.share;
@@ -74,6 +75,7 @@ fn enter_step(deployment: &mut Deployment, index: i64, now: i64, actor: &str, ev
 fn enter_bake(deployment: &mut Deployment, now: i64, actor: &str, events: &mut Vec<Event>) {
     deployment.step = baking_step(deployment);
     deployment.step_started_ms = now;
+    deployment.reason.clear();
     reset_runs(deployment);
     if deployment.share != FULL {
         deployment.share = FULL;
@@ -241,6 +243,16 @@ pub fn revert(deployment: &mut Deployment, now: i64, actor: &str, window_ms: i64
     deployment.share = 0;
     deployment.ended_ms = now;
     Ok(vec![Event::new(EventKind::Reverted, deployment, actor, "")])
+}
+
+/// A freeze window keeps the deployment where it is: noted once, with the window named.
+pub fn hold(deployment: &mut Deployment, now: i64, actor: &str, reason: &str) -> Vec<Event> {
+    if deployment.reason == reason {
+        return Vec::new();
+    }
+    touch(deployment, now);
+    deployment.reason = reason.to_owned();
+    vec![Event::new(EventKind::Held, deployment, actor, reason)]
 }
 
 /// Records a gate's check: passes count towards the step's run, failures beyond the limit roll

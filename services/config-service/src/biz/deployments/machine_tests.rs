@@ -36,6 +36,7 @@ fn deployment(strategy: Strategy, gates: Vec<Gate>) -> Deployment {
         revision: 1,
         pre_start_webhook: String::new(),
         webhooks: Vec::new(),
+        break_glass: false,
         event_sequence: 0,
         notified_sequence: 0,
     }

@@ -24,7 +24,6 @@ use tokio::sync::Notify;
 
 use self::{
     gates::{Gate, HealthCounts, Tally},
-    hooks::Hooks,
     model::{Deployment, Event, EventKind, State, TargetKind},
     probe::MetricsSource,
     repository::{DeploymentFilter, DeploymentRepository, Serving, Transition},
@@ -37,6 +36,7 @@ use super::{
     model::{EnvKey, now_ms},
     repository::{Repository, StoreError},
     store::{Caller, ConfigStore},
+    webhooks::{self, Hooks},
 };
 
 /// Tunables of deployments.
@@ -154,19 +154,23 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
             }
         }
         if !request.pre_start_webhook.is_empty() {
-            hooks::check_url("pre_start_webhook", &request.pre_start_webhook)?;
+            webhooks::check_url("pre_start_webhook", &request.pre_start_webhook)?;
         }
-        if request.webhooks.len() > hooks::MAX_WEBHOOKS {
+        if request.webhooks.len() > webhooks::MAX_WEBHOOKS {
             return Err(ConfigError::invalid(
                 "notification_webhooks",
-                format!("at most {} webhooks", hooks::MAX_WEBHOOKS),
+                format!("at most {} webhooks", webhooks::MAX_WEBHOOKS),
             ));
         }
         for (index, url) in request.webhooks.iter().enumerate() {
-            hooks::check_url(&format!("notification_webhooks[{index}]"), url)?;
+            webhooks::check_url(&format!("notification_webhooks[{index}]"), url)?;
         }
         let strategy = self
             .resolve_strategy(caller, &request.env.project, &request.strategy)
+            .await?;
+        self.store
+            .admission()
+            .admit(caller, &request.env, "deployment.create", &resource)
             .await?;
         let served = self
             .delivery
@@ -225,6 +229,7 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
             revision: 1,
             pre_start_webhook: request.pre_start_webhook,
             webhooks: request.webhooks,
+            break_glass: caller.break_glass.is_some(),
             event_sequence: 0,
             notified_sequence: 0,
         };

@@ -142,6 +142,8 @@ pub struct Deployment {
     pub pre_start_webhook: String,
     /// Told of every event.
     pub webhooks: Vec<String>,
+    /// Created by breaking the glass: freeze windows do not hold it.
+    pub break_glass: bool,
     /// The last event written and the last one announced (set by the store).
     pub event_sequence: i64,
     pub notified_sequence: i64,
@@ -173,6 +175,8 @@ pub enum EventKind {
     Resumed,
     Promoted,
     BakeStarted,
+    /// A freeze window keeps the deployment from moving on.
+    Held,
     RollingBack,
     RolledBack,
     Completed,
@@ -180,7 +184,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Queued,
         EventKind::Started,
         EventKind::Refused,
@@ -192,6 +196,7 @@ impl EventKind {
         EventKind::Resumed,
         EventKind::Promoted,
         EventKind::BakeStarted,
+        EventKind::Held,
         EventKind::RollingBack,
         EventKind::RolledBack,
         EventKind::Completed,
@@ -211,6 +216,7 @@ impl EventKind {
             EventKind::Resumed => "resumed",
             EventKind::Promoted => "promoted",
             EventKind::BakeStarted => "bake_started",
+            EventKind::Held => "held",
             EventKind::RollingBack => "rolling_back",
             EventKind::RolledBack => "rolled_back",
             EventKind::Completed => "completed",

@@ -25,7 +25,11 @@ pub enum Schedule {
     Once { start_ms: i64, end_ms: i64 },
     /// An RRULE (`FREQ=WEEKLY;BYDAY=FR`) from `start` (local time in the zone,
     /// `2026-01-02T12:30:00`), each occurrence open for `duration_ms`.
-    Recurring { start: String, rrule: String, duration_ms: i64 },
+    Recurring {
+        start: String,
+        rrule: String,
+        duration_ms: i64,
+    },
     /// A cron expression (five fields, minute first; or six with seconds first), each firing
     /// open for `duration_ms`.
     Cron { expression: String, duration_ms: i64 },
@@ -73,7 +77,11 @@ fn utc(ms: i64) -> DateTime<Utc> {
 /// Cron expressions of five fields (crontab's) get a seconds field of 0.
 fn cron_schedule(expression: &str) -> ConfigResult<cron::Schedule> {
     let fields = expression.split_whitespace().count();
-    let full = if fields == 5 { format!("0 {expression}") } else { expression.to_owned() };
+    let full = if fields == 5 {
+        format!("0 {expression}")
+    } else {
+        expression.to_owned()
+    };
     cron::Schedule::from_str(&full)
         .map_err(|error| ConfigError::invalid("schedule.cron", format!("not a cron expression: {error}")))
 }
@@ -83,7 +91,10 @@ fn rrule_set(start: &str, rrule: &str, tz: Tz) -> ConfigResult<rrule::RRuleSet> 
         .or_else(|_| NaiveDateTime::parse_from_str(start, "%Y-%m-%dT%H:%M"))
         .map_err(|_| ConfigError::invalid("schedule.start", "a local time such as 2026-01-02T12:30:00"))?;
     if rrule.contains('\n') || rrule.to_ascii_uppercase().contains("DTSTART") {
-        return Err(ConfigError::invalid("schedule.rrule", "the RRULE value alone, such as FREQ=WEEKLY;BYDAY=FR"));
+        return Err(ConfigError::invalid(
+            "schedule.rrule",
+            "the RRULE value alone, such as FREQ=WEEKLY;BYDAY=FR",
+        ));
     }
     let text = format!(
         "DTSTART;TZID={}:{}\nRRULE:{}",
@@ -110,17 +121,27 @@ impl FreezeWindow {
                 }
                 end_ms - start_ms
             }
-            Schedule::Recurring { start, rrule, duration_ms } => {
+            Schedule::Recurring {
+                start,
+                rrule,
+                duration_ms,
+            } => {
                 rrule_set(start, rrule, tz)?;
                 *duration_ms
             }
-            Schedule::Cron { expression, duration_ms } => {
+            Schedule::Cron {
+                expression,
+                duration_ms,
+            } => {
                 cron_schedule(expression)?;
                 *duration_ms
             }
         };
         if !(60_000..=MAX_WINDOW_MS).contains(&duration) {
-            return Err(ConfigError::invalid("schedule.duration", "between 1 minute and 31 days"));
+            return Err(ConfigError::invalid(
+                "schedule.duration",
+                "between 1 minute and 31 days",
+            ));
         }
         if self.next_opening(now_ms)?.is_none() && self.open_at(now_ms)?.is_none() {
             return Err(ConfigError::invalid(
@@ -139,7 +160,11 @@ impl FreezeWindow {
                 start_ms: *start_ms,
                 end_ms: *end_ms,
             }),
-            Schedule::Recurring { start, rrule, duration_ms } => {
+            Schedule::Recurring {
+                start,
+                rrule,
+                duration_ms,
+            } => {
                 let from = utc(now_ms - duration_ms).with_timezone(&rrule::Tz::Tz(tz));
                 let until = utc(now_ms + 1).with_timezone(&rrule::Tz::Tz(tz));
                 let starts = rrule_set(start, rrule, tz)?.after(from).before(until).all(64).dates;
@@ -153,7 +178,10 @@ impl FreezeWindow {
                         end_ms: start_ms + duration_ms,
                     })
             }
-            Schedule::Cron { expression, duration_ms } => {
+            Schedule::Cron {
+                expression,
+                duration_ms,
+            } => {
                 let from = utc(now_ms - duration_ms - 1000).with_timezone(&tz);
                 cron_schedule(expression)?
                     .after(&from)
@@ -178,15 +206,27 @@ impl FreezeWindow {
                 start_ms: *start_ms,
                 end_ms: *end_ms,
             }),
-            Schedule::Recurring { start, rrule, duration_ms } => {
+            Schedule::Recurring {
+                start,
+                rrule,
+                duration_ms,
+            } => {
                 let after = utc(now_ms).with_timezone(&rrule::Tz::Tz(tz));
-                let next = rrule_set(start, rrule, tz)?.after(after).all(1).dates.into_iter().next();
+                let next = rrule_set(start, rrule, tz)?
+                    .after(after)
+                    .all(1)
+                    .dates
+                    .into_iter()
+                    .next();
                 next.map(|start| Opening {
                     start_ms: start.timestamp_millis(),
                     end_ms: start.timestamp_millis() + duration_ms,
                 })
             }
-            Schedule::Cron { expression, duration_ms } => {
+            Schedule::Cron {
+                expression,
+                duration_ms,
+            } => {
                 let after = utc(now_ms).with_timezone(&tz);
                 let next = cron_schedule(expression)?.after(&after).next();
                 next.map(|start| Opening {
@@ -206,7 +246,12 @@ impl FreezeWindow {
     /// How the window reads in an error: `friday-lunch ("Friday lunch") until 14:30 Asia/Dhaka`.
     pub fn describe(&self, opening: Opening) -> String {
         let end = zone(&self.zone)
-            .map(|tz| utc(opening.end_ms).with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
+            .map(|tz| {
+                utc(opening.end_ms)
+                    .with_timezone(&tz)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+            })
             .unwrap_or_default();
         let title = if self.title.is_empty() {
             String::new()

@@ -37,8 +37,14 @@ fn every_friday_lunch_in_dhaka_is_frozen_and_nothing_else() {
     assert_eq!(open.start_ms, at("2026-12-04T12:30:00+06:00"));
     assert_eq!(open.end_ms, at("2026-12-04T14:30:00+06:00"));
     assert!(lunch.open_at(at("2026-12-04T12:29:59+06:00")).unwrap().is_none());
-    assert!(lunch.open_at(at("2026-12-04T14:30:00+06:00")).unwrap().is_none(), "the end is open");
-    assert!(lunch.open_at(at("2026-12-03T13:00:00+06:00")).unwrap().is_none(), "a Thursday");
+    assert!(
+        lunch.open_at(at("2026-12-04T14:30:00+06:00")).unwrap().is_none(),
+        "the end is open"
+    );
+    assert!(
+        lunch.open_at(at("2026-12-03T13:00:00+06:00")).unwrap().is_none(),
+        "a Thursday"
+    );
     let next = lunch.next_opening(at("2026-12-04T15:00:00+06:00")).unwrap().unwrap();
     assert_eq!(next.start_ms, at("2026-12-11T12:30:00+06:00"));
     let described = lunch.describe(open);
@@ -74,7 +80,10 @@ fn a_one_off_holiday_window_opens_once() {
     eid.validate(at("2026-12-07T00:00:00Z")).unwrap();
     assert!(eid.open_at(at("2027-03-10T10:00:00+06:00")).unwrap().is_some());
     assert!(eid.open_at(at("2027-03-12T00:00:00+06:00")).unwrap().is_none());
-    assert!(eid.validate(at("2027-04-01T00:00:00Z")).is_err(), "a window in the past never opens");
+    assert!(
+        eid.validate(at("2027-04-01T00:00:00Z")).is_err(),
+        "a window in the past never opens"
+    );
 }
 
 #[test]
@@ -114,9 +123,15 @@ fn bad_windows_are_refused_with_the_field_named() {
         rrule: rule.into(),
         duration_ms: HOUR,
     };
-    refused(window("UTC", rrule("2026-01-01T00:00", "FREQ=SOMETIMES")), "schedule.rrule");
+    refused(
+        window("UTC", rrule("2026-01-01T00:00", "FREQ=SOMETIMES")),
+        "schedule.rrule",
+    );
     refused(window("UTC", rrule("yesterday", "FREQ=DAILY")), "schedule.start");
-    refused(window("UTC", rrule("2020-01-01T00:00", "FREQ=DAILY;UNTIL=20200201T000000Z")), "never opens");
+    refused(
+        window("UTC", rrule("2020-01-01T00:00", "FREQ=DAILY;UNTIL=20200201T000000Z")),
+        "never opens",
+    );
     refused(
         window("UTC", rrule("2026-01-01T00:00", "FREQ=DAILY\nDTSTART:20200101T000000Z")),
         "schedule.rrule",

@@ -1,0 +1,144 @@
+//! Freeze windows and break-glass overrides, on PostgreSQL and SQLite.
+
+use switchyard_platform::audit::AuditEntry;
+
+use super::{
+    SqlRepository, append_audit, backend,
+    rows::{column, json, json_column},
+};
+use crate::biz::{
+    governance::{
+        freeze::FreezeWindow,
+        repository::{BreakGlassUse, GovernanceRepository},
+    },
+    model::now_ms,
+    repository::{StoreError, StoreResult},
+};
+
+impl GovernanceRepository for SqlRepository {
+    async fn put_window(
+        &self,
+        tenant: &str,
+        project: &str,
+        window: &FreezeWindow,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> StoreResult<i64> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let version = expected_version + 1;
+        let query = if expected_version == 0 {
+            sqlx::query(
+                "INSERT INTO freeze_windows (tenant, project, id, definition, version, updated_by, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+        } else {
+            sqlx::query(
+                "UPDATE freeze_windows SET definition = $4, version = $5, updated_by = $6, updated_ms = $7 \
+                 WHERE tenant = $1 AND project = $2 AND id = $3 AND version = $5 - 1",
+            )
+        };
+        let written = query
+            .bind(tenant)
+            .bind(project)
+            .bind(&window.id)
+            .bind(json(window))
+            .bind(version)
+            .bind(&audit.actor)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if written.rows_affected() == 0 {
+            return Err(StoreError::Conflict);
+        }
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(version)
+    }
+
+    async fn windows(&self, tenant: &str, project: &str) -> StoreResult<Vec<(FreezeWindow, i64)>> {
+        let rows = sqlx::query(
+            "SELECT definition, version FROM freeze_windows WHERE tenant = $1 AND project = $2 ORDER BY id",
+        )
+        .bind(tenant)
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| Ok((json_column(row, "definition")?, column(row, "version")?)))
+            .collect()
+    }
+
+    async fn delete_window(&self, tenant: &str, project: &str, id: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let deleted = sqlx::query("DELETE FROM freeze_windows WHERE tenant = $1 AND project = $2 AND id = $3")
+            .bind(tenant)
+            .bind(project)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::Missing);
+        }
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn record_break_glass(&self, tenant: &str, used: &BreakGlassUse, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO break_glass_uses (tenant, project, environment, actor, reason, action, resource, windows, \
+             created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(tenant)
+        .bind(&used.project)
+        .bind(&used.environment)
+        .bind(&used.actor)
+        .bind(&used.reason)
+        .bind(&used.action)
+        .bind(&used.resource)
+        .bind(json(&used.windows))
+        .bind(used.created_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn break_glass_uses(
+        &self,
+        tenant: &str,
+        project: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<BreakGlassUse>> {
+        let rows = sqlx::query(
+            "SELECT project, environment, actor, reason, action, resource, windows, created_ms FROM break_glass_uses \
+             WHERE tenant = $1 AND project = $2 AND created_ms >= $3 ORDER BY created_ms DESC, id DESC LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(project)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(BreakGlassUse {
+                    project: column(row, "project")?,
+                    environment: column(row, "environment")?,
+                    actor: column(row, "actor")?,
+                    reason: column(row, "reason")?,
+                    action: column(row, "action")?,
+                    resource: column(row, "resource")?,
+                    windows: json_column(row, "windows")?,
+                    created_ms: column(row, "created_ms")?,
+                })
+            })
+            .collect()
+    }
+}
