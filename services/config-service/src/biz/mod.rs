@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod archive;
 pub mod catalog;
+pub mod changes;
 pub mod delivery;
 pub mod deployments;
 pub use switchyard_platform::json::diff;

@@ -5,6 +5,7 @@
 //! audited, announced on `$deployments:{project}` and listed in the project's report.
 
 pub mod freeze;
+pub mod policy;
 pub mod repository;
 
 use std::sync::Arc;

@@ -1,0 +1,3 @@
+//! Change requests for protected environments.
+
+pub mod model;
