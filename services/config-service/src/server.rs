@@ -14,6 +14,7 @@ use switchyard_platform::{
 use crate::{
     biz::{
         api_keys::ApiKeys,
+        changes::Changes,
         delivery::Delivery,
         deployments::Deployments,
         governance::Governance,
@@ -30,6 +31,9 @@ use crate::{
 
 /// `GetServiceInfo` answers without credentials, like a version endpoint.
 const PUBLIC: &[&str] = &["/switchyard.config.v1.ConfigService/GetServiceInfo"];
+
+/// How often each replica looks for scheduled change requests that are due.
+const SCHEDULER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The key file used when no key-encryption key is configured.
 const GENERATED_KEY_FILE: &str = "secrets.kek";
@@ -77,7 +81,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     ));
     let deployments = Arc::new(Deployments::new(
         store.clone(),
-        repository,
+        repository.clone(),
         Arc::new(PrometheusHttp::default()),
         hooks,
         own.deployments.to_domain(),
@@ -85,6 +89,13 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     // Each replica's driver leases deployments under its own id.
     let driver = format!("{}-{}", host.about.instance_id, uuid::Uuid::new_v4().simple());
     tokio::spawn(deployments.clone().drive(driver, host.shutdown.clone()));
+    let changes = Arc::new(Changes::new(
+        store.clone(),
+        deployments.clone(),
+        governance.clone(),
+        repository.clone(),
+    ));
+    tokio::spawn(changes.clone().run_scheduler(SCHEDULER_INTERVAL, host.shutdown.clone()));
     tokio::spawn(
         api_keys
             .clone()
@@ -104,7 +115,7 @@ pub async fn start(settings: Settings, shutdown: Shutdown) -> Result<Running, St
     let delivery_api = DeliveryServiceServer::new(DeliveryServiceApi::new(deployments, host.shutdown.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
-    let governance_api = GovernanceServiceServer::new(GovernanceServiceApi::new(governance));
+    let governance_api = GovernanceServiceServer::new(GovernanceServiceApi::new(governance, changes));
     let services = PUBLIC.iter().fold(
         GrpcServices::new()
             .with_service(api)

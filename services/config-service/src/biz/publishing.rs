@@ -78,6 +78,14 @@ pub struct ReleaseView {
     pub release: Release,
 }
 
+impl ReleaseView {
+    /// `projects/{p}/environments/{e}/configs/{c}/releases/{n}`.
+    pub fn release_name(&self) -> String {
+        let release = &self.release;
+        release_name(&release.env, &release.config, release.number)
+    }
+}
+
 /// How often a publication is resolved again when what it was resolved from changed.
 pub(super) const MAX_ATTEMPTS: usize = 5;
 

@@ -27,6 +27,9 @@ pub struct Caller<'a> {
     pub request_id: Option<&'a str>,
     /// Why the caller overrides a freeze window (the `x-switchyard-break-glass` header).
     pub break_glass: Option<&'a str>,
+    /// Set when an approved change request is being applied: the environment's approval
+    /// policy has been met.
+    pub change_request: Option<&'a str>,
 }
 
 impl Caller<'_> {

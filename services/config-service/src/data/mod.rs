@@ -3,6 +3,7 @@
 //! on PostgreSQL and SQLite.
 
 mod api_keys;
+mod changes;
 pub mod consul_kv;
 mod deployments;
 mod governance;

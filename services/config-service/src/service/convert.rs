@@ -190,6 +190,16 @@ pub fn audit_record(record: &AuditRecord) -> pb::AuditRecord {
     }
 }
 
+/// One difference between two documents.
+pub fn change(change: &crate::biz::diff::Change) -> pb::Change {
+    pb::Change {
+        path: change.path.clone(),
+        kind: change.kind.name().to_owned(),
+        before: change.before.as_ref().map(to_proto_value),
+        after: change.after.as_ref().map(to_proto_value),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

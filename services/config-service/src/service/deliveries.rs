@@ -379,6 +379,7 @@ impl DeploymentWatch {
             principal: &self.principal,
             request_id: None,
             break_glass: None,
+            change_request: None,
         };
         let current = match self.known.take() {
             Some(current) => current,

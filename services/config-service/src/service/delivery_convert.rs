@@ -123,7 +123,7 @@ pub fn gate_of(index: usize, message: &pb::Gate) -> ConfigResult<Gate> {
     })
 }
 
-fn gate(gate: &Gate) -> pb::Gate {
+pub fn gate(gate: &Gate) -> pb::Gate {
     let check = match &gate.check {
         Check::Prometheus {
             address,

@@ -8,19 +8,21 @@ use switchyard_platform::proto_json::{timestamp, timestamp_ms};
 use tonic::{Request, Response, Status};
 
 use super::{
-    caller,
+    caller, changes,
     delivery_convert::{duration, duration_ms},
-    requests::page_size,
+    requests::{next_token, numeric_position, page_size},
     status,
 };
 use crate::{
     biz::{
+        changes::{Changes, model::ChangeRequest},
         error::{ConfigError, ConfigResult},
         governance::{
             Governance, WindowView,
             freeze::{DuringFreeze, FreezeWindow, Schedule},
         },
         names::parse,
+        store::Caller,
     },
     data::SqlRepository,
 };
@@ -29,12 +31,55 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct GovernanceServiceApi {
     governance: Arc<Governance<SqlRepository>>,
+    changes: Arc<Changes<SqlRepository>>,
 }
 
 impl GovernanceServiceApi {
-    pub fn new(governance: Arc<Governance<SqlRepository>>) -> Self {
-        Self { governance }
+    pub fn new(governance: Arc<Governance<SqlRepository>>, changes: Arc<Changes<SqlRepository>>) -> Self {
+        Self { governance, changes }
     }
+
+    /// A change as a caller sees it: with its policy and any conflict.
+    async fn present(&self, caller: Caller<'_>, change: &ChangeRequest) -> Result<pb::ChangeRequest, Status> {
+        let policy = self.governance.policy_of(&change.env).await.map_err(status)?;
+        let conflict = if change.state.is_open() {
+            self.changes.conflict(caller, change).await.map_err(status)?
+        } else {
+            None
+        };
+        Ok(changes::change(change, policy.as_ref(), conflict.as_ref()))
+    }
+
+    async fn act(
+        &self,
+        request: Request<pb::ChangeRequestActionRequest>,
+        action: ChangeAction,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let (env, number) = changes::change_ref(&caller, "name", &body.name).map_err(status)?;
+        let changes = &self.changes;
+        let result = match action {
+            ChangeAction::Submit => changes.submit(caller, &env, number).await,
+            ChangeAction::Approve => changes.approve(caller, &env, number, &body.comment).await,
+            ChangeAction::Reject => changes.reject(caller, &env, number, &body.comment).await,
+            ChangeAction::Cancel => changes.cancel(caller, &env, number).await,
+            ChangeAction::Rebase => changes.rebase(caller, &env, number).await,
+            ChangeAction::Apply => changes.apply(caller, &env, number).await,
+        };
+        let change = result.map_err(status)?;
+        Ok(Response::new(self.present(caller, &change).await?))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ChangeAction {
+    Submit,
+    Approve,
+    Reject,
+    Cancel,
+    Rebase,
+    Apply,
 }
 
 fn window_of(id: &str, message: &pb::FreezeWindow) -> ConfigResult<FreezeWindow> {
@@ -221,5 +266,170 @@ impl GovernanceService for GovernanceServiceApi {
             })
             .collect();
         Ok(Response::new(pb::ListBreakGlassUsesResponse { uses }))
+    }
+
+    async fn get_approval_policy(
+        &self,
+        request: Request<pb::GetApprovalPolicyRequest>,
+    ) -> Result<Response<pb::ApprovalPolicy>, Status> {
+        let caller = caller(&request)?;
+        let env = changes::policy_ref(&caller, "name", &request.get_ref().name).map_err(status)?;
+        let found = self.governance.policy(caller, &env).await.map_err(status)?;
+        let (policy, version) = found.ok_or_else(|| {
+            status(ConfigError::NotFound(format!(
+                "{}/approvalPolicy (the environment is not protected)",
+                env.resource()
+            )))
+        })?;
+        Ok(Response::new(changes::policy(&env, &policy, version)))
+    }
+
+    async fn set_approval_policy(
+        &self,
+        request: Request<pb::SetApprovalPolicyRequest>,
+    ) -> Result<Response<pb::ApprovalPolicy>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref().approval_policy.clone().unwrap_or_default();
+        let env = changes::policy_ref(&caller, "approval_policy.name", &message.name).map_err(status)?;
+        let parsed = changes::policy_of(&message).map_err(status)?;
+        let (policy, version) = self
+            .governance
+            .put_policy(caller, &env, parsed, &message.etag)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(changes::policy(&env, &policy, version)))
+    }
+
+    async fn delete_approval_policy(
+        &self,
+        request: Request<pb::DeleteApprovalPolicyRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        let caller = caller(&request)?;
+        let env = changes::policy_ref(&caller, "name", &request.get_ref().name).map_err(status)?;
+        self.governance.delete_policy(caller, &env).await.map_err(status)?;
+        Ok(Response::new(pbjson_types::Empty {}))
+    }
+
+    async fn create_change_request(
+        &self,
+        request: Request<pb::CreateChangeRequestRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let env = super::requests::env_key(&caller, "parent", &body.parent).map_err(status)?;
+        let message = body.change_request.clone().unwrap_or_default();
+        let proposal = changes::proposal_of(&message).map_err(status)?;
+        let change = self.changes.create(caller, &env, proposal).await.map_err(status)?;
+        Ok(Response::new(self.present(caller, &change).await?))
+    }
+
+    async fn get_change_request(
+        &self,
+        request: Request<pb::GetChangeRequestRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        let caller = caller(&request)?;
+        let (env, number) = changes::change_ref(&caller, "name", &request.get_ref().name).map_err(status)?;
+        let change = self.changes.get(caller, &env, number).await.map_err(status)?;
+        Ok(Response::new(self.present(caller, &change).await?))
+    }
+
+    async fn list_change_requests(
+        &self,
+        request: Request<pb::ListChangeRequestsRequest>,
+    ) -> Result<Response<pb::ListChangeRequestsResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let env = super::requests::env_key(&caller, "parent", &body.parent).map_err(status)?;
+        let state = changes::state_of(body.state).map_err(status)?;
+        let size = page_size(body.page_size).map_err(status)?;
+        let before = numeric_position(&body.page_token).map_err(status)?.unwrap_or(0);
+        let found = self
+            .changes
+            .list(caller, &env, state, before, size)
+            .await
+            .map_err(status)?;
+        let policy = self.governance.policy_of(&env).await.map_err(status)?;
+        let full = found.len() as i64 >= self.changes.page_size(size);
+        let last = found.last().map(|change| change.number.to_string());
+        Ok(Response::new(pb::ListChangeRequestsResponse {
+            change_requests: found
+                .iter()
+                .map(|change| changes::change(change, policy.as_ref(), None))
+                .collect(),
+            next_page_token: next_token(full, last),
+        }))
+    }
+
+    async fn update_change_request(
+        &self,
+        request: Request<pb::UpdateChangeRequestRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        let caller = caller(&request)?;
+        let message = request.get_ref().change_request.clone().unwrap_or_default();
+        let (env, number) = changes::change_ref(&caller, "change_request.name", &message.name).map_err(status)?;
+        let proposal = changes::proposal_of(&message).map_err(status)?;
+        let change = self
+            .changes
+            .edit(caller, &env, number, proposal)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.present(caller, &change).await?))
+    }
+
+    async fn submit_change_request(
+        &self,
+        request: Request<pb::ChangeRequestActionRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        self.act(request, ChangeAction::Submit).await
+    }
+
+    async fn approve_change_request(
+        &self,
+        request: Request<pb::ChangeRequestActionRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        self.act(request, ChangeAction::Approve).await
+    }
+
+    async fn reject_change_request(
+        &self,
+        request: Request<pb::ChangeRequestActionRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        self.act(request, ChangeAction::Reject).await
+    }
+
+    async fn cancel_change_request(
+        &self,
+        request: Request<pb::ChangeRequestActionRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        self.act(request, ChangeAction::Cancel).await
+    }
+
+    async fn rebase_change_request(
+        &self,
+        request: Request<pb::ChangeRequestActionRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        self.act(request, ChangeAction::Rebase).await
+    }
+
+    async fn apply_change_request(
+        &self,
+        request: Request<pb::ChangeRequestActionRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        self.act(request, ChangeAction::Apply).await
+    }
+
+    async fn schedule_change_request(
+        &self,
+        request: Request<pb::ScheduleChangeRequestRequest>,
+    ) -> Result<Response<pb::ChangeRequest>, Status> {
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let (env, number) = changes::change_ref(&caller, "name", &body.name).map_err(status)?;
+        let change = self
+            .changes
+            .schedule(caller, &env, number, &body.local_time, &body.time_zone)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.present(caller, &change).await?))
     }
 }

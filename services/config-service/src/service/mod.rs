@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod archive;
+mod changes;
 mod convert;
 mod deliveries;
 mod delivery_convert;
@@ -102,6 +103,7 @@ fn caller<T>(request: &Request<T>) -> Result<Caller<'_>, Status> {
         principal,
         request_id,
         break_glass,
+        change_request: None,
     })
 }
 
@@ -419,15 +421,7 @@ impl ConfigService for ConfigServiceApi {
         let to = diff_side(&caller, "to", &body.to).map_err(status)?;
         let changes = self.store.diff(caller, &from, &to).await.map_err(status)?;
         Ok(Response::new(pb::DiffReleasesResponse {
-            changes: changes
-                .iter()
-                .map(|change| pb::Change {
-                    path: change.path.clone(),
-                    kind: change.kind.name().to_owned(),
-                    before: change.before.as_ref().map(convert::to_proto_value),
-                    after: change.after.as_ref().map(convert::to_proto_value),
-                })
-                .collect(),
+            changes: changes.iter().map(convert::change).collect(),
         }))
     }
 

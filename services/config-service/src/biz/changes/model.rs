@@ -49,7 +49,10 @@ impl ChangeState {
     }
 
     pub fn is_open(self) -> bool {
-        !matches!(self, ChangeState::Applied | ChangeState::Rejected | ChangeState::Cancelled)
+        !matches!(
+            self,
+            ChangeState::Applied | ChangeState::Rejected | ChangeState::Cancelled
+        )
     }
 }
 
@@ -109,6 +112,8 @@ pub struct ChangeRequest {
     /// When it is to be applied, and the zone the time was given in.
     pub scheduled_ms: i64,
     pub schedule_zone: String,
+    /// Who scheduled it; the scheduler applies it on their behalf.
+    pub scheduled_by: String,
     /// What applying it did (a release or deployment name), or why the last attempt failed.
     pub outcome: String,
     pub created_ms: i64,
@@ -150,8 +155,7 @@ impl ChangeRequest {
             return Err(self.refuse("edited"));
         }
         self.approvals.clear();
-        self.scheduled_ms = 0;
-        self.schedule_zone.clear();
+        self.unschedule();
         if matches!(self.state, ChangeState::Approved | ChangeState::Scheduled) {
             self.state = ChangeState::InReview;
         }
@@ -200,8 +204,14 @@ impl ChangeRequest {
         Ok(())
     }
 
-    /// APPROVED → SCHEDULED for `at_ms` (given in `zone`).
-    pub fn schedule(&mut self, policy: &ApprovalPolicy, at_ms: i64, zone: &str, now: i64) -> ConfigResult<()> {
+    /// APPROVED → SCHEDULED for `at_ms` (given in `zone`) by `by`.
+    pub fn schedule(
+        &mut self,
+        policy: &ApprovalPolicy,
+        (at_ms, zone): (i64, &str),
+        by: &str,
+        now: i64,
+    ) -> ConfigResult<()> {
         self.require_approved(policy, now)?;
         if at_ms <= now {
             return Err(ConfigError::invalid("schedule_time", "in the future"));
@@ -209,6 +219,7 @@ impl ChangeRequest {
         self.state = ChangeState::Scheduled;
         self.scheduled_ms = at_ms;
         self.schedule_zone = zone.to_owned();
+        self.scheduled_by = by.to_owned();
         self.updated_ms = now;
         Ok(())
     }
@@ -232,6 +243,21 @@ impl ChangeRequest {
             policy.required,
             policy.approval_ttl_ms / 3_600_000
         )))
+    }
+
+    fn unschedule(&mut self) {
+        self.scheduled_ms = 0;
+        self.schedule_zone.clear();
+        self.scheduled_by.clear();
+    }
+
+    /// A scheduled apply that failed: back to APPROVED (someone looks and applies or
+    /// reschedules), with why.
+    pub fn schedule_failed(&mut self, why: &str, now: i64) {
+        self.state = ChangeState::Approved;
+        self.unschedule();
+        self.outcome = format!("the scheduled apply failed: {why}");
+        self.updated_ms = now;
     }
 
     pub fn applied(&mut self, outcome: &str, now: i64) {

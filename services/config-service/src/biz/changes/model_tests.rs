@@ -29,6 +29,7 @@ fn change() -> ChangeRequest {
         rejection: String::new(),
         scheduled_ms: 0,
         schedule_zone: String::new(),
+        scheduled_by: String::new(),
         outcome: String::new(),
         created_ms: 0,
         updated_ms: 0,
@@ -40,7 +41,10 @@ fn change() -> ChangeRequest {
 fn two_of_n_approvals_approve_and_an_edit_revokes_them() {
     let policy = policy(2);
     let mut change = change();
-    assert!(change.approve(&policy, "bob", "", 1).is_err(), "a draft is not reviewed yet");
+    assert!(
+        change.approve(&policy, "bob", "", 1).is_err(),
+        "a draft is not reviewed yet"
+    );
     change.submit(1).unwrap();
     change.approve(&policy, "bob", "lgtm", 2).unwrap();
     change.approve(&policy, "bob", "again", 3).unwrap();
@@ -69,10 +73,13 @@ fn only_approved_changes_are_scheduled_and_only_into_the_future() {
     let policy = policy(1);
     let mut change = change();
     change.submit(0).unwrap();
-    assert!(change.schedule(&policy, 100, "Asia/Dhaka", 1).is_err());
+    assert!(change.schedule(&policy, (100, "Asia/Dhaka"), "bob", 1).is_err());
     change.approve(&policy, "bob", "", 1).unwrap();
-    assert!(change.schedule(&policy, 1, "Asia/Dhaka", 2).is_err(), "in the past");
-    change.schedule(&policy, 500, "Asia/Dhaka", 2).unwrap();
+    assert!(
+        change.schedule(&policy, (1, "Asia/Dhaka"), "bob", 2).is_err(),
+        "in the past"
+    );
+    change.schedule(&policy, (500, "Asia/Dhaka"), "bob", 2).unwrap();
     assert_eq!((change.state, change.scheduled_ms), (ChangeState::Scheduled, 500));
     change.reject("dana", "not this week", 3).unwrap();
     assert_eq!(change.state, ChangeState::Rejected);

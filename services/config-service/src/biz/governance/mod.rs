@@ -1,8 +1,10 @@
-//! Governance: when configuration may change. Freeze windows refuse publishes, rollbacks,
-//! variable changes and new deployments, and hold (or pause) running deployments, with the
-//! window named in the error. Break-glass: a principal with the `emergency` scope may override
-//! a window by giving a reason (the `x-switchyard-break-glass` header); every override is
-//! audited, announced on `$deployments:{project}` and listed in the project's report.
+//! Governance: when configuration may change, and who must agree. Freeze windows refuse
+//! publishes, rollbacks, variable changes and new deployments, and hold (or pause) running
+//! deployments, with the window named in the error. An environment with an approval policy is
+//! protected: changes to it go through change requests (`biz::changes`). Break-glass: a
+//! principal with the `emergency` scope may override either by giving a reason (the
+//! `x-switchyard-break-glass` header); every override is audited, announced on
+//! `$deployments:{project}` and listed in the project's report.
 
 pub mod freeze;
 pub mod policy;
@@ -16,6 +18,7 @@ use switchyard_platform::auth::Role;
 
 use self::{
     freeze::{FreezeWindow, Opening},
+    policy::ApprovalPolicy,
     repository::{BreakGlassUse, GovernanceRepository},
 };
 use super::{
@@ -30,6 +33,8 @@ use super::{
 
 /// The scope that lets a principal override a freeze window.
 pub const EMERGENCY_SCOPE: &str = "emergency";
+/// Where the break-glass reason comes from, as errors name it.
+pub const BREAK_GLASS: &str = "x-switchyard-break-glass";
 /// Longest break-glass reason, in characters.
 pub const MAX_REASON: usize = 1000;
 /// The most windows one project may have.
@@ -181,26 +186,24 @@ impl<R: Repository + GovernanceRepository> Governance<R> {
     async fn admit_now(&self, caller: Caller<'_>, env: &EnvKey, action: &str, resource: &str) -> ConfigResult<()> {
         let now = now_ms();
         let open = self.open_over(env, now).await?;
-        if open.is_empty() {
+        let policy = match caller.change_request {
+            Some(_) => None,
+            None => self.repository.policy(env).await?,
+        };
+        if open.is_empty() && policy.is_none() {
             return Ok(());
         }
         let Some(reason) = caller.break_glass else {
-            let described: Vec<String> = open.iter().map(|(window, opening)| window.describe(*opening)).collect();
-            return Err(ConfigError::FailedPrecondition(format!(
-                "{} is frozen by {}; a principal with the `{EMERGENCY_SCOPE}` scope may override it with a \
-                 reason in the x-switchyard-break-glass header",
-                env.resource(),
-                described.join(" and ")
-            )));
+            return Err(refusal(env, &open, policy.as_ref().map(|(policy, _)| policy)));
         };
         if !caller.principal.scopes.iter().any(|scope| scope == EMERGENCY_SCOPE) {
             return Err(ConfigError::Auth(switchyard_platform::auth::AuthError::Forbidden(
                 format!("breaking the glass needs the `{EMERGENCY_SCOPE}` scope"),
             )));
         }
-        check_length("x-switchyard-break-glass", reason, MAX_REASON)?;
+        check_length(BREAK_GLASS, reason, MAX_REASON)?;
         if reason.trim().is_empty() {
-            return Err(ConfigError::invalid("x-switchyard-break-glass", "a reason"));
+            return Err(ConfigError::invalid(BREAK_GLASS, "a reason"));
         }
         let used = BreakGlassUse {
             project: env.project.clone(),
@@ -210,6 +213,7 @@ impl<R: Repository + GovernanceRepository> Governance<R> {
             action: action.to_owned(),
             resource: resource.to_owned(),
             windows: open.iter().map(|(window, _)| window.id.clone()).collect(),
+            approval_bypassed: policy.is_some(),
             created_ms: now,
         };
         let audit = caller.audit("freeze.break_glass", resource, None, None);
@@ -225,6 +229,7 @@ impl<R: Repository + GovernanceRepository> Governance<R> {
             "action": used.action,
             "resource": used.resource,
             "windows": used.windows,
+            "approvalBypassed": used.approval_bypassed,
             "timeMs": used.created_ms,
         });
         let key = format!("break-glass:{}:{}:{}", used.actor, used.resource, used.created_ms);
@@ -232,6 +237,93 @@ impl<R: Repository + GovernanceRepository> Governance<R> {
         self.hooks.announce(&env.tenant, &channel, &key, &body, &[]).await;
         Ok(())
     }
+
+    /// Sets an environment's approval policy (creates it when `etag` is empty); needs the
+    /// admin role on the environment.
+    pub async fn put_policy(
+        &self,
+        caller: Caller<'_>,
+        env: &EnvKey,
+        policy: ApprovalPolicy,
+        etag: &str,
+    ) -> ConfigResult<(ApprovalPolicy, i64)> {
+        let resource = format!("{}/approvalPolicy", env.resource());
+        caller.require(Role::Admin, &env.resource())?;
+        policy.validate()?;
+        self.require_environment(env).await?;
+        let expected = if etag.is_empty() { 0 } else { parse_etag(etag)? };
+        let action = if expected == 0 {
+            "approval_policy.create"
+        } else {
+            "approval_policy.update"
+        };
+        let audit = caller.audit(action, &resource, None, None);
+        let version = self
+            .repository
+            .put_policy(env, &policy, expected, &audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::Duplicate => ConfigError::AlreadyExists(resource.clone()),
+                StoreError::Conflict => ConfigError::Conflict(resource.clone()),
+                other => other.into(),
+            })?;
+        Ok((policy, version))
+    }
+
+    /// The environment's policy; `None` when it is not protected.
+    pub async fn policy(&self, caller: Caller<'_>, env: &EnvKey) -> ConfigResult<Option<(ApprovalPolicy, i64)>> {
+        caller.require(Role::Viewer, &env.resource())?;
+        self.require_environment(env).await?;
+        Ok(self.repository.policy(env).await?)
+    }
+
+    /// The policy a change in `env` must meet, for change requests (no role check).
+    pub async fn policy_of(&self, env: &EnvKey) -> ConfigResult<Option<ApprovalPolicy>> {
+        Ok(self.repository.policy(env).await?.map(|(policy, _)| policy))
+    }
+
+    pub async fn delete_policy(&self, caller: Caller<'_>, env: &EnvKey) -> ConfigResult<()> {
+        let resource = format!("{}/approvalPolicy", env.resource());
+        caller.require(Role::Admin, &env.resource())?;
+        let audit = caller.audit("approval_policy.delete", &resource, None, None);
+        self.repository
+            .delete_policy(env, &audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::Missing => ConfigError::NotFound(resource.clone()),
+                other => other.into(),
+            })
+    }
+
+    async fn require_environment(&self, env: &EnvKey) -> ConfigResult<()> {
+        match self
+            .repository
+            .environment(&env.tenant, &env.project, &env.environment)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(ConfigError::NotFound(env.resource())),
+        }
+    }
+}
+
+/// Why a change may not happen now: the open windows, or the approvals it needs.
+fn refusal(env: &EnvKey, open: &[(FreezeWindow, Opening)], policy: Option<&ApprovalPolicy>) -> ConfigError {
+    if !open.is_empty() {
+        let described: Vec<String> = open.iter().map(|(window, opening)| window.describe(*opening)).collect();
+        return ConfigError::FailedPrecondition(format!(
+            "{} is frozen by {}; a principal with the `{EMERGENCY_SCOPE}` scope may override it with a reason in \
+             the {BREAK_GLASS} header",
+            env.resource(),
+            described.join(" and ")
+        ));
+    }
+    let required = policy.map_or(1, |policy| policy.required);
+    ConfigError::FailedPrecondition(format!(
+        "{} is protected: changes need {required} approval(s). Propose it as a change request \
+         (CreateChangeRequest, or `switchyard changes create`)",
+        env.resource()
+    ))
 }
 
 fn view(window: FreezeWindow, version: i64, now: i64) -> WindowView {

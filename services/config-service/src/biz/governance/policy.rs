@@ -44,7 +44,10 @@ impl ApprovalPolicy {
             return Err(ConfigError::invalid("required_approvals", "between 1 and 10"));
         }
         if self.roles.len() + self.principals.len() > MAX_APPROVERS {
-            return Err(ConfigError::invalid("approvers", format!("at most {MAX_APPROVERS} roles and principals")));
+            return Err(ConfigError::invalid(
+                "approvers",
+                format!("at most {MAX_APPROVERS} roles and principals"),
+            ));
         }
         if self.roles.is_empty() && self.principals.is_empty() {
             return Err(ConfigError::invalid(
@@ -70,7 +73,10 @@ impl ApprovalPolicy {
             }
         }
         if !(0..=365 * 24 * 3_600_000).contains(&self.approval_ttl_ms) {
-            return Err(ConfigError::invalid("approval_ttl", "between 0 (no expiry) and 365 days"));
+            return Err(ConfigError::invalid(
+                "approval_ttl",
+                "between 0 (no expiry) and 365 days",
+            ));
         }
         Ok(())
     }
@@ -80,7 +86,7 @@ impl ApprovalPolicy {
         if principal.subject == author && !self.allow_self_approval {
             return Err("the author of a change cannot approve it".to_owned());
         }
-        if self.principals.iter().any(|named| *named == principal.subject) {
+        if self.principals.contains(&principal.subject) {
             return Ok(());
         }
         let by_role = self
@@ -144,22 +150,40 @@ mod tests {
     #[test]
     fn approvers_by_role_or_name_and_never_the_author() {
         let policy = policy();
-        assert!(policy.may_approve(&principal("bob", &["publisher"]), PROD, "carol").is_ok());
-        assert!(policy.may_approve(&principal("alice@shop", &["viewer"]), PROD, "carol").is_ok());
-        assert!(policy.may_approve(&principal("dave", &["editor"]), PROD, "carol").is_err());
+        assert!(
+            policy
+                .may_approve(&principal("bob", &["publisher"]), PROD, "carol")
+                .is_ok()
+        );
+        assert!(
+            policy
+                .may_approve(&principal("alice@shop", &["viewer"]), PROD, "carol")
+                .is_ok()
+        );
+        assert!(
+            policy
+                .may_approve(&principal("dave", &["editor"]), PROD, "carol")
+                .is_err()
+        );
         assert!(
             policy
                 .may_approve(&principal("bob", &["publisher:projects/other"]), PROD, "carol")
                 .is_err(),
             "a role elsewhere does not count"
         );
-        let own = policy.may_approve(&principal("carol", &["admin"]), PROD, "carol").unwrap_err();
+        let own = policy
+            .may_approve(&principal("carol", &["admin"]), PROD, "carol")
+            .unwrap_err();
         assert!(own.contains("author"), "{own}");
         let lenient = ApprovalPolicy {
             allow_self_approval: true,
             ..policy
         };
-        assert!(lenient.may_approve(&principal("carol", &["admin"]), PROD, "carol").is_ok());
+        assert!(
+            lenient
+                .may_approve(&principal("carol", &["admin"]), PROD, "carol")
+                .is_ok()
+        );
     }
 
     #[test]
@@ -192,8 +216,20 @@ mod tests {
             let error = policy.validate().unwrap_err().to_string();
             assert!(error.contains(field), "{field}: {error}");
         };
-        bad(ApprovalPolicy { required: 0, ..policy() }, "required_approvals");
-        bad(ApprovalPolicy { required: 11, ..policy() }, "required_approvals");
+        bad(
+            ApprovalPolicy {
+                required: 0,
+                ..policy()
+            },
+            "required_approvals",
+        );
+        bad(
+            ApprovalPolicy {
+                required: 11,
+                ..policy()
+            },
+            "required_approvals",
+        );
         bad(
             ApprovalPolicy {
                 roles: vec!["overlord".into()],

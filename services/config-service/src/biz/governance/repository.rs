@@ -5,8 +5,8 @@ use std::future::Future;
 
 use switchyard_platform::audit::AuditEntry;
 
-use super::freeze::FreezeWindow;
-use crate::biz::repository::StoreResult;
+use super::{freeze::FreezeWindow, policy::ApprovalPolicy};
+use crate::biz::{model::EnvKey, repository::StoreResult};
 
 /// One override of a freeze window.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,8 @@ pub struct BreakGlassUse {
     pub resource: String,
     /// The ids of the windows it overrode.
     pub windows: Vec<String>,
+    /// Whether it also went past the environment's approval policy.
+    pub approval_bypassed: bool,
     pub created_ms: i64,
 }
 
@@ -60,4 +62,16 @@ pub trait GovernanceRepository: Send + Sync + 'static {
         since_ms: i64,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<BreakGlassUse>>> + Send;
+
+    /// Sets (`expected_version` 0: creates) an environment's approval policy.
+    fn put_policy(
+        &self,
+        env: &EnvKey,
+        policy: &ApprovalPolicy,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    fn policy(&self, env: &EnvKey) -> impl Future<Output = StoreResult<Option<(ApprovalPolicy, i64)>>> + Send;
+    /// Removes the policy: the environment is no longer protected.
+    fn delete_policy(&self, env: &EnvKey, audit: &AuditEntry) -> impl Future<Output = StoreResult<()>> + Send;
 }
