@@ -47,6 +47,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
 
+    // Deployment events and break-glass notices go out on `$deployments:{project}` through the
+    // gateway, which starts later: its port is known from its settings (0 picks none).
+    let mut config = config;
+    if realtime.grpc.port != 0 {
+        config
+            .peers
+            .entry("realtime-gateway".to_owned())
+            .or_insert_with(|| vec![format!("http://127.0.0.1:{}", realtime.grpc.port)]);
+    }
     let config = config_service::start(keys.apply(config, None), shutdown.clone()).await?;
     let key_store = format!("http://{}", loopback_if_unspecified(config.grpc_addr));
     let key_store = Some(key_store.as_str());

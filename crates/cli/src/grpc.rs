@@ -98,3 +98,16 @@ pub fn failure(status: &Status, unavailable: &str) -> anyhow::Error {
     }
     anyhow::anyhow!(text)
 }
+
+/// A request carrying `reason` in `x-switchyard-break-glass` when one is given: it overrides a
+/// freeze window or an approval policy for a principal with the `emergency` scope.
+pub fn with_break_glass<T>(message: T, reason: Option<&str>) -> anyhow::Result<Request<T>> {
+    let mut request = Request::new(message);
+    if let Some(reason) = reason {
+        let value: MetadataValue<Ascii> = reason
+            .parse()
+            .context("the break-glass reason must be visible ASCII (it travels in a header)")?;
+        request.metadata_mut().insert("x-switchyard-break-glass", value);
+    }
+    Ok(request)
+}

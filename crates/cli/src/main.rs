@@ -3,10 +3,13 @@
 //! `switchyard flags` with flag-service. Later capabilities add their commands here (one module
 //! per command group; `grpc` and `output` hold what the groups share).
 
+mod changes;
 mod config;
+mod deploy;
 mod dev;
 mod experiments;
 mod flags;
+mod freeze;
 mod grpc;
 mod keys;
 mod migrate;
@@ -44,6 +47,12 @@ enum Command {
     Presence(presence::PresenceArgs),
     /// Metrics, experiments on flags, and their results (experiment-service).
     Experiments(experiments::ExperimentsArgs),
+    /// Deploy a config release progressively; watch, pause, resume, promote, stop, revert.
+    Deploy(deploy::DeployArgs),
+    /// Change requests for protected environments: draft, approve, reject, apply, schedule.
+    Changes(changes::ChangesArgs),
+    /// Freeze windows (when nothing changes) and the break-glass report.
+    Freeze(freeze::FreezeArgs),
     /// Apply every service's database migrations and exit.
     Migrate(migrate::MigrateArgs),
 }
@@ -58,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => token::run(&args),
         Command::Presence(args) => presence::run(args).await,
         Command::Experiments(args) => experiments::run(args).await,
+        Command::Deploy(args) => deploy::run(args).await,
+        Command::Changes(args) => changes::run(args).await,
+        Command::Freeze(args) => freeze::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
     }
 }
