@@ -7,7 +7,7 @@ export REDIS_TEST_URL ?= redis://127.0.0.1:6379
 # Seconds each flag-engine fuzz target runs in `make fuzz` and in the short pass of `make bench`.
 FUZZ_SECONDS ?= 30
 
-.PHONY: run test lint fmt fuzz-api bench-keys bench bench-config bench-flags-engine bench-flags-server bench-realtime bench-presence bench-experiments fuzz proto migrate build
+.PHONY: run test lint fmt fuzz-api bench-keys bench bench-config bench-flags-engine bench-flags-server bench-realtime bench-presence bench-experiments bench-delivery fuzz proto migrate build
 
 ## run: build and start all five services in one process (switchyard dev)
 run:
@@ -45,6 +45,12 @@ build:
 bench:
 	$(CARGO) bench --workspace
 	./scripts/fuzz-flag-engine.sh $(FUZZ_SECONDS)
+
+## bench-delivery: progressive delivery against real processes — shares at each step for 1,000
+## watchers, rollback time on a failing gate, takeover after kill -9 (bench/results/delivery.json)
+bench-delivery:
+	./scripts/ensure-backing-services.sh
+	$(CARGO) bench -p config-service --bench rollout
 
 ## bench-config: config-service's data plane against etcd (installs etcd-server if missing)
 bench-config:
