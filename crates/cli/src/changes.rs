@@ -6,23 +6,17 @@ use switchyard_api::config::v1::{self as pb, governance_service_client::Governan
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
+    config::client::ServerArgs,
     grpc::{self, Bearer},
     output::{Output, compact, print_json, print_table, time},
 };
 
 #[derive(Debug, Args)]
 pub struct ChangesArgs {
-    /// config-service's gRPC address.
-    #[arg(
-        long,
-        global = true,
-        env = "SY_CONFIG_SERVER",
-        default_value = "http://127.0.0.1:9015"
-    )]
-    server: String,
-    #[arg(long, global = true, env = "SY_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
-    #[arg(long, global = true, default_value = "default")]
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The project.
+    #[arg(long, global = true, env = "SY_PROJECT", default_value = "default")]
     project: String,
     #[arg(long = "env", global = true, default_value = "dev")]
     environment: String,
@@ -115,8 +109,8 @@ fn failure(status: &tonic::Status) -> anyhow::Error {
 }
 
 pub async fn run(args: ChangesArgs) -> anyhow::Result<()> {
-    let bearer = Bearer::new(Some(&grpc::required_key(args.api_key.as_deref())?))?;
-    let mut client = GovernanceServiceClient::with_interceptor(grpc::channel(&args.server)?, bearer);
+    let (channel, bearer) = args.server.connect()?;
+    let mut client = GovernanceServiceClient::with_interceptor(channel, bearer);
     let parent = format!("projects/{}/environments/{}", args.project, args.environment);
     let name = |number: u64| format!("{parent}/changeRequests/{number}");
     let output = args.output;

@@ -10,34 +10,23 @@ use switchyard_api::config::v1::{self as pb, delivery_service_client::DeliverySe
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
+    config::client::ServerArgs,
     grpc::{self, Bearer},
     output::{Output, print_json, print_table, read, time},
 };
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// config-service's gRPC address.
-    #[arg(
-        long,
-        global = true,
-        env = "SY_CONFIG_SERVER",
-        default_value = "http://127.0.0.1:9015"
-    )]
-    server: String,
-    /// API key sent as `authorization: Bearer …`; defaults to ./data/admin-api-key.
-    #[arg(long, global = true, env = "SY_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
-    #[arg(long, global = true, default_value = "default")]
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The project.
+    #[arg(long, global = true, env = "SY_PROJECT", default_value = "default")]
     project: String,
     /// The environment.
     #[arg(long = "env", global = true, default_value = "dev")]
     environment: String,
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
-    /// Override a freeze window (or an approval policy) with this reason; needs the
-    /// `emergency` scope. Audited and announced.
-    #[arg(long, global = true)]
-    break_glass: Option<String>,
     #[command(subcommand)]
     command: DeployCommand,
 }
@@ -112,8 +101,8 @@ fn failure(status: &tonic::Status) -> anyhow::Error {
 }
 
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
-    let bearer = Bearer::new(Some(&grpc::required_key(args.api_key.as_deref())?))?;
-    let mut client = DeliveryServiceClient::with_interceptor(grpc::channel(&args.server)?, bearer);
+    let (channel, bearer) = args.server.connect()?;
+    let mut client = DeliveryServiceClient::with_interceptor(channel, bearer);
     let parent = format!("projects/{}/environments/{}", args.project, args.environment);
     let name = |number: u64| format!("{parent}/deployments/{number}");
     let output = args.output;
@@ -121,13 +110,10 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         DeployCommand::Start(start) => {
             let follow = start.watch;
             let deployment = deployment_of(start)?;
-            let request = grpc::with_break_glass(
-                pb::CreateDeploymentRequest {
-                    parent: parent.clone(),
-                    deployment: Some(deployment),
-                },
-                args.break_glass.as_deref(),
-            )?;
+            let request = pb::CreateDeploymentRequest {
+                parent: parent.clone(),
+                deployment: Some(deployment),
+            };
             let created = client
                 .create_deployment(request)
                 .await
@@ -305,10 +291,15 @@ fn progress_line(deployment: &pb::Deployment) -> String {
     const WIDTH: usize = 20;
     let filled = ((deployment.percentage / 100.0) * WIDTH as f64).round() as usize;
     let bar: String = "#".repeat(filled.min(WIDTH)) + &"-".repeat(WIDTH - filled.min(WIDTH));
-    let step = if deployment.step > deployment.step_count {
-        "baking".to_owned()
-    } else {
-        format!("step {}/{}", deployment.step, deployment.step_count)
+    use pb::deployment::State;
+    let finished = matches!(
+        State::try_from(deployment.state),
+        Ok(State::Complete | State::RolledBack | State::Reverted)
+    );
+    let step = match () {
+        () if finished => "ended".to_owned(),
+        () if deployment.step > deployment.step_count => "baking".to_owned(),
+        () => format!("step {}/{}", deployment.step, deployment.step_count),
     };
     let gates: Vec<String> = deployment
         .gate_status

@@ -5,23 +5,17 @@ use clap::{Args, Subcommand};
 use switchyard_api::config::v1::{self as pb, governance_service_client::GovernanceServiceClient};
 
 use crate::{
-    grpc::{self, Bearer},
+    config::client::ServerArgs,
+    grpc,
     output::{Output, print_json, print_table, time},
 };
 
 #[derive(Debug, Args)]
 pub struct FreezeArgs {
-    /// config-service's gRPC address.
-    #[arg(
-        long,
-        global = true,
-        env = "SY_CONFIG_SERVER",
-        default_value = "http://127.0.0.1:9015"
-    )]
-    server: String,
-    #[arg(long, global = true, env = "SY_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
-    #[arg(long, global = true, default_value = "default")]
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The project.
+    #[arg(long, global = true, env = "SY_PROJECT", default_value = "default")]
     project: String,
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -118,8 +112,8 @@ fn schedule_of(add: &AddArgs) -> anyhow::Result<pb::freeze_window::Schedule> {
 }
 
 pub async fn run(args: FreezeArgs) -> anyhow::Result<()> {
-    let bearer = Bearer::new(Some(&grpc::required_key(args.api_key.as_deref())?))?;
-    let mut client = GovernanceServiceClient::with_interceptor(grpc::channel(&args.server)?, bearer);
+    let (channel, bearer) = args.server.connect()?;
+    let mut client = GovernanceServiceClient::with_interceptor(channel, bearer);
     let parent = format!("projects/{}", args.project);
     let output = args.output;
     match args.command {

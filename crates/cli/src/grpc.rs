@@ -17,26 +17,46 @@ use tonic_types::StatusExt as _;
 const DEV_KEY_FILE: &str = "data/admin-api-key";
 
 /// Adds `authorization: Bearer <key>` to every request, or nothing when there is no key (for
-/// calls that need none, such as flag evaluation).
+/// calls that need none, such as flag evaluation); and a break-glass reason when one is given.
 #[derive(Debug, Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
+pub struct Bearer {
+    authorization: Option<MetadataValue<Ascii>>,
+    break_glass: Option<MetadataValue<Ascii>>,
+}
+
+/// The header that carries a break-glass reason: it overrides a freeze window or an approval
+/// policy for a key with the `emergency` scope.
+const BREAK_GLASS_HEADER: &str = "x-switchyard-break-glass";
 
 impl Bearer {
     pub fn new(key: Option<&str>) -> anyhow::Result<Self> {
-        let Some(key) = key else {
-            return Ok(Self(None));
-        };
-        let header = format!("Bearer {}", key.trim())
-            .parse()
+        let authorization = key
+            .map(|key| format!("Bearer {}", key.trim()).parse())
+            .transpose()
             .context("the API key contains characters that cannot be sent in a header")?;
-        Ok(Self(Some(header)))
+        Ok(Self {
+            authorization,
+            break_glass: None,
+        })
+    }
+
+    /// Sends `reason` with every request as the break-glass reason.
+    pub fn breaking_glass(mut self, reason: Option<&str>) -> anyhow::Result<Self> {
+        self.break_glass = reason
+            .map(str::parse)
+            .transpose()
+            .context("the break-glass reason must be visible ASCII (it travels in a header)")?;
+        Ok(self)
     }
 }
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(header) = &self.0 {
+        if let Some(header) = &self.authorization {
             request.metadata_mut().insert("authorization", header.clone());
+        }
+        if let Some(reason) = &self.break_glass {
+            request.metadata_mut().insert(BREAK_GLASS_HEADER, reason.clone());
         }
         Ok(request)
     }
@@ -97,17 +117,4 @@ pub fn failure(status: &Status, unavailable: &str) -> anyhow::Error {
         text.push_str(&violation);
     }
     anyhow::anyhow!(text)
-}
-
-/// A request carrying `reason` in `x-switchyard-break-glass` when one is given: it overrides a
-/// freeze window or an approval policy for a principal with the `emergency` scope.
-pub fn with_break_glass<T>(message: T, reason: Option<&str>) -> anyhow::Result<Request<T>> {
-    let mut request = Request::new(message);
-    if let Some(reason) = reason {
-        let value: MetadataValue<Ascii> = reason
-            .parse()
-            .context("the break-glass reason must be visible ASCII (it travels in a header)")?;
-        request.metadata_mut().insert("x-switchyard-break-glass", value);
-    }
-    Ok(request)
 }

@@ -26,12 +26,17 @@ pub struct ServerArgs {
     /// `switchyard dev` writes.
     #[arg(long, global = true, env = "SY_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Override a freeze window or an approval policy with this reason (the key needs the
+    /// `emergency` scope); audited, announced and reported.
+    #[arg(long, global = true)]
+    pub break_glass: Option<String>,
 }
 
 impl ServerArgs {
     /// A channel to config-service and the bearer credential for it.
     pub fn connect(&self) -> anyhow::Result<(Channel, Bearer)> {
-        let bearer = Bearer::new(Some(&grpc::required_key(self.api_key.as_deref())?))?;
+        let bearer = Bearer::new(Some(&grpc::required_key(self.api_key.as_deref())?))?
+            .breaking_glass(self.break_glass.as_deref())?;
         Ok((grpc::channel(&self.server)?, bearer))
     }
 }
