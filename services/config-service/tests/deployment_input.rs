@@ -350,3 +350,42 @@ async fn the_http_api_speaks_json_and_refuses_bad_json() {
     assert_eq!(events.status, 200);
     assert_eq!(events.json()["events"][0]["kind"], "queued");
 }
+
+#[tokio::test]
+async fn services_report_health_with_the_environments_sdk_key() {
+    let service = support::sqlite().await;
+    published_and_edited(&service).await;
+    let report = |key: String, release: u64| {
+        let mut client = delivery(&service);
+        async move {
+            client
+                .report_health(authed(
+                    &key,
+                    pb::ReportHealthRequest {
+                        config: support::deploy::CONFIG.into(),
+                        release,
+                        ok_count: 10,
+                        error_count: 1,
+                    },
+                ))
+                .await
+        }
+    };
+    report(service.keys.sdk_prod.clone(), 1).await.unwrap();
+    report(service.keys.viewer.clone(), 1).await.unwrap();
+    let no_release = report(service.keys.sdk_prod.clone(), 0).await.unwrap_err();
+    assert_eq!(no_release.code(), Code::InvalidArgument);
+    let wrong_env = delivery(&service)
+        .report_health(authed(
+            &service.keys.sdk_prod,
+            pb::ReportHealthRequest {
+                config: "projects/shop/environments/dev/configs/checkout".into(),
+                release: 1,
+                ok_count: 1,
+                error_count: 0,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_env.code(), Code::PermissionDenied, "an SDK key reports only for its environment");
+}

@@ -25,6 +25,8 @@ pub struct Keys {
     pub shop_editor: String,
     /// A publisher with the `emergency` scope: may break the glass of a freeze window.
     pub emergency: String,
+    /// An SDK server key of `projects/shop/environments/prod`.
+    pub sdk_prod: String,
 }
 
 pub struct Service {
@@ -53,6 +55,7 @@ pub fn settings_with_keys(dir: &std::path::Path) -> (Settings, Keys) {
         other_tenant: add("other", &["admin"], &[]),
         shop_editor: add("acme", &["editor:projects/shop"], &[]),
         emergency: add("acme", &["publisher"], &["emergency"]),
+        sdk_prod: add("acme", &["sdk-server:projects/shop/environments/prod"], &[]),
     };
     settings.service.resync_interval_ms = 200;
     (settings, keys)
