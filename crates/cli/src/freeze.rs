@@ -29,7 +29,7 @@ pub enum FreezeCommand {
     List,
     /// Adds a window: `--from`/`--until` (RFC 3339), or `--rrule` with `--start` (local) and
     /// `--duration`, or `--cron` with `--duration`; read in `--zone`.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     Remove {
         id: String,
     },

@@ -387,5 +387,9 @@ async fn services_report_health_with_the_environments_sdk_key() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(wrong_env.code(), Code::PermissionDenied, "an SDK key reports only for its environment");
+    assert_eq!(
+        wrong_env.code(),
+        Code::PermissionDenied,
+        "an SDK key reports only for its environment"
+    );
 }
