@@ -366,6 +366,8 @@ const SERVED: &[(&str, &[&str])] = &[
         &[
             "switchyard.config.v1.ConfigService",
             "switchyard.config.v1.ApiKeyService",
+            "switchyard.config.v1.DeliveryService",
+            "switchyard.config.v1.GovernanceService",
         ],
     ),
     ("flag-service", &["switchyard.flags.v1.FlagService"]),
