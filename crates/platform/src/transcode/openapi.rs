@@ -379,7 +379,8 @@ fn well_known_schema(message: &MessageDescriptor) -> Option<Value> {
     }
     Some(match message.name() {
         "Timestamp" => json!({ "type": "string", "format": "date-time" }),
-        "Duration" => json!({ "type": "string", "example": "1.5s" }),
+        // proto3 JSON: seconds with up to nine fractional digits, then `s`.
+        "Duration" => json!({ "type": "string", "example": "1.5s", "pattern": "^-?[0-9]{1,12}(\\.[0-9]{1,9})?s$" }),
         "FieldMask" => json!({ "type": "string", "example": "name,labels" }),
         "Struct" | "Empty" | "Any" => json!({ "type": "object" }),
         "Value" => json!({}),
