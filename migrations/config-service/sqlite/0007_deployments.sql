@@ -96,6 +96,18 @@ CREATE TABLE health_reports (
     PRIMARY KEY (tenant, project, environment, kind, target, version, minute_ms)
 );
 
+-- Which client ids read each config, and when last: a deployment's step threshold is set so
+-- that the step's share of these clients gets the new release.
+CREATE TABLE client_sightings (
+    tenant      TEXT   NOT NULL,
+    project     TEXT   NOT NULL,
+    environment TEXT   NOT NULL,
+    config      TEXT   NOT NULL,
+    client_id   TEXT   NOT NULL,
+    seen_ms     BIGINT NOT NULL,
+    PRIMARY KEY (tenant, project, environment, config, client_id)
+);
+
 -- A change-log row of a config under deployment carries the candidate release and the share
 -- of clients that get it (JSON); NULL otherwise.
 ALTER TABLE changes ADD COLUMN rollout TEXT;

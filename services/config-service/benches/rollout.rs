@@ -17,7 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use config_service::biz::deployments::strategy::{client_bucket, share_of};
+use config_service::biz::deployments::{
+    strategy::{FULL, client_bucket, share_of},
+    threshold::calibrated,
+};
 use futures::StreamExt;
 use serde_json::json;
 use switchyard_api::config::v1::{
@@ -265,8 +268,23 @@ async fn converge(histories: &Histories, expected: impl Fn(usize) -> i64) -> Ins
     panic!("watchers never converged");
 }
 
-fn inside(index: usize, percentage: f64) -> bool {
-    percentage >= 100.0 || client_bucket(SEED, &format!("pod-{index}")) < share_of(percentage)
+fn ids() -> Vec<String> {
+    (0..WATCHERS).map(|index| format!("pod-{index}")).collect()
+}
+
+/// The threshold the service sets for `percentage` of this fleet (which it has seen).
+fn threshold(percentage: f64, floor: u32) -> u32 {
+    calibrated(share_of(percentage), SEED, &ids(), floor)
+}
+
+fn inside(index: usize, threshold: u32) -> bool {
+    threshold >= FULL || client_bucket(SEED, &format!("pod-{index}")) < threshold
+}
+
+fn rows_max_deviation(largest: &mut f64, deviation: f64) {
+    if deviation.abs() > largest.abs() {
+        *largest = deviation;
+    }
 }
 
 fn percentile(mut values: Vec<f64>, fraction: f64) -> f64 {
@@ -288,16 +306,21 @@ async fn shares(cluster: &Cluster, channels: &[Channel], histories: &Histories) 
     let created = deploy(cluster, channels[0].clone(), "tenths", vec![]).await;
     let mut rows = Vec::new();
     let mut within = true;
+    let mut floor = 0;
+    let mut max_deviation: f64 = 0.0;
     for target in &targets {
+        let line = threshold(*target, floor);
+        floor = line;
         let paused = wait_for(cluster, channels[0].clone(), &created.name, |d| {
             d.state == pb::deployment::State::Paused as i32 && (d.percentage - target).abs() < 1e-9
         })
         .await;
         let stepped = Instant::now();
-        let converged = converge(histories, |index| if inside(index, *target) { 2 } else { 1 }).await;
+        let converged = converge(histories, |index| if inside(index, line) { 2 } else { 1 }).await;
         let on_new = current(histories).iter().filter(|version| **version == 2).count();
         let share = on_new as f64 * 100.0 / WATCHERS as f64;
         within &= (share - target).abs() <= 2.0;
+        rows_max_deviation(&mut max_deviation, share - target);
         rows.push(json!({
             "target_percent": target,
             "watchers_on_new_release_percent": share,
@@ -329,6 +352,7 @@ async fn shares(cluster: &Cluster, channels: &[Channel], histories: &Histories) 
         "replicas": channels.len(),
         "steps": rows,
         "every_step_within_2_points": within,
+        "largest_deviation_points": max_deviation,
         "watchers_that_ever_went_back": flipped_back,
     })
 }
@@ -363,9 +387,10 @@ async fn rollbacks(cluster: &Cluster, channels: &[Channel], histories: &Historie
         })
         .await;
         let previous_version = version - 1;
+        let line = threshold(50.0, 0);
         converge(
             histories,
-            |index| if inside(index, 50.0) { version } else { previous_version },
+            |index| if inside(index, line) { version } else { previous_version },
         )
         .await;
         // The gate starts failing the moment the error reports are acknowledged.
@@ -482,6 +507,9 @@ fn main() {
         prepare(&cluster, channels[0].clone()).await;
         let histories = start_watchers(&cluster, &channels).await;
         converge(&histories, |_| 1).await;
+        // The replicas write down which clients they saw on their next resync; steps are
+        // measured against that fleet.
+        tokio::time::sleep(Duration::from_millis(2 * cluster.settings.service.resync_interval_ms + 500)).await;
         let shares = shares(&cluster, &channels, &histories).await;
         eprintln!("shares: {shares}");
         let rollbacks = rollbacks(&cluster, &channels, &histories).await;

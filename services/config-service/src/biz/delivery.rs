@@ -26,6 +26,7 @@ use super::{
     model::{EnvKey, Fetch, Served, now_ms},
     repository::{Repository, StoreError},
     secrets,
+    sightings::Sightings,
 };
 
 /// The bus topic on which replicas announce new revisions.
@@ -172,6 +173,8 @@ pub struct Delivery<R> {
     /// Per (environment, config, service, instance): the latest fetch, its time, and how many
     /// fetches since the last flush.
     fetches: std::sync::Mutex<HashMap<ClientKey, (Fetch, i64, u64)>>,
+    /// Client ids seen reading each config, for deployments' thresholds.
+    sightings: Sightings,
     mirror: Option<super::mirror::Mirror>,
 }
 
@@ -184,6 +187,7 @@ impl<R: Repository> Delivery<R> {
             ring: ring.max(1),
             retain,
             fetches: std::sync::Mutex::new(HashMap::new()),
+            sightings: Sightings::default(),
             mirror: None,
         }
     }
@@ -562,8 +566,19 @@ impl<R: Repository> Delivery<R> {
         fetches.insert(key, (fetch, now_ms(), count + 1));
     }
 
-    /// Writes the fetches noted since the last flush.
+    /// Notes that `client_id` reads `config` (see [`super::sightings`]).
+    pub fn record_sighting(&self, env: &EnvKey, config: &str, client_id: &str) {
+        self.sightings.note(env, config, client_id);
+    }
+
+    /// Writes the fetches and sightings noted since the last flush.
     pub async fn flush_fetches(&self) {
+        let sightings = self.sightings.drain();
+        if !sightings.is_empty()
+            && let Err(error) = self.repository.record_sightings(&sightings).await
+        {
+            tracing::warn!(%error, "recording client sightings failed");
+        }
         let pending: Vec<(Fetch, i64, u64)> = {
             let mut fetches = self.fetches.lock().unwrap_or_else(|poison| poison.into_inner());
             fetches.drain().map(|(_, pending)| pending).collect()

@@ -23,6 +23,7 @@ pub mod publishing;
 pub mod repository;
 pub mod rule_cost;
 pub mod secrets;
+pub mod sightings;
 pub mod staging;
 pub mod store;
 pub mod validation;

@@ -873,6 +873,8 @@ impl<R: Repository> ConfigStore<R> {
 
     /// Notes that `client` now holds `entry` (when the client said who it is).
     fn record(&self, env: &EnvKey, entry: &Entry, client: &ClientId) {
+        self.delivery
+            .record_sighting(env, &entry.served.config, client.bucket_key());
         if client.service.is_empty() {
             return;
         }

@@ -10,6 +10,7 @@ use super::model::{
     ConfigClient, ConfigDraft, ConfigFilter, EnvKey, Environment, Fetch, Project, Release, Resolution, Served,
     StoredDataKey,
 };
+use super::sightings::Sighting;
 
 /// Why storage refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +162,16 @@ pub trait Repository: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Vec<Served>>> + Send;
 
     fn record_fetches(&self, fetches: &[(Fetch, i64, u64)]) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Notes client ids seen reading configs (their latest sighting wins).
+    fn record_sightings(&self, sightings: &[Sighting]) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Client ids seen reading `config` since `since_ms` (at most `limit`).
+    fn sighted_clients(
+        &self,
+        env: &EnvKey,
+        config: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
     fn clients(&self, env: &EnvKey, config: &str)
     -> impl Future<Output = StoreResult<(Vec<ConfigClient>, u64)>> + Send;
 

@@ -24,6 +24,7 @@ use crate::biz::{
     },
     names::ConfigRef,
     repository::{ProjectImage, Publication, Repository, StoreError, StoreResult},
+    sightings::Sighting,
 };
 use rows::{
     CONFIG_COLUMNS, ENVIRONMENT_COLUMNS, RELEASE_COLUMNS, SERVED_COLUMNS, config_of, environment_of, json, release_of,
@@ -740,6 +741,14 @@ impl Repository for SqlRepository {
             rows::add_fetches(&mut tx, &fetch.env, &fetch.config, *count as i64).await?;
         }
         tx.commit().await.map_err(backend)
+    }
+
+    async fn record_sightings(&self, sightings: &[Sighting]) -> StoreResult<()> {
+        rows::record_sightings(&self.pool, sightings).await
+    }
+
+    async fn sighted_clients(&self, env: &EnvKey, config: &str, since_ms: i64, limit: i64) -> StoreResult<Vec<String>> {
+        rows::sighted_clients(&self.pool, env, config, since_ms, limit).await
     }
 
     async fn clients(&self, env: &EnvKey, config: &str) -> StoreResult<(Vec<ConfigClient>, u64)> {

@@ -10,6 +10,7 @@ use crate::biz::{
     document::Format,
     model::{ConfigDraft, EnvKey, Environment, Fetch, Release, Rollout, Served, StoredDataKey},
     repository::{StoreError, StoreResult},
+    sightings::Sighting,
 };
 
 pub const ENVIRONMENT_COLUMNS: &str =
@@ -214,4 +215,53 @@ pub async fn add_fetches(conn: &mut AnyConnection, env: &EnvKey, config: &str, c
     .await
     .map_err(backend)?;
     Ok(())
+}
+
+/// Upserts client sightings, a transaction per batch of rows.
+pub async fn record_sightings(pool: &sqlx::AnyPool, sightings: &[Sighting]) -> StoreResult<()> {
+    for batch in sightings.chunks(500) {
+        let mut tx = pool.begin().await.map_err(backend)?;
+        for sighting in batch {
+            let env = &sighting.env;
+            sqlx::query(
+                "INSERT INTO client_sightings (tenant, project, environment, config, client_id, seen_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (tenant, project, environment, config, client_id) \
+                 DO UPDATE SET seen_ms = excluded.seen_ms",
+            )
+            .bind(&env.tenant)
+            .bind(&env.project)
+            .bind(&env.environment)
+            .bind(&sighting.config)
+            .bind(&sighting.client_id)
+            .bind(sighting.seen_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+    }
+    Ok(())
+}
+
+pub async fn sighted_clients(
+    pool: &sqlx::AnyPool,
+    env: &EnvKey,
+    config: &str,
+    since_ms: i64,
+    limit: i64,
+) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT client_id FROM client_sightings WHERE tenant = $1 AND project = $2 AND environment = $3 \
+         AND config = $4 AND seen_ms >= $5 LIMIT $6",
+    )
+    .bind(&env.tenant)
+    .bind(&env.project)
+    .bind(&env.environment)
+    .bind(config)
+    .bind(since_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(backend)
 }

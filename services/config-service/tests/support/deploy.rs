@@ -179,6 +179,25 @@ pub async fn events(service: &Service, name: &str) -> Vec<pb::DeploymentEvent> {
         .events
 }
 
+/// Waits until the service has written down `count` client ids seen reading configs (it does
+/// on every resync), reading its database directly.
+pub async fn sightings_recorded(service: &Service, count: i64) {
+    sqlx::any::install_default_drivers();
+    let url = service.settings.storage_url("config-service");
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    for _ in 0..600 {
+        let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM client_sightings")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if recorded >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the service never recorded {count} client sightings");
+}
+
 /// The `version` a client with `client_id` is served now.
 pub async fn version_for(service: &Service, client_id: &str) -> i64 {
     let config = service

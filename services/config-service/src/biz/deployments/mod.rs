@@ -16,6 +16,7 @@ pub mod probe;
 pub mod repository;
 mod strategies;
 pub mod strategy;
+pub mod threshold;
 
 use std::sync::Arc;
 
@@ -359,11 +360,15 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
         audit: &[AuditEntry],
     ) -> ConfigResult<()> {
         after.revision = before.revision + 1;
+        let serving = match serving_change(before, after) {
+            Some(Serving::Share(share)) => Some(Serving::Share(self.threshold(after, share).await?)),
+            other => other,
+        };
         let transition = Transition {
             from_revision: before.revision,
             deployment: after,
             lease_owner: owner,
-            serving: serving_change(before, after),
+            serving,
             events,
             audit,
             retain_changes: self.delivery.retain(),
@@ -380,6 +385,29 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
             self.delivery.applied(&after.env, vec![row]).await;
         }
         Ok(())
+    }
+}
+
+/// How far back a client's sighting counts towards the fleet a step is measured against.
+const SIGHTING_WINDOW_MS: i64 = 24 * 3_600_000;
+/// The most sightings read to set a threshold.
+const MAX_FLEET: i64 = 1_000_000;
+
+impl<R: Repository + DeploymentRepository> Deployments<R> {
+    /// The bucket threshold that serves `share` of the config's known clients (see
+    /// [`threshold`]), never below the one served now.
+    async fn threshold(&self, deployment: &Deployment, share: u32) -> ConfigResult<u32> {
+        let floor = match self.delivery.current(&deployment.env, &deployment.target).await {
+            Ok(entry) => entry.candidate.as_ref().map_or(0, |candidate| candidate.share),
+            Err(ConfigError::NotFound(_)) => 0,
+            Err(other) => return Err(other),
+        };
+        let since = now_ms() - SIGHTING_WINDOW_MS;
+        let clients = self
+            .repository
+            .sighted_clients(&deployment.env, &deployment.target, since, MAX_FLEET)
+            .await?;
+        Ok(threshold::calibrated(share, &deployment.seed, &clients, floor))
     }
 }
 

@@ -21,8 +21,8 @@ use crate::biz::{
 /// How a transition changes what a config's clients are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serving {
-    /// The deployment's release to this share of clients (parts per million); the served
-    /// release stays for the others.
+    /// The deployment's release to the clients whose bucket is below this threshold (parts
+    /// per million; see `threshold`); the served release stays for the others.
     Share(u32),
     /// The served release for everyone again; the rollout ends.
     Stable,
