@@ -20,6 +20,7 @@ pub mod mirror;
 pub mod model;
 pub mod names;
 pub mod publishing;
+pub mod reading;
 pub mod repository;
 pub mod rule_cost;
 pub mod secrets;

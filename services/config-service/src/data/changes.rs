@@ -4,7 +4,7 @@ use sqlx::{Row, any::AnyRow};
 use switchyard_platform::audit::AuditEntry;
 
 use super::{
-    SqlRepository, append_audit, backend, lock_environment,
+    SqlRepository, append_audit, backend, definitions, lock_environment,
     rows::{column, json, json_column},
 };
 use crate::biz::{
@@ -52,16 +52,7 @@ impl ChangeRepository for SqlRepository {
         let env = &change.env;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         lock_environment(&mut tx, env).await?;
-        let number: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(number), 0) + 1 FROM change_requests \
-             WHERE tenant = $1 AND project = $2 AND environment = $3",
-        )
-        .bind(&env.tenant)
-        .bind(&env.project)
-        .bind(&env.environment)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let number = definitions::next_number(&mut tx, "change_requests", env).await?;
         let stored = ChangeRequest {
             number,
             ..change.clone()

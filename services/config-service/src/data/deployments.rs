@@ -4,7 +4,9 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 use switchyard_platform::audit::AuditEntry;
 
 use super::{
-    SqlRepository, append_audit, backend, insert_served, next_revision, prune_changes,
+    SqlRepository, append_audit, backend,
+    definitions::{self, Table},
+    insert_served, next_revision, prune_changes,
     rows::{RELEASE_COLUMNS, SERVED_COLUMNS, column, json, json_column, release_of, served_of},
 };
 use crate::biz::{
@@ -290,77 +292,23 @@ impl DeploymentRepository for SqlRepository {
         project: &str,
         strategy: &Strategy,
         expected_version: i64,
-        actor: &str,
         audit: &AuditEntry,
     ) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let version = expected_version + 1;
-        let updated = if expected_version == 0 {
-            sqlx::query(
-                "INSERT INTO strategies (tenant, project, id, definition, version, updated_by, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-        } else {
-            sqlx::query(
-                "UPDATE strategies SET definition = $4, version = $5, updated_by = $6, updated_ms = $7 \
-                 WHERE tenant = $1 AND project = $2 AND id = $3 AND version = $5 - 1",
-            )
-        }
-        .bind(tenant)
-        .bind(project)
-        .bind(&strategy.id)
-        .bind(json(strategy))
-        .bind(version)
-        .bind(actor)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::Conflict);
-        }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(version)
+        let key = (tenant, project, strategy.id.as_str());
+        definitions::put(&self.pool, Table::Strategies, key, strategy, expected_version, audit).await
     }
 
     async fn strategy(&self, tenant: &str, project: &str, id: &str) -> StoreResult<Option<(Strategy, i64)>> {
-        let row =
-            sqlx::query("SELECT definition, version FROM strategies WHERE tenant = $1 AND project = $2 AND id = $3")
-                .bind(tenant)
-                .bind(project)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
-        row.map(|row| Ok((json_column(&row, "definition")?, column(&row, "version")?)))
-            .transpose()
+        definitions::get(&self.pool, Table::Strategies, (tenant, project, id)).await
     }
 
     async fn list_strategies(&self, tenant: &str, project: &str) -> StoreResult<Vec<Strategy>> {
-        let rows = sqlx::query("SELECT definition FROM strategies WHERE tenant = $1 AND project = $2 ORDER BY id")
-            .bind(tenant)
-            .bind(project)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(|row| json_column(row, "definition")).collect()
+        let listed = definitions::list(&self.pool, Table::Strategies, tenant, project).await?;
+        Ok(listed.into_iter().map(|(strategy, _)| strategy).collect())
     }
 
     async fn delete_strategy(&self, tenant: &str, project: &str, id: &str, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let deleted = sqlx::query("DELETE FROM strategies WHERE tenant = $1 AND project = $2 AND id = $3")
-            .bind(tenant)
-            .bind(project)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::Missing);
-        }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)
+        definitions::delete(&self.pool, Table::Strategies, (tenant, project, id), audit).await
     }
 
     async fn create_deployment(
@@ -372,15 +320,7 @@ impl DeploymentRepository for SqlRepository {
         let env = &deployment.env;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         super::lock_environment(&mut tx, env).await?;
-        let number: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(number), 0) + 1 FROM deployments WHERE tenant = $1 AND project = $2 AND environment = $3",
-        )
-        .bind(&env.tenant)
-        .bind(&env.project)
-        .bind(&env.environment)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let number = definitions::next_number(&mut tx, "deployments", env).await?;
         let stored = Deployment {
             number,
             ..deployment.clone()

@@ -4,6 +4,7 @@ use switchyard_platform::audit::AuditEntry;
 
 use super::{
     SqlRepository, append_audit, backend,
+    definitions::{self, Table},
     rows::{column, json, json_column},
 };
 use crate::biz::{
@@ -25,66 +26,16 @@ impl GovernanceRepository for SqlRepository {
         expected_version: i64,
         audit: &AuditEntry,
     ) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let version = expected_version + 1;
-        let query = if expected_version == 0 {
-            sqlx::query(
-                "INSERT INTO freeze_windows (tenant, project, id, definition, version, updated_by, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-        } else {
-            sqlx::query(
-                "UPDATE freeze_windows SET definition = $4, version = $5, updated_by = $6, updated_ms = $7 \
-                 WHERE tenant = $1 AND project = $2 AND id = $3 AND version = $5 - 1",
-            )
-        };
-        let written = query
-            .bind(tenant)
-            .bind(project)
-            .bind(&window.id)
-            .bind(json(window))
-            .bind(version)
-            .bind(&audit.actor)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if written.rows_affected() == 0 {
-            return Err(StoreError::Conflict);
-        }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(version)
+        let key = (tenant, project, window.id.as_str());
+        definitions::put(&self.pool, Table::FreezeWindows, key, window, expected_version, audit).await
     }
 
     async fn windows(&self, tenant: &str, project: &str) -> StoreResult<Vec<(FreezeWindow, i64)>> {
-        let rows = sqlx::query(
-            "SELECT definition, version FROM freeze_windows WHERE tenant = $1 AND project = $2 ORDER BY id",
-        )
-        .bind(tenant)
-        .bind(project)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| Ok((json_column(row, "definition")?, column(row, "version")?)))
-            .collect()
+        definitions::list(&self.pool, Table::FreezeWindows, tenant, project).await
     }
 
     async fn delete_window(&self, tenant: &str, project: &str, id: &str, audit: &AuditEntry) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let deleted = sqlx::query("DELETE FROM freeze_windows WHERE tenant = $1 AND project = $2 AND id = $3")
-            .bind(tenant)
-            .bind(project)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::Missing);
-        }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)
+        definitions::delete(&self.pool, Table::FreezeWindows, (tenant, project, id), audit).await
     }
 
     async fn record_break_glass(&self, tenant: &str, used: &BreakGlassUse, audit: &AuditEntry) -> StoreResult<()> {

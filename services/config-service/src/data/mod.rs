@@ -5,6 +5,7 @@
 mod api_keys;
 mod changes;
 pub mod consul_kv;
+mod definitions;
 mod deployments;
 mod governance;
 pub mod hooks;

@@ -9,7 +9,8 @@ use crate::biz::{
     document::{self, Format},
     input::etag_of,
     model::{ConfigClient, Environment, Project},
-    publishing::{Presented, ReleaseView, WatchBatch},
+    publishing::ReleaseView,
+    reading::{Presented, WatchBatch},
     validation::{Rule, Violation},
 };
 

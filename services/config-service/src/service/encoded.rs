@@ -10,7 +10,7 @@ use std::{
 use switchyard_api::config::v1 as pb;
 
 use super::convert;
-use crate::biz::{delivery::Entry, publishing::Presented};
+use crate::biz::{delivery::Entry, reading::Presented};
 
 /// Entries kept before the cache starts over; a published config is rebuilt on its next read.
 const CAPACITY: usize = 50_000;

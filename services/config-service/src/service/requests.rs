@@ -11,7 +11,8 @@ use crate::biz::{
     input::check_length,
     model::EnvKey,
     names::parse,
-    publishing::{ClientId, DiffSide, Subscription},
+    publishing::DiffSide,
+    reading::{ClientId, Subscription},
     store::Caller,
 };
 

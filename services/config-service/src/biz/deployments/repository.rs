@@ -64,7 +64,6 @@ pub trait DeploymentRepository: Send + Sync + 'static {
         project: &str,
         strategy: &Strategy,
         expected_version: i64,
-        actor: &str,
         audit: &AuditEntry,
     ) -> impl Future<Output = StoreResult<i64>> + Send;
     fn strategy(

@@ -49,14 +49,7 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
         let audit = caller.audit(action, &resource, None, None);
         let version = self
             .repository
-            .put_strategy(
-                caller.tenant(),
-                project,
-                &strategy,
-                expected,
-                &caller.principal.subject,
-                &audit,
-            )
+            .put_strategy(caller.tenant(), project, &strategy, expected, &audit)
             .await
             .map_err(|error| match error {
                 StoreError::Duplicate => ConfigError::AlreadyExists(resource.clone()),
