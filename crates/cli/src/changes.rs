@@ -6,7 +6,7 @@ use switchyard_api::config::v1::{self as pb, governance_service_client::Governan
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
-    config::client::ServerArgs,
+    config::client::{EnvironmentArgs, ServerArgs},
     grpc::{self, Bearer},
     output::{Output, compact, print_json, print_table, time},
 };
@@ -15,13 +15,8 @@ use crate::{
 pub struct ChangesArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// The project.
-    #[arg(long, global = true, env = "SY_PROJECT", default_value = "default")]
-    project: String,
-    #[arg(long = "env", global = true, default_value = "dev")]
-    environment: String,
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    #[command(flatten)]
+    at: EnvironmentArgs,
     #[command(subcommand)]
     command: ChangesCommand,
 }
@@ -111,9 +106,9 @@ fn failure(status: &tonic::Status) -> anyhow::Error {
 pub async fn run(args: ChangesArgs) -> anyhow::Result<()> {
     let (channel, bearer) = args.server.connect()?;
     let mut client = GovernanceServiceClient::with_interceptor(channel, bearer);
-    let parent = format!("projects/{}/environments/{}", args.project, args.environment);
+    let parent = args.at.parent();
     let name = |number: u64| format!("{parent}/changeRequests/{number}");
-    let output = args.output;
+    let output = args.at.output;
     let change = match args.command {
         ChangesCommand::List => {
             let found = client

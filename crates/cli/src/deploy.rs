@@ -10,7 +10,7 @@ use switchyard_api::config::v1::{self as pb, delivery_service_client::DeliverySe
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
-    config::client::ServerArgs,
+    config::client::{EnvironmentArgs, ServerArgs},
     grpc::{self, Bearer},
     output::{Output, print_json, print_table, read, time},
 };
@@ -19,14 +19,8 @@ use crate::{
 pub struct DeployArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// The project.
-    #[arg(long, global = true, env = "SY_PROJECT", default_value = "default")]
-    project: String,
-    /// The environment.
-    #[arg(long = "env", global = true, default_value = "dev")]
-    environment: String,
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    #[command(flatten)]
+    at: EnvironmentArgs,
     #[command(subcommand)]
     command: DeployCommand,
 }
@@ -103,9 +97,9 @@ fn failure(status: &tonic::Status) -> anyhow::Error {
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let (channel, bearer) = args.server.connect()?;
     let mut client = DeliveryServiceClient::with_interceptor(channel, bearer);
-    let parent = format!("projects/{}/environments/{}", args.project, args.environment);
+    let parent = args.at.parent();
     let name = |number: u64| format!("{parent}/deployments/{number}");
-    let output = args.output;
+    let output = args.at.output;
     match args.command {
         DeployCommand::Start(start) => {
             let follow = start.watch;
@@ -177,7 +171,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         DeployCommand::Strategies => {
             let strategies = client
                 .list_strategies(pb::ListStrategiesRequest {
-                    parent: format!("projects/{}", args.project),
+                    parent: format!("projects/{}", args.at.project),
                 })
                 .await
                 .map_err(|status| failure(&status))?

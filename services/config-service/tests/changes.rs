@@ -512,3 +512,76 @@ async fn bad_policies_and_changes_are_refused_and_other_tenants_see_nothing() {
         "{other_approves:?}"
     );
 }
+
+#[tokio::test]
+async fn a_scheduled_change_waits_out_a_freeze_and_applies_after_it() {
+    let service = support::sqlite().await;
+    published_and_edited(&service).await;
+    protect(&service, 1, 0, false).await;
+    let keys = service.keys.clone();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    governance(&service)
+        .create_freeze_window(authed(
+            &keys.admin,
+            pb::CreateFreezeWindowRequest {
+                parent: "projects/shop".into(),
+                freeze_window_id: "sale".into(),
+                freeze_window: Some(pb::FreezeWindow {
+                    time_zone: "Asia/Dhaka".into(),
+                    schedule: Some(pb::freeze_window::Schedule::Once(pb::OneOffWindow {
+                        start_time: switchyard_platform::proto_json::timestamp(now_ms - 60_000),
+                        end_time: switchyard_platform::proto_json::timestamp(now_ms + 3_600_000),
+                    })),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    let change = propose(&service, &keys.editor, publish_change("after the sale"))
+        .await
+        .unwrap();
+    act(&service, &keys.editor, &change.name, "submit").await.unwrap();
+    act(&service, &keys.publisher, &change.name, "approve").await.unwrap();
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(1))
+        .with_timezone(&chrono_tz::Asia::Dhaka)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    schedule(&service, &keys.publisher, &change.name, &soon, "Asia/Dhaka")
+        .await
+        .unwrap();
+    let mut waiting = None;
+    for _ in 0..300 {
+        let current = read(&service, &change.name).await;
+        if current.outcome.starts_with("waiting") {
+            waiting = Some(current);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting = waiting.expect("the scheduler reached the change and found the freeze");
+    assert_eq!(waiting.state, State::Scheduled as i32, "it stays scheduled");
+    assert!(waiting.outcome.contains("freeze window sale"), "{}", waiting.outcome);
+    assert_eq!(version_for(&service, "pod-1").await, 1);
+
+    governance(&service)
+        .delete_freeze_window(authed(
+            &keys.admin,
+            pb::DeleteFreezeWindowRequest {
+                name: "projects/shop/freezeWindows/sale".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let mut applied = None;
+    for _ in 0..300 {
+        let current = read(&service, &change.name).await;
+        if current.state == State::Applied as i32 {
+            applied = Some(current);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(applied.is_some(), "applied once the window was gone");
+    assert_eq!(version_for(&service, "pod-1").await, 2);
+}

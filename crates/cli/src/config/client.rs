@@ -1,5 +1,6 @@
 //! The one place that talks gRPC to config-service: a channel to `--server`, the bearer key on
-//! every call, and statuses turned into errors a person can read (see [`crate::grpc`]).
+//! every call (and a break-glass reason when given), the project and environment a command
+//! works in, and statuses turned into errors a person can read (see [`crate::grpc`]).
 
 use switchyard_api::config::v1::config_service_client::ConfigServiceClient;
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
@@ -38,6 +39,27 @@ impl ServerArgs {
         let bearer = Bearer::new(Some(&grpc::required_key(self.api_key.as_deref())?))?
             .breaking_glass(self.break_glass.as_deref())?;
         Ok((grpc::channel(&self.server)?, bearer))
+    }
+}
+
+/// The project and environment a deployment or change-request command works in, and how it
+/// prints.
+#[derive(Debug, clap::Args)]
+pub struct EnvironmentArgs {
+    /// The project.
+    #[arg(long, global = true, env = "SY_PROJECT", default_value = "default")]
+    pub project: String,
+    /// The environment.
+    #[arg(long = "env", global = true, default_value = "dev")]
+    pub environment: String,
+    #[arg(long, global = true, value_enum, default_value_t = crate::output::Output::Text)]
+    pub output: crate::output::Output,
+}
+
+impl EnvironmentArgs {
+    /// `projects/{project}/environments/{environment}`.
+    pub fn parent(&self) -> String {
+        format!("projects/{}/environments/{}", self.project, self.environment)
     }
 }
 
