@@ -313,7 +313,7 @@ async fn segments_cannot_dangle_and_rules_are_validated_at_their_field() {
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
     let details = tonic_types::StatusExt::get_details_bad_request(&error).unwrap();
-    assert_eq!(details.field_violations[0].field, "other.environments.prod.targeting");
+    assert_eq!(details.field_violations[0].field, "flag.environments.prod.targeting");
 
     let mut flag = checkout_flag();
     flag.environments.get_mut("dev").unwrap().default_variant = "nope".into();
@@ -329,7 +329,7 @@ async fn segments_cannot_dangle_and_rules_are_validated_at_their_field() {
     let details = tonic_types::StatusExt::get_details_bad_request(&error).unwrap();
     assert_eq!(
         details.field_violations[0].field,
-        "third.environments.dev.defaultVariant"
+        "flag.environments.dev.defaultVariant"
     );
 }
 
@@ -741,6 +741,9 @@ async fn prerequisites_gate_rules_and_must_name_real_flags() {
         .await
         .unwrap_err();
     let details = tonic_types::StatusExt::get_details_bad_request(&error).unwrap();
-    assert_eq!(details.field_violations[0].field, "bad.environments.prod.prerequisites");
+    assert_eq!(
+        details.field_violations[0].field,
+        "flag.environments.prod.prerequisites"
+    );
     assert!(details.field_violations[0].description.contains("sideways"));
 }

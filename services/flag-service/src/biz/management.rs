@@ -76,6 +76,26 @@ pub struct Manager<R> {
     projection: Arc<Projection<R>>,
 }
 
+/// A write of one flag names its problems by the request's field (`flag.environments.prod.
+/// targeting`), not by the flag key the project-wide check uses (`banner.environments...`).
+/// Problems found in other flags keep their keys.
+fn as_request_fields(error: FlagError, key: &str) -> FlagError {
+    let FlagError::Invalid(violations) = error else {
+        return error;
+    };
+    let prefix = format!("{key}.");
+    let renamed = violations
+        .into_iter()
+        .map(|violation| match violation.field.strip_prefix(&prefix) {
+            Some(rest) => {
+                switchyard_platform::error::FieldViolation::new(format!("flag.{rest}"), violation.description)
+            }
+            None => violation,
+        })
+        .collect();
+    FlagError::Invalid(renamed)
+}
+
 fn project_resource(project: &str) -> String {
     format!("projects/{project}")
 }
@@ -753,7 +773,8 @@ impl<R: FlagRepository> Manager<R> {
                 scheduled: None,
             },
         )
-        .await?;
+        .await
+        .map_err(|error| as_request_fields(error, &key))?;
         self.repository
             .flag(caller.tenant(), project, &key)
             .await?
