@@ -449,7 +449,7 @@ async fn bad_input_is_a_clear_error_and_exits_1() {
     );
     let error = server.fails(&["create", "x", "--file", wrong_variant]).await;
     assert!(
-        error.contains("InvalidArgument") && error.contains("\n  x.environments.dev.defaultVariant: "),
+        error.contains("InvalidArgument") && error.contains("\n  flag.environments.dev.defaultVariant: "),
         "the field the service names: {error}"
     );
 

@@ -379,8 +379,9 @@ fn well_known_schema(message: &MessageDescriptor) -> Option<Value> {
     }
     Some(match message.name() {
         "Timestamp" => json!({ "type": "string", "format": "date-time" }),
-        // proto3 JSON: seconds with up to nine fractional digits, then `s`.
-        "Duration" => json!({ "type": "string", "example": "1.5s", "pattern": "^-?[0-9]{1,12}(\\.[0-9]{1,9})?s$" }),
+        // proto3 JSON: seconds (within its ±10,000-year range) with up to nine fractional digits,
+        // then `s`.
+        "Duration" => json!({ "type": "string", "example": "1.5s", "pattern": "^-?[0-9]{1,11}(\\.[0-9]{1,9})?s$" }),
         "FieldMask" => json!({ "type": "string", "example": "name,labels" }),
         "Struct" | "Empty" | "Any" => json!({ "type": "object" }),
         "Value" => json!({}),
