@@ -98,6 +98,25 @@ async fn read(service: &Service, name: &str) -> pb::ChangeRequest {
         .into_inner()
 }
 
+/// Polls the change until `done` holds (the scheduler works in the background).
+async fn wait_for_change(
+    service: &Service,
+    name: &str,
+    done: impl Fn(&pb::ChangeRequest) -> bool,
+) -> pb::ChangeRequest {
+    for _ in 0..300 {
+        let current = read(service, name).await;
+        if done(&current) {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{name} never reached the expected state: {:#?}",
+        read(service, name).await
+    );
+}
+
 async fn two_of_many_approve_and_an_edit_revokes(service: Service) {
     published_and_edited(&service).await;
     protect(&service, 2, 3_600_000, false).await;
@@ -376,16 +395,7 @@ async fn scheduled_changes_apply_on_their_own_at_the_local_time_given() {
     schedule(&service, &keys.publisher, &change.name, &local, "Asia/Dhaka")
         .await
         .unwrap();
-    let mut applied = None;
-    for _ in 0..300 {
-        let current = read(&service, &change.name).await;
-        if current.state == State::Applied as i32 {
-            applied = Some(current);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let applied = applied.expect("the scheduler applied it");
+    let applied = wait_for_change(&service, &change.name, |c| c.state == State::Applied as i32).await;
     assert!(applied.outcome.ends_with("/releases/2"), "{}", applied.outcome);
     assert_eq!(version_for(&service, "pod-1").await, 2);
 }
@@ -550,16 +560,7 @@ async fn a_scheduled_change_waits_out_a_freeze_and_applies_after_it() {
     schedule(&service, &keys.publisher, &change.name, &soon, "Asia/Dhaka")
         .await
         .unwrap();
-    let mut waiting = None;
-    for _ in 0..300 {
-        let current = read(&service, &change.name).await;
-        if current.outcome.starts_with("waiting") {
-            waiting = Some(current);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let waiting = waiting.expect("the scheduler reached the change and found the freeze");
+    let waiting = wait_for_change(&service, &change.name, |c| c.outcome.starts_with("waiting")).await;
     assert_eq!(waiting.state, State::Scheduled as i32, "it stays scheduled");
     assert!(waiting.outcome.contains("freeze window sale"), "{}", waiting.outcome);
     assert_eq!(version_for(&service, "pod-1").await, 1);
@@ -573,15 +574,6 @@ async fn a_scheduled_change_waits_out_a_freeze_and_applies_after_it() {
         ))
         .await
         .unwrap();
-    let mut applied = None;
-    for _ in 0..300 {
-        let current = read(&service, &change.name).await;
-        if current.state == State::Applied as i32 {
-            applied = Some(current);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(applied.is_some(), "applied once the window was gone");
+    wait_for_change(&service, &change.name, |c| c.state == State::Applied as i32).await;
     assert_eq!(version_for(&service, "pod-1").await, 2);
 }

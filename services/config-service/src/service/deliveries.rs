@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::{
     BoxStream, caller,
     delivery_convert::{self as convert, gate_of, strategy_of},
-    requests::{env_key, next_token, numeric_position, page_size},
+    requests::{env_key, next_token, numeric_position, page_size, project_ref},
     status,
 };
 use crate::{
@@ -48,10 +48,6 @@ impl DeliveryServiceApi {
 fn strategy_ref(field: &str, name: &str) -> ConfigResult<(String, String)> {
     let ids = parse(field, name, "projects/*/strategies/*")?;
     Ok((ids[0].clone(), ids[1].clone()))
-}
-
-fn project_ref(field: &str, name: &str) -> ConfigResult<String> {
-    Ok(parse(field, name, "projects/*")?.remove(0))
 }
 
 fn deployment_ref(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<(EnvKey, i64)> {

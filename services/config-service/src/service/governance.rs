@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::{
     caller, changes,
     delivery_convert::{duration, duration_ms},
-    requests::{next_token, numeric_position, page_size},
+    requests::{next_token, numeric_position, page_size, project_ref},
     status,
 };
 use crate::{
@@ -159,10 +159,6 @@ fn window(project: &str, view: &WindowView) -> pb::FreezeWindow {
         next_open_time: view.next.and_then(|opening| timestamp(opening.start_ms)),
         etag: view.version.to_string(),
     }
-}
-
-fn project_ref(field: &str, name: &str) -> ConfigResult<String> {
-    Ok(parse(field, name, "projects/*")?.remove(0))
 }
 
 fn window_ref(field: &str, name: &str) -> ConfigResult<(String, String)> {

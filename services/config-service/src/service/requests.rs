@@ -18,6 +18,11 @@ use crate::biz::{
 
 use super::convert;
 
+/// `projects/{p}` as its project id.
+pub(super) fn project_ref(field: &str, name: &str) -> ConfigResult<String> {
+    Ok(parse(field, name, "projects/*")?.remove(0))
+}
+
 pub(super) fn env_key(caller: &Caller<'_>, field: &str, name: &str) -> ConfigResult<EnvKey> {
     let ids = parse(field, name, "projects/*/environments/*")?;
     Ok(EnvKey::new(caller.tenant(), &ids[0], &ids[1]))
