@@ -197,3 +197,15 @@ pub trait Repository: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
     fn verify_audit(&self, tenant: &str) -> impl Future<Output = StoreResult<ChainReport>> + Send;
 }
+
+/// `NotFound` unless the tenant has `project`.
+pub async fn require_project<R: Repository>(
+    repository: &R,
+    tenant: &str,
+    project: &str,
+) -> Result<(), super::error::ConfigError> {
+    match repository.project(tenant, project).await? {
+        Some(_) => Ok(()),
+        None => Err(super::error::ConfigError::NotFound(format!("projects/{project}"))),
+    }
+}

@@ -12,7 +12,7 @@ use crate::biz::{
     error::{ConfigError, ConfigResult},
     input::{MAX_DISPLAY_NAME, check_length},
     names,
-    repository::{Repository, StoreError},
+    repository::{Repository, StoreError, require_project},
     store::Caller,
 };
 
@@ -36,7 +36,7 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
         }
         check_length("strategy.description", &strategy.description, MAX_DISPLAY_NAME)?;
         let strategy = strategy.validated()?;
-        self.require_project(caller.tenant(), project).await?;
+        require_project(self.repository.as_ref(), caller.tenant(), project).await?;
         let expected = match etag {
             "" => 0,
             etag => crate::biz::input::parse_etag(etag)?,
@@ -73,7 +73,7 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
     /// The predefined strategies, then the project's, by name.
     pub async fn strategies(&self, caller: Caller<'_>, project: &str) -> ConfigResult<Vec<Strategy>> {
         caller.require(Role::Viewer, &format!("projects/{project}"))?;
-        self.require_project(caller.tenant(), project).await?;
+        require_project(self.repository.as_ref(), caller.tenant(), project).await?;
         let mut all = strategy::predefined();
         all.extend(self.repository.list_strategies(caller.tenant(), project).await?);
         Ok(all)
@@ -95,12 +95,5 @@ impl<R: Repository + DeploymentRepository> Deployments<R> {
                 StoreError::Missing => ConfigError::NotFound(resource.clone()),
                 other => other.into(),
             })
-    }
-
-    async fn require_project(&self, tenant: &str, project: &str) -> ConfigResult<()> {
-        match self.repository.project(tenant, project).await? {
-            Some(_) => Ok(()),
-            None => Err(ConfigError::NotFound(format!("projects/{project}"))),
-        }
     }
 }

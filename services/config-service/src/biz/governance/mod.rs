@@ -26,7 +26,7 @@ use super::{
     input::{check_length, parse_etag},
     model::{EnvKey, now_ms},
     names,
-    repository::{Repository, StoreError},
+    repository::{Repository, StoreError, require_project},
     store::Caller,
     webhooks::Hooks,
 };
@@ -82,13 +82,6 @@ impl<R: Repository + GovernanceRepository> Governance<R> {
         Governance { repository, hooks }
     }
 
-    async fn require_project(&self, tenant: &str, project: &str) -> ConfigResult<()> {
-        match self.repository.project(tenant, project).await? {
-            Some(_) => Ok(()),
-            None => Err(ConfigError::NotFound(format!("projects/{project}"))),
-        }
-    }
-
     /// Creates (`etag` empty) or replaces a window; needs the admin role on the project.
     pub async fn put_window(
         &self,
@@ -105,7 +98,7 @@ impl<R: Repository + GovernanceRepository> Governance<R> {
         }
         let now = now_ms();
         window.validate(now)?;
-        self.require_project(caller.tenant(), project).await?;
+        require_project(self.repository.as_ref(), caller.tenant(), project).await?;
         let expected = if etag.is_empty() { 0 } else { parse_etag(etag)? };
         if expected == 0 && self.repository.windows(caller.tenant(), project).await?.len() >= MAX_WINDOWS {
             return Err(ConfigError::FailedPrecondition(format!(
@@ -132,7 +125,7 @@ impl<R: Repository + GovernanceRepository> Governance<R> {
 
     pub async fn windows(&self, caller: Caller<'_>, project: &str) -> ConfigResult<Vec<WindowView>> {
         caller.require(Role::Viewer, &format!("projects/{project}"))?;
-        self.require_project(caller.tenant(), project).await?;
+        require_project(self.repository.as_ref(), caller.tenant(), project).await?;
         let now = now_ms();
         let stored = self.repository.windows(caller.tenant(), project).await?;
         Ok(stored
@@ -163,7 +156,7 @@ impl<R: Repository + GovernanceRepository> Governance<R> {
         limit: i64,
     ) -> ConfigResult<Vec<BreakGlassUse>> {
         caller.require(Role::Admin, &format!("projects/{project}"))?;
-        self.require_project(caller.tenant(), project).await?;
+        require_project(self.repository.as_ref(), caller.tenant(), project).await?;
         Ok(self
             .repository
             .break_glass_uses(caller.tenant(), project, since_ms, limit.clamp(1, 1000))
